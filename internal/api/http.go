@@ -1,0 +1,298 @@
+// Package api is quorumkv's HTTP front end (docs/http-api.md).
+//
+// Model: a thin translation between HTTP and the node's operations. Every input is
+// validated before anything is written: unknown query parameters, bad quorum values, bad
+// contexts, invalid bucket names, oversized keys or values and truncated bodies answer a
+// 4xx JSON error {"error","code"} and change nothing.
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/node"
+	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// ContextHeader carries the causal context.
+const ContextHeader = "X-Quorumkv-Context"
+
+// maxTimeout bounds the timeout query parameter.
+const maxTimeout = 60 * time.Second
+
+type server struct {
+	n   *node.Node
+	log *slog.Logger
+	// maxValue is the largest value accepted; bodies are read up to one byte past it.
+	maxValue int64
+}
+
+// New returns the HTTP handler of n.
+func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{n: n, log: log, maxValue: int64(maxValue)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/kv/{bucket}/{key...}", s.getKV)
+	mux.HandleFunc("PUT /v1/kv/{bucket}/{key...}", s.putKV)
+	mux.HandleFunc("DELETE /v1/kv/{bucket}/{key...}", s.deleteKV)
+	mux.HandleFunc("GET /v1/buckets/{bucket}", s.getBucket)
+	mux.HandleFunc("PUT /v1/buckets/{bucket}", s.putBucket)
+	mux.HandleFunc("GET /v1/cluster", s.cluster)
+	mux.HandleFunc("GET /v1/admin/endpoints/{bucket}/{key...}", s.endpoints)
+	mux.HandleFunc("GET /v1/admin/local/{bucket}/{key...}", s.local)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", n.MetricsHandler())
+	if debugFaults {
+		mux.HandleFunc("POST /v1/debug/faults", s.setFaults)
+		mux.HandleFunc("GET /v1/debug/faults", s.getFaults)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// Handler adapts New to node.Config.HTTPHandler.
+func Handler(log *slog.Logger, debugFaults bool, maxValue int) func(*node.Node) http.Handler {
+	return func(n *node.Node) http.Handler { return New(n, log, debugFaults, maxValue) }
+}
+
+type errorBody struct {
+	Error    string `json:"error"`
+	Code     string `json:"code"`
+	Acks     *int   `json:"acks,omitempty"`
+	Required *int   `json:"required,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: msg, Code: code})
+}
+
+// fail maps a node error to its HTTP status and JSON body.
+func (s *server) fail(w http.ResponseWriter, err error) {
+	var qe *quorum.QuorumError
+	if errors.As(err, &qe) {
+		acks, req := qe.Acks, qe.Required
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: qe.Error(), Code: "quorum_failed", Acks: &acks, Required: &req})
+		return
+	}
+	code := node.ErrorCode(err)
+	status := map[string]int{
+		"bad_request":       http.StatusBadRequest,
+		"too_large":         http.StatusRequestEntityTooLarge,
+		"too_many_siblings": http.StatusConflict,
+		"unavailable":       http.StatusServiceUnavailable,
+	}[code]
+	if status == 0 {
+		status = http.StatusInternalServerError
+		s.log.Error("request failed", "err", err)
+	}
+	writeError(w, status, code, err.Error())
+}
+
+// params checks that the query has only the allowed parameters, each at most once.
+func params(r *http.Request, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("%w: query: %v", node.ErrBadRequest, err)
+	}
+	for k, v := range q {
+		ok := false
+		for _, a := range allowed {
+			if k == a {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown query parameter %q (allowed: %s)", node.ErrBadRequest, k, strings.Join(allowed, ", "))
+		}
+		if len(v) != 1 {
+			return nil, fmt.Errorf("%w: query parameter %q given %d times", node.ErrBadRequest, k, len(v))
+		}
+	}
+	return q, nil
+}
+
+// ParseTimeout reads the timeout parameter (milliseconds, 1..60000).
+func ParseTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	ms, err := strconv.Atoi(s)
+	if err != nil || ms <= 0 || time.Duration(ms)*time.Millisecond > maxTimeout {
+		return 0, fmt.Errorf("%w: timeout %q: want milliseconds, 1..%d", node.ErrBadRequest, s, maxTimeout.Milliseconds())
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+func pathKey(r *http.Request) (string, string) { return r.PathValue("bucket"), r.PathValue("key") }
+
+func (s *server) getKV(w http.ResponseWriter, r *http.Request) {
+	q, err := params(r, "r", "pr", "timeout")
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	to, err := ParseTimeout(q.Get("timeout"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	bucket, key := pathKey(r)
+	res, err := s.n.Get(r.Context(), bucket, key, node.ReadOptions{R: q.Get("r"), PR: q.Get("pr"), Timeout: to})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if res.Context != "" {
+		w.Header().Set(ContextHeader, res.Context)
+	}
+	if !res.Found {
+		msg := "not found"
+		if res.Deleted {
+			msg = "not found (deleted)"
+		}
+		writeError(w, http.StatusNotFound, "not_found", msg)
+		return
+	}
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		vals := make([]string, len(res.Values))
+		for i, v := range res.Values {
+			vals[i] = base64.StdEncoding.EncodeToString(v)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"values": vals, "context": res.Context})
+		return
+	}
+	if len(res.Values) > 1 {
+		sibs := make([]map[string]string, len(res.Values))
+		for i, v := range res.Values {
+			sibs[i] = map[string]string{"value": base64.StdEncoding.EncodeToString(v)}
+		}
+		writeJSON(w, http.StatusMultipleChoices, map[string]any{"siblings": sibs, "context": res.Context})
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(res.Values[0])
+}
+
+func (s *server) writeOptions(r *http.Request) (node.WriteOptions, error) {
+	q, err := params(r, "w", "pw", "dw", "timeout")
+	if err != nil {
+		return node.WriteOptions{}, err
+	}
+	to, err := ParseTimeout(q.Get("timeout"))
+	if err != nil {
+		return node.WriteOptions{}, err
+	}
+	ctx := r.Header.Get(ContextHeader)
+	if _, _, err := version.DecodeContext(ctx); err != nil {
+		return node.WriteOptions{}, fmt.Errorf("%w: %s: %v", node.ErrBadRequest, ContextHeader, err)
+	}
+	return node.WriteOptions{W: q.Get("w"), PW: q.Get("pw"), DW: q.Get("dw"), Timeout: to, Context: ctx}, nil
+}
+
+// readBody reads the whole body, refusing one over limit or shorter than its
+// Content-Length.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: body is %d bytes, the limit is %d", node.ErrTooLarge, r.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the body: %v", node.ErrBadRequest, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: body is over the limit of %d bytes", node.ErrTooLarge, limit)
+	}
+	if r.ContentLength >= 0 && int64(len(b)) != r.ContentLength {
+		return nil, fmt.Errorf("%w: body is %d bytes, Content-Length said %d", node.ErrBadRequest, len(b), r.ContentLength)
+	}
+	return b, nil
+}
+
+func (s *server) putKV(w http.ResponseWriter, r *http.Request) {
+	o, err := s.writeOptions(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	body, err := readBody(r, s.maxValue)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	bucket, key := pathKey(r)
+	ctx, err := s.n.Put(r.Context(), bucket, key, body, o)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.Header().Set(ContextHeader, ctx)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) deleteKV(w http.ResponseWriter, r *http.Request) {
+	o, err := s.writeOptions(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	bucket, key := pathKey(r)
+	ctx, err := s.n.Delete(r.Context(), bucket, key, o)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.Header().Set(ContextHeader, ctx)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) getBucket(w http.ResponseWriter, r *http.Request) {
+	if _, err := params(r); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.n.Bucket(r.PathValue("bucket")))
+}
+
+func (s *server) putBucket(w http.ResponseWriter, r *http.Request) {
+	if _, err := params(r); err != nil {
+		s.fail(w, err)
+		return
+	}
+	body, err := readBody(r, 64<<10)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	p, err := s.n.SetBucket(r.PathValue("bucket"), body)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.n.ID()})
+}

@@ -1,0 +1,161 @@
+package node
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/transport"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// NodeInfo describes one ring member for GET /v1/cluster.
+type NodeInfo struct {
+	ID         string `json:"id"`
+	Zone       string `json:"zone"`
+	HTTP       string `json:"http"`
+	RESP       string `json:"resp"`
+	RPC        string `json:"rpc"`
+	Gossip     string `json:"gossip"`
+	State      string `json:"state"`
+	Partitions int    `json:"partitions"`
+}
+
+// ClusterInfo is GET /v1/cluster.
+type ClusterInfo struct {
+	Node       string     `json:"node"`
+	Partitions int        `json:"partitions"`
+	Nodes      []NodeInfo `json:"nodes"`
+}
+
+// Cluster describes the ring members as this node sees them.
+func (n *Node) Cluster() ClusterInfo {
+	ci := ClusterInfo{Node: n.cfg.ID, Partitions: n.cfg.Partitions, Nodes: []NodeInfo{}}
+	r := n.Ring()
+	for _, m := range n.Members() {
+		ni := NodeInfo{ID: m.ID, Zone: m.Zone, HTTP: m.HTTP, RESP: m.RESP, RPC: m.RPC, Gossip: m.Gossip, State: string(m.State)}
+		if r != nil {
+			ni.Partitions = len(r.PartitionsOf(ringID(m.ID)))
+		}
+		ci.Nodes = append(ci.Nodes, ni)
+	}
+	return ci
+}
+
+// EndpointNode is a replica and its state.
+type EndpointNode struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+// EndpointsInfo is GET /v1/admin/endpoints/{bucket}/{key}.
+type EndpointsInfo struct {
+	Bucket    string         `json:"bucket"`
+	Key       string         `json:"key"`
+	Partition int            `json:"partition"`
+	N         int            `json:"n"`
+	Primaries []EndpointNode `json:"primaries"`
+	Fallbacks []EndpointNode `json:"fallbacks"`
+}
+
+// Endpoints gives a key's partition and preference list.
+func (n *Node) Endpoints(bucket, key string) (EndpointsInfo, error) {
+	if err := n.validKey(bucket, key); err != nil {
+		return EndpointsInfo{}, err
+	}
+	props := n.Bucket(bucket)
+	p, prefs, err := n.preference(bucket, key, props.N)
+	if err != nil {
+		return EndpointsInfo{}, err
+	}
+	ei := EndpointsInfo{Bucket: bucket, Key: key, Partition: p, N: props.N, Primaries: []EndpointNode{}, Fallbacks: []EndpointNode{}}
+	for _, id := range prefs {
+		st := "down"
+		if m, ok := n.member(string(id)); ok {
+			st = string(m.State)
+		}
+		ei.Primaries = append(ei.Primaries, EndpointNode{ID: string(id), State: st})
+	}
+	return ei, nil
+}
+
+// LocalSibling is one stored sibling.
+type LocalSibling struct {
+	Value     []byte `json:"value"`
+	Tombstone bool   `json:"tombstone"`
+	Dot       string `json:"dot"`
+	Timestamp string `json:"timestamp"`
+}
+
+// LocalCopy is GET /v1/admin/local/{bucket}/{key}: this node's own stored object.
+type LocalCopy struct {
+	Found     bool           `json:"found"`
+	Values    [][]byte       `json:"values"`
+	Context   string         `json:"context"`
+	Tombstone bool           `json:"tombstone"`
+	Siblings  []LocalSibling `json:"siblings"`
+	HintedFor *string        `json:"hinted_for"`
+}
+
+// Local reads this node's own copy of a key, asking no other node.
+func (n *Node) Local(bucket, key string) (LocalCopy, error) {
+	if err := n.validKey(bucket, key); err != nil {
+		return LocalCopy{}, err
+	}
+	obj, err := n.loadObject(dataKey(bucket, key))
+	if err != nil {
+		return LocalCopy{}, err
+	}
+	lc := LocalCopy{Values: [][]byte{}, Siblings: []LocalSibling{}}
+	if obj.Empty() {
+		return lc, nil
+	}
+	lc.Found = true
+	lc.Context = version.EncodeContext(obj.Clock, obj.MaxTimestamp())
+	lc.Tombstone = obj.Deleted()
+	for _, s := range obj.Live() {
+		lc.Values = append(lc.Values, s.Value)
+	}
+	for _, s := range obj.Siblings {
+		lc.Siblings = append(lc.Siblings, LocalSibling{Value: s.Value, Tombstone: s.Tombstone, Dot: s.Dot.String(), Timestamp: s.Timestamp.String()})
+	}
+	return lc, nil
+}
+
+// Faults is the fault-injection state (POST /v1/debug/faults).
+type Faults struct {
+	Drop        []string `json:"drop"`
+	DelayMs     int64    `json:"delay_ms"`
+	ClockSkewMs int64    `json:"clock_skew_ms"`
+}
+
+// SetFaults replaces the fault-injection state.
+func (n *Node) SetFaults(f Faults) error {
+	if f.DelayMs < 0 || f.DelayMs > 60_000 {
+		return fmt.Errorf("%w: delay_ms must be 0..60000", ErrBadRequest)
+	}
+	if f.ClockSkewMs < -86_400_000 || f.ClockSkewMs > 86_400_000 {
+		return fmt.Errorf("%w: clock_skew_ms must be within a day", ErrBadRequest)
+	}
+	drop := map[string]bool{}
+	for _, id := range f.Drop {
+		if id == "" {
+			return fmt.Errorf("%w: empty node id in drop", ErrBadRequest)
+		}
+		drop[id] = true
+	}
+	n.tr.SetFaults(transport.Faults{Drop: drop, Delay: time.Duration(f.DelayMs) * time.Millisecond})
+	n.skew.Store(f.ClockSkewMs)
+	n.log.Warn("fault injection changed", "drop", f.Drop, "delay_ms", f.DelayMs, "clock_skew_ms", f.ClockSkewMs)
+	return nil
+}
+
+// CurrentFaults returns the fault-injection state.
+func (n *Node) CurrentFaults() Faults {
+	tf := n.tr.CurrentFaults()
+	f := Faults{Drop: []string{}, DelayMs: tf.Delay.Milliseconds(), ClockSkewMs: n.skew.Load()}
+	for id := range tf.Drop {
+		f.Drop = append(f.Drop, id)
+	}
+	sortStrings(f.Drop)
+	return f
+}

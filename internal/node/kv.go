@@ -1,0 +1,636 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/ring"
+	"github.com/quorumkv/quorumkv/internal/storage"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// Errors returned by the client-facing operations; the HTTP layer maps them to statuses.
+var (
+	ErrTooLarge        = errors.New("too large")
+	ErrTooManySiblings = errors.New("too many siblings")
+	ErrUnavailable     = errors.New("no replica reachable")
+)
+
+// WriteOptions are a put's or delete's per-request settings; empty strings take the
+// bucket's defaults.
+type WriteOptions struct {
+	W, PW, DW string
+	Timeout   time.Duration
+	Context   string // causal context of the read this write supersedes
+}
+
+// ReadOptions are a get's per-request settings.
+type ReadOptions struct {
+	R, PR   string
+	Timeout time.Duration
+}
+
+// ReadResult is a read's answer.
+type ReadResult struct {
+	Values  [][]byte // live sibling values (more than one: concurrent writes)
+	Context string   // causal context to pass to the next write
+	Found   bool     // at least one live value
+	Deleted bool     // only tombstones were found
+}
+
+func validBucket(b string) error {
+	switch {
+	case b == "" || len(b) > 255:
+		return fmt.Errorf("%w: bucket name must be 1..255 bytes", ErrBadRequest)
+	case !utf8.ValidString(b):
+		return fmt.Errorf("%w: bucket name is not valid UTF-8", ErrBadRequest)
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] == 0 || b[i] == '/' {
+			return fmt.Errorf("%w: bucket name may not contain NUL or '/'", ErrBadRequest)
+		}
+	}
+	return nil
+}
+
+func (n *Node) validKey(bucket, key string) error {
+	if err := validBucket(bucket); err != nil {
+		return err
+	}
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrBadRequest)
+	}
+	if len(key) > n.cfg.MaxKeyBytes {
+		return fmt.Errorf("%w: key is %d bytes, the limit is %d", ErrTooLarge, len(key), n.cfg.MaxKeyBytes)
+	}
+	return nil
+}
+
+// dataKey is the store key of (bucket, key).
+func dataKey(bucket, key string) []byte {
+	b := make([]byte, 0, len(prefixData)+len(bucket)+1+len(key))
+	b = append(b, prefixData...)
+	b = append(b, bucket...)
+	b = append(b, 0)
+	return append(b, key...)
+}
+
+var lockSeed = maphash.MakeSeed()
+
+func (n *Node) lockFor(k []byte) *sync.Mutex {
+	return &n.locks[maphash.Bytes(lockSeed, k)%uint64(len(n.locks))]
+}
+
+// loadObject reads this node's copy of a key; Empty when it has none.
+func (n *Node) loadObject(k []byte) (version.Object, error) {
+	raw, err := n.store.Get(k)
+	if errors.Is(err, storage.ErrNotFound) {
+		return version.Object{}, nil
+	}
+	if err != nil {
+		return version.Object{}, fmt.Errorf("read %q: %w", k, err)
+	}
+	obj, err := version.Decode(raw)
+	if err != nil {
+		return version.Object{}, fmt.Errorf("stored object %q: %w", k, err)
+	}
+	return obj, nil
+}
+
+func (n *Node) checkCaps(obj version.Object) error {
+	if len(obj.Siblings) > n.cfg.MaxSiblings {
+		return fmt.Errorf("%w: the object would have %d siblings, the limit is %d; read it and write with its context to resolve",
+			ErrTooManySiblings, len(obj.Siblings), n.cfg.MaxSiblings)
+	}
+	if s := obj.Size(); s > n.cfg.MaxObjectBytes {
+		return fmt.Errorf("%w: the object would be %d bytes, the limit is %d", ErrTooLarge, s, n.cfg.MaxObjectBytes)
+	}
+	return nil
+}
+
+// applyMerge merges an incoming object into this node's copy of k (a replica write).
+// It reports whether the write was synced.
+func (n *Node) applyMerge(k []byte, in version.Object, lww, sync bool) (bool, error) {
+	mu := n.lockFor(k)
+	mu.Lock()
+	defer mu.Unlock()
+	local, err := n.loadObject(k)
+	if err != nil {
+		return false, err
+	}
+	merged := version.Merge(local, in)
+	if lww && len(merged.Siblings) > 1 {
+		merged = merged.LWW()
+	}
+	if merged.Equal(local) && !sync {
+		return false, nil
+	}
+	if err := n.checkCaps(merged); err != nil {
+		return false, err
+	}
+	if err := n.store.Put(k, merged.AppendBinary(nil), storage.WriteOptions{Sync: sync}); err != nil {
+		return false, fmt.Errorf("write %q: %w", k, err)
+	}
+	return sync, nil
+}
+
+func (n *Node) preference(bucket, key string, nrep int) (int, []ring.NodeID, error) {
+	r := n.Ring()
+	if r == nil {
+		return 0, nil, fmt.Errorf("%w: the ring has no members yet", ErrUnavailable)
+	}
+	p := r.PartitionOf(bucket, key)
+	return p, r.Preference(p, nrep), nil
+}
+
+func targetsOf(prefs []ring.NodeID) []quorum.Target {
+	ts := make([]quorum.Target, len(prefs))
+	for i, p := range prefs {
+		ts[i] = quorum.Target{Node: string(p), Primary: true}
+	}
+	return ts
+}
+
+func containsNode(prefs []ring.NodeID, id string) bool {
+	for _, p := range prefs {
+		if string(p) == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) timeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return n.cfg.RequestTimeout
+	}
+	return d
+}
+
+func (n *Node) putSpec(props BucketProps, o WriteOptions) (quorum.PutSpec, error) {
+	var s quorum.PutSpec
+	var err error
+	def := DefaultBucketProps()
+	parse := func(name, v, bucketV, fallback string, min int) int {
+		if err != nil {
+			return 0
+		}
+		if v == "" {
+			v = bucketV
+		}
+		if v == "" {
+			v = fallback
+		}
+		var x int
+		x, err = quorum.Parse(v, props.N, min, 0)
+		if err != nil {
+			err = fmt.Errorf("%w: %s: %v", ErrBadRequest, name, err)
+		}
+		return x
+	}
+	s.W = parse("w", o.W, props.W, def.W, 1)
+	s.PW = parse("pw", o.PW, props.PW, def.PW, 0)
+	s.DW = parse("dw", o.DW, props.DW, def.DW, 0)
+	return s, err
+}
+
+func (n *Node) getSpec(props BucketProps, o ReadOptions) (quorum.GetSpec, error) {
+	s := quorum.GetSpec{LWW: props.Conflict == "lww"}
+	var err error
+	def := DefaultBucketProps()
+	pick := func(v, b, d string) string {
+		if v != "" {
+			return v
+		}
+		if b != "" {
+			return b
+		}
+		return d
+	}
+	if s.R, err = quorum.Parse(pick(o.R, props.R, def.R), props.N, 1, 0); err != nil {
+		return s, fmt.Errorf("%w: r: %v", ErrBadRequest, err)
+	}
+	if s.PR, err = quorum.Parse(pick(o.PR, props.PR, def.PR), props.N, 0, 0); err != nil {
+		return s, fmt.Errorf("%w: pr: %v", ErrBadRequest, err)
+	}
+	if s.Repair, err = quorum.ParseRepairMode(props.ReadRepair); err != nil {
+		return s, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return s, nil
+}
+
+func consistency(v, n int) string { return strconv.Itoa(v) + "of" + strconv.Itoa(n) }
+
+// Put writes value under (bucket, key) superseding what o.Context has seen.
+func (n *Node) Put(ctx context.Context, bucket, key string, value []byte, o WriteOptions) (string, error) {
+	return n.write(ctx, bucket, key, value, false, o)
+}
+
+// Delete writes a tombstone under (bucket, key) superseding what o.Context has seen.
+func (n *Node) Delete(ctx context.Context, bucket, key string, o WriteOptions) (string, error) {
+	return n.write(ctx, bucket, key, nil, true, o)
+}
+
+func (n *Node) write(ctx context.Context, bucket, key string, value []byte, tomb bool, o WriteOptions) (newCtx string, err error) {
+	start := time.Now()
+	op := "put"
+	if tomb {
+		op = "delete"
+	}
+	props := n.Bucket(bucket)
+	spec, err := n.putSpec(props, o)
+	defer func() {
+		n.metrics.latency.WithLabelValues(op, consistency(spec.W, props.N)).Observe(time.Since(start).Seconds())
+		n.metrics.writes.WithLabelValues(resultLabel(err)).Inc()
+	}()
+	if err != nil {
+		return "", err
+	}
+	if err := n.validKey(bucket, key); err != nil {
+		return "", err
+	}
+	if len(value) > n.cfg.MaxValueBytes {
+		return "", fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(value), n.cfg.MaxValueBytes)
+	}
+	if _, _, err := version.DecodeContext(o.Context); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.timeout(o.Timeout))
+	defer cancel()
+	_, prefs, err := n.preference(bucket, key, props.N)
+	if err != nil {
+		return "", err
+	}
+	if containsNode(prefs, n.cfg.ID) {
+		return n.coordinatePut(ctx, bucket, key, value, tomb, o.Context, spec, props, prefs)
+	}
+	n.metrics.forwards.Inc()
+	return n.forwardPut(ctx, bucket, key, value, tomb, o, prefs)
+}
+
+func resultLabel(err error) string {
+	var qe *quorum.QuorumError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &qe):
+		return "quorum_failed"
+	default:
+		return "error"
+	}
+}
+
+// forwardPut hands the write to a primary of the key, trying them in order (those the
+// failure detector sees alive first) until one is reached.
+func (n *Node) forwardPut(ctx context.Context, bucket, key string, value []byte, tomb bool, o WriteOptions, prefs []ring.NodeID) (string, error) {
+	order := make([]string, 0, len(prefs))
+	for _, p := range prefs {
+		if n.alive(string(p)) {
+			order = append(order, string(p))
+		}
+	}
+	for _, p := range prefs {
+		if !n.alive(string(p)) {
+			order = append(order, string(p))
+		}
+	}
+	deadline, _ := ctx.Deadline()
+	var lastErr error
+	for _, to := range order {
+		req := &pb.Envelope{Body: &pb.Envelope_CoordPut{CoordPut: &pb.CoordPutRequest{
+			Bucket: bucket, Key: key, Value: value, Tombstone: tomb, Context: o.Context,
+			W: o.W, Pw: o.PW, Dw: o.DW, TimeoutMs: time.Until(deadline).Milliseconds(),
+		}}}
+		resp, err := n.call(ctx, to, req)
+		if err != nil {
+			lastErr = err
+			if ctx.Err() != nil {
+				break
+			}
+			continue // not reached: the write did not happen there, try the next primary
+		}
+		if e := resp.GetError(); e != nil {
+			return "", remoteError(e.Code, e.Message)
+		}
+		r := resp.GetCoordPutResp()
+		if r == nil {
+			return "", fmt.Errorf("coordinator %s: unexpected response %T", to, resp.Body)
+		}
+		if r.Failed {
+			return "", &quorum.QuorumError{Kind: r.Code, Required: int(r.Required), Acks: int(r.Acks)}
+		}
+		return r.Context, nil
+	}
+	if ctx.Err() != nil {
+		return "", &quorum.QuorumError{Kind: "w", Required: 1, Acks: 0, Timeout: true}
+	}
+	return "", fmt.Errorf("%w: forwarding the write: %v", ErrUnavailable, lastErr)
+}
+
+type callResult struct {
+	from string
+	env  *pb.Envelope
+	err  error
+	kind uint8 // for reads: 0 reply, 1 repair done
+}
+
+// call sends one request and waits for its answer.
+func (n *Node) call(ctx context.Context, to string, req *pb.Envelope) (*pb.Envelope, error) {
+	ch := make(chan callResult, 1)
+	n.tr.Call(ctx, to, req, func(e *pb.Envelope, err error) { ch <- callResult{env: e, err: err} })
+	select {
+	case r := <-ch:
+		return r.env, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// coordinatePut mints a dot, stores the new object locally and replicates it to the other
+// primaries, answering when the write quorum is met or cannot be.
+func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []byte, tomb bool, ctxStr string,
+	spec quorum.PutSpec, props BucketProps, prefs []ring.NodeID) (string, error) {
+	clk, ts, err := version.DecodeContext(ctxStr)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	k := dataKey(bucket, key)
+	sync := spec.DW > 0
+
+	mu := n.lockFor(k)
+	mu.Lock()
+	local, err := n.loadObject(k)
+	if err != nil {
+		mu.Unlock()
+		return "", err
+	}
+	now := n.hlcNow(local.MaxTimestamp(), ts)
+	c, err := n.mintCounter(local.Clock.Get(n.actor))
+	if err != nil {
+		mu.Unlock()
+		return "", err
+	}
+	dot := version.Dot{Actor: n.actor, Counter: c}
+	obj := local.Update(clk, version.Sibling{Dot: dot, Value: value, Tombstone: tomb, Timestamp: now})
+	if props.Conflict == "lww" && len(obj.Siblings) > 1 {
+		obj = obj.LWW()
+	}
+	if err := n.checkCaps(obj); err != nil {
+		mu.Unlock()
+		return "", err
+	}
+	enc := obj.AppendBinary(nil)
+	err = n.store.Put(k, enc, storage.WriteOptions{Sync: sync})
+	mu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("local write: %w", err)
+	}
+
+	fsm := quorum.NewPut(spec, targetsOf(prefs))
+	fsm.Ack(n.cfg.ID, sync)
+	results := make(chan callResult, len(prefs))
+	hl := n.hlcLast()
+	for _, p := range prefs {
+		to := string(p)
+		if to == n.cfg.ID {
+			continue
+		}
+		req := &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: &pb.ReplicateRequest{
+			Bucket: bucket, Key: key, Object: enc, Sync: sync, HlcWall: hl.Wall, HlcLogical: hl.Logical,
+		}}}
+		n.tr.Call(ctx, to, req, func(e *pb.Envelope, err error) { results <- callResult{from: to, env: e, err: err} })
+	}
+	for fsm.Outcome() == quorum.Pending {
+		select {
+		case r := <-results:
+			if rr := r.env.GetReplicateResp(); r.err == nil && rr != nil {
+				fsm.Ack(r.from, rr.Durable)
+			} else {
+				if r.err == nil {
+					r.err = remoteError(r.env.GetError().GetCode(), r.env.GetError().GetMessage())
+				}
+				n.log.Debug("replica write failed", "replica", r.from, "err", r.err)
+				fsm.Fail(r.from)
+			}
+		case <-ctx.Done():
+			fsm.Timeout()
+		}
+	}
+	if err := fsm.Err(); err != nil {
+		return "", err
+	}
+	// The new context covers what the client's context saw plus this write, and not
+	// concurrent siblings the client has never read.
+	return version.EncodeContext(clk.With(dot), now), nil
+}
+
+// Get reads (bucket, key) from the primaries, answering after R replies.
+func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res ReadResult, err error) {
+	start := time.Now()
+	props := n.Bucket(bucket)
+	spec, err := n.getSpec(props, o)
+	defer func() {
+		n.metrics.latency.WithLabelValues("get", consistency(spec.R, props.N)).Observe(time.Since(start).Seconds())
+		label := resultLabel(err)
+		if err == nil && !res.Found {
+			label = "not_found"
+		}
+		n.metrics.reads.WithLabelValues(label).Inc()
+	}()
+	if err != nil {
+		return res, err
+	}
+	if err := n.validKey(bucket, key); err != nil {
+		return res, err
+	}
+	timeout := n.timeout(o.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, prefs, err := n.preference(bucket, key, props.N)
+	if err != nil {
+		return res, err
+	}
+	k := dataKey(bucket, key)
+	fsm := quorum.NewGet(spec, targetsOf(prefs))
+	// Room for a reply and a repair acknowledgement from every target.
+	events := make(chan callResult, 2*len(prefs))
+	for _, p := range prefs {
+		to := string(p)
+		if to == n.cfg.ID {
+			obj, err := n.loadObject(k)
+			if err != nil {
+				n.log.Error("local read failed", "key", key, "err", err)
+				fsm.Fail(to)
+				continue
+			}
+			fsm.Reply(to, obj)
+			continue
+		}
+		req := &pb.Envelope{Body: &pb.Envelope_Get{Get: &pb.GetRequest{Bucket: bucket, Key: key}}}
+		n.tr.Call(ctx, to, req, func(e *pb.Envelope, err error) { events <- callResult{from: to, env: e, err: err} })
+	}
+	d := &readDriver{n: n, fsm: fsm, events: events, bucket: bucket, key: key, k: k, lww: spec.LWW}
+	ans := d.run(ctx, true)
+	if !d.done {
+		// Late replies and repairs go on without holding up the client, bounded.
+		deadline := time.Now().Add(timeout)
+		n.goBackground(func() {
+			bctx, cancel := context.WithDeadline(n.ctx, deadline)
+			defer cancel()
+			d.run(bctx, false)
+		})
+	}
+	if ans == nil {
+		return res, fmt.Errorf("read ended without an answer")
+	}
+	if ans.Err != nil {
+		return res, ans.Err
+	}
+	if ans.Stale {
+		n.metrics.staleReads.Inc()
+	}
+	obj := ans.Object
+	live := obj.Live()
+	res.Values = make([][]byte, len(live))
+	for i, s := range live {
+		res.Values[i] = s.Value
+	}
+	res.Found = len(live) > 0
+	res.Deleted = obj.Deleted()
+	if !obj.Empty() {
+		res.Context = version.EncodeContext(obj.Clock, obj.MaxTimestamp())
+	}
+	if res.Found {
+		n.metrics.siblings.Observe(float64(len(live)))
+	}
+	return res, nil
+}
+
+// readDriver feeds a read's events to its state machine and carries out what it asks.
+type readDriver struct {
+	n          *Node
+	fsm        *quorum.Get
+	events     chan callResult
+	bucket     string
+	key        string
+	k          []byte
+	lww        bool
+	done     bool
+	answered bool
+}
+
+// run drives until the answer (untilAnswer) or until nothing is left to wait for.
+func (d *readDriver) run(ctx context.Context, untilAnswer bool) *quorum.Answer {
+	var ans *quorum.Answer
+	for {
+		rd := d.fsm.Ready()
+		d.sendRepairs(ctx, rd.Repairs)
+		if rd.Answer != nil {
+			ans = rd.Answer
+			d.answered = true
+		}
+		d.done = rd.Done
+		if d.done || (untilAnswer && d.answered) {
+			return ans
+		}
+		select {
+		case ev := <-d.events:
+			if ev.kind == 1 {
+				d.fsm.RepairDone(ev.from)
+				continue
+			}
+			gr := ev.env.GetGetResp()
+			if ev.err != nil || gr == nil {
+				d.fsm.Fail(ev.from)
+				continue
+			}
+			d.n.hlcObserve(version.HLC{Wall: gr.HlcWall, Logical: gr.HlcLogical})
+			var obj version.Object
+			if gr.Found {
+				o, err := version.Decode(gr.Object)
+				if err != nil {
+					d.n.log.Error("replica sent a corrupt object", "replica", ev.from, "err", err)
+					d.fsm.Fail(ev.from)
+					continue
+				}
+				obj = o
+			}
+			d.fsm.Reply(ev.from, obj)
+		case <-ctx.Done():
+			d.fsm.Timeout()
+		}
+	}
+}
+
+func (d *readDriver) sendRepairs(ctx context.Context, repairs []quorum.Repair) {
+	if len(repairs) == 0 {
+		return
+	}
+	n := d.n
+	for _, r := range repairs {
+		n.metrics.readRepairs.Inc()
+		enc := r.Object.AppendBinary(nil)
+		if r.Node == n.cfg.ID {
+			if _, err := n.applyMerge(d.k, r.Object, d.lww, false); err != nil {
+				n.log.Error("local read repair failed", "key", d.key, "err", err)
+			}
+			d.fsm.RepairDone(r.Node)
+			continue
+		}
+		to := r.Node
+		hl := n.hlcLast()
+		req := &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: &pb.ReplicateRequest{
+			Bucket: d.bucket, Key: d.key, Object: enc, HlcWall: hl.Wall, HlcLogical: hl.Logical,
+		}}}
+		ev := d.events
+		n.tr.Call(ctx, to, req, func(*pb.Envelope, error) {
+			select {
+			case ev <- callResult{from: to, kind: 1}:
+			default: // the reader is gone; the repair is best effort
+			}
+		})
+	}
+}
+
+// remoteError turns an error carried over the wire back into a typed error.
+func remoteError(code, msg string) error {
+	switch code {
+	case "bad_request":
+		return fmt.Errorf("%w: %s", ErrBadRequest, msg)
+	case "too_large":
+		return fmt.Errorf("%w: %s", ErrTooLarge, msg)
+	case "too_many_siblings":
+		return fmt.Errorf("%w: %s", ErrTooManySiblings, msg)
+	case "unavailable":
+		return fmt.Errorf("%w: %s", ErrUnavailable, msg)
+	}
+	return errors.New(msg)
+}
+
+// ErrorCode is the contract's machine code for err.
+func ErrorCode(err error) string {
+	var qe *quorum.QuorumError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &qe):
+		return "quorum_failed"
+	case errors.Is(err, ErrBadRequest):
+		return "bad_request"
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrTooManySiblings):
+		return "too_many_siblings"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	}
+	return "internal"
+}

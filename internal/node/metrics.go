@@ -1,0 +1,61 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the node's Prometheus metrics. Each node has its own registry so several
+// nodes can live in one process (tests).
+type Metrics struct {
+	reg         *prometheus.Registry
+	latency     *prometheus.HistogramVec
+	writes      *prometheus.CounterVec
+	reads       *prometheus.CounterVec
+	staleReads  prometheus.Counter
+	readRepairs prometheus.Counter
+	siblings    prometheus.Histogram
+	forwards    prometheus.Counter
+}
+
+func newMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "quorumkv_request_duration_seconds",
+		Help:    "Client request latency by operation and consistency (r or w quorum asked, of n).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"op", "consistency"})
+	m.writes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quorumkv_writes_total", Help: "Client writes (puts and deletes) by result: ok, quorum_failed, error.",
+	}, []string{"result"})
+	m.reads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quorumkv_reads_total", Help: "Client reads by result: ok, not_found, quorum_failed, error.",
+	}, []string{"result"})
+	m.staleReads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_stale_reads_total", Help: "Reads in which at least one replica answered with less than the merged value.",
+	})
+	m.readRepairs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_read_repairs_total", Help: "Read-repair writes sent to stale replicas.",
+	})
+	m.siblings = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "quorumkv_siblings", Help: "Number of siblings in the objects returned by reads.",
+		Buckets: []float64{1, 2, 3, 5, 10, 25, 50, 100},
+	})
+	m.forwards = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_forwarded_writes_total", Help: "Writes received by a non-replica and forwarded to a primary to coordinate.",
+	})
+	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry lets other parts of the node register their metrics.
+func (n *Node) Registry() *prometheus.Registry { return n.metrics.reg }
+
+// MetricsHandler serves the node's metrics in the Prometheus text format.
+func (n *Node) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,427 @@
+// Package node is the server shell: it wires the store, the ring, the gossip membership and
+// the internode transport to the pure coordinator machines of package quorum.
+//
+// Model: any node takes any request. A write is coordinated by a primary replica of its key
+// (a non-replica forwards it), which mints a new dot with its own actor, stores the object
+// and replicates it to the other primaries; a read asks every primary, answers after R,
+// and repairs replicas that were behind. The shell owns every goroutine, socket, timer and
+// disk handle; the decisions are made by the pure packages so the simulator can run them.
+//
+// Invariants: a dot (actor, counter) is never minted twice — the actor names this node and
+// the incarnation (epoch) of its store, and counters come from a persisted, leased,
+// monotonic counter; an object is stored only as the merge of what was there and what
+// arrived, so a replica never loses a sibling it had not seen superseded.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/membership"
+	"github.com/quorumkv/quorumkv/internal/ring"
+	"github.com/quorumkv/quorumkv/internal/storage"
+	"github.com/quorumkv/quorumkv/internal/transport"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// Store key prefixes. Data keys are "d" + bucket + 0x00 + key (bucket names hold no NUL).
+const (
+	prefixData = "d"
+	keyEpoch   = "m/epoch"
+	keyCounter = "m/counter"
+	keyMember  = "m/membership"
+)
+
+// counterLease is how far ahead of use the dot counter is persisted: one synced write per
+// 100,000 writes, and a restart skips at most that many counter values.
+const counterLease = 100_000
+
+// Node is one quorumkv server.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store storage.Store
+	ms    *membership.Membership
+	tr    *transport.Transport
+	http  *http.Server
+	hlis  net.Listener
+
+	actor string
+
+	ring    atomic.Pointer[ring.Ring]
+	members atomic.Pointer[[]membership.Member]
+
+	counterMu    sync.Mutex
+	counter      uint64
+	counterBound uint64
+
+	hlcMu sync.Mutex
+	hlc   version.HLClock
+	skew  atomic.Int64 // clock skew in ms (fault injection)
+
+	locks [1024]sync.Mutex
+
+	buckets *bucketCache
+	metrics *Metrics
+
+	bg       sync.WaitGroup
+	bgSem    chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
+	closeErr error
+	closed   atomic.Bool
+}
+
+// Start opens the store, joins the cluster and serves the internode RPC and, when
+// cfg.HTTPHandler is set, the HTTP API.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.ID)
+	pcfg := storage.DefaultPebbleConfig()
+	pcfg.Logger = log
+	st, err := storage.OpenPebble(cfg.DataDir, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
+	}
+	n := &Node{cfg: cfg, log: log, store: st, bgSem: make(chan struct{}, 1024)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.metrics = newMetrics()
+	n.buckets = newBucketCache(n)
+	fail := func(err error) (*Node, error) {
+		n.cancel()
+		if n.tr != nil {
+			_ = n.tr.Close()
+		}
+		if n.ms != nil {
+			_ = n.ms.Shutdown(context.Background())
+		}
+		_ = st.Close()
+		return nil, err
+	}
+	if err := n.loadIdentity(); err != nil {
+		return fail(err)
+	}
+
+	n.tr, err = transport.Listen(transport.Config{
+		NodeID:         cfg.ID,
+		ListenAddr:     cfg.RPCAddr,
+		Resolve:        n.resolveRPC,
+		Handler:        n,
+		Logger:         log,
+		MaxBatch:       transport.DefaultConfig().MaxBatch,
+		QueueLen:       transport.DefaultConfig().QueueLen,
+		MaxInflight:    transport.DefaultConfig().MaxInflight,
+		MaxMsgBytes:    transport.DefaultConfig().MaxMsgBytes,
+		DefaultTimeout: cfg.RequestTimeout,
+		DialTimeout:    transport.DefaultConfig().DialTimeout,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
+	}
+
+	if cfg.HTTPHandler != nil {
+		n.hlis, err = net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fail(fmt.Errorf("node %s: listen http %s: %w", cfg.ID, cfg.HTTPAddr, err))
+		}
+	}
+
+	mcfg := membership.DefaultConfig()
+	mcfg.Meta = membership.NodeMeta{ID: cfg.ID, Zone: cfg.Zone, HTTP: n.HTTPAddr(), RESP: cfg.RESPAddr, RPC: n.tr.Addr()}
+	mcfg.BindAddr = cfg.GossipAddr
+	mcfg.Seeds = cfg.Join
+	mcfg.Store = storeState{st}
+	mcfg.Logger = log
+	n.ms, err = membership.Start(ctx, mcfg)
+	if err != nil {
+		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
+	}
+	n.refreshMembers()
+	n.bg.Add(1)
+	go n.watchMembers()
+
+	if cfg.HTTPHandler != nil {
+		n.http = &http.Server{
+			Handler:           cfg.HTTPHandler(n),
+			ReadHeaderTimeout: 10 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			if err := n.http.Serve(n.hlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server stopped", "err", err)
+			}
+		}()
+	}
+	log.Info("node started", "actor", n.actor, "http", n.HTTPAddr(), "rpc", n.RPCAddr(), "gossip", n.GossipAddr(), "members", len(n.Members()))
+	return n, nil
+}
+
+// loadIdentity reads or creates the store's epoch (a new one for every fresh store, so a
+// node that lost its data never reuses a dot) and leases the dot counter.
+func (n *Node) loadIdentity() error {
+	epoch, err := n.store.Get([]byte(keyEpoch))
+	if errors.Is(err, storage.ErrNotFound) {
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("node: epoch: %w", err)
+		}
+		epoch = []byte(hex.EncodeToString(b[:]))
+		if err := n.store.Put([]byte(keyEpoch), epoch, storage.WriteOptions{Sync: true}); err != nil {
+			return fmt.Errorf("node: store epoch: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("node: read epoch: %w", err)
+	}
+	n.actor = n.cfg.ID + "." + string(epoch)
+	v, err := n.store.Get([]byte(keyCounter))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("node: read counter: %w", err)
+	default:
+		c, perr := strconv.ParseUint(string(v), 10, 64)
+		if perr != nil {
+			return fmt.Errorf("node: corrupt counter %q: %w", v, perr)
+		}
+		n.counter = c
+	}
+	n.counterBound = n.counter
+	return n.extendLease(n.counter)
+}
+
+func (n *Node) extendLease(from uint64) error {
+	bound := from + counterLease
+	if err := n.store.Put([]byte(keyCounter), []byte(strconv.FormatUint(bound, 10)), storage.WriteOptions{Sync: true}); err != nil {
+		return fmt.Errorf("node: lease dot counter: %w", err)
+	}
+	n.counterBound = bound
+	return nil
+}
+
+// mintCounter returns a dot counter greater than floor and than any this node minted.
+func (n *Node) mintCounter(floor uint64) (uint64, error) {
+	n.counterMu.Lock()
+	defer n.counterMu.Unlock()
+	c := max(n.counter, floor) + 1
+	if c > n.counterBound {
+		if err := n.extendLease(c); err != nil {
+			return 0, err
+		}
+	}
+	n.counter = c
+	return c, nil
+}
+
+// physMs is this node's wall clock in ms, skewed by fault injection.
+func (n *Node) physMs() int64 { return time.Now().UnixMilli() + n.skew.Load() }
+
+func (n *Node) hlcNow(observe ...version.HLC) version.HLC {
+	n.hlcMu.Lock()
+	defer n.hlcMu.Unlock()
+	p := n.physMs()
+	for _, h := range observe {
+		if !h.IsZero() {
+			n.hlc.Observe(h, p)
+		}
+	}
+	return n.hlc.Now(p)
+}
+
+func (n *Node) hlcObserve(h version.HLC) {
+	if h.IsZero() {
+		return
+	}
+	n.hlcMu.Lock()
+	n.hlc.Observe(h, n.physMs())
+	n.hlcMu.Unlock()
+}
+
+func (n *Node) hlcLast() version.HLC {
+	n.hlcMu.Lock()
+	defer n.hlcMu.Unlock()
+	return n.hlc.Last()
+}
+
+// ID is the node's name.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Actor is the node's version-vector actor (id + store epoch).
+func (n *Node) Actor() string { return n.actor }
+
+// HTTPAddr is the bound HTTP address ("" when no HTTP handler was configured).
+func (n *Node) HTTPAddr() string {
+	if n.hlis == nil {
+		return ""
+	}
+	return n.hlis.Addr().String()
+}
+
+// RESPAddr is the Redis-protocol address ("" when off).
+func (n *Node) RESPAddr() string { return n.cfg.RESPAddr }
+
+// RPCAddr is the bound internode address.
+func (n *Node) RPCAddr() string { return n.tr.Addr() }
+
+// GossipAddr is the bound gossip address.
+func (n *Node) GossipAddr() string { return n.ms.GossipAddr() }
+
+// Close stops serving, leaves the gossip (as a down member, not a leave) and closes the store.
+func (n *Node) Close(ctx context.Context) error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return n.closeErr
+	}
+	var errs []error
+	if n.http != nil {
+		if err := n.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	n.cancel()
+	if err := n.ms.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("gossip shutdown: %w", err))
+	}
+	if err := n.tr.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	n.bg.Wait()
+	if err := n.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("store close: %w", err))
+	}
+	n.closeErr = errors.Join(errs...)
+	n.log.Info("node stopped")
+	return n.closeErr
+}
+
+// Members returns the ring members with their current state, sorted by ID.
+func (n *Node) Members() []membership.Member {
+	if m := n.members.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+// Ring returns the current ring.
+func (n *Node) Ring() *ring.Ring { return n.ring.Load() }
+
+func (n *Node) watchMembers() {
+	defer n.bg.Done()
+	ch := n.ms.Subscribe()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-ch:
+			n.refreshMembers()
+		}
+	}
+}
+
+func (n *Node) refreshMembers() {
+	ms := n.ms.Members()
+	n.members.Store(&ms)
+	rm := make([]ring.Member, 0, len(ms))
+	for _, m := range ms {
+		rm = append(rm, ring.Member{ID: ring.NodeID(m.ID), Zone: m.Zone})
+	}
+	if old := n.ring.Load(); old != nil && slices.Equal(old.Members(), sortedRingMembers(rm)) {
+		return
+	}
+	r, err := ring.New(ring.Config{Partitions: n.cfg.Partitions}, rm)
+	if err != nil {
+		n.log.Error("ring rebuild failed", "err", err, "members", len(rm))
+		return
+	}
+	n.ring.Store(r)
+	n.log.Info("ring updated", "members", len(rm))
+}
+
+func sortedRingMembers(rm []ring.Member) []ring.Member {
+	out := slices.Clone(rm)
+	slices.SortFunc(out, func(a, b ring.Member) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (n *Node) member(id string) (membership.Member, bool) {
+	for _, m := range n.Members() {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return membership.Member{}, false
+}
+
+func (n *Node) resolveRPC(id string) (string, bool) {
+	m, ok := n.member(id)
+	if !ok || m.RPC == "" {
+		return "", false
+	}
+	return m.RPC, true
+}
+
+// alive reports whether the failure detector considers node id up.
+func (n *Node) alive(id string) bool {
+	if id == n.cfg.ID {
+		return true
+	}
+	m, ok := n.member(id)
+	return ok && (m.State == membership.Alive || m.State == membership.Suspect)
+}
+
+// goBackground runs f on a bounded background goroutine; when the bound is reached the work
+// is skipped (it is always best-effort work such as late read repair).
+func (n *Node) goBackground(f func()) bool {
+	select {
+	case n.bgSem <- struct{}{}:
+	default:
+		return false
+	}
+	n.bg.Add(1)
+	go func() {
+		defer func() { <-n.bgSem; n.bg.Done() }()
+		f()
+	}()
+	return true
+}
+
+// storeState persists the membership state in the node's store.
+type storeState struct{ st storage.Store }
+
+func (s storeState) Load() ([]byte, error) {
+	v, err := s.st.Get([]byte(keyMember))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
+}
+
+func (s storeState) Save(b []byte) error {
+	return s.st.Put([]byte(keyMember), b, storage.WriteOptions{Sync: true})
+}
