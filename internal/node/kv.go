@@ -516,13 +516,13 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 
 // readDriver feeds a read's events to its state machine and carries out what it asks.
 type readDriver struct {
-	n          *Node
-	fsm        *quorum.Get
-	events     chan callResult
-	bucket     string
-	key        string
-	k          []byte
-	lww        bool
+	n        *Node
+	fsm      *quorum.Get
+	events   chan callResult
+	bucket   string
+	key      string
+	k        []byte
+	lww      bool
 	done     bool
 	answered bool
 }
