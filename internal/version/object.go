@@ -1,0 +1,281 @@
+package version
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+)
+
+// Sibling is one value of a key together with the Dot of the write that
+// produced it. A delete is a sibling with Tombstone set (its Value is
+// normally empty). Timestamp is the HLC of the write, used by LWW and by
+// tombstone reaping; it plays no part in causality.
+type Sibling struct {
+	Dot       Dot
+	Value     []byte
+	Tombstone bool
+	Timestamp HLC
+}
+
+// Equal reports whether s and p are the same sibling: same dot, tombstone
+// flag, timestamp and value bytes (a nil and an empty value are equal).
+func (s Sibling) Equal(p Sibling) bool {
+	return s.Dot == p.Dot && s.Tombstone == p.Tombstone &&
+		s.Timestamp == p.Timestamp && bytes.Equal(s.Value, p.Value)
+}
+
+// compareContent totally orders siblings that share a dot by their content.
+// Two replicas holding the same dot hold the same write, so the contents agree
+// in practice; Merge uses this order only so that it stays commutative and
+// associative even if they do not.
+func (s Sibling) compareContent(p Sibling) int {
+	if c := s.Timestamp.Compare(p.Timestamp); c != 0 {
+		return c
+	}
+	if s.Tombstone != p.Tombstone {
+		if p.Tombstone {
+			return -1
+		}
+		return 1
+	}
+	return bytes.Compare(s.Value, p.Value)
+}
+
+// Object is what a replica stores for one key: the causal context Clock and
+// the siblings it has not superseded. Siblings are sorted by
+// (Dot.Actor, Dot.Counter) without duplicates, and every sibling's Dot is
+// contained in Clock. The zero Object is the empty object (never written).
+// Objects are values: methods return new Objects, which may share backing
+// arrays with their inputs; neither is modified.
+type Object struct {
+	Clock    Clock
+	Siblings []Sibling
+}
+
+// Validate reports, as an error wrapping ErrCorrupt, the first way in which o
+// violates the Object invariants, or nil. Objects built by this package and
+// returned by Decode are always valid.
+func (o Object) Validate() error {
+	if err := o.Clock.Validate(); err != nil {
+		return err
+	}
+	for i, s := range o.Siblings {
+		if !s.Dot.valid() {
+			return fmt.Errorf("%w: sibling %d has invalid dot %v", ErrCorrupt, i, s.Dot)
+		}
+		if i > 0 && o.Siblings[i-1].Dot.Compare(s.Dot) >= 0 {
+			return fmt.Errorf("%w: sibling dots not strictly sorted at %d (%v after %v)",
+				ErrCorrupt, i, s.Dot, o.Siblings[i-1].Dot)
+		}
+		if !o.Clock.Contains(s.Dot) {
+			return fmt.Errorf("%w: sibling %d dot %v not in clock %v", ErrCorrupt, i, s.Dot, o.Clock)
+		}
+	}
+	return nil
+}
+
+// Update is the coordinator's write: it drops the siblings whose dots ctx
+// contains (the values the writer had seen, and so supersedes), adds s, and
+// sets the clock to Join(o.Clock, ctx).With(s.Dot). Siblings ctx has not
+// seen are kept, so a write with an empty or stale context becomes a sibling
+// of what it did not see. A delete is an Update with a Tombstone sibling.
+//
+// s.Dot must be freshly minted for this key: non-empty actor and a counter
+// greater than o.Clock.Get(s.Dot.Actor) (see NextCounter). Update panics
+// otherwise, since a reused dot would be silently dropped by replicas that
+// have seen it.
+//
+// ctx normally comes from a client (DecodeContext) and is not trusted beyond
+// its meaning: it can only supersede siblings and advance the clock. A
+// coordinator that wants to stop a forged context from inflating the clock
+// clamps it first with Meet(ctx, known), where known is the join of the
+// replica clocks it has read.
+func (o Object) Update(ctx Clock, s Sibling) Object {
+	if !s.Dot.valid() {
+		panic(fmt.Sprintf("version: Object.Update: invalid dot %v", s.Dot))
+	}
+	if o.Clock.Contains(s.Dot) {
+		panic(fmt.Sprintf("version: Object.Update: dot %v not fresh for clock %v", s.Dot, o.Clock))
+	}
+	sibs := make([]Sibling, 0, len(o.Siblings)+1)
+	inserted := false
+	for _, x := range o.Siblings {
+		if ctx.Contains(x.Dot) {
+			continue
+		}
+		// x.Dot != s.Dot, since o.Clock contains x.Dot but not s.Dot.
+		if !inserted && x.Dot.Compare(s.Dot) > 0 {
+			sibs = append(sibs, s)
+			inserted = true
+		}
+		sibs = append(sibs, x)
+	}
+	if !inserted {
+		sibs = append(sibs, s)
+	}
+	return Object{Clock: Join(o.Clock, ctx).With(s.Dot), Siblings: sibs}
+}
+
+// Merge combines two replicas' versions of a key (DVV sync). A sibling of
+// one side survives if the other side holds the same dot or has not seen it
+// (its clock does not contain the dot); a sibling the other side has seen but
+// no longer holds was superseded there and is dropped. The clock is the Join.
+//
+// Merge is commutative, associative and idempotent (up to Equal), and never
+// drops a sibling the other side has not seen. If both sides hold a dot with
+// different contents (which a correct caller never produces), the greater by
+// (Timestamp, Tombstone, Value) is kept.
+func Merge(a, b Object) Object {
+	sibs := make([]Sibling, 0, len(a.Siblings)+len(b.Siblings))
+	i, j := 0, 0
+	for i < len(a.Siblings) || j < len(b.Siblings) {
+		var c int
+		switch {
+		case i == len(a.Siblings):
+			c = 1
+		case j == len(b.Siblings):
+			c = -1
+		default:
+			c = a.Siblings[i].Dot.Compare(b.Siblings[j].Dot)
+		}
+		switch {
+		case c < 0:
+			if x := a.Siblings[i]; !b.Clock.Contains(x.Dot) {
+				sibs = append(sibs, x)
+			}
+			i++
+		case c > 0:
+			if y := b.Siblings[j]; !a.Clock.Contains(y.Dot) {
+				sibs = append(sibs, y)
+			}
+			j++
+		default:
+			x, y := a.Siblings[i], b.Siblings[j]
+			if x.compareContent(y) < 0 {
+				x = y
+			}
+			sibs = append(sibs, x)
+			i++
+			j++
+		}
+	}
+	if len(sibs) == 0 {
+		sibs = nil
+	}
+	return Object{Clock: Join(a.Clock, b.Clock), Siblings: sibs}
+}
+
+// LWW returns o reduced to its single greatest sibling by
+// (Timestamp, Dot.Actor, Dot.Counter), with the clock unchanged, for buckets
+// in conflict mode lww. The losers' dots stay in the clock, so a Merge with a
+// replica that still holds a loser drops it there too. An empty object is
+// returned as is.
+func (o Object) LWW() Object {
+	if len(o.Siblings) <= 1 {
+		return o
+	}
+	best := 0
+	for i := 1; i < len(o.Siblings); i++ {
+		s, b := o.Siblings[i], o.Siblings[best]
+		if c := b.Timestamp.Compare(s.Timestamp); c < 0 || (c == 0 && b.Dot.Compare(s.Dot) < 0) {
+			best = i
+		}
+	}
+	return Object{Clock: o.Clock, Siblings: o.Siblings[best : best+1 : best+1]}
+}
+
+// Live returns the siblings that are not tombstones, in order. The result
+// may share its backing array with o.Siblings and must not be modified.
+func (o Object) Live() []Sibling {
+	n := 0
+	for _, s := range o.Siblings {
+		if !s.Tombstone {
+			n++
+		}
+	}
+	if n == len(o.Siblings) {
+		return o.Siblings
+	}
+	if n == 0 {
+		return nil
+	}
+	live := make([]Sibling, 0, n)
+	for _, s := range o.Siblings {
+		if !s.Tombstone {
+			live = append(live, s)
+		}
+	}
+	return live
+}
+
+// Deleted reports whether o has siblings and all of them are tombstones:
+// the key was deleted and nothing concurrent with the delete survives.
+func (o Object) Deleted() bool {
+	for _, s := range o.Siblings {
+		if !s.Tombstone {
+			return false
+		}
+	}
+	return len(o.Siblings) > 0
+}
+
+// Empty reports whether o has no siblings.
+func (o Object) Empty() bool { return len(o.Siblings) == 0 }
+
+// Equal reports whether o and p have the same clock and the same siblings
+// (dots, values, tombstone flags and timestamps).
+func (o Object) Equal(p Object) bool {
+	if !o.Clock.Equal(p.Clock) || len(o.Siblings) != len(p.Siblings) {
+		return false
+	}
+	for i := range o.Siblings {
+		if !o.Siblings[i].Equal(p.Siblings[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxTimestamp returns the greatest sibling timestamp, or the zero HLC if o
+// has no siblings.
+func (o Object) MaxTimestamp() HLC {
+	var m HLC
+	for _, s := range o.Siblings {
+		m = maxHLC(m, s.Timestamp)
+	}
+	return m
+}
+
+// NextCounter returns the counter for a new dot of actor on this key:
+// max(o.Clock.Get(actor), floor) + 1, where floor is the caller's node-wide
+// counter. The result is fresh for o as Update requires.
+// It panics if the counter space of actor is exhausted (2^64-1 reached).
+func (o Object) NextCounter(actor string, floor uint64) uint64 {
+	n := max(o.Clock.Get(actor), floor)
+	if n == math.MaxUint64 {
+		panic(fmt.Sprintf("version: NextCounter: counter space of actor %q exhausted", actor))
+	}
+	return n + 1
+}
+
+// Size returns the length in bytes of o's binary encoding (see AppendBinary),
+// for budgets and metrics.
+func (o Object) Size() int { return o.encodedLen() }
+
+// String formats o for logs and test output.
+func (o Object) String() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%v[", o.Clock)
+	for i, s := range o.Siblings {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if s.Tombstone {
+			fmt.Fprintf(&b, "%v=⊥@%v", s.Dot, s.Timestamp)
+		} else {
+			fmt.Fprintf(&b, "%v=%q@%v", s.Dot, s.Value, s.Timestamp)
+		}
+	}
+	b.WriteByte(']')
+	return b.String()
+}
