@@ -354,6 +354,28 @@ func (n *Node) call(ctx context.Context, to string, req *pb.Envelope) (*pb.Envel
 	}
 }
 
+// maxContextCounter bounds the counters a client context may carry: real counters grow by
+// one per write, so 2^48 is centuries away, and a forged larger one could exhaust an actor's
+// counter space.
+const maxContextCounter = 1 << 48
+
+// checkContext refuses a forged context: one claiming a write of this node's actor that it
+// never made, or an absurd counter.
+func (n *Node) checkContext(clk version.Clock) error {
+	for _, e := range clk {
+		if e.Counter > maxContextCounter {
+			return fmt.Errorf("%w: context counter %d for %s is out of range", ErrBadRequest, e.Counter, e.Actor)
+		}
+	}
+	n.counterMu.Lock()
+	minted := n.counter
+	n.counterMu.Unlock()
+	if c := clk.Get(n.actor); c > minted {
+		return fmt.Errorf("%w: context names write %d of %s, which was never made", ErrBadRequest, c, n.actor)
+	}
+	return nil
+}
+
 // coordinatePut mints a dot, stores the new object locally and replicates it to the other
 // primaries, answering when the write quorum is met or cannot be.
 func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []byte, tomb bool, ctxStr string,
@@ -361,6 +383,9 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 	clk, ts, err := version.DecodeContext(ctxStr)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if err := n.checkContext(clk); err != nil {
+		return "", err
 	}
 	k := dataKey(bucket, key)
 	sync := spec.DW > 0
