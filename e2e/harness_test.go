@@ -1,0 +1,218 @@
+// Package e2e tests quorumkv as users run it: real `quorumkv server` processes on loopback
+// ports chosen at run time, killed with SIGKILL, paused, restarted.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quorumkv/quorumkv/client"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "quorumkv-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "quorumkv")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/quorumkv")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building quorumkv:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort asks the kernel for an unused loopback port.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// proc is one server process and the addresses it keeps across restarts.
+type proc struct {
+	t                       *testing.T
+	id, data                string
+	http, resp, rpc, gossip string
+	join                    []string
+	cmd                     *exec.Cmd
+	exited                  chan struct{}
+	logPath                 string
+}
+
+type cluster struct {
+	t     *testing.T
+	procs []*proc
+}
+
+// startCluster starts size nodes (n1 first; the rest join it) and waits until every node
+// sees every member alive.
+func startCluster(t *testing.T, size int) *cluster {
+	t.Helper()
+	c := &cluster{t: t}
+	root := t.TempDir()
+	for i := 1; i <= size; i++ {
+		p := &proc{t: t, id: fmt.Sprintf("n%d", i), data: filepath.Join(root, fmt.Sprintf("n%d", i)),
+			http: freePort(t), resp: freePort(t), rpc: freePort(t), gossip: freePort(t)}
+		p.logPath = filepath.Join(root, p.id+".log")
+		if i > 1 {
+			p.join = []string{c.procs[0].gossip}
+		}
+		c.procs = append(c.procs, p)
+		p.start()
+	}
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			p.kill()
+		}
+		if t.Failed() {
+			for _, p := range c.procs {
+				if b, err := os.ReadFile(p.logPath); err == nil {
+					lines := strings.Split(string(b), "\n")
+					if len(lines) > 40 {
+						lines = lines[len(lines)-40:]
+					}
+					t.Logf("--- last log lines of %s ---\n%s", p.id, strings.Join(lines, "\n"))
+				}
+			}
+		}
+	})
+	c.waitAlive(size)
+	return c
+}
+
+func (p *proc) start() {
+	t := p.t
+	t.Helper()
+	args := []string{"server", "--id", p.id, "--data", p.data, "--http", p.http, "--resp", p.resp,
+		"--rpc", p.rpc, "--gossip", p.gossip, "--debug-faults", "--log-level", "debug"}
+	if len(p.join) > 0 {
+		args = append(args, "--join", strings.Join(p.join, ","))
+	}
+	cmd := exec.Command(binary, args...)
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", p.id, err)
+	}
+	p.cmd = cmd
+	p.exited = make(chan struct{})
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if line := sc.Text(); strings.HasPrefix(line, "quorumkv ready") {
+				select {
+				case ready <- line:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(p.exited)
+	}()
+	select {
+	case <-ready:
+	case <-p.exited:
+		t.Fatalf("%s exited before it was ready (log %s)", p.id, p.logPath)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s not ready within 30s", p.id)
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+}
+
+func (p *proc) client() *client.Client { return client.New(p.http) }
+
+func (c *cluster) node(id string) *proc {
+	for _, p := range c.procs {
+		if p.id == id {
+			return p
+		}
+	}
+	c.t.Fatalf("no node %s", id)
+	return nil
+}
+
+// waitAlive waits until every running node reports want members alive.
+func (c *cluster) waitAlive(want int) {
+	c.t.Helper()
+	c.waitFor(30*time.Second, fmt.Sprintf("%d alive members on every running node", want), func() bool {
+		for _, p := range c.procs {
+			select {
+			case <-p.exited:
+				continue
+			default:
+			}
+			ci, err := p.client().Cluster(context.Background())
+			if err != nil {
+				return false
+			}
+			alive := 0
+			for _, n := range ci.Nodes {
+				if n.State == "alive" {
+					alive++
+				}
+			}
+			if alive != want {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func (c *cluster) waitFor(d time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,198 @@
+// Package bench is quorumkv's HTTP load generator (quorumkv bench): C concurrent clients
+// spread over the given nodes issue puts then gets of fixed-size values over a key space,
+// and the run reports throughput and latency percentiles per operation.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a run.
+type Config struct {
+	Addrs       []string // HTTP host:port of the nodes; clients are spread round-robin
+	Bucket      string
+	Clients     int // concurrent clients: 32 is the issue's figure
+	Requests    int // per operation
+	ValueBytes  int // 100, redis-benchmark's default is 3; 100 is the contract's figure
+	Keys        int // key space
+	Ops         []string
+	R, W        string // quorum query values; "" = bucket default
+	Progress    io.Writer
+	HTTPTimeout time.Duration
+}
+
+// DefaultConfig: 32 clients, 20,000 requests per op, 100-byte values over 10,000 keys.
+func DefaultConfig() Config {
+	return Config{Bucket: "bench", Clients: 32, Requests: 20000, ValueBytes: 100, Keys: 10000,
+		Ops: []string{"put", "get"}, HTTPTimeout: 10 * time.Second}
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Addrs) == 0:
+		return errors.New("bench: no node addresses")
+	case c.Clients <= 0 || c.Requests <= 0 || c.Keys <= 0 || c.ValueBytes < 0:
+		return errors.New("bench: clients, requests and keys must be positive")
+	}
+	for _, op := range c.Ops {
+		if op != "put" && op != "get" {
+			return fmt.Errorf("bench: unknown op %q (put, get)", op)
+		}
+	}
+	return nil
+}
+
+// Result is one operation's figures.
+type Result struct {
+	Op       string        `json:"op"`
+	Requests int           `json:"requests"`
+	Errors   int64         `json:"errors"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	OpsPerS  float64       `json:"ops_per_s"`
+	P50      time.Duration `json:"p50_ns"`
+	P99      time.Duration `json:"p99_ns"`
+	P999     time.Duration `json:"p999_ns"`
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("%-4s %8d req  %9.0f ops/s  p50 %7.3f ms  p99 %7.3f ms  p99.9 %7.3f ms  errors %d",
+		r.Op, r.Requests, r.OpsPerS, ms(r.P50), ms(r.P99), ms(r.P999), r.Errors)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Run executes the configured operations one after the other.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{MaxIdleConns: cfg.Clients * 2, MaxIdleConnsPerHost: cfg.Clients, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: cfg.HTTPTimeout}
+	value := bytes.Repeat([]byte("x"), cfg.ValueBytes)
+	var out []Result
+	for _, op := range cfg.Ops {
+		r, err := runOp(ctx, cfg, hc, op, value)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func runOp(ctx context.Context, cfg Config, hc *http.Client, op string, value []byte) (Result, error) {
+	lat := make([]time.Duration, cfg.Requests)
+	var next, done, errs atomic.Int64
+	var firstErr atomic.Value
+	query := ""
+	switch {
+	case op == "put" && cfg.W != "":
+		query = "?w=" + cfg.W
+	case op == "get" && cfg.R != "":
+		query = "?r=" + cfg.R
+	}
+	stopProgress := progress(cfg.Progress, op, cfg.Requests, &done)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < cfg.Clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			addr := cfg.Addrs[c%len(cfg.Addrs)]
+			base := "http://" + addr + "/v1/kv/" + cfg.Bucket + "/"
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(cfg.Requests) {
+					return
+				}
+				url := base + fmt.Sprintf("key-%d", i%int64(cfg.Keys)) + query
+				var req *http.Request
+				if op == "put" {
+					req, _ = http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(value))
+				} else {
+					req, _ = http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				}
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode >= 400 && resp.StatusCode != http.StatusNotFound {
+						err = fmt.Errorf("%s %s: status %d", op, url, resp.StatusCode)
+					}
+				}
+				lat[i] = time.Since(t0)
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+				done.Add(1)
+			}
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress()
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	slices.Sort(lat)
+	r := Result{Op: op, Requests: cfg.Requests, Errors: errs.Load(), Elapsed: elapsed,
+		OpsPerS: float64(cfg.Requests) / elapsed.Seconds(),
+		P50:     pct(lat, 0.50), P99: pct(lat, 0.99), P999: pct(lat, 0.999)}
+	if e, ok := firstErr.Load().(error); ok && r.Errors > 0 && cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "%s: %d errors, first: %v\n", op, r.Errors, e)
+	}
+	return r, nil
+}
+
+func pct(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(sorted)-1))
+	return sorted[i]
+}
+
+// progress draws a bar on w every 200 ms until stopped.
+func progress(w io.Writer, op string, total int, done *atomic.Int64) func() {
+	if w == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	draw := func() {
+		d := done.Load()
+		width := 30
+		filled := int(int64(width) * d / int64(total))
+		fmt.Fprintf(w, "\r%-4s [%s%s] %d/%d", op, strings.Repeat("#", filled), strings.Repeat(" ", width-filled), d, total)
+	}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				draw()
+				fmt.Fprintln(w)
+				return
+			case <-t.C:
+				draw()
+			}
+		}
+	}()
+	return func() { close(stop); <-finished }
+}
