@@ -1,0 +1,58 @@
+package storage
+
+import "errors"
+
+// ErrNotFound is returned by Get when the key is absent.
+var ErrNotFound = errors.New("storage: not found")
+
+// ErrClosed is returned by every method of a Store after Close has been
+// called.
+var ErrClosed = errors.New("storage: closed")
+
+// WriteOptions control a single write.
+type WriteOptions struct {
+	// Sync makes the write durable before the call returns (the WAL is
+	// fsynced). This is what a "dw" acknowledgement means. Without Sync the
+	// write is durable only once a later synced write or Close returns.
+	Sync bool
+}
+
+// Op is one mutation in an atomic Write batch.
+type Op struct {
+	Key, Value []byte
+	// Delete removes Key; Value is ignored.
+	Delete bool
+}
+
+// Store is a sorted key-value engine. Safe for concurrent use.
+//
+// Keys and values passed in may be reused by the caller after the call
+// returns; returned slices are owned by the caller. Errors other than
+// ErrNotFound and ErrClosed come from the engine (I/O, corruption) and are
+// wrapped; test them with errors.Is.
+type Store interface {
+	// Get returns a copy of the value stored at key, or ErrNotFound.
+	Get(key []byte) ([]byte, error)
+	// Put stores value at key, replacing any previous value.
+	Put(key, value []byte, o WriteOptions) error
+	// Delete removes key. Deleting an absent key is not an error.
+	Delete(key []byte, o WriteOptions) error
+	// Write applies ops atomically and in order.
+	Write(ops []Op, o WriteOptions) error
+	// Scan calls fn for each key in [start, end) in key order, on a
+	// point-in-time view taken when Scan starts. A nil or empty start means
+	// from the first key; a nil or empty end means to the last (so callers
+	// need not care whether a bound they built is nil). key and value are
+	// valid only inside fn. fn returns false to stop early. fn may call any
+	// method of the Store except Close (which would wait for the Scan, and
+	// so forever).
+	Scan(start, end []byte, fn func(key, value []byte) bool) error
+	// Close releases the engine. It waits for calls in flight; later calls
+	// return ErrClosed, and so does a second Close.
+	Close() error
+}
+
+var (
+	_ Store = (*Pebble)(nil)
+	_ Store = (*Memory)(nil)
+)
