@@ -82,6 +82,7 @@ type Get struct {
 	inRepair []bool
 	merged   version.Object
 	answered bool
+	failed   bool // the answer is a quorum failure: nothing to repair
 	timedOut bool
 	decided  *Answer // answer decided, waiting for blocking repairs
 	out      Ready
@@ -215,14 +216,17 @@ func (g *Get) staleRepairs() bool {
 
 func (g *Get) step() {
 	replies, primary, waitAll, waitPrimary := g.counts()
-	if g.answered {
-		// Late replies: repair them too, unless repairs are off.
+	if g.answered || g.decided != nil {
+		// Late replies, including those that arrive while a blocking read waits for its
+		// repairs: repair them too, unless repairs are off or the read failed. The answer
+		// stays the merge taken when the quorum was met; a blocking read also waits for
+		// these repairs.
+		if g.failed {
+			return
+		}
 		g.mergeReplies()
 		g.staleRepairs()
-		return
-	}
-	if g.decided != nil {
-		if !g.blockingPending() {
+		if g.decided != nil && !g.blockingPending() {
 			g.answer(g.decided)
 		}
 		return
@@ -237,6 +241,7 @@ func (g *Get) step() {
 			qe = &QuorumError{Kind: "pr", Required: g.spec.PR, Acks: primary, Timeout: g.timedOut}
 		}
 		if qe != nil {
+			g.failed = true
 			g.answer(&Answer{Err: qe, Replies: replies})
 		}
 		return
