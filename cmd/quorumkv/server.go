@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/api"
+	"github.com/quorumkv/quorumkv/internal/node"
+)
+
+// shutdownTimeout bounds a node's clean stop after SIGINT/SIGTERM.
+const shutdownTimeout = 10 * time.Second
+
+func init() {
+	register(&command{
+		name:    "server",
+		group:   "Running",
+		args:    "--id ID --data DIR --http ADDR --resp ADDR --rpc ADDR --gossip ADDR [--join ADDR,...] [--zone Z]",
+		summary: "run one node",
+		run:     runServer,
+	})
+}
+
+// readyPrefix starts the one line the server prints on stdout once it serves; dev
+// (and scripts) wait for it.
+const readyPrefix = "quorumkv ready "
+
+func runServer(e *env, args []string) int {
+	c := lookup("server")
+	fs := e.flags(c, `
+Runs one quorumkv node until SIGINT or SIGTERM, then stops it cleanly.
+
+Addresses are host:port; port 0 picks a free port. Once the node serves, one line
+goes to stdout with the bound addresses:
+
+  quorumkv ready id=n1 http=127.0.0.1:8080 resp=127.0.0.1:6379 rpc=127.0.0.1:7070 gossip=127.0.0.1:7946
+
+Logs go to stderr.`)
+	id := fs.String("id", "", "unique, stable node `name` (e.g. n1) (required)")
+	data := fs.String("data", "", "data `dir`ectory (required)")
+	httpAddr := fs.String("http", "", "HTTP API listen `addr`ess (required)")
+	respAddr := fs.String("resp", "", "Redis protocol listen `addr`ess (empty: off)")
+	rpcAddr := fs.String("rpc", "", "internode RPC listen `addr`ess (required)")
+	gossipAddr := fs.String("gossip", "", "gossip listen `addr`ess (required)")
+	join := fs.String("join", "", "comma-separated gossip `addr`esses of nodes to join")
+	zone := fs.String("zone", "", "failure `zone`; replicas are spread across zones")
+	debugFaults := fs.Bool("debug-faults", false, "enable POST /v1/debug/faults (tests and demos only)")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"id", *id}, {"data", *data}, {"http", *httpAddr}, {"rpc", *rpcAddr}, {"gossip", *gossipAddr}} {
+		if f.v == "" {
+			missing = append(missing, "--"+f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return usageErr(fs, "missing required flag %s", strings.Join(missing, ", "))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageErr(fs, "bad --log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := node.DefaultConfig()
+	cfg.ID = *id
+	cfg.DataDir = *data
+	cfg.HTTPAddr = *httpAddr
+	cfg.RESPAddr = *respAddr
+	cfg.RPCAddr = *rpcAddr
+	cfg.GossipAddr = *gossipAddr
+	cfg.Join = splitList(*join)
+	cfg.Zone = *zone
+	cfg.DebugFaults = *debugFaults
+	cfg.Logger = log
+	cfg.HTTPHandler = api.Handler(log.With("node", cfg.ID), cfg.DebugFaults, cfg.MaxValueBytes)
+	if err := cfg.Validate(); err != nil {
+		return usageErr(fs, "%v", err)
+	}
+
+	ctx, stop := e.signals()
+	defer stop()
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return e.fail("server %s: %v", cfg.ID, err)
+	}
+	fmt.Fprintf(e.stdout, "%sid=%s http=%s resp=%s rpc=%s gossip=%s\n", readyPrefix,
+		cfg.ID, n.HTTPAddr(), n.RESPAddr(), n.RPCAddr(), n.GossipAddr())
+
+	<-ctx.Done()
+	stop() // a second signal now kills the process
+	log.Info("stopping", "timeout", shutdownTimeout)
+	cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := n.Close(cctx); err != nil {
+		log.Error("stop failed", "err", err)
+		return e.fail("server %s: stop: %v", cfg.ID, err)
+	}
+	return exitOK
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

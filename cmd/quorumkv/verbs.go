@@ -1,0 +1,415 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/quorumkv/quorumkv/client"
+)
+
+// defaultAddr is the node client commands talk to unless --addr or $QUORUMKV_ADDR says
+// otherwise; "quorumkv dev" puts node 1's HTTP API there.
+const defaultAddr = "127.0.0.1:8080"
+
+// addrEnv overrides defaultAddr.
+const addrEnv = "QUORUMKV_ADDR"
+
+// requestTimeout bounds one client command's HTTP requests.
+const requestTimeout = 30 * time.Second
+
+func init() {
+	register(&command{name: "get", group: "Data", args: "BUCKET KEY [--r R] [--pr PR] [--json]",
+		summary: "read a key", run: runGet})
+	register(&command{name: "put", group: "Data", args: "BUCKET KEY VALUE|- [--context C] [--w W] [--pw PW] [--dw DW]",
+		summary: "write a key", run: runPut})
+	register(&command{name: "delete", group: "Data", args: "BUCKET KEY [--context C] [--w W] [--pw PW] [--dw DW]",
+		summary: "delete a key", run: runDelete})
+	register(&command{name: "bucket", group: "Data", args: "BUCKET [--set JSON]",
+		summary: "show or change a bucket's properties", run: runBucket})
+	register(&command{name: "status", group: "Cluster", args: "[--json]",
+		summary: "list the cluster's nodes", run: runStatus})
+	register(&command{name: "ring", group: "Cluster", args: "[--key BUCKET/KEY] [--json]",
+		summary: "show partition ownership, or one key's preference list", run: runRing})
+}
+
+const quorumHelp = `Quorum values are 1..N, one, quorum or all (pr, pw and dw may also be 0); an unset
+value takes the bucket's default.`
+
+// clientFlags are the flags every client command has.
+type clientFlags struct {
+	addr    *string
+	timeout *time.Duration
+}
+
+func (e *env) addClientFlags(fs *flag.FlagSet, withTimeout bool) clientFlags {
+	def := defaultAddr
+	if v := e.getenv(addrEnv); v != "" {
+		def = v
+	}
+	cf := clientFlags{addr: fs.String("addr", def, "`host:port` or URL of any node's HTTP API ($"+addrEnv+" sets the default)")}
+	if withTimeout {
+		cf.timeout = fs.Duration("timeout", 0, "server-side request `timeout` (e.g. 2s; 0: the server default, 5s)")
+	}
+	return cf
+}
+
+func (cf clientFlags) client() *client.Client {
+	return client.New(*cf.addr, client.WithTimeout(requestTimeout))
+}
+
+// quorumFlags registers the named quorum flags (r, pr, w, pw, dw).
+type quorumFlags map[string]*string
+
+func addQuorumFlags(fs *flag.FlagSet, names ...string) quorumFlags {
+	desc := map[string]string{
+		"r":  "read quorum: replies needed",
+		"pr": "primary read quorum: replies needed from primaries",
+		"w":  "write quorum: acks needed",
+		"pw": "primary write quorum: acks needed from primaries (not fallbacks)",
+		"dw": "durable write quorum: acks needed after a sync to disk",
+	}
+	q := quorumFlags{}
+	for _, n := range names {
+		q[n] = fs.String(n, "", desc[n])
+	}
+	return q
+}
+
+func (q quorumFlags) get(name string) string {
+	if p := q[name]; p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (q quorumFlags) quorum(cf clientFlags) client.Quorum {
+	out := client.Quorum{R: q.get("r"), W: q.get("w"), PR: q.get("pr"), PW: q.get("pw"), DW: q.get("dw")}
+	if cf.timeout != nil {
+		out.Timeout = *cf.timeout
+	}
+	return out
+}
+
+// failed names, for a quorum error, the parameter that was most likely not met: the
+// only one the user set, else r (reads) or w (writes).
+func (q quorumFlags) failed(write bool) string {
+	names := []string{"r", "pr"}
+	if write {
+		names = []string{"w", "pw", "dw"}
+	}
+	var set []string
+	for _, n := range names {
+		if q.get(n) != "" {
+			set = append(set, n)
+		}
+	}
+	if len(set) == 1 {
+		return set[0]
+	}
+	return names[0]
+}
+
+// apiFail reports err as one line and returns exit code 1. param names the quorum
+// parameter for quorum failures ("" if none applies).
+func (e *env) apiFail(err error, param string) int {
+	var ae *client.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Code == client.CodeQuorumFailed:
+		msg := fmt.Sprintf("quorum not reached: %d of %d acks", ae.Acks, ae.Required)
+		if param != "" {
+			msg += fmt.Sprintf(" (%s=%d)", param, ae.Required)
+		}
+		return e.fail("%s", msg)
+	case client.IsNotFound(err):
+		return e.fail("not found")
+	default:
+		msg := strings.TrimPrefix(err.Error(), "client: ")
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			msg += " (is a node running there? 'quorumkv dev' starts a local cluster)"
+		}
+		return e.fail("%s", msg)
+	}
+}
+
+func runGet(e *env, args []string) int {
+	c := lookup("get")
+	fs := e.flags(c, `
+Reads BUCKET/KEY and prints its value to stdout, byte for byte.
+
+When concurrent writes left several values (siblings), prints each one numbered and,
+on stderr, the context to write back with: 'quorumkv put BUCKET KEY VALUE --context C'
+replaces them all. --json prints the API's JSON form instead:
+{"found":true,"values":["<base64>",...],"context":"..."}.
+
+Exits 1 with "not found" when the key is absent or deleted.
+
+`+quorumHelp)
+	cf := e.addClientFlags(fs, true)
+	q := addQuorumFlags(fs, "r", "pr")
+	asJSON := fs.Bool("json", false, "print the JSON form (values base64-encoded, and the context)")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 2 {
+		return usageErr(fs, "want BUCKET KEY, got %d argument(s)", len(pos))
+	}
+	obj, err := cf.client().Get(context.Background(), pos[0], pos[1], q.quorum(cf))
+	if err != nil {
+		return e.apiFail(err, q.failed(false))
+	}
+	if *asJSON {
+		out := struct {
+			Found   bool     `json:"found"`
+			Values  [][]byte `json:"values"`
+			Context string   `json:"context"`
+		}{obj.Found, obj.Values, obj.Context}
+		if out.Values == nil {
+			out.Values = [][]byte{}
+		}
+		b, _ := json.Marshal(out)
+		fmt.Fprintf(e.stdout, "%s\n", b)
+		if !obj.Found {
+			return e.fail("not found")
+		}
+		return exitOK
+	}
+	if !obj.Found {
+		return e.fail("not found")
+	}
+	if len(obj.Values) == 1 {
+		v := obj.Values[0]
+		_, _ = e.stdout.Write(v)
+		if isTerminal(e.stdout) && len(v) > 0 && v[len(v)-1] != '\n' {
+			fmt.Fprintln(e.stdout)
+		}
+		return exitOK
+	}
+	for i, v := range obj.Values {
+		fmt.Fprintf(e.stdout, "%d) %s\n", i+1, printable(v))
+	}
+	fmt.Fprintf(e.stderr, "quorumkv: %d siblings; resolve with --context %s\n", len(obj.Values), obj.Context)
+	return exitOK
+}
+
+// printable shows v as text when it is printable UTF-8, else as a quoted Go string.
+func printable(v []byte) string {
+	if utf8.Valid(v) && !bytes.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' && r != '\t' }) {
+		return string(v)
+	}
+	return strconv.Quote(string(v))
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func runPut(e *env, args []string) int {
+	c := lookup("put")
+	fs := e.flags(c, `
+Writes VALUE (or stdin, when VALUE is "-") to BUCKET/KEY and prints the new context.
+
+Pass the context of the read this write replaces with --context (see 'quorumkv get
+--json'). Without it the write is blind: it becomes a sibling of any value already
+there, so nothing concurrent is lost.
+
+`+quorumHelp)
+	cf := e.addClientFlags(fs, true)
+	cctx := fs.String("context", "", "causal `context` of the read this write supersedes")
+	q := addQuorumFlags(fs, "w", "pw", "dw")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 3 {
+		return usageErr(fs, "want BUCKET KEY VALUE (or - for stdin), got %d argument(s)", len(pos))
+	}
+	value := []byte(pos[2])
+	if pos[2] == "-" {
+		var err error
+		if value, err = io.ReadAll(e.stdin); err != nil {
+			return e.fail("reading stdin: %v", err)
+		}
+	}
+	nc, err := cf.client().Put(context.Background(), pos[0], pos[1], value, *cctx, q.quorum(cf))
+	if err != nil {
+		return e.apiFail(err, q.failed(true))
+	}
+	fmt.Fprintln(e.stdout, nc)
+	return exitOK
+}
+
+func runDelete(e *env, args []string) int {
+	c := lookup("delete")
+	fs := e.flags(c, `
+Deletes BUCKET/KEY (writes a tombstone) and prints the tombstone's context.
+
+Without --context, delete first reads the key (with the bucket's default R) and
+deletes what that read saw; a key that is already absent exits 1 with "not found".
+
+`+quorumHelp)
+	cf := e.addClientFlags(fs, true)
+	cctx := fs.String("context", "", "causal `context` of what to delete (default: read it first)")
+	q := addQuorumFlags(fs, "w", "pw", "dw")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 2 {
+		return usageErr(fs, "want BUCKET KEY, got %d argument(s)", len(pos))
+	}
+	cl := cf.client()
+	ctx := context.Background()
+	seen := *cctx
+	if seen == "" {
+		obj, err := cl.Get(ctx, pos[0], pos[1], client.Quorum{Timeout: q.quorum(cf).Timeout})
+		if err != nil {
+			return e.apiFail(err, "r")
+		}
+		if !obj.Found {
+			return e.fail("not found")
+		}
+		seen = obj.Context
+	}
+	nc, err := cl.Delete(ctx, pos[0], pos[1], seen, q.quorum(cf))
+	if err != nil {
+		return e.apiFail(err, q.failed(true))
+	}
+	fmt.Fprintln(e.stdout, nc)
+	return exitOK
+}
+
+func runBucket(e *env, args []string) int {
+	c := lookup("bucket")
+	fs := e.flags(c, `
+Prints BUCKET's properties as JSON; with --set, first changes the given ones (the
+others keep their value) and prints the result. Properties:
+
+  n            replicas per key
+  r, w         default read and write quorums
+  pr, pw, dw   default primary read, primary write and durable write quorums
+  conflict     "siblings" (keep concurrent values) or "lww" (last write wins)
+  read_repair  "blocking", "async" or "none"
+  type         "kv", "counter", "set" or "map"
+  gc_grace_s   seconds before a tombstone may be reaped
+
+Example: quorumkv bucket users --set '{"n":5,"w":"all"}'`)
+	cf := e.addClientFlags(fs, false)
+	set := fs.String("set", "", "JSON object of the properties to change")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "want BUCKET, got %d argument(s)", len(pos))
+	}
+	cl := cf.client()
+	var (
+		props client.BucketProps
+		err   error
+	)
+	if *set != "" {
+		p, err := parseProps(*set)
+		if err != nil {
+			return usageErr(fs, "bad --set JSON: %v", err)
+		}
+		props, err = cl.SetBucket(context.Background(), pos[0], p)
+	} else {
+		props, err = cl.GetBucket(context.Background(), pos[0])
+	}
+	if err != nil {
+		return e.apiFail(err, "")
+	}
+	b, _ := json.MarshalIndent(props, "", "  ")
+	fmt.Fprintf(e.stdout, "%s\n", b)
+	return exitOK
+}
+
+func runStatus(e *env, args []string) int {
+	c := lookup("status")
+	fs := e.flags(c, `
+Lists the cluster's nodes as the node at --addr sees them: id, state (alive, suspect,
+down, leaving), zone, partitions owned and addresses. The answering node is marked *.`)
+	cf := e.addClientFlags(fs, false)
+	asJSON := fs.Bool("json", false, "print the raw JSON of GET /v1/cluster")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 0 {
+		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	cl, err := cf.client().Cluster(context.Background())
+	if err != nil {
+		return e.apiFail(err, "")
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(cl, "", "  ")
+		fmt.Fprintf(e.stdout, "%s\n", b)
+		return exitOK
+	}
+	fmt.Fprintf(e.stdout, "cluster as seen by %s: %d nodes, %d partitions\n\n", cl.Node, len(cl.Nodes), cl.Partitions)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tSTATE\tZONE\tPARTITIONS\tHTTP\tRESP\tRPC\tGOSSIP")
+	for _, n := range sortedNodes(cl.Nodes) {
+		mark := " "
+		if n.ID == cl.Node {
+			mark = "*"
+		}
+		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", mark, n.ID, n.State, dash(n.Zone), n.Partitions,
+			dash(n.HTTP), dash(n.RESP), dash(n.RPC), dash(n.Gossip))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// parseProps decodes a --set JSON object, refusing fields BucketProps does not have
+// (the server would too, with a less local message).
+func parseProps(s string) (client.BucketProps, error) {
+	var p client.BucketProps
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &raw); err != nil {
+		return p, err
+	}
+	known := map[string]bool{}
+	t := reflect.TypeFor[client.BucketProps]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	for _, k := range sortedKeys(raw) {
+		if !known[k] {
+			return p, fmt.Errorf("unknown property %q", k)
+		}
+	}
+	err := json.Unmarshal([]byte(s), &p)
+	return p, err
+}
