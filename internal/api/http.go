@@ -14,7 +14,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -57,11 +59,41 @@ func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Ha
 	if debugFaults {
 		mux.HandleFunc("POST /v1/debug/faults", s.setFaults)
 		mux.HandleFunc("GET /v1/debug/faults", s.getFaults)
+		// Profiling rides on the same debug switch: it is for operators chasing a problem.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// ServeMux answers a path with "." or ".." segments or empty segments with a
+		// redirect to its cleaned form, which names another key (a//b → a/b) and which
+		// clients follow with the same method and body. Refuse it instead.
+		if p := r.URL.EscapedPath(); p != cleanPath(p) {
+			writeError(w, http.StatusBadRequest, "bad_request",
+				fmt.Sprintf("path %q has empty, \".\" or \"..\" segments; percent-encode them in keys and bucket names", p))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath is the canonical form ServeMux gives a path: rooted, no "." or ".." elements,
+// no empty elements, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // Handler adapts New to node.Config.HTTPHandler.
@@ -138,7 +170,9 @@ func ParseTimeout(s string) (time.Duration, error) {
 		return 0, nil
 	}
 	ms, err := strconv.Atoi(s)
-	if err != nil || ms <= 0 || time.Duration(ms)*time.Millisecond > maxTimeout {
+	// Compare in milliseconds: converting a huge ms to a Duration first overflows int64
+	// and can wrap to an accepted value.
+	if err != nil || ms <= 0 || int64(ms) > maxTimeout.Milliseconds() {
 		return 0, fmt.Errorf("%w: timeout %q: want milliseconds, 1..%d", node.ErrBadRequest, s, maxTimeout.Milliseconds())
 	}
 	return time.Duration(ms) * time.Millisecond, nil
@@ -254,6 +288,12 @@ func (s *server) putKV(w http.ResponseWriter, r *http.Request) {
 func (s *server) deleteKV(w http.ResponseWriter, r *http.Request) {
 	o, err := s.writeOptions(r)
 	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	// A delete has no use for a body, but a request cut short (a body shorter than its
+	// Content-Length) must change nothing, as for a put.
+	if _, err := readBody(r, 64<<10); err != nil {
 		s.fail(w, err)
 		return
 	}

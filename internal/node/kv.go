@@ -433,28 +433,63 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 		}}}
 		n.tr.Call(ctx, to, req, func(e *pb.Envelope, err error) { results <- callResult{from: to, env: e, err: err} })
 	}
+	handle := func(r callResult) {
+		if rr := r.env.GetReplicateResp(); r.err == nil && rr != nil {
+			fsm.Ack(r.from, rr.Durable)
+			return
+		}
+		if r.err == nil {
+			r.err = remoteError(r.env.GetError().GetCode(), r.env.GetError().GetMessage())
+		}
+		n.log.Debug("replica write failed", "replica", r.from, "err", r.err)
+		fsm.Fail(r.from)
+	}
 	for fsm.Outcome() == quorum.Pending {
 		select {
 		case r := <-results:
-			if rr := r.env.GetReplicateResp(); r.err == nil && rr != nil {
-				fsm.Ack(r.from, rr.Durable)
-			} else {
-				if r.err == nil {
-					r.err = remoteError(r.env.GetError().GetCode(), r.env.GetError().GetMessage())
-				}
-				n.log.Debug("replica write failed", "replica", r.from, "err", r.err)
-				fsm.Fail(r.from)
-			}
+			handle(r)
 		case <-ctx.Done():
 			fsm.Timeout()
 		}
 	}
 	if err := fsm.Err(); err != nil {
-		return "", err
+		return "", n.settledQuorumError(ctx, fsm, err, results, handle)
 	}
 	// The new context covers what the client's context saw plus this write, and not
 	// concurrent siblings the client has never read.
 	return version.EncodeContext(clk.With(dot), now), nil
+}
+
+// settledQuorumError waits, within the request's deadline, for the replicas still in
+// flight when a write failed, and reports the acks they add. The write is not rolled back
+// (it may have reached replicas), so the error says how many replicas hold it: the state
+// machine fails as soon as the quorum is out of reach — one replica failing fast while
+// another is still answering — and its count at that moment is an undercount.
+func (n *Node) settledQuorumError(ctx context.Context, fsm *quorum.Put, err error, results chan callResult, handle func(callResult)) error {
+	var qe *quorum.QuorumError
+	if !errors.As(err, &qe) {
+		return err
+	}
+	for !fsm.Settled() {
+		select {
+		case r := <-results:
+			handle(r)
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	acks, primary, durable := fsm.Counts()
+	out := *qe
+	switch qe.Kind {
+	case "w":
+		out.Acks = acks
+	case "pw":
+		out.Acks = primary
+	case "dw":
+		out.Acks = durable
+	}
+	return &out
 }
 
 // Get reads (bucket, key) from the primaries, answering after R replies.
