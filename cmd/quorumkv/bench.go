@@ -11,7 +11,7 @@ import (
 
 func init() {
 	register(&command{name: "bench", group: "Tools",
-		args:    "[--addrs A,B,C] [--clients 32] [--requests 20000] [--value-size 100] [--keys 10000] [--ops put,get] [--r R] [--w W] [--json]",
+		args:    "[--addrs A,B,C] [--clients 32] [--requests 20000] [--value-size 100] [--ops put,get] [--r R] [--w W] [--json]",
 		summary: "HTTP load generator: throughput and latency percentiles", run: runBench})
 }
 
@@ -27,7 +27,6 @@ of the cluster that --addr belongs to.`)
 	clients := fs.Int("clients", def.Clients, "concurrent `clients`")
 	requests := fs.Int("requests", def.Requests, "`requests` per operation")
 	size := fs.Int("value-size", def.ValueBytes, "value size in `bytes`")
-	keys := fs.Int("keys", def.Keys, "key space `size`")
 	ops := fs.String("ops", strings.Join(def.Ops, ","), "operations to run, in order (`put,get`)")
 	bucket := fs.String("bucket", def.Bucket, "`bucket` to use")
 	r := fs.String("r", "", "read quorum (`R`; default: the bucket's)")
@@ -41,7 +40,7 @@ of the cluster that --addr belongs to.`)
 		return usageErr(fs, "unexpected argument %q", pos[0])
 	}
 	cfg := def
-	cfg.Clients, cfg.Requests, cfg.ValueBytes, cfg.Keys, cfg.Bucket, cfg.R, cfg.W = *clients, *requests, *size, *keys, *bucket, *r, *w
+	cfg.Clients, cfg.Requests, cfg.ValueBytes, cfg.Bucket, cfg.R, cfg.W = *clients, *requests, *size, *bucket, *r, *w
 	cfg.Ops = strings.Split(*ops, ",")
 	cfg.Progress = e.stderr
 	if *addrs != "" {
@@ -62,8 +61,8 @@ of the cluster that --addr belongs to.`)
 	}
 	ctx, stop := e.signals()
 	defer stop()
-	fmt.Fprintf(e.stderr, "bench: %d clients over %d nodes, %d requests per op, %d-byte values, %d keys\n",
-		cfg.Clients, len(cfg.Addrs), cfg.Requests, cfg.ValueBytes, cfg.Keys)
+	fmt.Fprintf(e.stderr, "bench: %d clients over %d nodes, %d requests per op, %d-byte values\n",
+		cfg.Clients, len(cfg.Addrs), cfg.Requests, cfg.ValueBytes)
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "quorumkv: bench: %v\n", err)

@@ -1,6 +1,8 @@
 // Package bench is quorumkv's HTTP load generator (quorumkv bench): C concurrent clients
-// spread over the given nodes issue puts then gets of fixed-size values over a key space,
-// and the run reports throughput and latency percentiles per operation.
+// spread over the given nodes issue puts then gets of fixed-size values, and the run reports
+// throughput and latency percentiles per operation. Every put writes a fresh key (a blind
+// write to an existing key would add a sibling, and the benchmark would measure objects
+// growing); the gets read the keys the puts wrote.
 package bench
 
 import (
@@ -11,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,16 +27,16 @@ type Config struct {
 	Clients     int // concurrent clients: 32 is the issue's figure
 	Requests    int // per operation
 	ValueBytes  int // 100, redis-benchmark's default is 3; 100 is the contract's figure
-	Keys        int // key space
+	Prefix      string // key prefix; the default is unique per run
 	Ops         []string
 	R, W        string // quorum query values; "" = bucket default
 	Progress    io.Writer
 	HTTPTimeout time.Duration
 }
 
-// DefaultConfig: 32 clients, 20,000 requests per op, 100-byte values over 10,000 keys.
+// DefaultConfig: 32 clients, 20,000 requests per op, 100-byte values.
 func DefaultConfig() Config {
-	return Config{Bucket: "bench", Clients: 32, Requests: 20000, ValueBytes: 100, Keys: 10000,
+	return Config{Bucket: "bench", Clients: 32, Requests: 20000, ValueBytes: 100,
 		Ops: []string{"put", "get"}, HTTPTimeout: 10 * time.Second}
 }
 
@@ -42,8 +45,8 @@ func (c Config) Validate() error {
 	switch {
 	case len(c.Addrs) == 0:
 		return errors.New("bench: no node addresses")
-	case c.Clients <= 0 || c.Requests <= 0 || c.Keys <= 0 || c.ValueBytes < 0:
-		return errors.New("bench: clients, requests and keys must be positive")
+	case c.Clients <= 0 || c.Requests <= 0 || c.ValueBytes < 0:
+		return errors.New("bench: clients and requests must be positive")
 	}
 	for _, op := range c.Ops {
 		if op != "put" && op != "get" {
@@ -81,6 +84,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: cfg.HTTPTimeout}
 	value := bytes.Repeat([]byte("x"), cfg.ValueBytes)
+	if cfg.Prefix == "" {
+		cfg.Prefix = fmt.Sprintf("b%x-", time.Now().UnixNano())
+	}
 	var out []Result
 	for _, op := range cfg.Ops {
 		r, err := runOp(ctx, cfg, hc, op, value)
@@ -111,13 +117,13 @@ func runOp(ctx context.Context, cfg Config, hc *http.Client, op string, value []
 		go func(c int) {
 			defer wg.Done()
 			addr := cfg.Addrs[c%len(cfg.Addrs)]
-			base := "http://" + addr + "/v1/kv/" + cfg.Bucket + "/"
+			base := "http://" + addr + "/v1/kv/" + cfg.Bucket + "/" + cfg.Prefix
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if i >= int64(cfg.Requests) {
 					return
 				}
-				url := base + fmt.Sprintf("key-%d", i%int64(cfg.Keys)) + query
+				url := base + strconv.FormatInt(i, 10) + query
 				var req *http.Request
 				if op == "put" {
 					req, _ = http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(value))

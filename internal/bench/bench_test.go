@@ -12,7 +12,7 @@ import (
 func TestRunCountsRequestsAndErrors(t *testing.T) {
 	var puts, gets atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/kv/bench/key-") {
+		if !strings.HasPrefix(r.URL.Path, "/v1/kv/bench/b") {
 			http.Error(w, "bad path", 400)
 			return
 		}

@@ -69,8 +69,9 @@ type Config struct {
 	// QueueLen bounds each peer's send queue; beyond it calls fail fast with ErrOverloaded
 	// rather than letting memory grow without bound.
 	QueueLen int
-	// MaxInflight bounds concurrently served requests per node, so a burst cannot start an
-	// unbounded number of goroutines.
+	// MaxInflight is the number of long-lived worker goroutines serving requests: enough
+	// that synced writes group-commit and a slow disk does not stall every peer, and long-
+	// lived so that no request pays for a fresh goroutine's stack growth.
 	MaxInflight int
 	// MaxMsgBytes bounds one gRPC message (a Batch): a value may be 4 MiB and an object may
 	// hold up to 100 siblings, so 256 MiB.
@@ -86,7 +87,7 @@ func DefaultConfig() Config {
 	return Config{
 		MaxBatch:       256,
 		QueueLen:       16384,
-		MaxInflight:    4096,
+		MaxInflight:    256,
 		MaxMsgBytes:    256 << 20,
 		DefaultTimeout: 10 * time.Second,
 		DialTimeout:    time.Second,
@@ -124,7 +125,7 @@ type Transport struct {
 	lis    net.Listener
 	srv    *grpc.Server
 	faults atomic.Pointer[Faults]
-	sem    chan struct{}
+	jobs   chan job
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -163,7 +164,7 @@ func Listen(cfg Config) (*Transport, error) {
 		cfg:    cfg,
 		log:    log,
 		lis:    lis,
-		sem:    make(chan struct{}, cfg.MaxInflight),
+		jobs:   make(chan job, cfg.QueueLen),
 		ctx:    ctx,
 		cancel: cancel,
 		peers:  map[string]*peer{},
@@ -176,6 +177,13 @@ func Listen(cfg Config) (*Transport, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 2 * time.Second, PermitWithoutStream: true}),
 	)
 	pb.RegisterInternodeServer(t.srv, &server{t: t})
+	for range cfg.MaxInflight {
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.work()
+		}()
+	}
 	t.wg.Add(2)
 	go func() {
 		defer t.wg.Done()
@@ -227,13 +235,9 @@ func (t *Transport) Close() error {
 	for _, p := range peers {
 		p.close(ErrClosed)
 	}
-	stopped := make(chan struct{})
-	go func() { t.srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(2 * time.Second):
-		t.srv.Stop()
-	}
+	// Streams from peers stay open as long as the peers live, so a graceful stop would
+	// wait for them; in-flight requests fail instead and their callers time out or retry.
+	t.srv.Stop()
 	t.wg.Wait()
 	return nil
 }
@@ -583,33 +587,56 @@ func (s *server) Stream(stream pb.Internode_StreamServer) error {
 		}
 		for _, m := range b.Msgs {
 			select {
-			case t.sem <- struct{}{}:
+			case t.jobs <- job{ctx: ctx, from: from, req: m, out: out}:
 			case <-ctx.Done():
 				return nil
 			}
-			go func(m *pb.Envelope) {
-				defer func() { <-t.sem }()
-				resp := t.cfg.Handler.Handle(ctx, from, m)
-				if resp == nil {
-					return
-				}
-				resp.Id = m.Id
-				send := func() {
-					if t.dropped(from) {
-						t.Stats.Dropped.Add(1)
-						return
-					}
-					select {
-					case out <- resp:
-					case <-ctx.Done():
-					}
-				}
-				if d := t.faults.Load().Delay; d > 0 {
-					time.AfterFunc(d, send)
-					return
-				}
-				send()
-			}(m)
 		}
 	}
+}
+
+// job is one request waiting for a worker.
+type job struct {
+	ctx  context.Context // the stream's: done when the stream is gone
+	from string
+	req  *pb.Envelope
+	out  chan<- *pb.Envelope
+}
+
+// work serves jobs until the transport closes.
+func (t *Transport) work() {
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case j := <-t.jobs:
+			t.serve(j)
+		}
+	}
+}
+
+func (t *Transport) serve(j job) {
+	if j.ctx.Err() != nil {
+		return // the asker is gone
+	}
+	resp := t.cfg.Handler.Handle(j.ctx, j.from, j.req)
+	if resp == nil {
+		return
+	}
+	resp.Id = j.req.Id
+	send := func() {
+		if t.dropped(j.from) {
+			t.Stats.Dropped.Add(1)
+			return
+		}
+		select {
+		case j.out <- resp:
+		case <-j.ctx.Done():
+		}
+	}
+	if d := t.faults.Load().Delay; d > 0 {
+		time.AfterFunc(d, send)
+		return
+	}
+	send()
 }
