@@ -50,6 +50,12 @@ Logs go to stderr.`)
 	zone := fs.String("zone", "", "failure `zone`; replicas are spread across zones")
 	debugFaults := fs.Bool("debug-faults", false, "enable POST /v1/debug/faults (tests and demos only)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	def := node.DefaultConfig()
+	maxKey := fs.Int("max-key-bytes", def.MaxKeyBytes, "largest key accepted, in `bytes` (413 beyond)")
+	maxValue := fs.Int("max-value-bytes", def.MaxValueBytes, "largest value accepted, in `bytes` (413 beyond)")
+	maxSiblings := fs.Int("max-siblings", def.MaxSiblings, "most siblings one object may hold; a write past it is refused (409), never trimmed")
+	maxObject := fs.Int("max-object-bytes", def.MaxObjectBytes, "largest stored object (all siblings), in `bytes`")
+	reqTimeout := fs.Duration("request-timeout", def.RequestTimeout, "default deadline of a client request")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -72,7 +78,9 @@ Logs go to stderr.`)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
-	cfg := node.DefaultConfig()
+	cfg := def
+	cfg.MaxKeyBytes, cfg.MaxValueBytes, cfg.MaxSiblings, cfg.MaxObjectBytes = *maxKey, *maxValue, *maxSiblings, *maxObject
+	cfg.RequestTimeout = *reqTimeout
 	cfg.ID = *id
 	cfg.DataDir = *data
 	cfg.HTTPAddr = *httpAddr
