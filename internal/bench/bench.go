@@ -24,9 +24,9 @@ import (
 type Config struct {
 	Addrs       []string // HTTP host:port of the nodes; clients are spread round-robin
 	Bucket      string
-	Clients     int // concurrent clients: 32 is the figure
-	Requests    int // per operation
-	ValueBytes  int // 100, redis-benchmark's default is 3; 100 is the contract's figure
+	Clients     int    // concurrent clients: 32 is the figure
+	Requests    int    // per operation
+	ValueBytes  int    // 100, redis-benchmark's default is 3; 100 is the contract's figure
 	Prefix      string // key prefix; the default is unique per run
 	Ops         []string
 	R, W        string // quorum query values; "" = bucket default
