@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/quorumkv/quorumkv/internal/quorum"
@@ -14,15 +15,34 @@ import (
 // persisted cluster metadata). Quorum fields hold "one", "quorum", "all" or a number.
 type BucketProps struct {
 	N          int    `json:"n"`
-	R          string `json:"r"`
-	W          string `json:"w"`
-	PR         string `json:"pr"`
-	PW         string `json:"pw"`
-	DW         string `json:"dw"`
+	R          Quorum `json:"r"`
+	W          Quorum `json:"w"`
+	PR         Quorum `json:"pr"`
+	PW         Quorum `json:"pw"`
+	DW         Quorum `json:"dw"`
 	Conflict   string `json:"conflict"`
 	ReadRepair string `json:"read_repair"`
 	Type       string `json:"type"`
 	GCGraceS   int64  `json:"gc_grace_s"`
+}
+
+// Quorum is a quorum setting: "one", "quorum", "all" or a number. In JSON it may be a
+// string or a number ({"w": 2} and {"w": "2"} mean the same).
+type Quorum string
+
+// UnmarshalJSON accepts a JSON string or a whole number.
+func (q *Quorum) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*q = Quorum(s)
+		return nil
+	}
+	var n int
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("quorum value %s: want a string (one, quorum, all, 1..n) or a whole number", b)
+	}
+	*q = Quorum(strconv.Itoa(n))
+	return nil
 }
 
 // DefaultBucketProps are the contract's defaults: N=3, R=W=quorum, siblings, blocking read
@@ -42,10 +62,11 @@ func (p BucketProps) Validate() error {
 		return fmt.Errorf("%w: n=%d is outside 1..16", ErrBadRequest, p.N)
 	}
 	for _, q := range []struct {
-		name, v string
-		min     int
+		name string
+		v    Quorum
+		min  int
 	}{{"r", p.R, 1}, {"w", p.W, 1}, {"pr", p.PR, 0}, {"pw", p.PW, 0}, {"dw", p.DW, 0}} {
-		if _, err := quorum.Parse(q.v, p.N, q.min, 0); err != nil || q.v == "" {
+		if _, err := quorum.Parse(string(q.v), p.N, q.min, 0); err != nil || q.v == "" {
 			return fmt.Errorf("%w: %s=%q: want %d..n, one, quorum or all", ErrBadRequest, q.name, q.v, q.min)
 		}
 	}

@@ -196,9 +196,9 @@ func (n *Node) putSpec(props BucketProps, o WriteOptions) (quorum.PutSpec, error
 		}
 		return x
 	}
-	s.W = parse("w", o.W, props.W, def.W, 1)
-	s.PW = parse("pw", o.PW, props.PW, def.PW, 0)
-	s.DW = parse("dw", o.DW, props.DW, def.DW, 0)
+	s.W = parse("w", o.W, string(props.W), string(def.W), 1)
+	s.PW = parse("pw", o.PW, string(props.PW), string(def.PW), 0)
+	s.DW = parse("dw", o.DW, string(props.DW), string(def.DW), 0)
 	return s, err
 }
 
@@ -215,10 +215,10 @@ func (n *Node) getSpec(props BucketProps, o ReadOptions) (quorum.GetSpec, error)
 		}
 		return d
 	}
-	if s.R, err = quorum.Parse(pick(o.R, props.R, def.R), props.N, 1, 0); err != nil {
+	if s.R, err = quorum.Parse(pick(o.R, string(props.R), string(def.R)), props.N, 1, 0); err != nil {
 		return s, fmt.Errorf("%w: r: %v", ErrBadRequest, err)
 	}
-	if s.PR, err = quorum.Parse(pick(o.PR, props.PR, def.PR), props.N, 0, 0); err != nil {
+	if s.PR, err = quorum.Parse(pick(o.PR, string(props.PR), string(def.PR)), props.N, 0, 0); err != nil {
 		return s, fmt.Errorf("%w: pr: %v", ErrBadRequest, err)
 	}
 	if s.Repair, err = quorum.ParseRepairMode(props.ReadRepair); err != nil {
