@@ -131,6 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxMsgBytes:    transport.DefaultConfig().MaxMsgBytes,
 		DefaultTimeout: cfg.RequestTimeout,
 		DialTimeout:    transport.DefaultConfig().DialTimeout,
+		Inline:         inlineRequest,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))

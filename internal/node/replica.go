@@ -25,6 +25,20 @@ func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.En
 	return errorEnvelope(fmt.Errorf("%w: unknown internode request %T from %s", ErrBadRequest, req.Body, from))
 }
 
+// inlineRequest picks the requests cheap enough to serve on the receiving stream's
+// goroutine: reads and unsynced replica writes touch only the local store for a few
+// microseconds. Synced writes go to workers so that many of them share one fsync, and
+// forwarded writes wait on the network.
+func inlineRequest(req *pb.Envelope) bool {
+	switch b := req.Body.(type) {
+	case *pb.Envelope_Get:
+		return true
+	case *pb.Envelope_Replicate:
+		return !b.Replicate.Sync
+	}
+	return false
+}
+
 func errorEnvelope(err error) *pb.Envelope {
 	return &pb.Envelope{Body: &pb.Envelope_Error{Error: &pb.Error{Message: err.Error(), Code: ErrorCode(err)}}}
 }

@@ -76,6 +76,10 @@ type Config struct {
 	// MaxMsgBytes bounds one gRPC message (a Batch): a value may be 4 MiB and an object may
 	// hold up to 100 siblings, so 256 MiB.
 	MaxMsgBytes int
+	// Inline, when set, picks the requests that are served on the stream's receive
+	// goroutine instead of a worker: short, non-blocking ones (a local read, an unsynced
+	// local write), for which handing over to a worker costs more than the work.
+	Inline func(*pb.Envelope) bool
 	// DefaultTimeout applies to calls whose context has no deadline.
 	DefaultTimeout time.Duration
 	// DialTimeout bounds waiting for a connection to become ready.
@@ -586,8 +590,13 @@ func (s *server) Stream(stream pb.Internode_StreamServer) error {
 			continue
 		}
 		for _, m := range b.Msgs {
+			j := job{ctx: ctx, from: from, req: m, out: out}
+			if t.cfg.Inline != nil && t.cfg.Inline(m) {
+				t.serve(j)
+				continue
+			}
 			select {
-			case t.jobs <- job{ctx: ctx, from: from, req: m, out: out}:
+			case t.jobs <- j:
 			case <-ctx.Done():
 				return nil
 			}
