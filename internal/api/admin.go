@@ -50,13 +50,8 @@ func (s *server) local(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) setFaults(w http.ResponseWriter, r *http.Request) {
-	if _, err := params(r); err != nil {
-		s.fail(w, err)
-		return
-	}
-	body, err := readBody(r, 64<<10)
-	if err != nil {
-		s.fail(w, err)
+	body, ok := s.smallBody(w, r)
+	if !ok {
 		return
 	}
 	var f node.Faults

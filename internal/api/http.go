@@ -315,14 +315,24 @@ func (s *server) getBucket(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.n.Bucket(r.PathValue("bucket")))
 }
 
-func (s *server) putBucket(w http.ResponseWriter, r *http.Request) {
+// smallBody reads the body of a request that takes no query parameters and a small JSON
+// document; on failure it has answered and reports false.
+func (s *server) smallBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if _, err := params(r); err != nil {
 		s.fail(w, err)
-		return
+		return nil, false
 	}
 	body, err := readBody(r, 64<<10)
 	if err != nil {
 		s.fail(w, err)
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *server) putBucket(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.smallBody(w, r)
+	if !ok {
 		return
 	}
 	p, err := s.n.SetBucket(r.PathValue("bucket"), body)

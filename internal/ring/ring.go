@@ -326,46 +326,40 @@ func (w *walker) walk(dst []int32, p, limit int) []int32 {
 	w.stamp++
 	start := len(dst)
 	q := r.mask + 1
+	// offer hands every candidate, owners in ring order then non-owners, to take until
+	// it reports that it has enough.
+	offer := func(take func(m int32) bool) {
+		for i := 0; i < q; i++ {
+			if take(r.owners[(p+i)&r.mask]) {
+				return
+			}
+		}
+		for _, m := range r.nonOwners {
+			if take(m) {
+				return
+			}
+		}
+	}
 	// Pass 1: the first member met of each zone, in candidate order.
 	if want := min(limit, r.zones); want > 0 {
-		take := func(m int32) bool {
+		offer(func(m int32) bool {
 			if z := r.zoneOf[m]; w.zoneUsed[z] != w.stamp {
 				w.zoneUsed[z] = w.stamp
 				w.taken[m] = w.stamp
 				dst = append(dst, m)
 			}
 			return len(dst)-start == want
-		}
-		done := false
-		for i := 0; i < q && !done; i++ {
-			done = take(r.owners[(p+i)&r.mask])
-		}
-		for _, m := range r.nonOwners {
-			if done {
-				break
-			}
-			done = take(m)
-		}
+		})
 	}
 	// Pass 2: everyone else, in candidate order.
 	if len(dst)-start < limit {
-		take := func(m int32) bool {
+		offer(func(m int32) bool {
 			if w.taken[m] != w.stamp {
 				w.taken[m] = w.stamp
 				dst = append(dst, m)
 			}
 			return len(dst)-start == limit
-		}
-		done := false
-		for i := 0; i < q && !done; i++ {
-			done = take(r.owners[(p+i)&r.mask])
-		}
-		for _, m := range r.nonOwners {
-			if done {
-				break
-			}
-			done = take(m)
-		}
+		})
 	}
 	return dst
 }
