@@ -129,8 +129,9 @@ type Endpoints struct {
 
 // EndpointNode is a node of a preference list.
 type EndpointNode struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	HintFor string `json:"hint_for,omitempty"` // for a fallback: the primary it stands in for
 }
 
 // Endpoints returns the partition and preference list of bucket/key.
@@ -180,6 +181,38 @@ func (c *Client) Local(ctx context.Context, bucket, key string) (*LocalCopy, err
 		return nil, err
 	}
 	return &l, nil
+}
+
+// HintTarget is the hints one node keeps for one target node.
+type HintTarget struct {
+	Target     string  `json:"target"`
+	State      string  `json:"state"`
+	Pending    int     `json:"pending"`
+	Bytes      int64   `json:"bytes"`
+	OldestAgeS float64 `json:"oldest_age_s"`
+	Delivered  uint64  `json:"delivered"`
+	Expired    uint64  `json:"expired"`
+	Dropped    uint64  `json:"dropped"`
+	Handoff    bool    `json:"handoff_running"`
+}
+
+// Hints is GET /v1/admin/hints: the hints a node keeps for nodes that were down.
+type Hints struct {
+	Node     string       `json:"node"`
+	Pending  int          `json:"pending"`
+	Bytes    int64        `json:"bytes"`
+	WindowS  float64      `json:"window_s"`
+	MaxBytes int64        `json:"max_bytes_per_target"`
+	Targets  []HintTarget `json:"targets"`
+}
+
+// Hints returns the hints the node keeps for other nodes.
+func (c *Client) Hints(ctx context.Context) (*Hints, error) {
+	var h Hints
+	if err := c.getJSON(ctx, "/v1/admin/hints", &h); err != nil {
+		return nil, err
+	}
+	return &h, nil
 }
 
 // Faults is a node's fault injection state (only on nodes started with --debug-faults).

@@ -56,6 +56,10 @@ Logs go to stderr.`)
 	maxSiblings := fs.Int("max-siblings", def.MaxSiblings, "most siblings one object may hold; a write past it is refused (409), never trimmed")
 	maxObject := fs.Int("max-object-bytes", def.MaxObjectBytes, "largest stored object (all siblings), in `bytes`")
 	reqTimeout := fs.Duration("request-timeout", def.RequestTimeout, "default deadline of a client request")
+	hintWindow := fs.Duration("hint-window", def.HintWindow, "hints not updated for this long expire (counted and logged)")
+	hintMax := fs.Int64("hint-max-bytes", def.HintMaxBytes, "most `bytes` of hints kept for one target")
+	hintRate := fs.Int64("hint-rate", def.HintRate, "handoff throttle in `bytes`/s per target (0: none)")
+	handoffEvery := fs.Duration("handoff-interval", def.HandoffInterval, "time between handoff retries (a returning node also starts one)")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -81,6 +85,7 @@ Logs go to stderr.`)
 	cfg := def
 	cfg.MaxKeyBytes, cfg.MaxValueBytes, cfg.MaxSiblings, cfg.MaxObjectBytes = *maxKey, *maxValue, *maxSiblings, *maxObject
 	cfg.RequestTimeout = *reqTimeout
+	cfg.HintWindow, cfg.HintMaxBytes, cfg.HintRate, cfg.HandoffInterval = *hintWindow, *hintMax, *hintRate, *handoffEvery
 	cfg.ID = *id
 	cfg.DataDir = *data
 	cfg.HTTPAddr = *httpAddr

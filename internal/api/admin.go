@@ -71,3 +71,11 @@ func (s *server) setFaults(w http.ResponseWriter, r *http.Request) {
 func (s *server) getFaults(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.n.CurrentFaults())
 }
+
+func (s *server) hints(w http.ResponseWriter, r *http.Request) {
+	if _, err := params(r); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.n.Hints())
+}

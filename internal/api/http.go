@@ -54,6 +54,7 @@ func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Ha
 	mux.HandleFunc("GET /v1/cluster", s.cluster)
 	mux.HandleFunc("GET /v1/admin/endpoints/{bucket}/{key...}", s.endpoints)
 	mux.HandleFunc("GET /v1/admin/local/{bucket}/{key...}", s.local)
+	mux.HandleFunc("GET /v1/admin/hints", s.hints)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", n.MetricsHandler())
 	if debugFaults {

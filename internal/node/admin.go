@@ -43,8 +43,9 @@ func (n *Node) Cluster() ClusterInfo {
 
 // EndpointNode is a replica and its state.
 type EndpointNode struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	HintFor string `json:"hint_for,omitempty"` // a fallback: the primary it stands in for
 }
 
 // EndpointsInfo is GET /v1/admin/endpoints/{bucket}/{key}.
@@ -63,17 +64,24 @@ func (n *Node) Endpoints(bucket, key string) (EndpointsInfo, error) {
 		return EndpointsInfo{}, err
 	}
 	props := n.Bucket(bucket)
-	p, prefs, err := n.preference(bucket, key, props.N)
+	rs, err := n.replicas(bucket, key, props.N)
 	if err != nil {
 		return EndpointsInfo{}, err
 	}
-	ei := EndpointsInfo{Bucket: bucket, Key: key, Partition: p, N: props.N, Primaries: []EndpointNode{}, Fallbacks: []EndpointNode{}}
-	for _, id := range prefs {
-		st := "down"
-		if m, ok := n.member(string(id)); ok {
-			st = string(m.State)
+	state := func(id string) string {
+		if m, ok := n.member(id); ok {
+			return string(m.State)
 		}
-		ei.Primaries = append(ei.Primaries, EndpointNode{ID: string(id), State: st})
+		return "down"
+	}
+	ei := EndpointsInfo{Bucket: bucket, Key: key, Partition: rs.partition, N: props.N, Primaries: []EndpointNode{}, Fallbacks: []EndpointNode{}}
+	for _, id := range rs.primaries {
+		ei.Primaries = append(ei.Primaries, EndpointNode{ID: id, State: state(id)})
+	}
+	for _, r := range rs.reps {
+		if !r.primary() {
+			ei.Fallbacks = append(ei.Fallbacks, EndpointNode{ID: r.node, State: state(r.node), HintFor: r.hintFor})
+		}
 	}
 	return ei, nil
 }
@@ -106,6 +114,26 @@ func (n *Node) Local(bucket, key string) (LocalCopy, error) {
 		return LocalCopy{}, err
 	}
 	lc := LocalCopy{Values: [][]byte{}, Siblings: []LocalSibling{}}
+	if obj.Empty() {
+		// Not a replica here; maybe a hint this node keeps for a primary that was down.
+		rs, err := n.replicas(bucket, key, n.Bucket(bucket).N)
+		if err != nil {
+			return LocalCopy{}, err
+		}
+		for _, p := range rs.primaries {
+			if p == n.cfg.ID {
+				continue
+			}
+			h, found, err := n.hints.Get(p, bucket, key)
+			if err != nil {
+				return LocalCopy{}, fmt.Errorf("read hint for %s: %w", p, err)
+			}
+			if found {
+				obj, lc.HintedFor = h, &p
+				break
+			}
+		}
+	}
 	if obj.Empty() {
 		return lc, nil
 	}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Config configures a Node.
@@ -37,6 +39,22 @@ type Config struct {
 	// RequestTimeout: 5 s default deadline for a client request, overridable per request.
 	RequestTimeout time.Duration
 
+	// HintWindow: 3 h, Cassandra's max_hint_window. A hint not updated for longer expires
+	// (counted and logged); its key then heals by read repair and anti-entropy, which is
+	// cheaper than replaying hours of writes to a node that was down that long.
+	HintWindow time.Duration
+	// HintMaxBytes: 1 GiB of pending hints per target; past it a fallback refuses to keep
+	// more for that target (the write then needs another replica), counted and logged.
+	HintMaxBytes int64
+	// HintRate: 16 MiB/s of handoff per target, so a returning node catches up quickly
+	// without starving client traffic on either side. 0 means unthrottled.
+	HintRate int64
+	// HandoffInterval: 10 s between handoff retries; a member coming back also starts one.
+	HandoffInterval time.Duration
+	// HandoffBatchBytes: 1 MiB of objects per handoff batch: few round trips, bounded
+	// memory, and a failed batch resends little.
+	HandoffBatchBytes int
+
 	Logger *slog.Logger
 
 	// HTTPHandler builds the HTTP API for the node (api.New); nil serves no HTTP.
@@ -52,6 +70,12 @@ func DefaultConfig() Config {
 		MaxSiblings:    100,
 		MaxObjectBytes: 64 << 20,
 		RequestTimeout: 5 * time.Second,
+
+		HintWindow:        3 * time.Hour,
+		HintMaxBytes:      1 << 30,
+		HintRate:          16 << 20,
+		HandoffInterval:   10 * time.Second,
+		HandoffBatchBytes: 1 << 20,
 	}
 }
 
@@ -72,6 +96,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxKeyBytes <= 0 || c.MaxValueBytes <= 0 || c.MaxSiblings <= 0 || c.MaxObjectBytes <= 0 {
 		errs = append(errs, errors.New("node: limits must be positive"))
+	}
+	if strings.ContainsAny(c.ID, "\x00/") || !utf8.ValidString(c.ID) {
+		errs = append(errs, fmt.Errorf("node: id %q may not contain NUL or '/'", c.ID))
+	}
+	if c.HintWindow <= 0 || c.HintMaxBytes <= 0 || c.HintRate < 0 || c.HandoffInterval <= 0 || c.HandoffBatchBytes <= 0 {
+		errs = append(errs, errors.New("node: hint window, hint bytes, handoff interval and batch size must be positive, hint rate >= 0"))
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))

@@ -11,8 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/quorumkv/quorumkv/internal/quorum"
-	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/storage"
+	"github.com/quorumkv/quorumkv/internal/transport"
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
 	"github.com/quorumkv/quorumkv/internal/version"
 )
@@ -144,32 +144,6 @@ func (n *Node) applyMerge(k []byte, in version.Object, lww, sync bool) (bool, er
 	return sync, nil
 }
 
-func (n *Node) preference(bucket, key string, nrep int) (int, []ring.NodeID, error) {
-	r := n.Ring()
-	if r == nil {
-		return 0, nil, fmt.Errorf("%w: the ring has no members yet", ErrUnavailable)
-	}
-	p := r.PartitionOf(bucket, key)
-	return p, r.Preference(p, nrep), nil
-}
-
-func targetsOf(prefs []ring.NodeID) []quorum.Target {
-	ts := make([]quorum.Target, len(prefs))
-	for i, p := range prefs {
-		ts[i] = quorum.Target{Node: string(p), Primary: true}
-	}
-	return ts
-}
-
-func containsNode(prefs []ring.NodeID, id string) bool {
-	for _, p := range prefs {
-		if string(p) == id {
-			return true
-		}
-	}
-	return false
-}
-
 func (n *Node) timeout(d time.Duration) time.Duration {
 	if d <= 0 {
 		return n.cfg.RequestTimeout
@@ -267,15 +241,22 @@ func (n *Node) write(ctx context.Context, bucket, key string, value []byte, tomb
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.timeout(o.Timeout))
 	defer cancel()
-	_, prefs, err := n.preference(bucket, key, props.N)
+	rs, err := n.replicas(bucket, key, props.N)
 	if err != nil {
 		return "", err
 	}
-	if containsNode(prefs, n.cfg.ID) {
-		return n.coordinatePut(ctx, bucket, key, value, tomb, o.Context, spec, props, prefs)
+	if rs.isPrimary(n.cfg.ID) {
+		return n.coordinatePut(ctx, bucket, key, value, tomb, o.Context, spec, props, rs)
 	}
 	n.metrics.forwards.Inc()
-	return n.forwardPut(ctx, bucket, key, value, tomb, o, prefs)
+	newCtx, err = n.forwardPut(ctx, bucket, key, value, tomb, o, rs)
+	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		// No primary could be reached to coordinate: coordinate here, writing to the
+		// fallbacks that stand in for the primaries (sloppy quorum). The dot is this
+		// node's own, so it is as unique as any.
+		return n.coordinatePut(ctx, bucket, key, value, tomb, o.Context, spec, props, rs)
+	}
+	return newCtx, err
 }
 
 func resultLabel(err error) string {
@@ -290,18 +271,13 @@ func resultLabel(err error) string {
 	}
 }
 
-// forwardPut hands the write to a primary of the key, trying them in order (those the
-// failure detector sees alive first) until one is reached.
-func (n *Node) forwardPut(ctx context.Context, bucket, key string, value []byte, tomb bool, o WriteOptions, prefs []ring.NodeID) (string, error) {
-	order := make([]string, 0, len(prefs))
-	for _, p := range prefs {
-		if n.alive(string(p)) {
-			order = append(order, string(p))
-		}
-	}
-	for _, p := range prefs {
-		if !n.alive(string(p)) {
-			order = append(order, string(p))
+// forwardPut hands the write to a primary of the key, trying those the failure detector
+// sees up, in preference order, until one is reached.
+func (n *Node) forwardPut(ctx context.Context, bucket, key string, value []byte, tomb bool, o WriteOptions, rs *replicaSet) (string, error) {
+	order := make([]string, 0, len(rs.reps))
+	for _, r := range rs.reps {
+		if r.primary() {
+			order = append(order, r.node)
 		}
 	}
 	deadline, _ := ctx.Deadline()
@@ -333,6 +309,9 @@ func (n *Node) forwardPut(ctx context.Context, bucket, key string, value []byte,
 	}
 	if ctx.Err() != nil {
 		return "", &quorum.QuorumError{Kind: "w", Required: 1, Acks: 0, Timeout: true}
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no primary is up")
 	}
 	return "", fmt.Errorf("%w: forwarding the write: %v", ErrUnavailable, lastErr)
 }
@@ -378,10 +357,12 @@ func (n *Node) checkContext(clk version.Clock) error {
 	return nil
 }
 
-// coordinatePut mints a dot, stores the new object locally and replicates it to the other
-// primaries, answering when the write quorum is met or cannot be.
+// coordinatePut mints a dot, stores the new object locally (when this node is one of the
+// key's replicas) and replicates it to the others, answering when the write quorum is met
+// or cannot be. A primary that turns out unreachable is replaced by the next healthy node
+// past the primaries, which keeps the object as a hint.
 func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []byte, tomb bool, ctxStr string,
-	spec quorum.PutSpec, props BucketProps, prefs []ring.NodeID) (string, error) {
+	spec quorum.PutSpec, props BucketProps, rs *replicaSet) (string, error) {
 	clk, ts, err := version.DecodeContext(ctxStr)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadRequest, err)
@@ -389,15 +370,18 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 	if err := n.checkContext(clk); err != nil {
 		return "", err
 	}
-	k := dataKey(bucket, key)
+	self, selfIn := rs.find(n.cfg.ID)
 	sync := spec.DW > 0
 
-	mu := n.lockFor(k)
+	mu := n.lockFor(dataKey(bucket, key))
 	mu.Lock()
-	local, err := n.loadObject(k)
-	if err != nil {
-		mu.Unlock()
-		return "", err
+	var local version.Object
+	if selfIn {
+		local, err = n.loadReplica(self, bucket, key)
+		if err != nil {
+			mu.Unlock()
+			return "", err
+		}
 	}
 	now := n.hlcNow(local.MaxTimestamp(), ts)
 	c, err := n.mintCounter(local.Clock.Get(n.actor))
@@ -415,25 +399,30 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 		return "", err
 	}
 	enc := obj.AppendBinary(nil)
-	err = n.store.Put(k, enc, storage.WriteOptions{Sync: sync})
+	if selfIn {
+		err = n.storeReplica(self, bucket, key, obj, enc, sync)
+	}
 	mu.Unlock()
 	if err != nil {
 		return "", fmt.Errorf("local write: %w", err)
 	}
 
-	fsm := quorum.NewPut(spec, targetsOf(prefs))
-	fsm.Ack(n.cfg.ID, sync)
-	results := make(chan callResult, len(prefs))
+	fsm := quorum.NewPut(spec, rs.targets())
+	if selfIn {
+		fsm.Ack(n.cfg.ID, sync)
+	}
+	results := make(chan callResult, len(rs.reps)+len(rs.spares))
 	hl := n.hlcLast()
-	for _, p := range prefs {
-		to := string(p)
-		if to == n.cfg.ID {
-			continue
-		}
+	send := func(to replica) {
 		req := &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: &pb.ReplicateRequest{
-			Bucket: bucket, Key: key, Object: enc, Sync: sync, HlcWall: hl.Wall, HlcLogical: hl.Logical,
+			Bucket: bucket, Key: key, Object: enc, Sync: sync, HlcWall: hl.Wall, HlcLogical: hl.Logical, HintFor: to.hintFor,
 		}}}
-		n.tr.Call(ctx, to, req, func(e *pb.Envelope, err error) { results <- callResult{from: to, env: e, err: err} })
+		n.tr.Call(ctx, to.node, req, func(e *pb.Envelope, err error) { results <- callResult{from: to.node, env: e, err: err} })
+	}
+	for _, r := range rs.reps {
+		if r.node != n.cfg.ID {
+			send(r)
+		}
 	}
 	handle := func(r callResult) {
 		if rr := r.env.GetReplicateResp(); r.err == nil && rr != nil {
@@ -444,6 +433,15 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 			r.err = remoteError(r.env.GetError().GetCode(), r.env.GetError().GetMessage())
 		}
 		n.log.Debug("replica write failed", "replica", r.from, "err", r.err)
+		// A primary that could not be reached at all gets a stand-in, if one is left.
+		if errors.Is(r.err, transport.ErrUnreachable) && rs.isPrimary(r.from) {
+			if fb, ok := rs.nextSpare(); ok {
+				stand := replica{node: fb, hintFor: r.from}
+				fsm.AddTarget(quorum.Target{Node: fb})
+				n.metrics.fallbackWrites.Inc()
+				send(stand)
+			}
+		}
 		fsm.Fail(r.from)
 	}
 	for fsm.Outcome() == quorum.Pending {
@@ -460,6 +458,32 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 	// The new context covers what the client's context saw plus this write, and not
 	// concurrent siblings the client has never read.
 	return version.EncodeContext(clk.With(dot), now), nil
+}
+
+// loadReplica reads this node's copy of a key as replica r: its own replica, or the hint
+// it keeps for the primary r stands in for.
+func (n *Node) loadReplica(r replica, bucket, key string) (version.Object, error) {
+	if r.primary() || r.hintFor == n.cfg.ID {
+		return n.loadObject(dataKey(bucket, key))
+	}
+	obj, _, err := n.hints.Get(r.hintFor, bucket, key)
+	if err != nil {
+		return version.Object{}, fmt.Errorf("read hint for %s: %w", r.hintFor, err)
+	}
+	return obj, nil
+}
+
+// storeReplica writes obj (encoded as enc) as this node's copy for replica r. The caller
+// holds the key's lock and obj already includes what was stored.
+func (n *Node) storeReplica(r replica, bucket, key string, obj version.Object, enc []byte, sync bool) error {
+	if r.primary() || r.hintFor == n.cfg.ID {
+		return n.store.Put(dataKey(bucket, key), enc, storage.WriteOptions{Sync: sync})
+	}
+	if err := n.hints.Add(r.hintFor, bucket, key, obj, n.physMs(), sync); err != nil {
+		return fmt.Errorf("keep hint for %s: %w", r.hintFor, err)
+	}
+	n.metrics.hintsStored.Inc()
+	return nil
 }
 
 // settledQuorumError waits, within the request's deadline, for the replicas still in
@@ -516,18 +540,18 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 	timeout := n.timeout(o.Timeout)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, prefs, err := n.preference(bucket, key, props.N)
+	rs, err := n.replicas(bucket, key, props.N)
 	if err != nil {
 		return res, err
 	}
 	k := dataKey(bucket, key)
-	fsm := quorum.NewGet(spec, targetsOf(prefs))
+	fsm := quorum.NewGet(spec, rs.targets())
 	// Room for a reply and a repair acknowledgement from every target.
-	events := make(chan callResult, 2*len(prefs))
-	for _, p := range prefs {
-		to := string(p)
+	events := make(chan callResult, 2*len(rs.reps))
+	for _, r := range rs.reps {
+		to := r.node
 		if to == n.cfg.ID {
-			obj, err := n.loadObject(k)
+			obj, err := n.loadReplica(r, bucket, key)
 			if err != nil {
 				n.log.Error("local read failed", "key", key, "err", err)
 				fsm.Fail(to)
@@ -536,10 +560,10 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 			fsm.Reply(to, obj)
 			continue
 		}
-		req := &pb.Envelope{Body: &pb.Envelope_Get{Get: &pb.GetRequest{Bucket: bucket, Key: key}}}
+		req := &pb.Envelope{Body: &pb.Envelope_Get{Get: &pb.GetRequest{Bucket: bucket, Key: key, HintFor: r.hintFor}}}
 		n.tr.Call(ctx, to, req, func(e *pb.Envelope, err error) { events <- callResult{from: to, env: e, err: err} })
 	}
-	d := &readDriver{n: n, fsm: fsm, events: events, bucket: bucket, key: key, k: k, lww: spec.LWW}
+	d := &readDriver{n: n, fsm: fsm, events: events, bucket: bucket, key: key, k: k, lww: spec.LWW, rs: rs}
 	ans := d.run(ctx, true)
 	if !d.done {
 		// Late replies and repairs go on without holding up the client, bounded.
@@ -585,6 +609,7 @@ type readDriver struct {
 	key      string
 	k        []byte
 	lww      bool
+	rs       *replicaSet
 	done     bool
 	answered bool
 }
@@ -638,6 +663,11 @@ func (d *readDriver) sendRepairs(ctx context.Context, repairs []quorum.Repair) {
 	}
 	n := d.n
 	for _, r := range repairs {
+		if !d.rs.isPrimary(r.Node) {
+			// A fallback keeps a hint only until its primary is back; repair primaries.
+			d.fsm.RepairDone(r.Node)
+			continue
+		}
 		n.metrics.readRepairs.Inc()
 		enc := r.Object.AppendBinary(nil)
 		if r.Node == n.cfg.ID {

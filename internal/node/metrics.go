@@ -19,6 +19,12 @@ type Metrics struct {
 	readRepairs prometheus.Counter
 	siblings    prometheus.Histogram
 	forwards    prometheus.Counter
+
+	fallbackWrites  prometheus.Counter
+	hintsStored     prometheus.Counter
+	hintsDelivered  prometheus.Counter
+	handoffBytes    prometheus.Counter
+	handoffReceived prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -47,6 +53,22 @@ func newMetrics() *Metrics {
 	m.forwards = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_forwarded_writes_total", Help: "Writes received by a non-replica and forwarded to a primary to coordinate.",
 	})
+	m.fallbackWrites = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_fallback_writes_total", Help: "Replica writes redirected to a fallback because a primary was unreachable during the write.",
+	})
+	m.hintsStored = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_hints_stored_total", Help: "Objects this node kept as hints for a down primary.",
+	})
+	m.hintsDelivered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_hints_delivered_total", Help: "Hints this node handed off to their primary.",
+	})
+	m.handoffBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_handoff_bytes_total", Help: "Object bytes this node handed off.",
+	})
+	m.handoffReceived = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_handoff_received_total", Help: "Hinted objects this node received as a returning primary.",
+	})
+	m.reg.MustRegister(m.fallbackWrites, m.hintsStored, m.hintsDelivered, m.handoffBytes, m.handoffReceived)
 	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

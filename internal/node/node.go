@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quorumkv/quorumkv/internal/hints"
 	"github.com/quorumkv/quorumkv/internal/membership"
 	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/storage"
@@ -41,6 +42,8 @@ const (
 	keyEpoch   = "m/epoch"
 	keyCounter = "m/counter"
 	keyMember  = "m/membership"
+	// keySyncMarker is written with fsync to make every earlier write durable.
+	keySyncMarker = "m/sync"
 )
 
 // counterLease is how far ahead of use the dot counter is persisted: one synced write per
@@ -74,6 +77,8 @@ type Node struct {
 
 	buckets *bucketCache
 	metrics *Metrics
+	hints   *hints.Store
+	handoff handoffState
 
 	bg       sync.WaitGroup
 	bgSem    chan struct{}
@@ -118,6 +123,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.loadIdentity(); err != nil {
 		return fail(err)
 	}
+	n.hints, err = hints.Open(st, hints.Config{Window: cfg.HintWindow, MaxBytesPerTarget: cfg.HintMaxBytes}, log)
+	if err != nil {
+		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
+	}
+	n.metrics.reg.MustRegister(newHintCollector(n))
 
 	n.tr, err = transport.Listen(transport.Config{
 		NodeID:         cfg.ID,
@@ -157,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.refreshMembers()
 	n.bg.Add(1)
 	go n.watchMembers()
+	n.startHandoff()
 
 	if cfg.HTTPHandler != nil {
 		n.http = &http.Server{
@@ -333,6 +344,7 @@ func (n *Node) watchMembers() {
 			return
 		case <-ch:
 			n.refreshMembers()
+			n.kickHandoff() // a member may be back: hand its hints over now
 		}
 	}
 }

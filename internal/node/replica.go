@@ -21,6 +21,8 @@ func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.En
 		return n.handleReplicate(b.Replicate)
 	case *pb.Envelope_CoordPut:
 		return n.handleCoordPut(ctx, b.CoordPut)
+	case *pb.Envelope_Handoff:
+		return n.handleHandoff(b.Handoff)
 	}
 	return errorEnvelope(fmt.Errorf("%w: unknown internode request %T from %s", ErrBadRequest, req.Body, from))
 }
@@ -49,6 +51,16 @@ func (n *Node) handleGet(r *pb.GetRequest) *pb.Envelope {
 	}
 	hl := n.hlcLast()
 	resp := &pb.GetResponse{HlcWall: hl.Wall, HlcLogical: hl.Logical}
+	if r.HintFor != "" && r.HintFor != n.cfg.ID {
+		obj, found, err := n.hints.Get(r.HintFor, r.Bucket, r.Key)
+		if err != nil {
+			return errorEnvelope(fmt.Errorf("read hint: %w", err))
+		}
+		if found {
+			resp.Found, resp.Object = true, obj.AppendBinary(nil)
+		}
+		return &pb.Envelope{Body: &pb.Envelope_GetResp{GetResp: resp}}
+	}
 	raw, err := n.store.Get(dataKey(r.Bucket, r.Key))
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -68,6 +80,13 @@ func (n *Node) handleReplicate(r *pb.ReplicateRequest) *pb.Envelope {
 	obj, err := version.Decode(r.Object)
 	if err != nil {
 		return errorEnvelope(fmt.Errorf("%w: replicate %s/%s: %v", ErrBadRequest, r.Bucket, r.Key, err))
+	}
+	if r.HintFor != "" && r.HintFor != n.cfg.ID {
+		if err := n.hints.Add(r.HintFor, r.Bucket, r.Key, obj, n.physMs(), r.Sync); err != nil {
+			return errorEnvelope(fmt.Errorf("keep hint for %s: %w", r.HintFor, err))
+		}
+		n.metrics.hintsStored.Inc()
+		return &pb.Envelope{Body: &pb.Envelope_ReplicateResp{ReplicateResp: &pb.ReplicateResponse{Durable: r.Sync}}}
 	}
 	lww := n.Bucket(r.Bucket).Conflict == "lww"
 	durable, err := n.applyMerge(dataKey(r.Bucket, r.Key), obj, lww, r.Sync)
@@ -92,16 +111,16 @@ func (n *Node) handleCoordPut(ctx context.Context, r *pb.CoordPutRequest) *pb.En
 	if err := n.validKey(r.Bucket, r.Key); err != nil {
 		return errorEnvelope(err)
 	}
-	_, prefs, err := n.preference(r.Bucket, r.Key, props.N)
+	rs, err := n.replicas(r.Bucket, r.Key, props.N)
 	if err != nil {
 		return errorEnvelope(err)
 	}
-	if !containsNode(prefs, n.cfg.ID) {
+	if !rs.isPrimary(n.cfg.ID) {
 		// The rings disagree (a membership change in flight): coordinate anyway, as the
 		// sender believes this node is a primary; its dot is still unique.
 		n.log.Warn("coordinating a write for a key this node is not a primary of", "bucket", r.Bucket, "key", r.Key)
 	}
-	newCtx, err := n.coordinatePut(ctx, r.Bucket, r.Key, r.Value, r.Tombstone, r.Context, spec, props, prefs)
+	newCtx, err := n.coordinatePut(ctx, r.Bucket, r.Key, r.Value, r.Tombstone, r.Context, spec, props, rs)
 	var qe *quorum.QuorumError
 	switch {
 	case errors.As(err, &qe):

@@ -317,3 +317,41 @@ func checkPutRun(t *testing.T, spec PutSpec, targets []Target, kinds, order [3]i
 		t.Fatalf("%+v %v: Err() = %v, want %+v", spec, trace, p.Err(), *wantErr)
 	}
 }
+
+func TestPutAddTargetStandsInForAFailedPrimary(t *testing.T) {
+	p := NewPut(PutSpec{W: 3}, []Target{{Node: "a", Primary: true}, {Node: "b", Primary: true}, {Node: "c", Primary: true}})
+	p.Ack("a", false)
+	p.Ack("b", false)
+	// c is unreachable: a fallback d takes its place before c is failed.
+	p.AddTarget(Target{Node: "d"})
+	if got := p.Fail("c"); got != Pending {
+		t.Fatalf("after failing c with a fallback in flight: %v, want Pending", got)
+	}
+	if got := p.Ack("d", false); got != Succeeded {
+		t.Fatalf("after the fallback's ack: %v, want Succeeded", got)
+	}
+	acks, primary, _ := p.Counts()
+	if acks != 3 || primary != 2 {
+		t.Fatalf("counts %d acks, %d primary", acks, primary)
+	}
+	// Adding to a decided write, or adding a known target, changes nothing.
+	p.AddTarget(Target{Node: "e"})
+	p.AddTarget(Target{Node: "a"})
+	if acks, _, _ := p.Counts(); acks != 3 || len(p.targets) != 4 {
+		t.Fatalf("targets %v after late adds", p.targets)
+	}
+}
+
+func TestPutAddTargetDoesNotRescuePW(t *testing.T) {
+	p := NewPut(PutSpec{W: 3, PW: 3}, []Target{{Node: "a", Primary: true}, {Node: "b", Primary: true}, {Node: "c", Primary: true}})
+	p.Ack("a", false)
+	p.Ack("b", false)
+	p.AddTarget(Target{Node: "d"})
+	if got := p.Fail("c"); got != Failed {
+		t.Fatalf("pw=3 with a primary failed: %v, want Failed", got)
+	}
+	var qe *QuorumError
+	if !errors.As(p.Err(), &qe) || qe.Kind != "pw" || qe.Required != 3 || qe.Acks != 2 {
+		t.Fatalf("err %v", p.Err())
+	}
+}

@@ -120,6 +120,18 @@ func index(targets []Target, node string) int {
 	return -1
 }
 
+// AddTarget adds a replica to a write in flight: a fallback that stands in for a primary
+// that failed. Add it before failing the primary, so the write does not fail in between.
+// A target already present, or a write already decided, is left as it is.
+func (p *Put) AddTarget(t Target) {
+	if p.outcome != Pending || index(p.targets, t.Node) >= 0 {
+		return
+	}
+	p.targets = append(p.targets, t)
+	p.st = append(p.st, waiting)
+	p.durable = append(p.durable, false)
+}
+
 // Ack records that node stored the object; durable when it synced to disk first.
 func (p *Put) Ack(node string, durable bool) Outcome {
 	if i := index(p.targets, node); i >= 0 && p.st[i] == waiting {

@@ -82,6 +82,8 @@ type Envelope struct {
 	//	*Envelope_CoordPut
 	//	*Envelope_CoordPutResp
 	//	*Envelope_Error
+	//	*Envelope_Handoff
+	//	*Envelope_HandoffResp
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -194,6 +196,24 @@ func (x *Envelope) GetError() *Error {
 	return nil
 }
 
+func (x *Envelope) GetHandoff() *HandoffRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Handoff); ok {
+			return x.Handoff
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetHandoffResp() *HandoffResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_HandoffResp); ok {
+			return x.HandoffResp
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -226,6 +246,14 @@ type Envelope_Error struct {
 	Error *Error `protobuf:"bytes,16,opt,name=error,proto3,oneof"`
 }
 
+type Envelope_Handoff struct {
+	Handoff *HandoffRequest `protobuf:"bytes,17,opt,name=handoff,proto3,oneof"`
+}
+
+type Envelope_HandoffResp struct {
+	HandoffResp *HandoffResponse `protobuf:"bytes,18,opt,name=handoff_resp,json=handoffResp,proto3,oneof"`
+}
+
 func (*Envelope_Get) isEnvelope_Body() {}
 
 func (*Envelope_GetResp) isEnvelope_Body() {}
@@ -240,11 +268,17 @@ func (*Envelope_CoordPutResp) isEnvelope_Body() {}
 
 func (*Envelope_Error) isEnvelope_Body() {}
 
+func (*Envelope_Handoff) isEnvelope_Body() {}
+
+func (*Envelope_HandoffResp) isEnvelope_Body() {}
+
 // GetRequest asks a replica for its stored object of a key.
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Bucket string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key    string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// hint_for, when set, asks a fallback for the hint it holds for that primary.
+	HintFor       string `protobuf:"bytes,3,opt,name=hint_for,json=hintFor,proto3" json:"hint_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,6 +323,13 @@ func (x *GetRequest) GetBucket() string {
 func (x *GetRequest) GetKey() string {
 	if x != nil {
 		return x.Key
+	}
+	return ""
+}
+
+func (x *GetRequest) GetHintFor() string {
+	if x != nil {
+		return x.HintFor
 	}
 	return ""
 }
@@ -371,9 +412,12 @@ type ReplicateRequest struct {
 	Key    string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	Object []byte                 `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
 	// sync asks the replica to fsync before acknowledging (dw).
-	Sync          bool   `protobuf:"varint,4,opt,name=sync,proto3" json:"sync,omitempty"`
-	HlcWall       int64  `protobuf:"varint,5,opt,name=hlc_wall,json=hlcWall,proto3" json:"hlc_wall,omitempty"`
-	HlcLogical    uint32 `protobuf:"varint,6,opt,name=hlc_logical,json=hlcLogical,proto3" json:"hlc_logical,omitempty"`
+	Sync       bool   `protobuf:"varint,4,opt,name=sync,proto3" json:"sync,omitempty"`
+	HlcWall    int64  `protobuf:"varint,5,opt,name=hlc_wall,json=hlcWall,proto3" json:"hlc_wall,omitempty"`
+	HlcLogical uint32 `protobuf:"varint,6,opt,name=hlc_logical,json=hlcLogical,proto3" json:"hlc_logical,omitempty"`
+	// hint_for, when set, makes the receiver a fallback: it keeps the object as a hint for
+	// that primary (sloppy quorum) instead of as its own replica.
+	HintFor       string `protobuf:"bytes,7,opt,name=hint_for,json=hintFor,proto3" json:"hint_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -448,6 +492,13 @@ func (x *ReplicateRequest) GetHlcLogical() uint32 {
 		return x.HlcLogical
 	}
 	return 0
+}
+
+func (x *ReplicateRequest) GetHintFor() string {
+	if x != nil {
+		return x.HintFor
+	}
+	return ""
 }
 
 type ReplicateResponse struct {
@@ -741,13 +792,164 @@ func (x *Error) GetCode() string {
 	return ""
 }
 
+// HandoffRequest delivers hinted objects to the primary they were kept for. The receiver
+// validates every item before applying any, merges each into its replica with the normal
+// version rules, and acknowledges only once they are synced to disk.
+type HandoffRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*HandoffItem         `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoffRequest) Reset() {
+	*x = HandoffRequest{}
+	mi := &file_internode_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoffRequest) ProtoMessage() {}
+
+func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoffRequest.ProtoReflect.Descriptor instead.
+func (*HandoffRequest) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HandoffRequest) GetItems() []*HandoffItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type HandoffItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Object        []byte                 `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoffItem) Reset() {
+	*x = HandoffItem{}
+	mi := &file_internode_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoffItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoffItem) ProtoMessage() {}
+
+func (x *HandoffItem) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoffItem.ProtoReflect.Descriptor instead.
+func (*HandoffItem) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HandoffItem) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *HandoffItem) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *HandoffItem) GetObject() []byte {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+type HandoffResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Applied       int32                  `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoffResponse) Reset() {
+	*x = HandoffResponse{}
+	mi := &file_internode_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoffResponse) ProtoMessage() {}
+
+func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoffResponse.ProtoReflect.Descriptor instead.
+func (*HandoffResponse) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HandoffResponse) GetApplied() int32 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
 var File_internode_proto protoreflect.FileDescriptor
 
 const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"\x0finternode.proto\x12\x15quorumkv.internode.v1\"<\n" +
 	"\x05Batch\x123\n" +
-	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\x84\x04\n" +
+	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\x94\x05\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x03get\x18\n" +
@@ -757,18 +959,21 @@ const file_internode_proto_rawDesc = "" +
 	"\x0ereplicate_resp\x18\r \x01(\v2(.quorumkv.internode.v1.ReplicateResponseH\x00R\rreplicateResp\x12E\n" +
 	"\tcoord_put\x18\x0e \x01(\v2&.quorumkv.internode.v1.CoordPutRequestH\x00R\bcoordPut\x12O\n" +
 	"\x0ecoord_put_resp\x18\x0f \x01(\v2'.quorumkv.internode.v1.CoordPutResponseH\x00R\fcoordPutResp\x124\n" +
-	"\x05error\x18\x10 \x01(\v2\x1c.quorumkv.internode.v1.ErrorH\x00R\x05errorB\x06\n" +
-	"\x04body\"6\n" +
+	"\x05error\x18\x10 \x01(\v2\x1c.quorumkv.internode.v1.ErrorH\x00R\x05error\x12A\n" +
+	"\ahandoff\x18\x11 \x01(\v2%.quorumkv.internode.v1.HandoffRequestH\x00R\ahandoff\x12K\n" +
+	"\fhandoff_resp\x18\x12 \x01(\v2&.quorumkv.internode.v1.HandoffResponseH\x00R\vhandoffRespB\x06\n" +
+	"\x04body\"Q\n" +
 	"\n" +
 	"GetRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\tR\x03key\"w\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +
+	"\bhint_for\x18\x03 \x01(\tR\ahintFor\"w\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\fR\x06object\x12\x19\n" +
 	"\bhlc_wall\x18\x03 \x01(\x03R\ahlcWall\x12\x1f\n" +
 	"\vhlc_logical\x18\x04 \x01(\rR\n" +
-	"hlcLogical\"\xa4\x01\n" +
+	"hlcLogical\"\xbf\x01\n" +
 	"\x10ReplicateRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
@@ -776,7 +981,8 @@ const file_internode_proto_rawDesc = "" +
 	"\x04sync\x18\x04 \x01(\bR\x04sync\x12\x19\n" +
 	"\bhlc_wall\x18\x05 \x01(\x03R\ahlcWall\x12\x1f\n" +
 	"\vhlc_logical\x18\x06 \x01(\rR\n" +
-	"hlcLogical\"-\n" +
+	"hlcLogical\x12\x19\n" +
+	"\bhint_for\x18\a \x01(\tR\ahintFor\"-\n" +
 	"\x11ReplicateResponse\x12\x18\n" +
 	"\adurable\x18\x01 \x01(\bR\adurable\"\xd6\x01\n" +
 	"\x0fCoordPutRequest\x12\x16\n" +
@@ -799,7 +1005,15 @@ const file_internode_proto_rawDesc = "" +
 	"\x04code\x18\x06 \x01(\tR\x04code\"5\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
-	"\x04code\x18\x02 \x01(\tR\x04code2U\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\"J\n" +
+	"\x0eHandoffRequest\x128\n" +
+	"\x05items\x18\x01 \x03(\v2\".quorumkv.internode.v1.HandoffItemR\x05items\"O\n" +
+	"\vHandoffItem\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
+	"\x06object\x18\x03 \x01(\fR\x06object\"+\n" +
+	"\x0fHandoffResponse\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\x05R\aapplied2U\n" +
 	"\tInternode\x12H\n" +
 	"\x06Stream\x12\x1c.quorumkv.internode.v1.Batch\x1a\x1c.quorumkv.internode.v1.Batch(\x010\x01B4Z2github.com/quorumkv/quorumkv/internal/transport/pbb\x06proto3"
 
@@ -815,7 +1029,7 @@ func file_internode_proto_rawDescGZIP() []byte {
 	return file_internode_proto_rawDescData
 }
 
-var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_internode_proto_goTypes = []any{
 	(*Batch)(nil),             // 0: quorumkv.internode.v1.Batch
 	(*Envelope)(nil),          // 1: quorumkv.internode.v1.Envelope
@@ -826,23 +1040,29 @@ var file_internode_proto_goTypes = []any{
 	(*CoordPutRequest)(nil),   // 6: quorumkv.internode.v1.CoordPutRequest
 	(*CoordPutResponse)(nil),  // 7: quorumkv.internode.v1.CoordPutResponse
 	(*Error)(nil),             // 8: quorumkv.internode.v1.Error
+	(*HandoffRequest)(nil),    // 9: quorumkv.internode.v1.HandoffRequest
+	(*HandoffItem)(nil),       // 10: quorumkv.internode.v1.HandoffItem
+	(*HandoffResponse)(nil),   // 11: quorumkv.internode.v1.HandoffResponse
 }
 var file_internode_proto_depIdxs = []int32{
-	1, // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
-	2, // 1: quorumkv.internode.v1.Envelope.get:type_name -> quorumkv.internode.v1.GetRequest
-	3, // 2: quorumkv.internode.v1.Envelope.get_resp:type_name -> quorumkv.internode.v1.GetResponse
-	4, // 3: quorumkv.internode.v1.Envelope.replicate:type_name -> quorumkv.internode.v1.ReplicateRequest
-	5, // 4: quorumkv.internode.v1.Envelope.replicate_resp:type_name -> quorumkv.internode.v1.ReplicateResponse
-	6, // 5: quorumkv.internode.v1.Envelope.coord_put:type_name -> quorumkv.internode.v1.CoordPutRequest
-	7, // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
-	8, // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
-	0, // 8: quorumkv.internode.v1.Internode.Stream:input_type -> quorumkv.internode.v1.Batch
-	0, // 9: quorumkv.internode.v1.Internode.Stream:output_type -> quorumkv.internode.v1.Batch
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	1,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
+	2,  // 1: quorumkv.internode.v1.Envelope.get:type_name -> quorumkv.internode.v1.GetRequest
+	3,  // 2: quorumkv.internode.v1.Envelope.get_resp:type_name -> quorumkv.internode.v1.GetResponse
+	4,  // 3: quorumkv.internode.v1.Envelope.replicate:type_name -> quorumkv.internode.v1.ReplicateRequest
+	5,  // 4: quorumkv.internode.v1.Envelope.replicate_resp:type_name -> quorumkv.internode.v1.ReplicateResponse
+	6,  // 5: quorumkv.internode.v1.Envelope.coord_put:type_name -> quorumkv.internode.v1.CoordPutRequest
+	7,  // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
+	8,  // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
+	9,  // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
+	11, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
+	10, // 10: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
+	0,  // 11: quorumkv.internode.v1.Internode.Stream:input_type -> quorumkv.internode.v1.Batch
+	0,  // 12: quorumkv.internode.v1.Internode.Stream:output_type -> quorumkv.internode.v1.Batch
+	12, // [12:13] is the sub-list for method output_type
+	11, // [11:12] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_internode_proto_init() }
@@ -858,6 +1078,8 @@ func file_internode_proto_init() {
 		(*Envelope_CoordPut)(nil),
 		(*Envelope_CoordPutResp)(nil),
 		(*Envelope_Error)(nil),
+		(*Envelope_Handoff)(nil),
+		(*Envelope_HandoffResp)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -865,7 +1087,7 @@ func file_internode_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internode_proto_rawDesc), len(file_internode_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
