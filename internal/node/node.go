@@ -86,6 +86,9 @@ type Node struct {
 	cancel   context.CancelFunc
 	closeErr error
 	closed   atomic.Bool
+	// ready is set once every part is wired: the transport listens before gossip starts
+	// (gossip announces its address), and requests arriving in between are refused.
+	ready atomic.Bool
 }
 
 // Start opens the store, joins the cluster and serves the internode RPC and, when
@@ -168,6 +171,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.bg.Add(1)
 	go n.watchMembers()
 	n.startHandoff()
+	n.ready.Store(true)
 
 	if cfg.HTTPHandler != nil {
 		n.http = &http.Server{
@@ -352,6 +356,11 @@ func (n *Node) watchMembers() {
 func (n *Node) refreshMembers() {
 	ms := n.ms.Members()
 	n.members.Store(&ms)
+	for _, m := range ms {
+		if m.ID != n.cfg.ID && m.State == membership.Alive && n.tr != nil {
+			n.tr.ResetBackoff(m.ID) // a member back up is reachable now, not after a backoff
+		}
+	}
 	rm := make([]ring.Member, 0, len(ms))
 	for _, m := range ms {
 		rm = append(rm, ring.Member{ID: ring.NodeID(m.ID), Zone: m.Zone})

@@ -14,6 +14,9 @@ import (
 
 // Handle serves internode requests (transport.Handler).
 func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.Envelope {
+	if !n.ready.Load() {
+		return errorEnvelope(fmt.Errorf("%w: node %s is starting", ErrUnavailable, n.cfg.ID))
+	}
 	switch b := req.Body.(type) {
 	case *pb.Envelope_Get:
 		return n.handleGet(b.Get)

@@ -224,6 +224,17 @@ func (t *Transport) dropped(node string) bool {
 	return f.Drop[node]
 }
 
+// ResetBackoff makes the next call to node id try to connect at once, even when a recent
+// attempt failed (call it when the failure detector sees the node up again).
+func (t *Transport) ResetBackoff(id string) {
+	t.mu.Lock()
+	p := t.peers[id]
+	t.mu.Unlock()
+	if p != nil {
+		p.conn.ResetConnectBackoff()
+	}
+}
+
 // Close stops serving and fails every pending call with ErrClosed.
 func (t *Transport) Close() error {
 	t.mu.Lock()
@@ -491,8 +502,14 @@ func (p *peer) open() (pb.Internode_StreamClient, chan struct{}, error) {
 	defer cancel()
 	p.conn.Connect()
 	for st := p.conn.GetState(); st != connectivity.Ready; st = p.conn.GetState() {
-		if st == connectivity.Shutdown {
+		switch st {
+		case connectivity.Shutdown:
 			return nil, nil, ErrClosed
+		case connectivity.TransientFailure:
+			// The last attempt failed and gRPC is backing off before the next: fail fast
+			// rather than hold every queued call for the dial timeout. ResetBackoff
+			// retries at once when the failure detector sees the peer up again.
+			return nil, nil, errors.New("connection failed (retrying in the background)")
 		}
 		if !p.conn.WaitForStateChange(wctx, st) {
 			return nil, nil, fmt.Errorf("connection %s", p.conn.GetState())
