@@ -49,6 +49,11 @@ type Config struct {
 	// HintRate: 16 MiB/s of handoff per target, so a returning node catches up quickly
 	// without starving client traffic on either side. 0 means unthrottled.
 	HintRate int64
+	// HedgeDelay: 1 s. A write that has not heard from a primary by then also sends the
+	// object to a fallback as a hint (at most half the request's deadline): a paused or
+	// partitioned primary then costs a write this long, not its whole deadline. Far above
+	// a healthy replica's latency, so hints for live primaries stay rare.
+	HedgeDelay time.Duration
 	// HandoffInterval: 10 s between handoff retries; a member coming back also starts one.
 	HandoffInterval time.Duration
 	// HandoffBatchBytes: 1 MiB of objects per handoff batch: few round trips, bounded
@@ -75,6 +80,7 @@ func DefaultConfig() Config {
 		HintMaxBytes:      1 << 30,
 		HintRate:          16 << 20,
 		HandoffInterval:   10 * time.Second,
+		HedgeDelay:        time.Second,
 		HandoffBatchBytes: 1 << 20,
 	}
 }
@@ -100,7 +106,7 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.ID, "\x00/") || !utf8.ValidString(c.ID) {
 		errs = append(errs, fmt.Errorf("node: id %q may not contain NUL or '/'", c.ID))
 	}
-	if c.HintWindow <= 0 || c.HintMaxBytes <= 0 || c.HintRate < 0 || c.HandoffInterval <= 0 || c.HandoffBatchBytes <= 0 {
+	if c.HintWindow <= 0 || c.HintMaxBytes <= 0 || c.HintRate < 0 || c.HandoffInterval <= 0 || c.HandoffBatchBytes <= 0 || c.HedgeDelay <= 0 {
 		errs = append(errs, errors.New("node: hint window, hint bytes, handoff interval and batch size must be positive, hint rate >= 0"))
 	}
 	if c.RequestTimeout <= 0 {

@@ -182,14 +182,13 @@ func (n *Node) handleHandoff(r *pb.HandoffRequest) *pb.Envelope {
 	}
 	for i, it := range r.Items {
 		lww := n.Bucket(it.Bucket).Conflict == "lww"
-		last := i == len(r.Items)-1
-		if _, err := n.applyMerge(dataKey(it.Bucket, it.Key), objs[i], lww, last); err != nil {
+		if _, err := n.applyMerge(dataKey(it.Bucket, it.Key), objs[i], lww, false); err != nil {
 			return errorEnvelope(fmt.Errorf("handoff item %d: %w", i, err))
 		}
 	}
+	// One fsync for the batch: the WAL is sequential, so it makes every write above
+	// durable before the fallback is told it may delete its hints.
 	if len(r.Items) > 0 {
-		// applyMerge skips writing an item that changes nothing; make sure what the
-		// batch did write is synced even when the last item was such a no-op.
 		if err := n.syncStore(); err != nil {
 			return errorEnvelope(err)
 		}

@@ -144,6 +144,16 @@ func (n *Node) applyMerge(k []byte, in version.Object, lww, sync bool) (bool, er
 	return sync, nil
 }
 
+// hedgeDelay is how long a write waits for a primary before also sending to a stand-in:
+// Config.HedgeDelay, but at most half of what is left of the request's deadline.
+func (n *Node) hedgeDelay(ctx context.Context) time.Duration {
+	d := n.cfg.HedgeDelay
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/2)
+	}
+	return d
+}
+
 func (n *Node) timeout(d time.Duration) time.Duration {
 	if d <= 0 {
 		return n.cfg.RequestTimeout
@@ -424,6 +434,18 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 			send(r)
 		}
 	}
+	stoodIn := map[string]bool{}
+	standIn := func(primary string) {
+		if !rs.isPrimary(primary) || stoodIn[primary] {
+			return
+		}
+		if fb, ok := rs.nextSpare(); ok {
+			stoodIn[primary] = true
+			fsm.AddTarget(quorum.Target{Node: fb})
+			n.metrics.fallbackWrites.Inc()
+			send(replica{node: fb, hintFor: primary})
+		}
+	}
 	handle := func(r callResult) {
 		if rr := r.env.GetReplicateResp(); r.err == nil && rr != nil {
 			fsm.Ack(r.from, rr.Durable)
@@ -434,20 +456,27 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 		}
 		n.log.Debug("replica write failed", "replica", r.from, "err", r.err)
 		// A primary that could not be reached at all gets a stand-in, if one is left.
-		if errors.Is(r.err, transport.ErrUnreachable) && rs.isPrimary(r.from) {
-			if fb, ok := rs.nextSpare(); ok {
-				stand := replica{node: fb, hintFor: r.from}
-				fsm.AddTarget(quorum.Target{Node: fb})
-				n.metrics.fallbackWrites.Inc()
-				send(stand)
-			}
+		if errors.Is(r.err, transport.ErrUnreachable) {
+			standIn(r.from)
 		}
 		fsm.Fail(r.from)
 	}
+	// A primary that has not answered by the hedge delay (paused, overloaded, partitioned
+	// one way) also gets a stand-in, while its own answer may still come: the write then
+	// does not wait for the failure detector, and a hint for a primary that did get the
+	// write merges into it as a no-op later.
+	hedge := time.NewTimer(n.hedgeDelay(ctx))
+	defer hedge.Stop()
 	for fsm.Outcome() == quorum.Pending {
 		select {
 		case r := <-results:
 			handle(r)
+		case <-hedge.C:
+			for _, r := range rs.reps {
+				if r.primary() && fsm.Waiting(r.node) {
+					standIn(r.node)
+				}
+			}
 		case <-ctx.Done():
 			fsm.Timeout()
 		}

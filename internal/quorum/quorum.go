@@ -185,6 +185,12 @@ func (p *Put) Counts() (acks, primary, durable int) {
 	return
 }
 
+// Waiting reports whether node is a target that has neither acked nor failed.
+func (p *Put) Waiting(node string) bool {
+	i := index(p.targets, node)
+	return i >= 0 && p.st[i] == waiting
+}
+
 // Settled reports whether every target has answered or failed.
 func (p *Put) Settled() bool {
 	for _, s := range p.st {
