@@ -60,6 +60,7 @@ Logs go to stderr.`)
 	hintMax := fs.Int64("hint-max-bytes", def.HintMaxBytes, "most `bytes` of hints kept for one target")
 	hintRate := fs.Int64("hint-rate", def.HintRate, "handoff throttle in `bytes`/s per target (0: none)")
 	handoffEvery := fs.Duration("handoff-interval", def.HandoffInterval, "time between handoff retries (a returning node also starts one)")
+	hedge := fs.Duration("hedge-delay", def.HedgeDelay, "a write waits this long for a primary before also sending to a fallback")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -86,6 +87,7 @@ Logs go to stderr.`)
 	cfg.MaxKeyBytes, cfg.MaxValueBytes, cfg.MaxSiblings, cfg.MaxObjectBytes = *maxKey, *maxValue, *maxSiblings, *maxObject
 	cfg.RequestTimeout = *reqTimeout
 	cfg.HintWindow, cfg.HintMaxBytes, cfg.HintRate, cfg.HandoffInterval = *hintWindow, *hintMax, *hintRate, *handoffEvery
+	cfg.HedgeDelay = *hedge
 	cfg.ID = *id
 	cfg.DataDir = *data
 	cfg.HTTPAddr = *httpAddr
