@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -11,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/storage"
 	"github.com/quorumkv/quorumkv/internal/transport"
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
@@ -74,13 +77,31 @@ func (n *Node) validKey(bucket, key string) error {
 	return nil
 }
 
-// dataKey is the store key of (bucket, key).
+// dataKey is the store key of (bucket, key): "d", the top 32 bits of the key's ring hash
+// (big-endian), the bucket, a NUL and the key. Leading with the hash sorts the store by
+// partition and then by hash-tree segment (both are leading bits of that hash, whatever
+// the number of partitions), so one partition, or one segment of its tree, is one range
+// scan. Bucket names hold no NUL, so the key is unambiguous.
 func dataKey(bucket, key string) []byte {
-	b := make([]byte, 0, len(prefixData)+len(bucket)+1+len(key))
+	b := make([]byte, 0, len(prefixData)+4+len(bucket)+1+len(key))
 	b = append(b, prefixData...)
+	b = binary.BigEndian.AppendUint32(b, uint32(ring.KeyHash(bucket, key)>>32))
 	b = append(b, bucket...)
 	b = append(b, 0)
 	return append(b, key...)
+}
+
+// parseDataKey splits a store key made by dataKey.
+func parseDataKey(k []byte) (bucket, key string, ok bool) {
+	if len(k) < len(prefixData)+4+2 || string(k[:len(prefixData)]) != prefixData {
+		return "", "", false
+	}
+	rest := k[len(prefixData)+4:]
+	i := bytes.IndexByte(rest, 0)
+	if i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	return string(rest[:i]), string(rest[i+1:]), true
 }
 
 var lockSeed = maphash.MakeSeed()
@@ -508,7 +529,8 @@ func (n *Node) storeReplica(r replica, bucket, key string, obj version.Object, e
 	if r.primary() || r.hintFor == n.cfg.ID {
 		return n.store.Put(dataKey(bucket, key), enc, storage.WriteOptions{Sync: sync})
 	}
-	if err := n.hints.Add(r.hintFor, bucket, key, obj, n.physMs(), sync); err != nil {
+	// Always synced, whatever dw asked: see handleReplicate.
+	if err := n.hints.Add(r.hintFor, bucket, key, obj, n.physMs(), true); err != nil {
 		return fmt.Errorf("keep hint for %s: %w", r.hintFor, err)
 	}
 	n.metrics.hintsStored.Inc()
