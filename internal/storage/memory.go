@@ -199,3 +199,23 @@ func (m *Memory) CrashClone() *Memory {
 	}
 	return c
 }
+
+// NewSnapshot implements Store: a copy of the entries as they are now.
+func (m *Memory) NewSnapshot() (Snapshot, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	snap := NewMemory()
+	snap.entries = slices.Clone(m.entries)
+	return memorySnapshot{snap}, nil
+}
+
+type memorySnapshot struct{ m *Memory }
+
+func (s memorySnapshot) Scan(start, end []byte, fn func(key, value []byte) bool) error {
+	return s.m.Scan(start, end, fn)
+}
+
+func (s memorySnapshot) Close() error { return nil }

@@ -289,6 +289,15 @@ func (p *Pebble) Scan(start, end []byte, fn func(key, value []byte) bool) error 
 		return ErrClosed
 	}
 	defer p.mu.RUnlock()
+	return p.scan(p.db, start, end, fn)
+}
+
+// iterable is what Scan needs of a DB or a snapshot.
+type iterable interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func (p *Pebble) scan(r iterable, start, end []byte, fn func(key, value []byte) bool) error {
 	var lower, upper []byte
 	// The bounds must stay unchanged while the iterator lives; fn belongs
 	// to the caller and could modify start or end, so copy them.
@@ -301,7 +310,7 @@ func (p *Pebble) Scan(start, end []byte, fn func(key, value []byte) bool) error 
 		}
 		upper = bytes.Clone(end)
 	}
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return p.wrap("scan", err)
 	}
@@ -317,6 +326,35 @@ func (p *Pebble) Scan(start, end []byte, fn func(key, value []byte) bool) error 
 	}
 	if err := it.Close(); err != nil { // Close returns it.Error()
 		return p.wrap("scan", err)
+	}
+	return nil
+}
+
+// NewSnapshot implements Store.
+func (p *Pebble) NewSnapshot() (Snapshot, error) {
+	if !p.enter() {
+		return nil, ErrClosed
+	}
+	defer p.mu.RUnlock()
+	return &pebbleSnapshot{p: p, snap: p.db.NewSnapshot()}, nil
+}
+
+type pebbleSnapshot struct {
+	p    *Pebble
+	snap *pebble.Snapshot
+}
+
+func (s *pebbleSnapshot) Scan(start, end []byte, fn func(key, value []byte) bool) error {
+	if !s.p.enter() {
+		return ErrClosed
+	}
+	defer s.p.mu.RUnlock()
+	return s.p.scan(s.snap, start, end, fn)
+}
+
+func (s *pebbleSnapshot) Close() error {
+	if err := s.snap.Close(); err != nil {
+		return s.p.wrap("close snapshot", err)
 	}
 	return nil
 }

@@ -47,8 +47,19 @@ type Store interface {
 	// method of the Store except Close (which would wait for the Scan, and
 	// so forever).
 	Scan(start, end []byte, fn func(key, value []byte) bool) error
+	// NewSnapshot returns a point-in-time view taken now, for reads that must see one
+	// consistent state across many calls (a hash-tree rebuild). Close it before the Store.
+	NewSnapshot() (Snapshot, error)
 	// Close releases the engine. It waits for calls in flight; later calls
 	// return ErrClosed, and so does a second Close.
+	Close() error
+}
+
+// Snapshot is a read-only point-in-time view of a Store. Safe for concurrent use.
+type Snapshot interface {
+	// Scan is Store.Scan on the view.
+	Scan(start, end []byte, fn func(key, value []byte) bool) error
+	// Close releases the view.
 	Close() error
 }
 
