@@ -55,6 +55,8 @@ func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Ha
 	mux.HandleFunc("GET /v1/admin/endpoints/{bucket}/{key...}", s.endpoints)
 	mux.HandleFunc("GET /v1/admin/local/{bucket}/{key...}", s.local)
 	mux.HandleFunc("GET /v1/admin/hints", s.hints)
+	mux.HandleFunc("POST /v1/admin/repair", s.repair)
+	mux.HandleFunc("GET /v1/admin/aae", s.aae)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", n.MetricsHandler())
 	if debugFaults {

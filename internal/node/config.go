@@ -54,6 +54,22 @@ type Config struct {
 	// partitioned primary then costs a write this long, not its whole deadline. Far above
 	// a healthy replica's latency, so hints for live primaries stay rare.
 	HedgeDelay time.Duration
+	// AAESegments: 2^16 segments per partition tree (512 KiB per partition holding data):
+	// with up to ~100k keys per partition a segment holds a couple of keys, so a divergent
+	// key costs a few hashes and one short key list to find.
+	AAESegments int
+	// AAEInterval: one anti-entropy exchange every 2 s per node, rotating through its
+	// partitions and their other primaries: a 3-node cluster of 256 partitions compares
+	// every pair within about half an hour, at little cost when nothing differs.
+	AAEInterval time.Duration
+	// AAERate: 8 MiB/s of exchange and repair traffic per node at most (scheduled runs).
+	AAERate int64
+	// TreeRebuildInterval: rebuild the trees from the store every 24 h, so silent disk
+	// corruption shows up as a difference and gets repaired.
+	TreeRebuildInterval time.Duration
+	// ReapInterval: look for tombstones to reap every 10 minutes. A tombstone is reaped
+	// only past its bucket's gc_grace and once every primary holds it.
+	ReapInterval time.Duration
 	// HandoffInterval: 10 s between handoff retries; a member coming back also starts one.
 	HandoffInterval time.Duration
 	// HandoffBatchBytes: 1 MiB of objects per handoff batch: few round trips, bounded
@@ -76,12 +92,18 @@ func DefaultConfig() Config {
 		MaxObjectBytes: 64 << 20,
 		RequestTimeout: 5 * time.Second,
 
-		HintWindow:        3 * time.Hour,
-		HintMaxBytes:      1 << 30,
-		HintRate:          16 << 20,
-		HandoffInterval:   10 * time.Second,
-		HedgeDelay:        time.Second,
-		HandoffBatchBytes: 1 << 20,
+		HintWindow:      3 * time.Hour,
+		HintMaxBytes:    1 << 30,
+		HintRate:        16 << 20,
+		HandoffInterval: 10 * time.Second,
+		HedgeDelay:      time.Second,
+
+		AAESegments:         1 << 16,
+		AAEInterval:         2 * time.Second,
+		AAERate:             8 << 20,
+		TreeRebuildInterval: 24 * time.Hour,
+		ReapInterval:        10 * time.Minute,
+		HandoffBatchBytes:   1 << 20,
 	}
 }
 
@@ -108,6 +130,9 @@ func (c Config) Validate() error {
 	}
 	if c.HintWindow <= 0 || c.HintMaxBytes <= 0 || c.HintRate < 0 || c.HandoffInterval <= 0 || c.HandoffBatchBytes <= 0 || c.HedgeDelay <= 0 {
 		errs = append(errs, errors.New("node: hint window, hint bytes, handoff interval and batch size must be positive, hint rate >= 0"))
+	}
+	if c.AAESegments <= 0 || c.AAEInterval <= 0 || c.AAERate < 0 || c.TreeRebuildInterval <= 0 || c.ReapInterval <= 0 {
+		errs = append(errs, errors.New("node: anti-entropy segments and intervals must be positive, rate >= 0"))
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))

@@ -182,7 +182,7 @@ func (n *Node) handleHandoff(r *pb.HandoffRequest) *pb.Envelope {
 	}
 	for i, it := range r.Items {
 		lww := n.Bucket(it.Bucket).Conflict == "lww"
-		if _, err := n.applyMerge(dataKey(it.Bucket, it.Key), objs[i], lww, false); err != nil {
+		if _, err := n.applyMerge(it.Bucket, it.Key, objs[i], lww, false); err != nil {
 			return errorEnvelope(fmt.Errorf("handoff item %d: %w", i, err))
 		}
 	}

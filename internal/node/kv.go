@@ -112,18 +112,24 @@ func (n *Node) lockFor(k []byte) *sync.Mutex {
 
 // loadObject reads this node's copy of a key; Empty when it has none.
 func (n *Node) loadObject(k []byte) (version.Object, error) {
+	obj, _, err := n.loadObjectRaw(k)
+	return obj, err
+}
+
+// loadObjectRaw reads this node's copy of a key and its stored bytes (nil when absent).
+func (n *Node) loadObjectRaw(k []byte) (version.Object, []byte, error) {
 	raw, err := n.store.Get(k)
 	if errors.Is(err, storage.ErrNotFound) {
-		return version.Object{}, nil
+		return version.Object{}, nil, nil
 	}
 	if err != nil {
-		return version.Object{}, fmt.Errorf("read %q: %w", k, err)
+		return version.Object{}, nil, fmt.Errorf("read %q: %w", k, err)
 	}
 	obj, err := version.Decode(raw)
 	if err != nil {
-		return version.Object{}, fmt.Errorf("stored object %q: %w", k, err)
+		return version.Object{}, nil, fmt.Errorf("stored object %q: %w", k, err)
 	}
-	return obj, nil
+	return obj, raw, nil
 }
 
 func (n *Node) checkCaps(obj version.Object) error {
@@ -137,14 +143,15 @@ func (n *Node) checkCaps(obj version.Object) error {
 	return nil
 }
 
-// applyMerge merges an incoming object into this node's copy of k (a replica write or a
-// repair).
-// It reports whether the write was synced.
-func (n *Node) applyMerge(k []byte, in version.Object, lww, sync bool) (bool, error) {
+// applyMerge merges an incoming object into this node's copy of a key (a replica write, a
+// read repair, a handoff or an anti-entropy repair). It reports whether the write was
+// synced.
+func (n *Node) applyMerge(bucket, key string, in version.Object, lww, sync bool) (bool, error) {
+	k := dataKey(bucket, key)
 	mu := n.lockFor(k)
 	mu.Lock()
 	defer mu.Unlock()
-	local, err := n.loadObject(k)
+	local, raw, err := n.loadObjectRaw(k)
 	if err != nil {
 		return false, err
 	}
@@ -159,8 +166,8 @@ func (n *Node) applyMerge(k []byte, in version.Object, lww, sync bool) (bool, er
 	// refused a merge would diverge from its peers for good, and a refused repair would
 	// keep a replica stale; under concurrent blind writes an object can so end a few
 	// siblings over the cap (the writes that were in flight), but never trimmed.
-	if err := n.store.Put(k, merged.AppendBinary(nil), storage.WriteOptions{Sync: sync}); err != nil {
-		return false, fmt.Errorf("write %q: %w", k, err)
+	if err := n.writeData(bucket, key, k, raw, merged.AppendBinary(nil), sync); err != nil {
+		return false, err
 	}
 	return sync, nil
 }
@@ -407,8 +414,9 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 	mu := n.lockFor(dataKey(bucket, key))
 	mu.Lock()
 	var local version.Object
+	var localRaw []byte
 	if selfIn {
-		local, err = n.loadReplica(self, bucket, key)
+		local, localRaw, err = n.loadReplica(self, bucket, key)
 		if err != nil {
 			mu.Unlock()
 			return "", err
@@ -431,7 +439,7 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 	}
 	enc := obj.AppendBinary(nil)
 	if selfIn {
-		err = n.storeReplica(self, bucket, key, obj, enc, sync)
+		err = n.storeReplica(self, bucket, key, localRaw, obj, enc, sync)
 	}
 	mu.Unlock()
 	if err != nil {
@@ -510,24 +518,24 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 	return version.EncodeContext(clk.With(dot), now), nil
 }
 
-// loadReplica reads this node's copy of a key as replica r: its own replica, or the hint
-// it keeps for the primary r stands in for.
-func (n *Node) loadReplica(r replica, bucket, key string) (version.Object, error) {
+// loadReplica reads this node's copy of a key as replica r: its own replica (with its
+// stored bytes), or the hint it keeps for the primary r stands in for.
+func (n *Node) loadReplica(r replica, bucket, key string) (version.Object, []byte, error) {
 	if r.primary() || r.hintFor == n.cfg.ID {
-		return n.loadObject(dataKey(bucket, key))
+		return n.loadObjectRaw(dataKey(bucket, key))
 	}
 	obj, _, err := n.hints.Get(r.hintFor, bucket, key)
 	if err != nil {
-		return version.Object{}, fmt.Errorf("read hint for %s: %w", r.hintFor, err)
+		return version.Object{}, nil, fmt.Errorf("read hint for %s: %w", r.hintFor, err)
 	}
-	return obj, nil
+	return obj, nil, nil
 }
 
 // storeReplica writes obj (encoded as enc) as this node's copy for replica r. The caller
 // holds the key's lock and obj already includes what was stored.
-func (n *Node) storeReplica(r replica, bucket, key string, obj version.Object, enc []byte, sync bool) error {
+func (n *Node) storeReplica(r replica, bucket, key string, oldRaw []byte, obj version.Object, enc []byte, sync bool) error {
 	if r.primary() || r.hintFor == n.cfg.ID {
-		return n.store.Put(dataKey(bucket, key), enc, storage.WriteOptions{Sync: sync})
+		return n.writeData(bucket, key, dataKey(bucket, key), oldRaw, enc, sync)
 	}
 	// Always synced, whatever dw asked: see handleReplicate.
 	if err := n.hints.Add(r.hintFor, bucket, key, obj, n.physMs(), true); err != nil {
@@ -602,7 +610,7 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 	for _, r := range rs.reps {
 		to := r.node
 		if to == n.cfg.ID {
-			obj, err := n.loadReplica(r, bucket, key)
+			obj, _, err := n.loadReplica(r, bucket, key)
 			if err != nil {
 				n.log.Error("local read failed", "key", key, "err", err)
 				fsm.Fail(to)
@@ -722,7 +730,7 @@ func (d *readDriver) sendRepairs(ctx context.Context, repairs []quorum.Repair) {
 		n.metrics.readRepairs.Inc()
 		enc := r.Object.AppendBinary(nil)
 		if r.Node == n.cfg.ID {
-			if _, err := n.applyMerge(d.k, r.Object, d.lww, false); err != nil {
+			if _, err := n.applyMerge(d.bucket, d.key, r.Object, d.lww, false); err != nil {
 				n.log.Error("local read repair failed", "key", d.key, "err", err)
 			}
 			d.fsm.RepairDone(r.Node)

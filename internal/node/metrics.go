@@ -25,6 +25,13 @@ type Metrics struct {
 	hintsDelivered  prometheus.Counter
 	handoffBytes    prometheus.Counter
 	handoffReceived prometheus.Counter
+
+	aaeExchanges        *prometheus.CounterVec
+	aaeSegmentsCompared prometheus.Counter
+	aaeSegmentsDiffered prometheus.Counter
+	aaeKeysRepaired     prometheus.Counter
+	aaeBytes            prometheus.Counter
+	tombstonesReaped    prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -68,6 +75,25 @@ func newMetrics() *Metrics {
 	m.handoffReceived = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_handoff_received_total", Help: "Hinted objects this node received as a returning primary.",
 	})
+	m.aaeExchanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quorumkv_aae_exchanges_total", Help: "Anti-entropy partition exchanges this node ran, by result.",
+	}, []string{"result"})
+	m.aaeSegmentsCompared = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_aae_segments_compared_total", Help: "Tree segments compared (those under differing branches).",
+	})
+	m.aaeSegmentsDiffered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_aae_segments_differed_total", Help: "Tree segments that differed between replicas.",
+	})
+	m.aaeKeysRepaired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_aae_keys_repaired_total", Help: "Keys anti-entropy repaired on either side.",
+	})
+	m.aaeBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_aae_bytes_total", Help: "Bytes anti-entropy exchanges and repairs put on the wire, both directions.",
+	})
+	m.tombstonesReaped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_tombstones_reaped_total", Help: "Tombstones removed past gc_grace once every primary held them.",
+	})
+	m.reg.MustRegister(m.aaeExchanges, m.aaeSegmentsCompared, m.aaeSegmentsDiffered, m.aaeKeysRepaired, m.aaeBytes, m.tombstonesReaped)
 	m.reg.MustRegister(m.fallbackWrites, m.hintsStored, m.hintsDelivered, m.handoffBytes, m.handoffReceived)
 	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -79,6 +79,9 @@ type Node struct {
 	metrics *Metrics
 	hints   *hints.Store
 	handoff handoffState
+	trees   *treeSet
+	// repairMu runs one anti-entropy exchange at a time (scheduled or on demand).
+	repairMu sync.Mutex
 
 	bg       sync.WaitGroup
 	bgSem    chan struct{}
@@ -131,6 +134,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 	}
 	n.metrics.reg.MustRegister(newHintCollector(n))
+	if n.trees, err = newTreeSet(cfg.Partitions, cfg.AAESegments); err != nil {
+		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
+	}
+	n.metrics.reg.MustRegister(newTreeCollector(n))
 
 	n.tr, err = transport.Listen(transport.Config{
 		NodeID:         cfg.ID,
@@ -171,6 +178,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.bg.Add(1)
 	go n.watchMembers()
 	n.startHandoff()
+	n.bg.Add(3)
+	go n.treeLoop()
+	go n.aaeLoop()
+	go n.reapLoop()
 	n.ready.Store(true)
 
 	if cfg.HTTPHandler != nil {

@@ -26,6 +26,10 @@ func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.En
 		return n.handleCoordPut(ctx, b.CoordPut)
 	case *pb.Envelope_Handoff:
 		return n.handleHandoff(b.Handoff)
+	case *pb.Envelope_Tree:
+		return n.handleTree(b.Tree)
+	case *pb.Envelope_TreeKeys:
+		return n.handleTreeKeys(b.TreeKeys)
 	}
 	return errorEnvelope(fmt.Errorf("%w: unknown internode request %T from %s", ErrBadRequest, req.Body, from))
 }
@@ -85,14 +89,17 @@ func (n *Node) handleReplicate(r *pb.ReplicateRequest) *pb.Envelope {
 		return errorEnvelope(fmt.Errorf("%w: replicate %s/%s: %v", ErrBadRequest, r.Bucket, r.Key, err))
 	}
 	if r.HintFor != "" && r.HintFor != n.cfg.ID {
-		if err := n.hints.Add(r.HintFor, r.Bucket, r.Key, obj, n.physMs(), r.Sync); err != nil {
+		// Always synced: a hint may be the only copy its primary will ever get, and it
+		// must survive a kill -9 of this node (an unsynced Pebble write sits in the
+		// process's WAL buffer until a later sync).
+		if err := n.hints.Add(r.HintFor, r.Bucket, r.Key, obj, n.physMs(), true); err != nil {
 			return errorEnvelope(fmt.Errorf("keep hint for %s: %w", r.HintFor, err))
 		}
 		n.metrics.hintsStored.Inc()
-		return &pb.Envelope{Body: &pb.Envelope_ReplicateResp{ReplicateResp: &pb.ReplicateResponse{Durable: r.Sync}}}
+		return &pb.Envelope{Body: &pb.Envelope_ReplicateResp{ReplicateResp: &pb.ReplicateResponse{Durable: true}}}
 	}
 	lww := n.Bucket(r.Bucket).Conflict == "lww"
-	durable, err := n.applyMerge(dataKey(r.Bucket, r.Key), obj, lww, r.Sync)
+	durable, err := n.applyMerge(r.Bucket, r.Key, obj, lww, r.Sync)
 	if err != nil {
 		return errorEnvelope(err)
 	}

@@ -84,6 +84,10 @@ type Envelope struct {
 	//	*Envelope_Error
 	//	*Envelope_Handoff
 	//	*Envelope_HandoffResp
+	//	*Envelope_Tree
+	//	*Envelope_TreeResp
+	//	*Envelope_TreeKeys
+	//	*Envelope_TreeKeysResp
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -214,6 +218,42 @@ func (x *Envelope) GetHandoffResp() *HandoffResponse {
 	return nil
 }
 
+func (x *Envelope) GetTree() *TreeRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Tree); ok {
+			return x.Tree
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetTreeResp() *TreeResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_TreeResp); ok {
+			return x.TreeResp
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetTreeKeys() *TreeKeysRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_TreeKeys); ok {
+			return x.TreeKeys
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetTreeKeysResp() *TreeKeysResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_TreeKeysResp); ok {
+			return x.TreeKeysResp
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -254,6 +294,22 @@ type Envelope_HandoffResp struct {
 	HandoffResp *HandoffResponse `protobuf:"bytes,18,opt,name=handoff_resp,json=handoffResp,proto3,oneof"`
 }
 
+type Envelope_Tree struct {
+	Tree *TreeRequest `protobuf:"bytes,19,opt,name=tree,proto3,oneof"`
+}
+
+type Envelope_TreeResp struct {
+	TreeResp *TreeResponse `protobuf:"bytes,20,opt,name=tree_resp,json=treeResp,proto3,oneof"`
+}
+
+type Envelope_TreeKeys struct {
+	TreeKeys *TreeKeysRequest `protobuf:"bytes,21,opt,name=tree_keys,json=treeKeys,proto3,oneof"`
+}
+
+type Envelope_TreeKeysResp struct {
+	TreeKeysResp *TreeKeysResponse `protobuf:"bytes,22,opt,name=tree_keys_resp,json=treeKeysResp,proto3,oneof"`
+}
+
 func (*Envelope_Get) isEnvelope_Body() {}
 
 func (*Envelope_GetResp) isEnvelope_Body() {}
@@ -271,6 +327,14 @@ func (*Envelope_Error) isEnvelope_Body() {}
 func (*Envelope_Handoff) isEnvelope_Body() {}
 
 func (*Envelope_HandoffResp) isEnvelope_Body() {}
+
+func (*Envelope_Tree) isEnvelope_Body() {}
+
+func (*Envelope_TreeResp) isEnvelope_Body() {}
+
+func (*Envelope_TreeKeys) isEnvelope_Body() {}
+
+func (*Envelope_TreeKeysResp) isEnvelope_Body() {}
 
 // GetRequest asks a replica for its stored object of a key.
 type GetRequest struct {
@@ -943,13 +1007,319 @@ func (x *HandoffResponse) GetApplied() int32 {
 	return 0
 }
 
+// TreeRequest asks for part of a partition's hash tree (anti-entropy). With no branches,
+// the answer holds the root and every branch hash; with branches, the segment hashes under
+// each of them. partitions and segments state the asker's tree shape, which must match.
+type TreeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partitions    int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Segments      int32                  `protobuf:"varint,3,opt,name=segments,proto3" json:"segments,omitempty"`
+	Branches      []int32                `protobuf:"varint,4,rep,packed,name=branches,proto3" json:"branches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TreeRequest) Reset() {
+	*x = TreeRequest{}
+	mi := &file_internode_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TreeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TreeRequest) ProtoMessage() {}
+
+func (x *TreeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
+func (*TreeRequest) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TreeRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *TreeRequest) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *TreeRequest) GetSegments() int32 {
+	if x != nil {
+		return x.Segments
+	}
+	return 0
+}
+
+func (x *TreeRequest) GetBranches() []int32 {
+	if x != nil {
+		return x.Branches
+	}
+	return nil
+}
+
+type TreeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Root  uint64                 `protobuf:"fixed64,1,opt,name=root,proto3" json:"root,omitempty"`
+	// Branch hashes (no branches asked), or the segment hashes of the branches asked, one
+	// branch after the other.
+	Hashes        []uint64 `protobuf:"fixed64,2,rep,packed,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TreeResponse) Reset() {
+	*x = TreeResponse{}
+	mi := &file_internode_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TreeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TreeResponse) ProtoMessage() {}
+
+func (x *TreeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
+func (*TreeResponse) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TreeResponse) GetRoot() uint64 {
+	if x != nil {
+		return x.Root
+	}
+	return 0
+}
+
+func (x *TreeResponse) GetHashes() []uint64 {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+// TreeKeysRequest asks for the keys stored in some segments of a partition's tree.
+type TreeKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partitions    int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Segments      int32                  `protobuf:"varint,3,opt,name=segments,proto3" json:"segments,omitempty"`
+	SegmentList   []int32                `protobuf:"varint,4,rep,packed,name=segment_list,json=segmentList,proto3" json:"segment_list,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TreeKeysRequest) Reset() {
+	*x = TreeKeysRequest{}
+	mi := &file_internode_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TreeKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TreeKeysRequest) ProtoMessage() {}
+
+func (x *TreeKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TreeKeysRequest.ProtoReflect.Descriptor instead.
+func (*TreeKeysRequest) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TreeKeysRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *TreeKeysRequest) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *TreeKeysRequest) GetSegments() int32 {
+	if x != nil {
+		return x.Segments
+	}
+	return 0
+}
+
+func (x *TreeKeysRequest) GetSegmentList() []int32 {
+	if x != nil {
+		return x.SegmentList
+	}
+	return nil
+}
+
+type TreeKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*TreeKey             `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TreeKeysResponse) Reset() {
+	*x = TreeKeysResponse{}
+	mi := &file_internode_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TreeKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TreeKeysResponse) ProtoMessage() {}
+
+func (x *TreeKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TreeKeysResponse.ProtoReflect.Descriptor instead.
+func (*TreeKeysResponse) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TreeKeysResponse) GetKeys() []*TreeKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type TreeKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Segment       int32                  `protobuf:"varint,3,opt,name=segment,proto3" json:"segment,omitempty"`
+	Item          uint64                 `protobuf:"fixed64,4,opt,name=item,proto3" json:"item,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TreeKey) Reset() {
+	*x = TreeKey{}
+	mi := &file_internode_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TreeKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TreeKey) ProtoMessage() {}
+
+func (x *TreeKey) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TreeKey.ProtoReflect.Descriptor instead.
+func (*TreeKey) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TreeKey) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *TreeKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TreeKey) GetSegment() int32 {
+	if x != nil {
+		return x.Segment
+	}
+	return 0
+}
+
+func (x *TreeKey) GetItem() uint64 {
+	if x != nil {
+		return x.Item
+	}
+	return 0
+}
+
 var File_internode_proto protoreflect.FileDescriptor
 
 const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"\x0finternode.proto\x12\x15quorumkv.internode.v1\"<\n" +
 	"\x05Batch\x123\n" +
-	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\x94\x05\n" +
+	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\xaa\a\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x03get\x18\n" +
@@ -961,7 +1331,11 @@ const file_internode_proto_rawDesc = "" +
 	"\x0ecoord_put_resp\x18\x0f \x01(\v2'.quorumkv.internode.v1.CoordPutResponseH\x00R\fcoordPutResp\x124\n" +
 	"\x05error\x18\x10 \x01(\v2\x1c.quorumkv.internode.v1.ErrorH\x00R\x05error\x12A\n" +
 	"\ahandoff\x18\x11 \x01(\v2%.quorumkv.internode.v1.HandoffRequestH\x00R\ahandoff\x12K\n" +
-	"\fhandoff_resp\x18\x12 \x01(\v2&.quorumkv.internode.v1.HandoffResponseH\x00R\vhandoffRespB\x06\n" +
+	"\fhandoff_resp\x18\x12 \x01(\v2&.quorumkv.internode.v1.HandoffResponseH\x00R\vhandoffResp\x128\n" +
+	"\x04tree\x18\x13 \x01(\v2\".quorumkv.internode.v1.TreeRequestH\x00R\x04tree\x12B\n" +
+	"\ttree_resp\x18\x14 \x01(\v2#.quorumkv.internode.v1.TreeResponseH\x00R\btreeResp\x12E\n" +
+	"\ttree_keys\x18\x15 \x01(\v2&.quorumkv.internode.v1.TreeKeysRequestH\x00R\btreeKeys\x12O\n" +
+	"\x0etree_keys_resp\x18\x16 \x01(\v2'.quorumkv.internode.v1.TreeKeysResponseH\x00R\ftreeKeysRespB\x06\n" +
 	"\x04body\"Q\n" +
 	"\n" +
 	"GetRequest\x12\x16\n" +
@@ -1013,7 +1387,31 @@ const file_internode_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
 	"\x06object\x18\x03 \x01(\fR\x06object\"+\n" +
 	"\x0fHandoffResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\x05R\aapplied2U\n" +
+	"\aapplied\x18\x01 \x01(\x05R\aapplied\"\x83\x01\n" +
+	"\vTreeRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\x05R\n" +
+	"partitions\x12\x1a\n" +
+	"\bsegments\x18\x03 \x01(\x05R\bsegments\x12\x1a\n" +
+	"\bbranches\x18\x04 \x03(\x05R\bbranches\":\n" +
+	"\fTreeResponse\x12\x12\n" +
+	"\x04root\x18\x01 \x01(\x06R\x04root\x12\x16\n" +
+	"\x06hashes\x18\x02 \x03(\x06R\x06hashes\"\x8e\x01\n" +
+	"\x0fTreeKeysRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\x05R\n" +
+	"partitions\x12\x1a\n" +
+	"\bsegments\x18\x03 \x01(\x05R\bsegments\x12!\n" +
+	"\fsegment_list\x18\x04 \x03(\x05R\vsegmentList\"F\n" +
+	"\x10TreeKeysResponse\x122\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1e.quorumkv.internode.v1.TreeKeyR\x04keys\"a\n" +
+	"\aTreeKey\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
+	"\asegment\x18\x03 \x01(\x05R\asegment\x12\x12\n" +
+	"\x04item\x18\x04 \x01(\x06R\x04item2U\n" +
 	"\tInternode\x12H\n" +
 	"\x06Stream\x12\x1c.quorumkv.internode.v1.Batch\x1a\x1c.quorumkv.internode.v1.Batch(\x010\x01B4Z2github.com/quorumkv/quorumkv/internal/transport/pbb\x06proto3"
 
@@ -1029,7 +1427,7 @@ func file_internode_proto_rawDescGZIP() []byte {
 	return file_internode_proto_rawDescData
 }
 
-var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_internode_proto_goTypes = []any{
 	(*Batch)(nil),             // 0: quorumkv.internode.v1.Batch
 	(*Envelope)(nil),          // 1: quorumkv.internode.v1.Envelope
@@ -1043,6 +1441,11 @@ var file_internode_proto_goTypes = []any{
 	(*HandoffRequest)(nil),    // 9: quorumkv.internode.v1.HandoffRequest
 	(*HandoffItem)(nil),       // 10: quorumkv.internode.v1.HandoffItem
 	(*HandoffResponse)(nil),   // 11: quorumkv.internode.v1.HandoffResponse
+	(*TreeRequest)(nil),       // 12: quorumkv.internode.v1.TreeRequest
+	(*TreeResponse)(nil),      // 13: quorumkv.internode.v1.TreeResponse
+	(*TreeKeysRequest)(nil),   // 14: quorumkv.internode.v1.TreeKeysRequest
+	(*TreeKeysResponse)(nil),  // 15: quorumkv.internode.v1.TreeKeysResponse
+	(*TreeKey)(nil),           // 16: quorumkv.internode.v1.TreeKey
 }
 var file_internode_proto_depIdxs = []int32{
 	1,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
@@ -1055,14 +1458,19 @@ var file_internode_proto_depIdxs = []int32{
 	8,  // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
 	9,  // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
 	11, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
-	10, // 10: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
-	0,  // 11: quorumkv.internode.v1.Internode.Stream:input_type -> quorumkv.internode.v1.Batch
-	0,  // 12: quorumkv.internode.v1.Internode.Stream:output_type -> quorumkv.internode.v1.Batch
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
+	13, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
+	14, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
+	15, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
+	10, // 14: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
+	16, // 15: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
+	0,  // 16: quorumkv.internode.v1.Internode.Stream:input_type -> quorumkv.internode.v1.Batch
+	0,  // 17: quorumkv.internode.v1.Internode.Stream:output_type -> quorumkv.internode.v1.Batch
+	17, // [17:18] is the sub-list for method output_type
+	16, // [16:17] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_internode_proto_init() }
@@ -1080,6 +1488,10 @@ func file_internode_proto_init() {
 		(*Envelope_Error)(nil),
 		(*Envelope_Handoff)(nil),
 		(*Envelope_HandoffResp)(nil),
+		(*Envelope_Tree)(nil),
+		(*Envelope_TreeResp)(nil),
+		(*Envelope_TreeKeys)(nil),
+		(*Envelope_TreeKeysResp)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1087,7 +1499,7 @@ func file_internode_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internode_proto_rawDesc), len(file_internode_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
