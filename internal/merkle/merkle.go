@@ -51,10 +51,11 @@ func New(segments int) (*Tree, error) {
 // Segments is the number of segments.
 func (t *Tree) Segments() int { return t.n }
 
-// Branches is the number of branches (√Segments, rounded up to a power of two).
+// Branches is the number of branches: √Segments, rounded down to a power of two when
+// Segments is an odd power of two (2^17 segments: 256 branches of 512).
 func (t *Tree) Branches() int { return t.n / t.width }
 
-// SegmentsPerBranch is the number of segments under one branch.
+// SegmentsPerBranch is the number of segments under one branch (√Segments, rounded up).
 func (t *Tree) SegmentsPerBranch() int { return t.width }
 
 // Update replaces old by new in segment seg: the item hashes of a key's previous and new
