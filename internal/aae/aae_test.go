@@ -91,18 +91,18 @@ func TestEqualReplicasExchangeOnlyBranches(t *testing.T) {
 		if !res.Equal || res.Keys != nil || res.BranchesDiffered != 0 || res.SegmentsDiffered != 0 {
 			t.Errorf("%d keys: %+v, want equal", tc.keys, res)
 		}
-		// Root and branches from each side, nothing more.
-		if want := 2 * (reqBytes + hashBytes*(1+local.tree.Branches())); res.Bytes != want {
+		// The root from each side, nothing more.
+		if want := 2 * (reqBytes + hashBytes); res.Bytes != want {
 			t.Errorf("%d keys, %d segments: %d bytes, want %d", tc.keys, tc.segments, res.Bytes, want)
 		}
 		if local.calls != 1 || remote.calls != 1 {
 			t.Errorf("%d and %d requests, want one each", local.calls, remote.calls)
 		}
 	}
-	// 2^16 segments: 256 branches, 2 × (16 + 8 × 257) = 4144 bytes.
+	// Whatever the tree size, 2 × (16 + 8) = 48 bytes.
 	local, remote := replicas(10, merkle.DefaultSegments)
-	if res := compare(t, local, remote, local.shape()); res.Bytes != 4144 {
-		t.Errorf("equal 2^16-segment trees: %d bytes, want 4144", res.Bytes)
+	if res := compare(t, local, remote, local.shape()); res.Bytes != 48 {
+		t.Errorf("equal 2^16-segment trees: %d bytes, want 48", res.Bytes)
 	}
 }
 
@@ -161,9 +161,10 @@ func TestDivergenceKinds(t *testing.T) {
 	checkResult(t, res, local, remote)
 }
 
-// Differences that cancel out in the root (one key per side, equal item hashes, different
-// branches) still show in the branches, and the exchange goes on.
-func TestRootCollisionStillDescends(t *testing.T) {
+// Differences that cancel out in the root (one key per side, equal item hashes) end the
+// exchange at the root: that is the price of sending only roots between equal replicas,
+// and with real 64-bit item hashes such a collision has probability 2^-64 per exchange.
+func TestRootCollisionIsTheAcceptedRisk(t *testing.T) {
 	local, remote := replicas(0, merkle.MinSegments) // 16 branches of 16
 	local.putIn(3, "b", "x", 0xfeed)
 	remote.putIn(40, "b", "y", 0xfeed)
@@ -171,9 +172,8 @@ func TestRootCollisionStillDescends(t *testing.T) {
 		t.Fatal("roots should collide")
 	}
 	res := compare(t, local, remote, local.shape())
-	want := []KeyRef{{Bucket: "b", Key: "x", LocalItem: 0xfeed}, {Bucket: "b", Key: "y", RemoteItem: 0xfeed}}
-	if res.Equal || !slices.Equal(res.Keys, want) || res.BranchesDiffered != 2 || res.SegmentsDiffered != 2 {
-		t.Fatalf("%+v, want keys %v in 2 branches and 2 segments", res, want)
+	if !res.Equal || res.Bytes != 2*(reqBytes+hashBytes) {
+		t.Fatalf("%+v, want equal after comparing roots only", res)
 	}
 }
 
@@ -212,11 +212,13 @@ func TestBytesProportionalToDivergence(t *testing.T) {
 
 func TestShapeMismatch(t *testing.T) {
 	local, remote := replicas(10, merkle.MinSegments)
+	diverge(local, remote, 10, 1) // shapes are checked once roots differ
 	_, err := Compare(context.Background(), part, Shape{Branches: 32, SegmentsPerBranch: 8}, local, remote)
 	if !errors.Is(err, ErrBadAnswer) {
 		t.Errorf("shape mismatch: %v, want ErrBadAnswer", err)
 	}
 	big := newMemSide(part, merkle.MinSegments<<2)
+	big.putIn(0, "b", "only-here", 7)
 	if _, err := Compare(context.Background(), part, local.shape(), local, big); !errors.Is(err, ErrBadAnswer) {
 		t.Errorf("trees of different sizes: %v, want ErrBadAnswer", err)
 	}
@@ -288,14 +290,6 @@ func TestCorruptAnswers(t *testing.T) {
 			s[0] = append(s[0], 0)
 			return s
 		}}},
-		{"segments not adding up", faulty{segments: func(s [][]uint64) [][]uint64 {
-			s[len(s)-1][3] ^= 0x10
-			return s
-		}}},
-		{"segments swapped between branches", faulty{segments: func(s [][]uint64) [][]uint64 {
-			s[0], s[1] = s[1], s[0]
-			return s
-		}}},
 		{"key in a segment not asked for", faulty{keys: func(k []KeyItem, segs []int) []KeyItem {
 			s := 0
 			for slices.Contains(segs, s) {
@@ -349,10 +343,11 @@ func TestCorruptAnswers(t *testing.T) {
 	}
 }
 
-func TestCorruptAnswerBetweenEqualReplicas(t *testing.T) {
-	// Equal trees: a side claiming different branches that do not add up is caught before
-	// anything is compared.
+func TestCorruptAnswerBetweenDivergentReplicas(t *testing.T) {
+	// Branches that do not add up to the root the same side sent are caught before
+	// anything else is compared.
 	local, remote := replicas(100, merkle.MinSegments)
+	diverge(local, remote, 100, 1)
 	f := &faulty{Side: remote, branches: func(r uint64, br []uint64) (uint64, []uint64) {
 		br = slices.Clone(br)
 		br[0] ^= 1
@@ -404,6 +399,11 @@ func (c *cancelling) tick() {
 	}
 }
 
+func (c *cancelling) Root(ctx context.Context, p int) (uint64, int, error) {
+	defer c.tick()
+	return c.memSide.Root(ctx, p)
+}
+
 func (c *cancelling) Branches(ctx context.Context, p int) (uint64, []uint64, int, error) {
 	defer c.tick()
 	return c.memSide.Branches(ctx, p)
@@ -430,9 +430,9 @@ func TestContextCancellation(t *testing.T) {
 		t.Fatalf("cancelled before: err = %v, %d keys", err, len(res.Keys))
 	}
 
-	// The local side cancels after answering its 1st, 2nd, 3rd question: the remote's next
+	// The local side cancels after answering its 1st to 4th question: the remote's next
 	// question fails, and so does the exchange.
-	for after := 1; after <= 3; after++ {
+	for after := 1; after <= 4; after++ {
 		local.calls, remote.calls = 0, 0
 		ctx, cancel := context.WithCancel(context.Background())
 		l := &cancelling{memSide: local, cancel: cancel, after: after}

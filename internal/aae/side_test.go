@@ -126,6 +126,13 @@ func (m *memSide) check(ctx context.Context, partition int) error {
 	return nil
 }
 
+func (m *memSide) Root(ctx context.Context, partition int) (uint64, int, error) {
+	if err := m.check(ctx, partition); err != nil {
+		return 0, 0, err
+	}
+	return m.tree.Root(), reqBytes + hashBytes, nil
+}
+
 func (m *memSide) Branches(ctx context.Context, partition int) (uint64, []uint64, int, error) {
 	if err := m.check(ctx, partition); err != nil {
 		return 0, nil, 0, err
@@ -189,7 +196,10 @@ func expect(local, remote *memSide) (keys []KeyRef, segments, branches []int, by
 	slices.Sort(branches)
 	branches = slices.Compact(branches)
 
-	bytes = 2 * (reqBytes + hashBytes*(1+local.tree.Branches()))
+	bytes = 2 * (reqBytes + hashBytes)
+	if len(keys) > 0 {
+		bytes += 2 * (reqBytes + hashBytes*(1+local.tree.Branches()))
+	}
 	if len(branches) > 0 {
 		bytes += 2 * (reqBytes + idxBytes*len(branches) + hashBytes*width*len(branches))
 	}

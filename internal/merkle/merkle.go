@@ -32,12 +32,19 @@ const (
 )
 
 // Tree is one partition replica's hash tree. The zero value is not usable; call New.
+//
+// Its segments are kept sparse (a map of the non-zero ones) while few are set, and as a
+// dense array once more than a quarter are: a partition of a few thousand keys then costs
+// a few tens of KiB instead of 8 bytes × every segment.
 type Tree struct {
-	segs  []uint64 // nil until the first non-zero update: most trees of small data are sparse in time
-	n     int
-	shift uint // segment index = hash bits below the partition bits, see SegmentOf
-	width int  // segments per branch
+	segs   []uint64          // dense form, nil while sparse
+	sparse map[uint32]uint64 // sparse form: the non-zero segments
+	n      int
+	width  int // segments per branch
 }
+
+// sparseEntryBytes estimates what one map entry costs, for MemoryBytes.
+const sparseEntryBytes = 40
 
 // New returns an empty tree of segments segments (a power of two within the limits).
 func New(segments int) (*Tree, error) {
@@ -51,32 +58,54 @@ func New(segments int) (*Tree, error) {
 // Segments is the number of segments.
 func (t *Tree) Segments() int { return t.n }
 
-// Branches is the number of branches: √Segments, rounded down to a power of two when
-// Segments is an odd power of two (2^17 segments: 256 branches of 512).
+// Branches is the number of branches: √Segments, rounded down to a power of two for odd
+// powers (2^17 segments make 256 branches of 512).
 func (t *Tree) Branches() int { return t.n / t.width }
 
-// SegmentsPerBranch is the number of segments under one branch (√Segments, rounded up).
+// SegmentsPerBranch is the number of segments under one branch (√Segments rounded up).
 func (t *Tree) SegmentsPerBranch() int { return t.width }
 
 // Update replaces old by new in segment seg: the item hashes of a key's previous and new
 // object, 0 for "none" (a key created passes old=0, a key removed passes new=0).
 func (t *Tree) Update(seg int, old, new uint64) {
-	d := old ^ new
+	t.xor(seg, old^new)
+}
+
+func (t *Tree) xor(seg int, d uint64) {
 	if d == 0 {
 		return
 	}
-	if t.segs == nil {
-		t.segs = make([]uint64, t.n)
+	if t.segs != nil {
+		t.segs[seg] ^= d
+		return
 	}
-	t.segs[seg] ^= d
+	if t.sparse == nil {
+		t.sparse = make(map[uint32]uint64)
+	}
+	if v := t.sparse[uint32(seg)] ^ d; v != 0 {
+		t.sparse[uint32(seg)] = v
+	} else {
+		delete(t.sparse, uint32(seg))
+	}
+	if len(t.sparse) > t.n/4 {
+		t.densify()
+	}
+}
+
+func (t *Tree) densify() {
+	t.segs = make([]uint64, t.n)
+	for s, v := range t.sparse {
+		t.segs[s] = v
+	}
+	t.sparse = nil
 }
 
 // Segment returns one segment's hash.
 func (t *Tree) Segment(seg int) uint64 {
-	if t.segs == nil {
-		return 0
+	if t.segs != nil {
+		return t.segs[seg]
 	}
-	return t.segs[seg]
+	return t.sparse[uint32(seg)]
 }
 
 // Root is the XOR of every segment.
@@ -85,17 +114,27 @@ func (t *Tree) Root() uint64 {
 	for _, s := range t.segs {
 		r ^= s
 	}
+	for _, s := range t.sparse {
+		r ^= s
+	}
 	return r
 }
 
 // BranchHashes returns every branch hash, in order.
 func (t *Tree) BranchHashes() []uint64 {
 	out := make([]uint64, t.Branches())
-	if t.segs == nil {
+	if t.segs != nil {
+		for b := range out {
+			var x uint64
+			for _, s := range t.segs[b*t.width : (b+1)*t.width] {
+				x ^= s
+			}
+			out[b] = x
+		}
 		return out
 	}
-	for i, s := range t.segs {
-		out[i/t.width] ^= s
+	for s, v := range t.sparse {
+		out[int(s)/t.width] ^= v
 	}
 	return out
 }
@@ -103,10 +142,23 @@ func (t *Tree) BranchHashes() []uint64 {
 // BranchSegments appends the segment hashes under branch b to dst.
 func (t *Tree) BranchSegments(dst []uint64, b int) []uint64 {
 	lo := b * t.width
-	if t.segs == nil {
-		return append(dst, make([]uint64, t.width)...)
+	if t.segs != nil {
+		return append(dst, t.segs[lo:lo+t.width]...)
 	}
-	return append(dst, t.segs[lo:lo+t.width]...)
+	start := len(dst)
+	dst = append(dst, make([]uint64, t.width)...)
+	if len(t.sparse) < t.width {
+		for s, v := range t.sparse {
+			if i := int(s) - lo; i >= 0 && i < t.width {
+				dst[start+i] = v
+			}
+		}
+		return dst
+	}
+	for i := range t.width {
+		dst[start+i] = t.sparse[uint32(lo+i)]
+	}
+	return dst
 }
 
 // Combine XORs other into t: with other holding the changes since t's snapshot, t then
@@ -115,14 +167,14 @@ func (t *Tree) Combine(other *Tree) error {
 	if other.n != t.n {
 		return fmt.Errorf("merkle: combine trees of %d and %d segments", t.n, other.n)
 	}
-	if other.segs == nil {
-		return nil
+	if other.segs != nil && t.segs == nil {
+		t.densify()
 	}
-	if t.segs == nil {
-		t.segs = make([]uint64, t.n)
+	for s, v := range other.segs {
+		t.xor(s, v)
 	}
-	for i, s := range other.segs {
-		t.segs[i] ^= s
+	for s, v := range other.sparse {
+		t.xor(int(s), v)
 	}
 	return nil
 }
@@ -132,6 +184,17 @@ func (t *Tree) Equal(o *Tree) bool {
 	if t.n != o.n {
 		return false
 	}
+	if t.segs == nil && o.segs == nil {
+		if len(t.sparse) != len(o.sparse) {
+			return false
+		}
+		for s, v := range t.sparse {
+			if o.sparse[s] != v {
+				return false
+			}
+		}
+		return true
+	}
 	for i := 0; i < t.n; i++ {
 		if t.Segment(i) != o.Segment(i) {
 			return false
@@ -140,8 +203,8 @@ func (t *Tree) Equal(o *Tree) bool {
 	return true
 }
 
-// MemoryBytes is the memory the tree holds.
-func (t *Tree) MemoryBytes() int { return 8*len(t.segs) + 48 }
+// MemoryBytes is the memory the tree holds (estimated for the sparse form).
+func (t *Tree) MemoryBytes() int { return 8*len(t.segs) + sparseEntryBytes*len(t.sparse) + 48 }
 
 // SegmentOf gives a key's segment from its 64-bit ring hash: the bits just below the
 // partitionBits the ring uses, so that the keys of one segment are contiguous in an order

@@ -73,7 +73,8 @@ func TestUpdateTable(t *testing.T) {
 			t.Fatalf("step %d: root = %x, want %x", i, got, s.wantRootAfter)
 		}
 	}
-	if got, want := tr.MemoryBytes(), 8*MinSegments+48; got != want {
+	// Two segments are set: the tree is still sparse.
+	if got, want := tr.MemoryBytes(), 2*sparseEntryBytes+48; got != want {
 		t.Errorf("MemoryBytes = %d, want %d", got, want)
 	}
 }
@@ -239,4 +240,34 @@ func ExampleTree() {
 	// Output:
 	// true true
 	// 0 0
+}
+
+// TestSparseThenDense: a tree stays sparse until more than a quarter of its segments are
+// set, then turns dense; both forms answer the same.
+func TestSparseThenDense(t *testing.T) {
+	sparse, _ := New(MinSegments)
+	for i := 0; i < MinSegments/4; i++ {
+		sparse.Update(i*3%MinSegments, 0, uint64(i+1))
+	}
+	if sparse.segs != nil || len(sparse.sparse) != MinSegments/4 {
+		t.Fatalf("dense after %d of %d segments", MinSegments/4, MinSegments)
+	}
+	dense, _ := New(MinSegments)
+	dense.densify()
+	for i := 0; i < MinSegments/4; i++ {
+		dense.Update(i*3%MinSegments, 0, uint64(i+1))
+	}
+	if !sparse.Equal(dense) || !dense.Equal(sparse) || sparse.Root() != dense.Root() ||
+		!slices.Equal(sparse.BranchHashes(), dense.BranchHashes()) {
+		t.Fatal("sparse and dense forms disagree")
+	}
+	for b := 0; b < sparse.Branches(); b++ {
+		if !slices.Equal(sparse.BranchSegments(nil, b), dense.BranchSegments(nil, b)) {
+			t.Fatalf("branch %d differs", b)
+		}
+	}
+	sparse.Update(1, 0, 99) // one more segment than a quarter
+	if sparse.segs == nil || sparse.sparse != nil || sparse.Segment(1) != 99^dense.Segment(1) {
+		t.Fatal("did not turn dense, or lost a segment doing so")
+	}
 }

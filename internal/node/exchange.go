@@ -23,6 +23,13 @@ import (
 // bytes.
 type localSide struct{ n *Node }
 
+func (l localSide) Root(_ context.Context, p int) (uint64, int, error) {
+	if !l.n.trees.ready.Load() {
+		return 0, 0, fmt.Errorf("%w: hash trees are being built", ErrUnavailable)
+	}
+	return l.n.trees.root(p), 0, nil
+}
+
 func (l localSide) Branches(_ context.Context, p int) (uint64, []uint64, int, error) {
 	if !l.n.trees.ready.Load() {
 		return 0, nil, 0, fmt.Errorf("%w: hash trees are being built", ErrUnavailable)
@@ -66,6 +73,20 @@ func (r remoteSide) treeReq(p int, branches []int) *pb.Envelope {
 	}
 	return &pb.Envelope{Body: &pb.Envelope_Tree{Tree: &pb.TreeRequest{
 		Partition: int32(p), Partitions: int32(len(r.n.trees.parts)), Segments: int32(r.n.trees.segments), Branches: b}}}
+}
+
+func (r remoteSide) Root(ctx context.Context, p int) (uint64, int, error) {
+	req := r.treeReq(p, nil)
+	req.GetTree().RootOnly = true
+	resp, size, err := r.ask(ctx, req)
+	if err != nil {
+		return 0, size, err
+	}
+	tr := resp.GetTreeResp()
+	if tr == nil || len(tr.Hashes) != 0 {
+		return 0, size, fmt.Errorf("%w: %s answered %T to a root question", aae.ErrBadAnswer, r.peer, resp.Body)
+	}
+	return tr.Root, size, nil
 }
 
 func (r remoteSide) Branches(ctx context.Context, p int) (uint64, []uint64, int, error) {
@@ -163,6 +184,9 @@ func (n *Node) handleTree(r *pb.TreeRequest) *pb.Envelope {
 		return errorEnvelope(err)
 	}
 	p := int(r.Partition)
+	if r.RootOnly {
+		return &pb.Envelope{Body: &pb.Envelope_TreeResp{TreeResp: &pb.TreeResponse{Root: n.trees.root(p)}}}
+	}
 	if len(r.Branches) == 0 {
 		root, br := n.trees.branches(p)
 		return &pb.Envelope{Body: &pb.Envelope_TreeResp{TreeResp: &pb.TreeResponse{Root: root, Hashes: br}}}

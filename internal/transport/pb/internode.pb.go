@@ -1011,11 +1011,13 @@ func (x *HandoffResponse) GetApplied() int32 {
 // the answer holds the root and every branch hash; with branches, the segment hashes under
 // each of them. partitions and segments state the asker's tree shape, which must match.
 type TreeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	Partitions    int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
-	Segments      int32                  `protobuf:"varint,3,opt,name=segments,proto3" json:"segments,omitempty"`
-	Branches      []int32                `protobuf:"varint,4,rep,packed,name=branches,proto3" json:"branches,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Partition  int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partitions int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Segments   int32                  `protobuf:"varint,3,opt,name=segments,proto3" json:"segments,omitempty"`
+	Branches   []int32                `protobuf:"varint,4,rep,packed,name=branches,proto3" json:"branches,omitempty"`
+	// root_only asks for the root hash alone (the first question of every exchange).
+	RootOnly      bool `protobuf:"varint,5,opt,name=root_only,json=rootOnly,proto3" json:"root_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1076,6 +1078,13 @@ func (x *TreeRequest) GetBranches() []int32 {
 		return x.Branches
 	}
 	return nil
+}
+
+func (x *TreeRequest) GetRootOnly() bool {
+	if x != nil {
+		return x.RootOnly
+	}
+	return false
 }
 
 type TreeResponse struct {
@@ -1387,14 +1396,15 @@ const file_internode_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
 	"\x06object\x18\x03 \x01(\fR\x06object\"+\n" +
 	"\x0fHandoffResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\x05R\aapplied\"\x83\x01\n" +
+	"\aapplied\x18\x01 \x01(\x05R\aapplied\"\xa0\x01\n" +
 	"\vTreeRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x02 \x01(\x05R\n" +
 	"partitions\x12\x1a\n" +
 	"\bsegments\x18\x03 \x01(\x05R\bsegments\x12\x1a\n" +
-	"\bbranches\x18\x04 \x03(\x05R\bbranches\":\n" +
+	"\bbranches\x18\x04 \x03(\x05R\bbranches\x12\x1b\n" +
+	"\troot_only\x18\x05 \x01(\bR\brootOnly\":\n" +
 	"\fTreeResponse\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\x06R\x04root\x12\x16\n" +
 	"\x06hashes\x18\x02 \x03(\x06R\x06hashes\"\x8e\x01\n" +

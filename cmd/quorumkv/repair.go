@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/quorumkv/quorumkv/client"
+)
+
+func init() {
+	register(&command{name: "repair", group: "Cluster", args: "[--partition P] [--node ID] [--json]",
+		summary: "run anti-entropy now, with a progress bar and a summary", run: runRepair})
+}
+
+func runRepair(e *env, args []string) int {
+	c := lookup("repair")
+	fs := e.flags(c, `
+Asks the node at --addr to compare, now, its hash trees with the other primaries of every
+partition it holds (or of one --partition, or only with one --node), and to repair every
+key that differs. Shows a progress bar, then what it compared, found and repaired.`)
+	cf := e.addClientFlags(fs, false)
+	partition := fs.Int("partition", -1, "only this `partition` (default: all)")
+	peer := fs.String("node", "", "only exchanges with this node `id` (default: all)")
+	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 0 {
+		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	opts := client.RepairOptions{Node: *peer}
+	if *partition >= 0 {
+		opts.Partition = partition
+	}
+	ctx, stop := e.signals()
+	defer stop()
+	drawn := false
+	sum, err := cf.client().Repair(ctx, opts, func(p client.RepairProgress) {
+		const width = 30
+		filled := width * p.Done / max(1, p.Total)
+		fmt.Fprintf(e.stderr, "\rrepair [%s%s] %d/%d exchanges", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), p.Done, p.Total)
+		drawn = true
+	})
+	if drawn {
+		fmt.Fprintln(e.stderr)
+	}
+	if err != nil {
+		return e.apiFail(err, "")
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(sum, "", "  ")
+		fmt.Fprintf(e.stdout, "%s\n", b)
+		return exitOK
+	}
+	fmt.Fprintf(e.stdout, "compared %d partitions in %d exchanges (%.1fs): %d differed, %d of %d segments compared differed, %d keys repaired, %d bytes sent\n",
+		sum.PartitionsCompared, sum.Exchanges, sum.ElapsedS, sum.PartitionsDiffered, sum.SegmentsDiffered, sum.SegmentsCompared, sum.KeysRepaired, sum.BytesSent)
+	if sum.Errors > 0 {
+		fmt.Fprintf(e.stdout, "%d exchanges failed:\n", sum.Errors)
+		for _, f := range sum.FailedExchanges {
+			fmt.Fprintf(e.stdout, "  partition %d with %s: %s\n", f.Partition, f.Peer, f.Error)
+		}
+		return exitFail
+	}
+	return exitOK
+}
