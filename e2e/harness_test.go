@@ -56,6 +56,7 @@ type proc struct {
 	id, data                string
 	http, resp, rpc, gossip string
 	join                    []string
+	extra                   []string // extra server flags (startClusterWith)
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
 	logPath                 string
@@ -70,11 +71,18 @@ type cluster struct {
 // sees every member alive.
 func startCluster(t *testing.T, size int) *cluster {
 	t.Helper()
+	return startClusterWith(t, size)
+}
+
+// startClusterWith is startCluster with extra server flags for every node (kept across
+// restarts), e.g. "--hint-window", "2s".
+func startClusterWith(t *testing.T, size int, extra ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t}
 	root := t.TempDir()
 	for i := 1; i <= size; i++ {
 		p := &proc{t: t, id: fmt.Sprintf("n%d", i), data: filepath.Join(root, fmt.Sprintf("n%d", i)),
-			http: freePort(t), resp: freePort(t), rpc: freePort(t), gossip: freePort(t)}
+			http: freePort(t), resp: freePort(t), rpc: freePort(t), gossip: freePort(t), extra: extra}
 		p.logPath = filepath.Join(root, p.id+".log")
 		if i > 1 {
 			p.join = []string{c.procs[0].gossip}
@@ -110,6 +118,7 @@ func (p *proc) start() {
 	if len(p.join) > 0 {
 		args = append(args, "--join", strings.Join(p.join, ","))
 	}
+	args = append(args, p.extra...)
 	cmd := exec.Command(binary, args...)
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
