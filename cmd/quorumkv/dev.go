@@ -61,6 +61,7 @@ ports instead.`)
 	base := fs.Int("base-port", 8080, "first `port` (0: pick free ports)")
 	debugFaults := fs.Bool("debug-faults", false, "start the nodes with --debug-faults")
 	logLevel := fs.String("log-level", "info", "the nodes' log `level`")
+	serverFlags := fs.String("server-flags", "", "extra `flags` for every node, space-separated (e.g. \"--no-aae --hint-window 1m\")")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -84,7 +85,7 @@ ports instead.`)
 	}
 	d := &devCluster{
 		e: e, exe: exe, dir: dir, n: *nodes, base: *base,
-		debugFaults: *debugFaults, logLevel: *logLevel,
+		debugFaults: *debugFaults, logLevel: *logLevel, extra: strings.Fields(*serverFlags),
 	}
 	ctx, stop := e.signals()
 	defer stop()
@@ -98,6 +99,7 @@ type devCluster struct {
 	n, base     int
 	debugFaults bool
 	logLevel    string
+	extra       []string // more server flags
 
 	children []*devChild
 	exited   chan *devChild // a child's Wait returned
@@ -259,6 +261,7 @@ func (d *devCluster) start(stopCtx context.Context, c *devChild, join string) er
 	if d.debugFaults {
 		args = append(args, "--debug-faults")
 	}
+	args = append(args, d.extra...)
 	cmd := exec.CommandContext(stopCtx, d.exe, args...)
 	c.readyCh = make(chan string, 1)
 	cmd.Stdout = &readyWriter{out: logf, ready: c.readyCh}

@@ -60,6 +60,10 @@ Logs go to stderr.`)
 	hintMax := fs.Int64("hint-max-bytes", def.HintMaxBytes, "most `bytes` of hints kept for one target")
 	hintRate := fs.Int64("hint-rate", def.HintRate, "handoff throttle in `bytes`/s per target (0: none)")
 	handoffEvery := fs.Duration("handoff-interval", def.HandoffInterval, "time between handoff retries (a returning node also starts one)")
+	noAAE := fs.Bool("no-aae", false, "turn anti-entropy off (no hash trees, exchanges or tombstone reaping): for measurements only")
+	aaeInterval := fs.Duration("aae-interval", def.AAEInterval, "time between two scheduled anti-entropy exchanges")
+	aaeSegments := fs.Int("aae-segments", def.AAESegments, "hash tree `segments` per partition (a power of two)")
+	reapInterval := fs.Duration("reap-interval", def.ReapInterval, "time between two scans for tombstones to reap")
 	hedge := fs.Duration("hedge-delay", def.HedgeDelay, "a write waits this long for a primary before also sending to a fallback")
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -88,6 +92,7 @@ Logs go to stderr.`)
 	cfg.RequestTimeout = *reqTimeout
 	cfg.HintWindow, cfg.HintMaxBytes, cfg.HintRate, cfg.HandoffInterval = *hintWindow, *hintMax, *hintRate, *handoffEvery
 	cfg.HedgeDelay = *hedge
+	cfg.NoAAE, cfg.AAEInterval, cfg.AAESegments, cfg.ReapInterval = *noAAE, *aaeInterval, *aaeSegments, *reapInterval
 	cfg.ID = *id
 	cfg.DataDir = *data
 	cfg.HTTPAddr = *httpAddr

@@ -54,6 +54,9 @@ type Config struct {
 	// partitioned primary then costs a write this long, not its whole deadline. Far above
 	// a healthy replica's latency, so hints for live primaries stay rare.
 	HedgeDelay time.Duration
+	// NoAAE turns anti-entropy off: no hash trees, no exchanges, no tombstone reaping
+	// (for measuring what they cost; without them cold keys never converge).
+	NoAAE bool
 	// AAESegments: 2^16 segments per partition tree (512 KiB per partition holding data):
 	// with up to ~100k keys per partition a segment holds a couple of keys, so a divergent
 	// key costs a few hashes and one short key list to find.

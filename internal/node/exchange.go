@@ -461,6 +461,9 @@ type RepairProgress struct {
 func (n *Node) Repair(ctx context.Context, partition int, peer string, progress func(RepairProgress)) (RepairSummary, error) {
 	start := time.Now()
 	var sum RepairSummary
+	if n.cfg.NoAAE {
+		return sum, fmt.Errorf("%w: anti-entropy is off on this node (--no-aae)", ErrUnavailable)
+	}
 	if !n.trees.ready.Load() {
 		return sum, fmt.Errorf("%w: hash trees are being built (started %s ago)", ErrUnavailable, time.Since(start))
 	}

@@ -178,10 +178,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.bg.Add(1)
 	go n.watchMembers()
 	n.startHandoff()
-	n.bg.Add(3)
-	go n.treeLoop()
-	go n.aaeLoop()
-	go n.reapLoop()
+	if !cfg.NoAAE {
+		n.bg.Add(3)
+		go n.treeLoop()
+		go n.aaeLoop()
+		go n.reapLoop()
+	}
 	n.ready.Store(true)
 
 	if cfg.HTTPHandler != nil {

@@ -100,6 +100,12 @@ func (ts *treeSet) update(bucket, key string, oldRaw, newRaw []byte) {
 // writeData is the one way data keys are written: the store write and the tree update
 // together. newRaw nil deletes. oldRaw is what the key held (nil: nothing).
 func (n *Node) writeData(bucket, key string, k, oldRaw, newRaw []byte, sync bool) error {
+	if n.cfg.NoAAE {
+		if newRaw == nil {
+			return n.store.Delete(k, storage.WriteOptions{Sync: sync})
+		}
+		return n.store.Put(k, newRaw, storage.WriteOptions{Sync: sync})
+	}
 	n.trees.mu.RLock()
 	defer n.trees.mu.RUnlock()
 	var err error
