@@ -624,6 +624,21 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 	}
 	d := &readDriver{n: n, fsm: fsm, events: events, bucket: bucket, key: key, k: k, lww: spec.LWW, rs: rs}
 	ans := d.run(ctx, true)
+	var qe *quorum.QuorumError
+	if ans != nil && errors.As(ans.Err, &qe) && !qe.Timeout {
+		// The quorum was ruled out before every replica answered: wait for the others
+		// (within the deadline) so the error reports how many did answer, as writes do.
+		if !d.done {
+			d.run(ctx, false)
+		}
+		replies, primary := fsm.Counts()
+		settled := *qe
+		settled.Acks = replies
+		if qe.Kind == "pr" {
+			settled.Acks = primary
+		}
+		ans.Err = &settled
+	}
 	if !d.done {
 		// Late replies and repairs go on without holding up the client, bounded.
 		deadline := time.Now().Add(timeout)

@@ -161,6 +161,18 @@ func (g *Get) done() bool {
 	return true
 }
 
+// Counts returns the replies received so far: all, and from primaries.
+func (g *Get) Counts() (replies, primary int) {
+	replies, primary, _, _ = g.counts()
+	return replies, primary
+}
+
+// Settled reports whether every target has replied or failed.
+func (g *Get) Settled() bool {
+	_, _, waitAll, _ := g.counts()
+	return waitAll == 0
+}
+
 func (g *Get) counts() (replies, primary, waitAll, waitPrimary int) {
 	for i, s := range g.st {
 		switch s {

@@ -501,15 +501,25 @@ func (p *peer) open() (pb.Internode_StreamClient, chan struct{}, error) {
 	wctx, cancel := context.WithTimeout(p.ctx, p.t.cfg.DialTimeout)
 	defer cancel()
 	p.conn.Connect()
+	retried := false
 	for st := p.conn.GetState(); st != connectivity.Ready; st = p.conn.GetState() {
 		switch st {
 		case connectivity.Shutdown:
 			return nil, nil, ErrClosed
 		case connectivity.TransientFailure:
-			// The last attempt failed and gRPC is backing off before the next: fail fast
-			// rather than hold every queued call for the dial timeout. ResetBackoff
-			// retries at once when the failure detector sees the peer up again.
-			return nil, nil, errors.New("connection failed (retrying in the background)")
+			// The last attempt failed and gRPC is backing off. Try again now, but wait
+			// only briefly: a peer that just came back connects within milliseconds, and
+			// one that is still down (connection refused) fails as fast, so only a
+			// silent host costs the short wait.
+			if retried {
+				return nil, nil, errors.New("connection failed (retrying in the background)")
+			}
+			retried = true
+			p.conn.ResetConnectBackoff()
+			short, cancel := context.WithTimeout(wctx, p.t.cfg.DialTimeout/4)
+			p.conn.WaitForStateChange(short, st)
+			cancel()
+			continue
 		}
 		if !p.conn.WaitForStateChange(wctx, st) {
 			return nil, nil, fmt.Errorf("connection %s", p.conn.GetState())
