@@ -46,8 +46,8 @@ func (q *Quorum) UnmarshalJSON(b []byte) error {
 }
 
 // DefaultBucketProps are the contract's defaults: N=3, R=W=quorum, siblings, blocking read
-// repair; PR=PW=DW=0 (Riak's defaults: a fallback's ack counts, and an ack means written to
-// the store's WAL, not yet fsynced — ask dw for fsync); gc_grace 10 days as Cassandra.
+// repair; PR=PW=DW=0 (Riak's defaults: a fallback's ack counts, and an ack means applied to
+// the store, not yet fsynced — ask dw for fsync); gc_grace 10 days as Cassandra.
 func DefaultBucketProps() BucketProps {
 	return BucketProps{N: 3, R: "quorum", W: "quorum", PR: "0", PW: "0", DW: "0",
 		Conflict: "siblings", ReadRepair: "blocking", Type: "kv", GCGraceS: 864000}
