@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/quorumkv/quorumkv/internal/hints"
 	"github.com/quorumkv/quorumkv/internal/storage"
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
 	"github.com/quorumkv/quorumkv/internal/version"
@@ -102,15 +103,26 @@ func (n *Node) handoffTo(ctx context.Context, target string) {
 		if len(hs) == 0 {
 			break
 		}
-		req := &pb.HandoffRequest{Items: make([]*pb.HandoffItem, len(hs))}
-		size := 0
-		for i, h := range hs {
-			req.Items[i] = &pb.HandoffItem{Bucket: h.Bucket, Key: h.Key, Object: h.Object}
+		req := &pb.HandoffRequest{Items: make([]*pb.HandoffItem, 0, len(hs))}
+		size, stale := 0, 0
+		for _, h := range hs {
+			if n.staleHint(h) {
+				stale++
+				continue
+			}
+			req.Items = append(req.Items, &pb.HandoffItem{Bucket: h.Bucket, Key: h.Key, Object: h.Object})
 			size += len(h.Object)
 		}
-		if err := n.sendHandoff(ctx, target, req); err != nil {
-			failure = err
-			break
+		if len(req.Items) > 0 {
+			if err := n.sendHandoff(ctx, target, req); err != nil {
+				failure = err
+				break
+			}
+		}
+		if stale > 0 {
+			n.metrics.hintsStale.Add(float64(stale))
+			n.log.Warn("hints older than their bucket's gc_grace discarded, not delivered (they could resurrect a reaped delete)",
+				"target", target, "hints", stale)
 		}
 		d, err := n.hints.Delivered(hs, false)
 		if err != nil {
@@ -133,6 +145,18 @@ func (n *Node) handoffTo(ctx context.Context, target string) {
 		return
 	}
 	n.log.Info("handoff finished", "target", target, "delivered", delivered, "bytes", bytes, "elapsed", elapsed)
+}
+
+// staleHint reports a hint whose every sibling is older than its bucket's gc_grace: a
+// delete that superseded it may have been reaped everywhere since, and delivering it would
+// bring the value back. (With the default 3 h hint window and 10 day gc_grace this never
+// happens; it guards buckets whose gc_grace is shorter than the hint window.)
+func (n *Node) staleHint(h hints.Hint) bool {
+	obj, err := version.Decode(h.Object)
+	if err != nil {
+		return false // the receiver refuses it and says why
+	}
+	return n.pastGCGrace(obj, n.Bucket(h.Bucket))
 }
 
 // throttle sleeps as long as sending size bytes takes at HintRate.

@@ -23,6 +23,7 @@ type Metrics struct {
 	fallbackWrites  prometheus.Counter
 	hintsStored     prometheus.Counter
 	hintsDelivered  prometheus.Counter
+	hintsStale      prometheus.Counter
 	handoffBytes    prometheus.Counter
 	handoffReceived prometheus.Counter
 
@@ -69,6 +70,9 @@ func newMetrics() *Metrics {
 	m.hintsDelivered = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_hints_delivered_total", Help: "Hints this node handed off to their primary.",
 	})
+	m.hintsStale = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_hints_stale_total", Help: "Hints discarded at handoff because all they held was older than the bucket's gc_grace.",
+	})
 	m.handoffBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_handoff_bytes_total", Help: "Object bytes this node handed off.",
 	})
@@ -94,6 +98,7 @@ func newMetrics() *Metrics {
 		Name: "quorumkv_tombstones_reaped_total", Help: "Tombstones removed past gc_grace once every primary held them.",
 	})
 	m.reg.MustRegister(m.aaeExchanges, m.aaeSegmentsCompared, m.aaeSegmentsDiffered, m.aaeKeysRepaired, m.aaeBytes, m.tombstonesReaped)
+	m.reg.MustRegister(m.hintsStale)
 	m.reg.MustRegister(m.fallbackWrites, m.hintsStored, m.hintsDelivered, m.handoffBytes, m.handoffReceived)
 	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
