@@ -134,6 +134,16 @@ func (r remoteSide) Keys(ctx context.Context, p int, segments []int) ([]aae.KeyI
 	}
 	out := make([]aae.KeyItem, len(kr.Keys))
 	for i, k := range kr.Keys {
+		// Every key must be a valid name that lies in the partition and the segment it is
+		// listed under: the repairs start only once the whole answer is checked, so a
+		// corrupt list repairs nothing, not the keys sorted before its first bad entry.
+		if err := r.n.validKey(k.Bucket, k.Key); err != nil {
+			return nil, size, fmt.Errorf("%w: %s listed a bad key: %v", aae.ErrBadAnswer, r.peer, err)
+		}
+		if kp, seg := r.n.trees.locate(k.Bucket, k.Key); kp != p || seg != int(k.Segment) {
+			return nil, size, fmt.Errorf("%w: %s listed %q/%q under partition %d segment %d; it lies in partition %d segment %d",
+				aae.ErrBadAnswer, r.peer, k.Bucket, k.Key, p, k.Segment, kp, seg)
+		}
 		out[i] = aae.KeyItem{Bucket: k.Bucket, Key: k.Key, Segment: int(k.Segment), Item: k.Item}
 	}
 	return out, size, nil
@@ -192,6 +202,11 @@ func (n *Node) handleTree(r *pb.TreeRequest) *pb.Envelope {
 		return &pb.Envelope{Body: &pb.Envelope_TreeResp{TreeResp: &pb.TreeResponse{Root: root, Hashes: br}}}
 	}
 	nb, _ := n.trees.shape()
+	if len(r.Branches) > nb {
+		// Each branch asked for costs a segment list: a question repeating branches could
+		// ask for gigabytes.
+		return errorEnvelope(fmt.Errorf("%w: %d branches asked for, the tree has %d", ErrBadRequest, len(r.Branches), nb))
+	}
 	branches := make([]int, len(r.Branches))
 	for i, b := range r.Branches {
 		if b < 0 || int(b) >= nb {

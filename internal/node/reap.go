@@ -15,7 +15,8 @@ import (
 // delete cannot bring the value back. A tombstone is removed only when both hold: its
 // bucket's gc_grace has passed since the delete, and every primary of the key is known to
 // hold this very tombstone — checked, just before reaping, by asking each primary for its
-// copy. A primary that is down, or holds anything else, keeps the tombstone alive here.
+// copy (a primary holding nothing has reaped it already). A primary that is down, or
+// holds anything else, keeps the tombstone alive here.
 
 func (n *Node) reapLoop() {
 	defer n.bg.Done()
@@ -84,7 +85,7 @@ func (n *Node) ReapTombstones(ctx context.Context) (int, error) {
 }
 
 // everyPrimaryHolds asks every other primary of a key whether it holds exactly this stored
-// object.
+// object, or nothing at all (it reaped the tombstone already).
 func (n *Node) everyPrimaryHolds(ctx context.Context, bucket, key string, raw []byte) (bool, error) {
 	props := n.Bucket(bucket)
 	rs, err := n.replicas(bucket, key, props.N)
@@ -105,9 +106,14 @@ func (n *Node) everyPrimaryHolds(ctx context.Context, bucket, key string, raw []
 			return false, nil // unreachable: cannot confirm
 		}
 		gr := resp.GetGetResp()
-		if gr == nil || !gr.Found || string(gr.Object) != string(raw) {
+		if gr == nil || gr.Found && string(gr.Object) != string(raw) {
 			return false, nil
 		}
+		// A primary holding nothing has reaped this tombstone already (it confirmed, before
+		// reaping, that every primary held it) or never had the key; either way it has no
+		// older value to bring back (hints older than gc_grace are discarded, not
+		// delivered). Requiring it to hold the tombstone would let only the first primary
+		// ever reap: the others would keep the tombstone forever.
 	}
 	return true, nil
 }
