@@ -49,6 +49,8 @@ func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Ha
 	mux.HandleFunc("GET /v1/kv/{bucket}/{key...}", s.getKV)
 	mux.HandleFunc("PUT /v1/kv/{bucket}/{key...}", s.putKV)
 	mux.HandleFunc("DELETE /v1/kv/{bucket}/{key...}", s.deleteKV)
+	mux.HandleFunc("POST /v1/crdt/{bucket}/{key...}", s.updateCRDT)
+	mux.HandleFunc("GET /v1/crdt/{bucket}/{key...}", s.getCRDT)
 	mux.HandleFunc("GET /v1/buckets/{bucket}", s.getBucket)
 	mux.HandleFunc("PUT /v1/buckets/{bucket}", s.putBucket)
 	mux.HandleFunc("GET /v1/cluster", s.cluster)
@@ -135,6 +137,7 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 		"too_large":         http.StatusRequestEntityTooLarge,
 		"too_many_siblings": http.StatusConflict,
 		"unavailable":       http.StatusServiceUnavailable,
+		"wrong_type":        http.StatusConflict,
 	}[code]
 	if status == 0 {
 		status = http.StatusInternalServerError

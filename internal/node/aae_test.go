@@ -261,6 +261,14 @@ func (c *corrupter) Handle(ctx context.Context, from string, req *pb.Envelope) *
 			tr.Hashes = tr.Hashes[:len(tr.Hashes)-1]
 		case "segments empty":
 			tr.Hashes = nil
+		case "segment outside the branches asked for":
+			_, per := c.n2.trees.shape()
+			tr.Segments[0] = (tr.Segments[0] + int32(per)) % int32(c.n2.trees.segments)
+		case "zero segment hash":
+			tr.Hashes[0] = 0
+		case "segment sent twice":
+			tr.Hashes = append(tr.Hashes, tr.Hashes[0])
+			tr.Segments = append(tr.Segments, tr.Segments[0])
 		}
 	case req.GetTreeKeys() != nil:
 		kr := resp.GetTreeKeysResp()
@@ -347,6 +355,7 @@ func TestCorruptExchangeAnswersChangeNothing(t *testing.T) {
 		"root answered with hashes", "root answered with a read", "root answered with no body",
 		"branches truncated", "branches not adding up to the root", "branches too many",
 		"segments truncated", "segments empty",
+		"segment outside the branches asked for", "zero segment hash", "segment sent twice",
 		"keys of a segment not asked for", "keys listed twice", "keys with a zero item hash",
 		"keys with an empty name", "keys with a bad bucket", "keys of another partition",
 	} {

@@ -76,8 +76,10 @@ func (p BucketProps) Validate() error {
 	if _, err := quorum.ParseRepairMode(p.ReadRepair); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if p.Type != "kv" {
-		return fmt.Errorf("%w: type %q is not supported yet (kv)", ErrBadRequest, p.Type)
+	switch p.Type {
+	case "kv", "counter", "set", "map":
+	default:
+		return fmt.Errorf("%w: type %q is not kv, counter, set or map", ErrBadRequest, p.Type)
 	}
 	if p.GCGraceS < 0 {
 		return fmt.Errorf("%w: gc_grace_s must be >= 0", ErrBadRequest)

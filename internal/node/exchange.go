@@ -108,12 +108,22 @@ func (r remoteSide) Segments(ctx context.Context, p int, branches []int) ([][]ui
 	}
 	tr := resp.GetTreeResp()
 	_, per := r.n.trees.shape()
-	if tr == nil || len(tr.Hashes) != per*len(branches) {
-		return nil, size, fmt.Errorf("%w: %s sent a segment list of the wrong shape", aae.ErrBadAnswer, r.peer)
+	if tr == nil || len(tr.Hashes) != len(tr.Segments) {
+		return nil, size, fmt.Errorf("%w: %s sent a malformed segment list", aae.ErrBadAnswer, r.peer)
 	}
+	// Rebuild each branch's segments from the non-zero ones sent.
 	out := make([][]uint64, len(branches))
-	for i := range branches {
-		out[i] = tr.Hashes[i*per : (i+1)*per]
+	at := make(map[int]int, len(branches))
+	for i, b := range branches {
+		out[i] = make([]uint64, per)
+		at[b] = i
+	}
+	for j, seg := range tr.Segments {
+		i, ok := at[int(seg)/per]
+		if seg < 0 || !ok || tr.Hashes[j] == 0 || out[i][int(seg)%per] != 0 {
+			return nil, size, fmt.Errorf("%w: %s sent segment %d, not under a branch asked for, zero or twice", aae.ErrBadAnswer, r.peer, seg)
+		}
+		out[i][int(seg)%per] = tr.Hashes[j]
 	}
 	return out, size, nil
 }
@@ -214,11 +224,17 @@ func (n *Node) handleTree(r *pb.TreeRequest) *pb.Envelope {
 		}
 		branches[i] = int(b)
 	}
-	var hashes []uint64
-	for _, s := range n.trees.branchSegments(p, branches) {
-		hashes = append(hashes, s...)
+	_, per := n.trees.shape()
+	resp := &pb.TreeResponse{}
+	for i, segs := range n.trees.branchSegments(p, branches) {
+		for j, h := range segs {
+			if h != 0 {
+				resp.Hashes = append(resp.Hashes, h)
+				resp.Segments = append(resp.Segments, int32(branches[i]*per+j))
+			}
+		}
 	}
-	return &pb.Envelope{Body: &pb.Envelope_TreeResp{TreeResp: &pb.TreeResponse{Hashes: hashes}}}
+	return &pb.Envelope{Body: &pb.Envelope_TreeResp{TreeResp: resp}}
 }
 
 func (n *Node) handleTreeKeys(r *pb.TreeKeysRequest) *pb.Envelope {

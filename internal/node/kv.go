@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/quorum"
 	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/storage"
@@ -243,21 +244,42 @@ func (n *Node) getSpec(props BucketProps, o ReadOptions) (quorum.GetSpec, error)
 
 func consistency(v, n int) string { return strconv.Itoa(v) + "of" + strconv.Itoa(n) }
 
+// mutation is what a write changes: a value or tombstone superseding what the client's
+// context has seen, or a CRDT operation applied to the coordinator's current state.
+type mutation struct {
+	value []byte
+	tomb  bool
+	ctx   string // the client's causal context (values and tombstones)
+	crdt  *crdtMutation
+}
+
+// crdtMutation is a CRDT operation; replaceType lets it replace a key of another type
+// (Redis SET) instead of failing with ErrWrongType.
+type crdtMutation struct {
+	typ         crdt.Type
+	op          crdt.Op
+	replaceType bool
+	result      crdt.State // the coordinator's state after the operation, once applied
+}
+
 // Put writes value under (bucket, key) superseding what o.Context has seen.
 func (n *Node) Put(ctx context.Context, bucket, key string, value []byte, o WriteOptions) (string, error) {
-	return n.write(ctx, bucket, key, value, false, o)
+	return n.write(ctx, bucket, key, mutation{value: value, ctx: o.Context}, o)
 }
 
 // Delete writes a tombstone under (bucket, key) superseding what o.Context has seen.
 func (n *Node) Delete(ctx context.Context, bucket, key string, o WriteOptions) (string, error) {
-	return n.write(ctx, bucket, key, nil, true, o)
+	return n.write(ctx, bucket, key, mutation{tomb: true, ctx: o.Context}, o)
 }
 
-func (n *Node) write(ctx context.Context, bucket, key string, value []byte, tomb bool, o WriteOptions) (newCtx string, err error) {
+func (n *Node) write(ctx context.Context, bucket, key string, m mutation, o WriteOptions) (newCtx string, err error) {
 	start := time.Now()
 	op := "put"
-	if tomb {
+	switch {
+	case m.tomb:
 		op = "delete"
+	case m.crdt != nil:
+		op = "update"
 	}
 	props := n.Bucket(bucket)
 	spec, err := n.putSpec(props, o)
@@ -271,10 +293,10 @@ func (n *Node) write(ctx context.Context, bucket, key string, value []byte, tomb
 	if err := n.validKey(bucket, key); err != nil {
 		return "", err
 	}
-	if len(value) > n.cfg.MaxValueBytes {
-		return "", fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(value), n.cfg.MaxValueBytes)
+	if len(m.value) > n.cfg.MaxValueBytes {
+		return "", fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(m.value), n.cfg.MaxValueBytes)
 	}
-	if _, _, err := version.DecodeContext(o.Context); err != nil {
+	if _, _, err := version.DecodeContext(m.ctx); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.timeout(o.Timeout))
@@ -284,15 +306,15 @@ func (n *Node) write(ctx context.Context, bucket, key string, value []byte, tomb
 		return "", err
 	}
 	if rs.isPrimary(n.cfg.ID) {
-		return n.coordinatePut(ctx, bucket, key, value, tomb, o.Context, spec, props, rs)
+		return n.coordinatePut(ctx, bucket, key, m, spec, props, rs)
 	}
 	n.metrics.forwards.Inc()
-	newCtx, err = n.forwardPut(ctx, bucket, key, value, tomb, o, rs)
+	newCtx, err = n.forwardPut(ctx, bucket, key, m, o, rs)
 	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 		// No primary could be reached to coordinate: coordinate here, writing to the
 		// fallbacks that stand in for the primaries (sloppy quorum). The dot is this
 		// node's own, so it is as unique as any.
-		return n.coordinatePut(ctx, bucket, key, value, tomb, o.Context, spec, props, rs)
+		return n.coordinatePut(ctx, bucket, key, m, spec, props, rs)
 	}
 	return newCtx, err
 }
@@ -311,7 +333,7 @@ func resultLabel(err error) string {
 
 // forwardPut hands the write to a primary of the key, trying those the failure detector
 // sees up, in preference order, until one is reached.
-func (n *Node) forwardPut(ctx context.Context, bucket, key string, value []byte, tomb bool, o WriteOptions, rs *replicaSet) (string, error) {
+func (n *Node) forwardPut(ctx context.Context, bucket, key string, m mutation, o WriteOptions, rs *replicaSet) (string, error) {
 	order := make([]string, 0, len(rs.reps))
 	for _, r := range rs.reps {
 		if r.primary() {
@@ -322,9 +344,17 @@ func (n *Node) forwardPut(ctx context.Context, bucket, key string, value []byte,
 	var lastErr error
 	for _, to := range order {
 		req := &pb.Envelope{Body: &pb.Envelope_CoordPut{CoordPut: &pb.CoordPutRequest{
-			Bucket: bucket, Key: key, Value: value, Tombstone: tomb, Context: o.Context,
+			Bucket: bucket, Key: key, Value: m.value, Tombstone: m.tomb, Context: m.ctx,
 			W: o.W, Pw: o.PW, Dw: o.DW, TimeoutMs: time.Until(deadline).Milliseconds(),
 		}}}
+		if m.crdt != nil {
+			js, assign, err := encodeCRDTOp(m.crdt.op)
+			if err != nil {
+				return "", fmt.Errorf("encode operation: %w", err)
+			}
+			cp := req.GetCoordPut()
+			cp.CrdtType, cp.CrdtOp, cp.Value, cp.ReplaceType = string(m.crdt.typ), js, assign, m.crdt.replaceType
+		}
 		resp, err := n.call(ctx, to, req)
 		if err != nil {
 			lastErr = err
@@ -342,6 +372,11 @@ func (n *Node) forwardPut(ctx context.Context, bucket, key string, value []byte,
 		}
 		if r.Failed {
 			return "", &quorum.QuorumError{Kind: r.Code, Required: int(r.Required), Acks: int(r.Acks)}
+		}
+		if m.crdt != nil && len(r.CrdtState) > 0 {
+			if m.crdt.result, err = crdt.Decode(r.CrdtState); err != nil {
+				return "", fmt.Errorf("coordinator %s sent a bad state: %w", to, err)
+			}
 		}
 		return r.Context, nil
 	}
@@ -399,9 +434,9 @@ func (n *Node) checkContext(clk version.Clock) error {
 // key's replicas) and replicates it to the others, answering when the write quorum is met
 // or cannot be. A primary that turns out unreachable is replaced by the next healthy node
 // past the primaries, which keeps the object as a hint.
-func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []byte, tomb bool, ctxStr string,
+func (n *Node) coordinatePut(ctx context.Context, bucket, key string, m mutation,
 	spec quorum.PutSpec, props BucketProps, rs *replicaSet) (string, error) {
-	clk, ts, err := version.DecodeContext(ctxStr)
+	clk, ts, err := version.DecodeContext(m.ctx)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
@@ -429,8 +464,25 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, value []by
 		return "", err
 	}
 	dot := version.Dot{Actor: n.actor, Counter: c}
+	value, tomb := m.value, m.tomb
+	if m.crdt != nil {
+		// The new state folds in every local sibling, so it supersedes them all.
+		actor := n.actor
+		if !selfIn || !self.primary() {
+			// Coordinating from a hint copy or none: that copy need not hold this
+			// node's earlier operations on the key, so an actor that has any could go
+			// backwards. A fresh one-off actor cannot.
+			actor = fmt.Sprintf("%s#%d", n.actor, c)
+		}
+		value, err = applyCRDT(local, m.crdt, actor, now)
+		if err != nil {
+			mu.Unlock()
+			return "", err
+		}
+		clk = local.Clock
+	}
 	obj := local.Update(clk, version.Sibling{Dot: dot, Value: value, Tombstone: tomb, Timestamp: now})
-	if props.Conflict == "lww" && len(obj.Siblings) > 1 {
+	if props.Conflict == "lww" && len(obj.Siblings) > 1 && m.crdt == nil {
 		obj = obj.LWW()
 	}
 	if err := n.checkCaps(obj); err != nil {
@@ -579,29 +631,49 @@ func (n *Node) settledQuorumError(ctx context.Context, fsm *quorum.Put, err erro
 
 // Get reads (bucket, key) from the primaries, answering after R replies.
 func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res ReadResult, err error) {
+	obj, err := n.getObject(ctx, bucket, key, o)
+	if err != nil {
+		return res, err
+	}
+	live := obj.Live()
+	res.Values = make([][]byte, len(live))
+	for i, s := range live {
+		res.Values[i] = s.Value
+	}
+	res.Found = len(live) > 0
+	res.Deleted = obj.Deleted()
+	if !obj.Empty() {
+		res.Context = version.EncodeContext(obj.Clock, obj.MaxTimestamp())
+	}
+	return res, nil
+}
+
+// getObject runs a quorum read and returns the merge of the replies (Empty when no replica
+// had the key).
+func (n *Node) getObject(ctx context.Context, bucket, key string, o ReadOptions) (obj version.Object, err error) {
 	start := time.Now()
 	props := n.Bucket(bucket)
 	spec, err := n.getSpec(props, o)
 	defer func() {
 		n.metrics.latency.WithLabelValues("get", consistency(spec.R, props.N)).Observe(time.Since(start).Seconds())
 		label := resultLabel(err)
-		if err == nil && !res.Found {
+		if err == nil && len(obj.Live()) == 0 {
 			label = "not_found"
 		}
 		n.metrics.reads.WithLabelValues(label).Inc()
 	}()
 	if err != nil {
-		return res, err
+		return obj, err
 	}
 	if err := n.validKey(bucket, key); err != nil {
-		return res, err
+		return obj, err
 	}
 	timeout := n.timeout(o.Timeout)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rs, err := n.replicas(bucket, key, props.N)
 	if err != nil {
-		return res, err
+		return obj, err
 	}
 	k := dataKey(bucket, key)
 	fsm := quorum.NewGet(spec, rs.targets())
@@ -649,29 +721,18 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 		})
 	}
 	if ans == nil {
-		return res, fmt.Errorf("read ended without an answer")
+		return obj, fmt.Errorf("read ended without an answer")
 	}
 	if ans.Err != nil {
-		return res, ans.Err
+		return obj, ans.Err
 	}
 	if ans.Stale {
 		n.metrics.staleReads.Inc()
 	}
-	obj := ans.Object
-	live := obj.Live()
-	res.Values = make([][]byte, len(live))
-	for i, s := range live {
-		res.Values[i] = s.Value
+	if live := len(ans.Object.Live()); live > 0 {
+		n.metrics.siblings.Observe(float64(live))
 	}
-	res.Found = len(live) > 0
-	res.Deleted = obj.Deleted()
-	if !obj.Empty() {
-		res.Context = version.EncodeContext(obj.Clock, obj.MaxTimestamp())
-	}
-	if res.Found {
-		n.metrics.siblings.Observe(float64(len(live)))
-	}
-	return res, nil
+	return ans.Object, nil
 }
 
 // readDriver feeds a read's events to its state machine and carries out what it asks.
@@ -777,6 +838,8 @@ func remoteError(code, msg string) error {
 		return fmt.Errorf("%w: %s", ErrTooManySiblings, msg)
 	case "unavailable":
 		return fmt.Errorf("%w: %s", ErrUnavailable, msg)
+	case "wrong_type":
+		return fmt.Errorf("%w: %s", ErrWrongType, msg)
 	}
 	return errors.New(msg)
 }
@@ -797,6 +860,8 @@ func ErrorCode(err error) string {
 		return "too_many_siblings"
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"
+	case errors.Is(err, ErrWrongType):
+		return "wrong_type"
 	}
 	return "internal"
 }

@@ -130,7 +130,15 @@ func (n *Node) handleCoordPut(ctx context.Context, r *pb.CoordPutRequest) *pb.En
 		// sender believes this node is a primary; its dot is still unique.
 		n.log.Warn("coordinating a write for a key this node is not a primary of", "bucket", r.Bucket, "key", r.Key)
 	}
-	newCtx, err := n.coordinatePut(ctx, r.Bucket, r.Key, r.Value, r.Tombstone, r.Context, spec, props, rs)
+	m := mutation{value: r.Value, tomb: r.Tombstone, ctx: r.Context}
+	if r.CrdtType != "" {
+		cm, err := parseCRDTMutation(r.CrdtType, r.CrdtOp, r.Value, r.ReplaceType)
+		if err != nil {
+			return errorEnvelope(err)
+		}
+		m = mutation{crdt: cm}
+	}
+	newCtx, err := n.coordinatePut(ctx, r.Bucket, r.Key, m, spec, props, rs)
 	var qe *quorum.QuorumError
 	switch {
 	case errors.As(err, &qe):
@@ -139,5 +147,9 @@ func (n *Node) handleCoordPut(ctx context.Context, r *pb.CoordPutRequest) *pb.En
 	case err != nil:
 		return errorEnvelope(err)
 	}
-	return &pb.Envelope{Body: &pb.Envelope_CoordPutResp{CoordPutResp: &pb.CoordPutResponse{Context: newCtx}}}
+	resp := &pb.CoordPutResponse{Context: newCtx}
+	if m.crdt != nil {
+		resp.CrdtState = m.crdt.result.Encode()
+	}
+	return &pb.Envelope{Body: &pb.Envelope_CoordPutResp{CoordPutResp: resp}}
 }

@@ -617,11 +617,17 @@ type CoordPutRequest struct {
 	Value     []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
 	Tombstone bool                   `protobuf:"varint,4,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
 	// context is the client's causal context (version.EncodeContext form).
-	Context       string `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
-	W             string `protobuf:"bytes,6,opt,name=w,proto3" json:"w,omitempty"`
-	Pw            string `protobuf:"bytes,7,opt,name=pw,proto3" json:"pw,omitempty"`
-	Dw            string `protobuf:"bytes,8,opt,name=dw,proto3" json:"dw,omitempty"`
-	TimeoutMs     int64  `protobuf:"varint,9,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Context   string `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
+	W         string `protobuf:"bytes,6,opt,name=w,proto3" json:"w,omitempty"`
+	Pw        string `protobuf:"bytes,7,opt,name=pw,proto3" json:"pw,omitempty"`
+	Dw        string `protobuf:"bytes,8,opt,name=dw,proto3" json:"dw,omitempty"`
+	TimeoutMs int64  `protobuf:"varint,9,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// A CRDT update instead of a value: the data type, the operation (JSON, as the HTTP API
+	// takes it), and whether a key of another type is replaced (Redis SET) rather than
+	// refused (WRONGTYPE).
+	CrdtType      string `protobuf:"bytes,10,opt,name=crdt_type,json=crdtType,proto3" json:"crdt_type,omitempty"`
+	CrdtOp        []byte `protobuf:"bytes,11,opt,name=crdt_op,json=crdtOp,proto3" json:"crdt_op,omitempty"`
+	ReplaceType   bool   `protobuf:"varint,12,opt,name=replace_type,json=replaceType,proto3" json:"replace_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -719,15 +725,38 @@ func (x *CoordPutRequest) GetTimeoutMs() int64 {
 	return 0
 }
 
+func (x *CoordPutRequest) GetCrdtType() string {
+	if x != nil {
+		return x.CrdtType
+	}
+	return ""
+}
+
+func (x *CoordPutRequest) GetCrdtOp() []byte {
+	if x != nil {
+		return x.CrdtOp
+	}
+	return nil
+}
+
+func (x *CoordPutRequest) GetReplaceType() bool {
+	if x != nil {
+		return x.ReplaceType
+	}
+	return false
+}
+
 type CoordPutResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Context string                 `protobuf:"bytes,1,opt,name=context,proto3" json:"context,omitempty"`
 	// When the quorum was not met: acks received and acks required.
-	Failed        bool   `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
-	Acks          int32  `protobuf:"varint,3,opt,name=acks,proto3" json:"acks,omitempty"`
-	Required      int32  `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
-	Code          string `protobuf:"bytes,6,opt,name=code,proto3" json:"code,omitempty"`
+	Failed   bool   `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	Acks     int32  `protobuf:"varint,3,opt,name=acks,proto3" json:"acks,omitempty"`
+	Required int32  `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`
+	Error    string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Code     string `protobuf:"bytes,6,opt,name=code,proto3" json:"code,omitempty"`
+	// For a CRDT update: the coordinator's state after the operation (its own view).
+	CrdtState     []byte `protobuf:"bytes,7,opt,name=crdt_state,json=crdtState,proto3" json:"crdt_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,6 +831,13 @@ func (x *CoordPutResponse) GetCode() string {
 		return x.Code
 	}
 	return ""
+}
+
+func (x *CoordPutResponse) GetCrdtState() []byte {
+	if x != nil {
+		return x.CrdtState
+	}
+	return nil
 }
 
 type Error struct {
@@ -1090,9 +1126,11 @@ func (x *TreeRequest) GetRootOnly() bool {
 type TreeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Root  uint64                 `protobuf:"fixed64,1,opt,name=root,proto3" json:"root,omitempty"`
-	// Branch hashes (no branches asked), or the segment hashes of the branches asked, one
-	// branch after the other.
+	// Branch hashes (no branches asked), or the non-zero segment hashes of the branches
+	// asked, with their segment numbers in segments (most segments of a branch are empty, so
+	// sending only the others keeps an exchange's bytes in step with the keys that differ).
 	Hashes        []uint64 `protobuf:"fixed64,2,rep,packed,name=hashes,proto3" json:"hashes,omitempty"`
+	Segments      []int32  `protobuf:"varint,3,rep,packed,name=segments,proto3" json:"segments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1137,6 +1175,13 @@ func (x *TreeResponse) GetRoot() uint64 {
 func (x *TreeResponse) GetHashes() []uint64 {
 	if x != nil {
 		return x.Hashes
+	}
+	return nil
+}
+
+func (x *TreeResponse) GetSegments() []int32 {
+	if x != nil {
+		return x.Segments
 	}
 	return nil
 }
@@ -1367,7 +1412,7 @@ const file_internode_proto_rawDesc = "" +
 	"hlcLogical\x12\x19\n" +
 	"\bhint_for\x18\a \x01(\tR\ahintFor\"-\n" +
 	"\x11ReplicateResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\"\xd6\x01\n" +
+	"\adurable\x18\x01 \x01(\bR\adurable\"\xaf\x02\n" +
 	"\x0fCoordPutRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -1378,14 +1423,20 @@ const file_internode_proto_rawDesc = "" +
 	"\x02pw\x18\a \x01(\tR\x02pw\x12\x0e\n" +
 	"\x02dw\x18\b \x01(\tR\x02dw\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\t \x01(\x03R\ttimeoutMs\"\x9e\x01\n" +
+	"timeout_ms\x18\t \x01(\x03R\ttimeoutMs\x12\x1b\n" +
+	"\tcrdt_type\x18\n" +
+	" \x01(\tR\bcrdtType\x12\x17\n" +
+	"\acrdt_op\x18\v \x01(\fR\x06crdtOp\x12!\n" +
+	"\freplace_type\x18\f \x01(\bR\vreplaceType\"\xbd\x01\n" +
 	"\x10CoordPutResponse\x12\x18\n" +
 	"\acontext\x18\x01 \x01(\tR\acontext\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x12\n" +
 	"\x04acks\x18\x03 \x01(\x05R\x04acks\x12\x1a\n" +
 	"\brequired\x18\x04 \x01(\x05R\brequired\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x12\n" +
-	"\x04code\x18\x06 \x01(\tR\x04code\"5\n" +
+	"\x04code\x18\x06 \x01(\tR\x04code\x12\x1d\n" +
+	"\n" +
+	"crdt_state\x18\a \x01(\fR\tcrdtState\"5\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"J\n" +
@@ -1404,10 +1455,11 @@ const file_internode_proto_rawDesc = "" +
 	"partitions\x12\x1a\n" +
 	"\bsegments\x18\x03 \x01(\x05R\bsegments\x12\x1a\n" +
 	"\bbranches\x18\x04 \x03(\x05R\bbranches\x12\x1b\n" +
-	"\troot_only\x18\x05 \x01(\bR\brootOnly\":\n" +
+	"\troot_only\x18\x05 \x01(\bR\brootOnly\"V\n" +
 	"\fTreeResponse\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\x06R\x04root\x12\x16\n" +
-	"\x06hashes\x18\x02 \x03(\x06R\x06hashes\"\x8e\x01\n" +
+	"\x06hashes\x18\x02 \x03(\x06R\x06hashes\x12\x1a\n" +
+	"\bsegments\x18\x03 \x03(\x05R\bsegments\"\x8e\x01\n" +
 	"\x0fTreeKeysRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
 	"\n" +
