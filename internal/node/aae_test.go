@@ -418,7 +418,9 @@ func TestBadTreeRequests(t *testing.T) {
 	parts, segs := int32(len(n1.trees.parts)), int32(n1.trees.segments)
 	nb, _ := n1.trees.shape()
 	tree := func(r *pb.TreeRequest) *pb.Envelope { return &pb.Envelope{Body: &pb.Envelope_Tree{Tree: r}} }
-	keys := func(r *pb.TreeKeysRequest) *pb.Envelope { return &pb.Envelope{Body: &pb.Envelope_TreeKeys{TreeKeys: r}} }
+	keys := func(r *pb.TreeKeysRequest) *pb.Envelope {
+		return &pb.Envelope{Body: &pb.Envelope_TreeKeys{TreeKeys: r}}
+	}
 	tooMany := make([]int32, nb+1)
 	tooManySegs := make([]int32, segs+1)
 	for _, tc := range []struct {
