@@ -44,7 +44,7 @@ func (s *server) updateCRDT(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, fmt.Errorf("%w: %v", node.ErrBadRequest, err))
 		return
 	}
-	if _, err := s.n.UpdateCRDT(r.Context(), bucket, key, t, op, false, o); err != nil {
+	if _, _, err := s.n.UpdateCRDT(r.Context(), bucket, key, t, op, false, o); err != nil {
 		s.fail(w, err)
 		return
 	}

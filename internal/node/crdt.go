@@ -69,7 +69,7 @@ func applyCRDT(local version.Object, m *crdtMutation, actor string, now version.
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	m.result = next
+	m.before, m.result = cur, next
 	return next.Encode(), nil
 }
 
@@ -93,14 +93,15 @@ func parseCRDTMutation(typ string, js, assign []byte, replace bool) (*crdtMutati
 // UpdateCRDT applies a CRDT operation of data type typ to (bucket, key), coordinated like a
 // write: W acks, sloppy quorum, hints. replaceType lets it replace a key of another type
 // (Redis SET) instead of failing with ErrWrongType. It returns the coordinator's state
-// after the operation: its own view, which concurrent operations elsewhere may not have
-// reached yet.
-func (n *Node) UpdateCRDT(ctx context.Context, bucket, key string, typ crdt.Type, op crdt.Op, replaceType bool, o WriteOptions) (crdt.State, error) {
+// before and after the operation: its own view, which concurrent operations elsewhere may
+// not have reached yet (before is a fresh state when the key held nothing, or another type
+// that was replaced).
+func (n *Node) UpdateCRDT(ctx context.Context, bucket, key string, typ crdt.Type, op crdt.Op, replaceType bool, o WriteOptions) (before, after crdt.State, err error) {
 	m := &crdtMutation{typ: typ, op: op, replaceType: replaceType}
 	if _, err := n.write(ctx, bucket, key, mutation{crdt: m}, o); err != nil {
-		return crdt.State{}, err
+		return crdt.State{}, crdt.State{}, err
 	}
-	return m.result, nil
+	return m.before, m.result, nil
 }
 
 // encodeCRDTOp is the forwarded form of an operation: JSON, except that a register's value

@@ -260,6 +260,7 @@ type crdtMutation struct {
 	op          crdt.Op
 	replaceType bool
 	result      crdt.State // the coordinator's state after the operation, once applied
+	before      crdt.State // and before it
 }
 
 // Put writes value under (bucket, key) superseding what o.Context has seen.
@@ -375,6 +376,9 @@ func (n *Node) forwardPut(ctx context.Context, bucket, key string, m mutation, o
 		}
 		if m.crdt != nil && len(r.CrdtState) > 0 {
 			if m.crdt.result, err = crdt.Decode(r.CrdtState); err != nil {
+				return "", fmt.Errorf("coordinator %s sent a bad state: %w", to, err)
+			}
+			if m.crdt.before, err = crdt.Decode(r.CrdtBefore); err != nil {
 				return "", fmt.Errorf("coordinator %s sent a bad state: %w", to, err)
 			}
 		}

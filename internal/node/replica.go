@@ -149,7 +149,7 @@ func (n *Node) handleCoordPut(ctx context.Context, r *pb.CoordPutRequest) *pb.En
 	}
 	resp := &pb.CoordPutResponse{Context: newCtx}
 	if m.crdt != nil {
-		resp.CrdtState = m.crdt.result.Encode()
+		resp.CrdtState, resp.CrdtBefore = m.crdt.result.Encode(), m.crdt.before.Encode()
 	}
 	return &pb.Envelope{Body: &pb.Envelope_CoordPutResp{CoordPutResp: resp}}
 }

@@ -755,8 +755,10 @@ type CoordPutResponse struct {
 	Required int32  `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`
 	Error    string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	Code     string `protobuf:"bytes,6,opt,name=code,proto3" json:"code,omitempty"`
-	// For a CRDT update: the coordinator's state after the operation (its own view).
+	// For a CRDT update: the coordinator's state after and before the operation (its own
+	// view).
 	CrdtState     []byte `protobuf:"bytes,7,opt,name=crdt_state,json=crdtState,proto3" json:"crdt_state,omitempty"`
+	CrdtBefore    []byte `protobuf:"bytes,8,opt,name=crdt_before,json=crdtBefore,proto3" json:"crdt_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -836,6 +838,13 @@ func (x *CoordPutResponse) GetCode() string {
 func (x *CoordPutResponse) GetCrdtState() []byte {
 	if x != nil {
 		return x.CrdtState
+	}
+	return nil
+}
+
+func (x *CoordPutResponse) GetCrdtBefore() []byte {
+	if x != nil {
+		return x.CrdtBefore
 	}
 	return nil
 }
@@ -1427,7 +1436,7 @@ const file_internode_proto_rawDesc = "" +
 	"\tcrdt_type\x18\n" +
 	" \x01(\tR\bcrdtType\x12\x17\n" +
 	"\acrdt_op\x18\v \x01(\fR\x06crdtOp\x12!\n" +
-	"\freplace_type\x18\f \x01(\bR\vreplaceType\"\xbd\x01\n" +
+	"\freplace_type\x18\f \x01(\bR\vreplaceType\"\xde\x01\n" +
 	"\x10CoordPutResponse\x12\x18\n" +
 	"\acontext\x18\x01 \x01(\tR\acontext\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x12\n" +
@@ -1436,7 +1445,9 @@ const file_internode_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x12\n" +
 	"\x04code\x18\x06 \x01(\tR\x04code\x12\x1d\n" +
 	"\n" +
-	"crdt_state\x18\a \x01(\fR\tcrdtState\"5\n" +
+	"crdt_state\x18\a \x01(\fR\tcrdtState\x12\x1f\n" +
+	"\vcrdt_before\x18\b \x01(\fR\n" +
+	"crdtBefore\"5\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"J\n" +
