@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/wire"
 	"math"
 	"slices"
 
@@ -59,12 +60,12 @@ func (s State) sizeHint() int {
 	n := 1
 	switch s.typ {
 	case Counter:
-		n += uvarintLen(uint64(len(s.pn)))
+		n += wire.UvarintLen(uint64(len(s.pn)))
 		for _, e := range s.pn {
-			n += strLen(e.actor) + uvarintLen(e.p) + uvarintLen(e.n)
+			n += strLen(e.actor) + wire.UvarintLen(e.p) + wire.UvarintLen(e.n)
 		}
 	case Set:
-		n += clockLen(s.clock) + uvarintLen(uint64(len(s.elems)))
+		n += clockLen(s.clock) + wire.UvarintLen(uint64(len(s.elems)))
 		for _, e := range s.elems {
 			n += strLen(e.v) + dotsLen(e.dots)
 		}
@@ -73,59 +74,42 @@ func (s State) sizeHint() int {
 	case Flag:
 		n += clockLen(s.clock) + dotsLen(s.dots)
 	case Map:
-		n += clockLen(s.clock) + uvarintLen(uint64(len(s.fields)))
+		n += clockLen(s.clock) + wire.UvarintLen(uint64(len(s.fields)))
 		for _, f := range s.fields {
-			n += strLen(f.name) + 1 + uvarintLen(uint64(len(f.snaps)))
+			n += strLen(f.name) + 1 + wire.UvarintLen(uint64(len(f.snaps)))
 			for _, sn := range f.snaps {
-				n += 1 + uvarintLen(sn.dot.Counter) + sn.v.sizeHint()
+				n += 1 + wire.UvarintLen(sn.dot.Counter) + sn.v.sizeHint()
 			}
 		}
 	}
 	return n
 }
 
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
-}
-
-func strLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
+func strLen(s string) int { return wire.UvarintLen(uint64(len(s))) + len(s) }
 
 func clockLen(c version.Clock) int {
-	n := uvarintLen(uint64(len(c)))
+	n := wire.UvarintLen(uint64(len(c)))
 	for _, e := range c {
-		n += strLen(e.Actor) + uvarintLen(e.Counter)
+		n += strLen(e.Actor) + wire.UvarintLen(e.Counter)
 	}
 	return n
 }
 
 func dotsLen(ds []version.Dot) int {
-	n := uvarintLen(uint64(len(ds)))
+	n := wire.UvarintLen(uint64(len(ds)))
 	for _, d := range ds {
-		n += 1 + uvarintLen(d.Counter)
+		n += 1 + wire.UvarintLen(d.Counter)
 	}
 	return n
 }
 
-func appendUvarint(b []byte, x uint64) []byte {
-	for x >= 0x80 {
-		b = append(b, byte(x)|0x80)
-		x >>= 7
-	}
-	return append(b, byte(x))
-}
-
-func appendStr(b []byte, s string) []byte { return append(appendUvarint(b, uint64(len(s))), s...) }
+func appendStr(b []byte, s string) []byte { return append(wire.AppendUvarint(b, uint64(len(s))), s...) }
 
 func appendClock(b []byte, c version.Clock) []byte {
-	b = appendUvarint(b, uint64(len(c)))
+	b = wire.AppendUvarint(b, uint64(len(c)))
 	for _, e := range c {
 		b = appendStr(b, e.Actor)
-		b = appendUvarint(b, e.Counter)
+		b = wire.AppendUvarint(b, e.Counter)
 	}
 	return b
 }
@@ -141,11 +125,11 @@ func appendDot(b []byte, d version.Dot, c version.Clock) []byte {
 	if idx < 0 || c[idx].Counter < d.Counter {
 		panic(fmt.Sprintf("crdt: dot %v not in clock %v", d, c))
 	}
-	return appendUvarint(appendUvarint(b, uint64(idx)), d.Counter)
+	return wire.AppendUvarint(wire.AppendUvarint(b, uint64(idx)), d.Counter)
 }
 
 func appendDots(b []byte, ds []version.Dot, c version.Clock) []byte {
-	b = appendUvarint(b, uint64(len(ds)))
+	b = wire.AppendUvarint(b, uint64(len(ds)))
 	for _, d := range ds {
 		b = appendDot(b, d, c)
 	}
@@ -156,15 +140,15 @@ func appendBody(b []byte, s State) []byte {
 	b = append(b, typeTags[s.typ])
 	switch s.typ {
 	case Counter:
-		b = appendUvarint(b, uint64(len(s.pn)))
+		b = wire.AppendUvarint(b, uint64(len(s.pn)))
 		for _, e := range s.pn {
 			b = appendStr(b, e.actor)
-			b = appendUvarint(b, e.p)
-			b = appendUvarint(b, e.n)
+			b = wire.AppendUvarint(b, e.p)
+			b = wire.AppendUvarint(b, e.n)
 		}
 	case Set:
 		b = appendClock(b, s.clock)
-		b = appendUvarint(b, uint64(len(s.elems)))
+		b = wire.AppendUvarint(b, uint64(len(s.elems)))
 		for _, e := range s.elems {
 			b = appendStr(b, e.v)
 			b = appendDots(b, e.dots, s.clock)
@@ -175,8 +159,8 @@ func appendBody(b []byte, s State) []byte {
 		}
 		b = append(b, 1)
 		w := s.reg.ts.Wall
-		b = appendUvarint(b, uint64(w<<1)^uint64(w>>63))
-		b = appendUvarint(b, uint64(s.reg.ts.Logical))
+		b = wire.AppendUvarint(b, uint64(w<<1)^uint64(w>>63))
+		b = wire.AppendUvarint(b, uint64(s.reg.ts.Logical))
 		b = appendStr(b, s.reg.actor)
 		b = appendStr(b, s.reg.v)
 	case Flag:
@@ -184,11 +168,11 @@ func appendBody(b []byte, s State) []byte {
 		b = appendDots(b, s.dots, s.clock)
 	case Map:
 		b = appendClock(b, s.clock)
-		b = appendUvarint(b, uint64(len(s.fields)))
+		b = wire.AppendUvarint(b, uint64(len(s.fields)))
 		for _, f := range s.fields {
 			b = appendStr(b, f.name)
 			b = append(b, typeTags[f.typ])
-			b = appendUvarint(b, uint64(len(f.snaps)))
+			b = wire.AppendUvarint(b, uint64(len(f.snaps)))
 			for _, sn := range f.snaps {
 				b = appendDot(b, sn.dot, s.clock)
 				b = appendBody(b, sn.v)
@@ -205,122 +189,55 @@ func appendBody(b []byte, s State) []byte {
 // error wrapping ErrCorrupt. It never panics, allocates in proportion to
 // len(b), and the result does not alias b.
 func Decode(b []byte) (State, error) {
-	d := decoder{b: b}
-	if v := d.byte("format version"); d.err == nil && v != formatV1 {
-		d.fail("unknown format version %d", v)
+	d := decoder{wire.Decoder{B: b}}
+	if v := d.Byte("format version"); d.Err == nil && v != formatV1 {
+		d.Fail("unknown format version %d", v)
 	}
 	s := d.body(1)
-	if d.err == nil && d.off != len(d.b) {
-		d.fail("%d trailing bytes", len(d.b)-d.off)
+	if d.Err == nil && d.Off != len(d.B) {
+		d.Fail("%d trailing bytes", len(d.B)-d.Off)
 	}
-	if d.err != nil {
-		return State{}, fmt.Errorf("%w: %w", ErrCorrupt, d.err)
+	if d.Err != nil {
+		return State{}, fmt.Errorf("%w: %w", ErrCorrupt, d.Err)
 	}
 	return s, nil
 }
 
 // decoder reads the binary format; after the first error every read fails.
-type decoder struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("offset %d: %s", d.off, fmt.Sprintf(format, args...))
-	}
-}
-
-func (d *decoder) remaining() int { return len(d.b) - d.off }
-
-func (d *decoder) byte(what string) byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.off >= len(d.b) {
-		d.fail("truncated %s", what)
-		return 0
-	}
-	c := d.b[d.off]
-	d.off++
-	return c
-}
-
-// uvarint reads a minimal unsigned varint.
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	var x uint64
-	for i := 0; i < 10; i++ {
-		if d.off+i >= len(d.b) {
-			d.fail("truncated %s", what)
-			return 0
-		}
-		c := d.b[d.off+i]
-		if i == 9 && c > 1 {
-			break
-		}
-		x |= uint64(c&0x7f) << (7 * i)
-		if c < 0x80 {
-			if c == 0 && i > 0 {
-				d.fail("non-minimal varint in %s", what)
-				return 0
-			}
-			d.off += i + 1
-			return x
-		}
-	}
-	d.fail("%s overflows 64 bits", what)
-	return 0
-}
-
-// count reads an element count, refusing one the remaining input cannot hold
-// at minLen bytes per element.
-func (d *decoder) count(what string, minLen int) int {
-	n := d.uvarint(what)
-	if d.err == nil && n > uint64(d.remaining()/minLen) {
-		d.fail("%s %d too large for %d remaining bytes", what, n, d.remaining())
-	}
-	if d.err != nil {
-		return 0
-	}
-	return int(n)
-}
+type decoder struct{ wire.Decoder }
 
 func (d *decoder) str(what string) string {
-	n := d.uvarint(what + " length")
-	if d.err == nil && n > uint64(d.remaining()) {
-		d.fail("%s length %d exceeds input", what, n)
+	n := d.Uvarint(what + " length")
+	if d.Err == nil && n > uint64(d.Remaining()) {
+		d.Fail("%s length %d exceeds input", what, n)
 	}
-	if d.err != nil {
+	if d.Err != nil {
 		return ""
 	}
-	s := string(d.b[d.off : d.off+int(n)])
-	d.off += int(n)
+	s := string(d.B[d.Off : d.Off+int(n)])
+	d.Off += int(n)
 	return s
 }
 
 func (d *decoder) clock() version.Clock {
-	n := d.count("clock length", 3)
+	n := d.Count("clock length", 3)
 	if n == 0 {
 		return nil
 	}
 	c := make(version.Clock, n)
 	for i := range c {
 		a := d.str("clock actor")
-		ctr := d.uvarint("clock counter")
-		if d.err != nil {
+		ctr := d.Uvarint("clock counter")
+		if d.Err != nil {
 			return nil
 		}
 		switch {
 		case a == "":
-			d.fail("clock entry %d has an empty actor", i)
+			d.Fail("clock entry %d has an empty actor", i)
 		case ctr == 0:
-			d.fail("clock entry %d has a zero counter", i)
+			d.Fail("clock entry %d has a zero counter", i)
 		case i > 0 && c[i-1].Actor >= a:
-			d.fail("clock actors not strictly sorted at entry %d", i)
+			d.Fail("clock actors not strictly sorted at entry %d", i)
 		}
 		c[i] = version.Entry{Actor: a, Counter: ctr}
 	}
@@ -328,36 +245,36 @@ func (d *decoder) clock() version.Clock {
 }
 
 func (d *decoder) dot(c version.Clock, prev *version.Dot, first bool) version.Dot {
-	idx := d.uvarint("dot actor index")
-	ctr := d.uvarint("dot counter")
-	if d.err != nil {
+	idx := d.Uvarint("dot actor index")
+	ctr := d.Uvarint("dot counter")
+	if d.Err != nil {
 		return version.Dot{}
 	}
 	if idx >= uint64(len(c)) {
-		d.fail("dot actor index %d out of range (clock has %d actors)", idx, len(c))
+		d.Fail("dot actor index %d out of range (clock has %d actors)", idx, len(c))
 		return version.Dot{}
 	}
 	dt := version.Dot{Actor: c[idx].Actor, Counter: ctr}
 	switch {
 	case ctr == 0:
-		d.fail("dot with a zero counter")
+		d.Fail("dot with a zero counter")
 	case ctr > c[idx].Counter:
-		d.fail("dot %v not in clock", dt)
+		d.Fail("dot %v not in clock", dt)
 	case !first && prev.Compare(dt) >= 0:
-		d.fail("dots not strictly sorted at %v", dt)
+		d.Fail("dots not strictly sorted at %v", dt)
 	}
 	*prev = dt
 	return dt
 }
 
 func (d *decoder) dots(c version.Clock, allowEmpty bool) []version.Dot {
-	n := d.count("dot count", 2)
-	if d.err != nil {
+	n := d.Count("dot count", 2)
+	if d.Err != nil {
 		return nil
 	}
 	if n == 0 {
 		if !allowEmpty {
-			d.fail("empty dot list")
+			d.Fail("empty dot list")
 		}
 		return nil
 	}
@@ -370,105 +287,105 @@ func (d *decoder) dots(c version.Clock, allowEmpty bool) []version.Dot {
 }
 
 func (d *decoder) body(depth int) State {
-	tag := d.byte("type")
-	if d.err != nil {
+	tag := d.Byte("type")
+	if d.Err != nil {
 		return State{}
 	}
 	if tag == 0 || int(tag) >= len(tagTypes) {
-		d.fail("unknown type tag %d", tag)
+		d.Fail("unknown type tag %d", tag)
 		return State{}
 	}
 	s := State{typ: tagTypes[tag]}
 	switch s.typ {
 	case Counter:
-		n := d.count("counter length", 3)
+		n := d.Count("counter length", 3)
 		if n > 0 {
 			s.pn = make([]pnEntry, n)
 		}
 		for i := range s.pn {
-			e := pnEntry{actor: d.str("counter actor"), p: d.uvarint("counter P"), n: d.uvarint("counter N")}
-			if d.err != nil {
+			e := pnEntry{actor: d.str("counter actor"), p: d.Uvarint("counter P"), n: d.Uvarint("counter N")}
+			if d.Err != nil {
 				return State{}
 			}
 			switch {
 			case e.actor == "":
-				d.fail("counter entry %d has an empty actor", i)
+				d.Fail("counter entry %d has an empty actor", i)
 			case e.p == 0 && e.n == 0:
-				d.fail("counter entry %d is zero", i)
+				d.Fail("counter entry %d is zero", i)
 			case i > 0 && s.pn[i-1].actor >= e.actor:
-				d.fail("counter actors not strictly sorted at entry %d", i)
+				d.Fail("counter actors not strictly sorted at entry %d", i)
 			}
 			s.pn[i] = e
 		}
 	case Set:
 		s.clock = d.clock()
-		n := d.count("set length", 3)
+		n := d.Count("set length", 3)
 		if n > 0 {
 			s.elems = make([]elem, n)
 		}
 		for i := range s.elems {
 			e := elem{v: d.str("element")}
-			if d.err == nil && i > 0 && s.elems[i-1].v >= e.v {
-				d.fail("set elements not strictly sorted at %d", i)
+			if d.Err == nil && i > 0 && s.elems[i-1].v >= e.v {
+				d.Fail("set elements not strictly sorted at %d", i)
 			}
 			e.dots = d.dots(s.clock, false)
-			if d.err != nil {
+			if d.Err != nil {
 				return State{}
 			}
 			s.elems[i] = e
 		}
 	case Register:
-		switch d.byte("register flag") {
+		switch d.Byte("register flag") {
 		case 0:
 		case 1:
-			w := d.uvarint("register wall")
-			l := d.uvarint("register logical")
+			w := d.Uvarint("register wall")
+			l := d.Uvarint("register logical")
 			s.reg = lww{set: true, ts: version.HLC{Wall: int64(w>>1) ^ -int64(w&1), Logical: uint32(l)}}
 			s.reg.actor = d.str("register actor")
 			s.reg.v = d.str("register value")
 			switch {
-			case d.err != nil:
+			case d.Err != nil:
 			case l > math.MaxUint32:
-				d.fail("register logical %d overflows 32 bits", l)
+				d.Fail("register logical %d overflows 32 bits", l)
 			case s.reg.actor == "":
-				d.fail("register with an empty actor")
+				d.Fail("register with an empty actor")
 			}
 		default:
-			d.fail("bad register flag")
+			d.Fail("bad register flag")
 		}
 	case Flag:
 		s.clock = d.clock()
 		s.dots = d.dots(s.clock, true)
 	case Map:
 		if depth > MaxDepth {
-			d.fail("maps nested deeper than %d", MaxDepth)
+			d.Fail("maps nested deeper than %d", MaxDepth)
 			return State{}
 		}
 		s.clock = d.clock()
-		n := d.count("map length", 6)
+		n := d.Count("map length", 6)
 		if n > 0 {
 			s.fields = make([]field, n)
 		}
 		for i := range s.fields {
 			f := field{name: d.str("field name")}
-			tag := d.byte("field type")
-			if d.err != nil {
+			tag := d.Byte("field type")
+			if d.Err != nil {
 				return State{}
 			}
 			if tag == 0 || int(tag) >= len(tagTypes) {
-				d.fail("field %q: unknown type tag %d", f.name, tag)
+				d.Fail("field %q: unknown type tag %d", f.name, tag)
 				return State{}
 			}
 			f.typ = tagTypes[tag]
 			if i > 0 && compareField(s.fields[i-1], f) >= 0 {
-				d.fail("map fields not strictly sorted at %q", f.name)
+				d.Fail("map fields not strictly sorted at %q", f.name)
 				return State{}
 			}
-			m := d.count("field snapshot count", 4)
-			if d.err == nil && m == 0 {
-				d.fail("field %q without snapshots", f.name)
+			m := d.Count("field snapshot count", 4)
+			if d.Err == nil && m == 0 {
+				d.Fail("field %q without snapshots", f.name)
 			}
-			if d.err != nil {
+			if d.Err != nil {
 				return State{}
 			}
 			f.snaps = make([]snap, m)
@@ -476,11 +393,11 @@ func (d *decoder) body(depth int) State {
 			for j := range f.snaps {
 				dt := d.dot(s.clock, &prev, j == 0)
 				v := d.body(depth + 1)
-				if d.err != nil {
+				if d.Err != nil {
 					return State{}
 				}
 				if v.typ != f.typ {
-					d.fail("field %q (%s) holds a %s", f.name, f.typ, v.typ)
+					d.Fail("field %q (%s) holds a %s", f.name, f.typ, v.typ)
 					return State{}
 				}
 				f.snaps[j] = snap{dot: dt, v: v}
@@ -488,7 +405,7 @@ func (d *decoder) body(depth int) State {
 			s.fields[i] = f
 		}
 	}
-	if d.err != nil {
+	if d.Err != nil {
 		return State{}
 	}
 	return s

@@ -15,7 +15,7 @@ import (
 
 // purePackages hold protocol logic that the simulator runs as is: they must not reach the
 // world (network, disk, processes, the wall clock) nor start goroutines.
-var purePackages = []string{"ring", "version", "quorum", "crdt", "merkle"}
+var purePackages = []string{"ring", "version", "quorum", "crdt", "merkle", "wire"}
 
 // forbiddenImports may not be imported by a pure package.
 var forbiddenImports = map[string]string{

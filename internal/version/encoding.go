@@ -3,6 +3,7 @@ package version
 import (
 	"encoding/base64"
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/wire"
 	"math"
 	"slices"
 	"strings"
@@ -31,39 +32,19 @@ const (
 	flagTombstone = 1
 )
 
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
-}
-
-func zigzag(x int64) uint64   { return uint64(x<<1) ^ uint64(x>>63) }
-func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
-
-func appendUvarint(b []byte, x uint64) []byte {
-	for x >= 0x80 {
-		b = append(b, byte(x)|0x80)
-		x >>= 7
-	}
-	return append(b, byte(x))
-}
-
 func clockEncodedLen(c Clock) int {
-	n := uvarintLen(uint64(len(c)))
+	n := wire.UvarintLen(uint64(len(c)))
 	for _, e := range c {
-		n += uvarintLen(uint64(len(e.Actor))) + uvarintLen(e.Counter) + len(e.Actor)
+		n += wire.UvarintLen(uint64(len(e.Actor))) + wire.UvarintLen(e.Counter) + len(e.Actor)
 	}
 	return n
 }
 
 func appendClock(b []byte, c Clock) []byte {
-	b = appendUvarint(b, uint64(len(c)))
+	b = wire.AppendUvarint(b, uint64(len(c)))
 	for _, e := range c {
-		b = appendUvarint(b, uint64(len(e.Actor)))
-		b = appendUvarint(b, e.Counter)
+		b = wire.AppendUvarint(b, uint64(len(e.Actor)))
+		b = wire.AppendUvarint(b, e.Counter)
 	}
 	for _, e := range c {
 		b = append(b, e.Actor...)
@@ -72,15 +53,15 @@ func appendClock(b []byte, c Clock) []byte {
 }
 
 func (o Object) encodedLen() int {
-	n := 1 + clockEncodedLen(o.Clock) + uvarintLen(uint64(len(o.Siblings)))
+	n := 1 + clockEncodedLen(o.Clock) + wire.UvarintLen(uint64(len(o.Siblings)))
 	idx := 0
 	for _, s := range o.Siblings {
 		for idx < len(o.Clock) && o.Clock[idx].Actor < s.Dot.Actor {
 			idx++
 		}
-		n += uvarintLen(uint64(idx)) + uvarintLen(s.Dot.Counter) + 1 +
-			uvarintLen(zigzag(s.Timestamp.Wall)) + uvarintLen(uint64(s.Timestamp.Logical)) +
-			uvarintLen(uint64(len(s.Value))) + len(s.Value)
+		n += wire.UvarintLen(uint64(idx)) + wire.UvarintLen(s.Dot.Counter) + 1 +
+			wire.UvarintLen(wire.Zigzag(s.Timestamp.Wall)) + wire.UvarintLen(uint64(s.Timestamp.Logical)) +
+			wire.UvarintLen(uint64(len(s.Value))) + len(s.Value)
 	}
 	return n
 }
@@ -96,7 +77,7 @@ func (o Object) AppendBinary(dst []byte) []byte {
 	dst = slices.Grow(dst, o.encodedLen())
 	dst = append(dst, formatV1)
 	dst = appendClock(dst, o.Clock)
-	dst = appendUvarint(dst, uint64(len(o.Siblings)))
+	dst = wire.AppendUvarint(dst, uint64(len(o.Siblings)))
 	idx := 0
 	for _, s := range o.Siblings {
 		for idx < len(o.Clock) && o.Clock[idx].Actor < s.Dot.Actor {
@@ -105,16 +86,16 @@ func (o Object) AppendBinary(dst []byte) []byte {
 		if idx == len(o.Clock) || o.Clock[idx].Actor != s.Dot.Actor {
 			panic(fmt.Sprintf("version: AppendBinary: sibling %v not in clock %v or siblings unsorted", s.Dot, o.Clock))
 		}
-		dst = appendUvarint(dst, uint64(idx))
-		dst = appendUvarint(dst, s.Dot.Counter)
+		dst = wire.AppendUvarint(dst, uint64(idx))
+		dst = wire.AppendUvarint(dst, s.Dot.Counter)
 		var flags byte
 		if s.Tombstone {
 			flags |= flagTombstone
 		}
 		dst = append(dst, flags)
-		dst = appendUvarint(dst, zigzag(s.Timestamp.Wall))
-		dst = appendUvarint(dst, uint64(s.Timestamp.Logical))
-		dst = appendUvarint(dst, uint64(len(s.Value)))
+		dst = wire.AppendUvarint(dst, wire.Zigzag(s.Timestamp.Wall))
+		dst = wire.AppendUvarint(dst, uint64(s.Timestamp.Logical))
+		dst = wire.AppendUvarint(dst, uint64(len(s.Value)))
 		dst = append(dst, s.Value...)
 	}
 	return dst
@@ -122,147 +103,77 @@ func (o Object) AppendBinary(dst []byte) []byte {
 
 // decoder reads the binary format. On the first error it records it and
 // every later read fails, so callers check err once per step.
-type decoder struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("offset %d: %s", d.off, fmt.Sprintf(format, args...))
-	}
-}
-
-func (d *decoder) remaining() int { return len(d.b) - d.off }
-
-// uvarint reads a minimal unsigned varint.
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	var x uint64
-	for i := 0; i < 10; i++ {
-		if d.off+i >= len(d.b) {
-			d.fail("truncated %s", what)
-			return 0
-		}
-		c := d.b[d.off+i]
-		if i == 9 && c > 1 {
-			d.fail("%s overflows 64 bits", what)
-			return 0
-		}
-		x |= uint64(c&0x7f) << (7 * i)
-		if c < 0x80 {
-			if c == 0 && i > 0 {
-				d.fail("non-minimal varint for %s", what)
-				return 0
-			}
-			d.off += i + 1
-			return x
-		}
-	}
-	d.fail("%s overflows 64 bits", what)
-	return 0
-}
-
-func (d *decoder) byte(what string) byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.off >= len(d.b) {
-		d.fail("truncated %s", what)
-		return 0
-	}
-	c := d.b[d.off]
-	d.off++
-	return c
-}
-
-// count reads an element count and checks that the remaining input can hold
-// that many elements of at least minLen bytes each, so that no allocation is
-// larger than the input justifies.
-func (d *decoder) count(what string, minLen int) int {
-	n := d.uvarint(what)
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64(d.remaining()/minLen) {
-		d.fail("%s %d too large for %d remaining bytes", what, n, d.remaining())
-		return 0
-	}
-	return int(n)
-}
+type decoder struct{ wire.Decoder }
 
 func (d *decoder) hlc() HLC {
-	w := d.uvarint("timestamp wall")
-	l := d.uvarint("timestamp logical")
-	if d.err != nil {
+	w := d.Uvarint("timestamp wall")
+	l := d.Uvarint("timestamp logical")
+	if d.Err != nil {
 		return HLC{}
 	}
 	if l > math.MaxUint32 {
-		d.fail("timestamp logical %d overflows 32 bits", l)
+		d.Fail("timestamp logical %d overflows 32 bits", l)
 		return HLC{}
 	}
-	return HLC{Wall: unzigzag(w), Logical: uint32(l)}
+	return HLC{Wall: wire.Unzigzag(w), Logical: uint32(l)}
 }
 
 // clock reads a clock section: valid, sorted, unique, non-empty actors and
 // positive counters. All actor strings share one allocation.
 func (d *decoder) clock() Clock {
-	n := d.count("clock length", minEntryLen)
-	if d.err != nil || n == 0 {
+	n := d.Count("clock length", minEntryLen)
+	if d.Err != nil || n == 0 {
 		return nil
 	}
 	// First pass: validate the (actorlen, counter) pairs and size the actors.
-	start := d.off
+	start := d.Off
 	total := 0
 	for i := 0; i < n; i++ {
-		l := d.uvarint("actor length")
-		d.uvarint("clock counter")
-		if d.err != nil {
+		l := d.Uvarint("actor length")
+		d.Uvarint("clock counter")
+		if d.Err != nil {
 			return nil
 		}
 		if l == 0 {
-			d.fail("clock entry %d has an empty actor", i)
+			d.Fail("clock entry %d has an empty actor", i)
 			return nil
 		}
-		if l > uint64(d.remaining()-total) {
-			d.fail("clock actor length %d exceeds input", l)
+		if l > uint64(d.Remaining()-total) {
+			d.Fail("clock actor length %d exceeds input", l)
 			return nil
 		}
 		total += int(l)
 	}
-	if total > d.remaining() {
-		d.fail("clock actors (%d bytes) exceed input", total)
+	if total > d.Remaining() {
+		d.Fail("clock actors (%d bytes) exceed input", total)
 		return nil
 	}
-	actors := string(d.b[d.off : d.off+total])
-	actorsStart := d.off
+	actors := string(d.B[d.Off : d.Off+total])
+	actorsStart := d.Off
 	// Second pass: build the entries.
 	c := make(Clock, n)
-	d.off = start
+	d.Off = start
 	pos := 0
 	for i := range c {
-		l := int(d.uvarint("actor length"))
-		ctr := d.uvarint("clock counter")
+		l := int(d.Uvarint("actor length"))
+		ctr := d.Uvarint("clock counter")
 		if ctr == 0 {
-			d.fail("clock entry %d has a zero counter", i)
+			d.Fail("clock entry %d has a zero counter", i)
 			return nil
 		}
 		c[i] = Entry{Actor: actors[pos : pos+l], Counter: ctr}
 		pos += l
 		if i > 0 && c[i-1].Actor >= c[i].Actor {
-			d.fail("clock actors not strictly sorted at entry %d", i)
+			d.Fail("clock actors not strictly sorted at entry %d", i)
 			return nil
 		}
 	}
-	if d.off != actorsStart {
+	if d.Off != actorsStart {
 		// Cannot happen: the second pass re-reads the first pass's bytes.
-		d.fail("clock section inconsistent")
+		d.Fail("clock section inconsistent")
 		return nil
 	}
-	d.off += total
+	d.Off += total
 	return c
 }
 
@@ -310,14 +221,14 @@ func DecodeCopy(b []byte) (Object, error) {
 }
 
 func decodeObject(b []byte) (Object, error) {
-	d := decoder{b: b}
-	if v := d.byte("format version"); d.err == nil && v != formatV1 {
+	d := decoder{wire.Decoder{B: b}}
+	if v := d.Byte("format version"); d.Err == nil && v != formatV1 {
 		return Object{}, fmt.Errorf("unknown format version %d", v)
 	}
 	c := d.clock()
-	n := d.count("sibling count", minSiblingLen)
-	if d.err != nil {
-		return Object{}, d.err
+	n := d.Count("sibling count", minSiblingLen)
+	if d.Err != nil {
+		return Object{}, d.Err
 	}
 	var sibs []Sibling
 	if n > 0 {
@@ -325,30 +236,30 @@ func decodeObject(b []byte) (Object, error) {
 	}
 	prevIdx, prevCtr := uint64(0), uint64(0)
 	for i := range sibs {
-		idx := d.uvarint("sibling actor index")
-		ctr := d.uvarint("sibling counter")
-		flags := d.byte("sibling flags")
+		idx := d.Uvarint("sibling actor index")
+		ctr := d.Uvarint("sibling counter")
+		flags := d.Byte("sibling flags")
 		ts := d.hlc()
-		vlen := d.uvarint("value length")
-		if d.err != nil {
-			return Object{}, d.err
+		vlen := d.Uvarint("value length")
+		if d.Err != nil {
+			return Object{}, d.Err
 		}
 		switch {
 		case idx >= uint64(len(c)):
-			d.fail("sibling %d actor index %d out of range (clock has %d actors)", i, idx, len(c))
+			d.Fail("sibling %d actor index %d out of range (clock has %d actors)", i, idx, len(c))
 		case ctr == 0:
-			d.fail("sibling %d has a zero counter", i)
+			d.Fail("sibling %d has a zero counter", i)
 		case ctr > c[idx].Counter:
-			d.fail("sibling %d dot %s:%d not in clock", i, c[idx].Actor, ctr)
+			d.Fail("sibling %d dot %s:%d not in clock", i, c[idx].Actor, ctr)
 		case i > 0 && (idx < prevIdx || (idx == prevIdx && ctr <= prevCtr)):
-			d.fail("sibling dots not strictly sorted at %d", i)
+			d.Fail("sibling dots not strictly sorted at %d", i)
 		case flags&^flagTombstone != 0:
-			d.fail("sibling %d has unknown flags %#x", i, flags)
-		case vlen > uint64(d.remaining()):
-			d.fail("sibling %d value length %d exceeds input", i, vlen)
+			d.Fail("sibling %d has unknown flags %#x", i, flags)
+		case vlen > uint64(d.Remaining()):
+			d.Fail("sibling %d value length %d exceeds input", i, vlen)
 		}
-		if d.err != nil {
-			return Object{}, d.err
+		if d.Err != nil {
+			return Object{}, d.Err
 		}
 		prevIdx, prevCtr = idx, ctr
 		s := &sibs[i]
@@ -356,13 +267,13 @@ func decodeObject(b []byte) (Object, error) {
 		s.Tombstone = flags&flagTombstone != 0
 		s.Timestamp = ts
 		if vlen > 0 {
-			end := d.off + int(vlen)
-			s.Value = d.b[d.off:end:end]
-			d.off = end
+			end := d.Off + int(vlen)
+			s.Value = d.B[d.Off:end:end]
+			d.Off = end
 		}
 	}
-	if d.remaining() != 0 {
-		return Object{}, fmt.Errorf("%d trailing bytes after object", d.remaining())
+	if d.Remaining() != 0 {
+		return Object{}, fmt.Errorf("%d trailing bytes after object", d.Remaining())
 	}
 	return Object{Clock: c, Siblings: sibs}, nil
 }
@@ -383,8 +294,8 @@ func EncodeContext(c Clock, ts HLC) string {
 	var stack [128]byte
 	b := append(stack[:0], formatV1)
 	b = appendClock(b, c)
-	b = appendUvarint(b, zigzag(ts.Wall))
-	b = appendUvarint(b, uint64(ts.Logical))
+	b = wire.AppendUvarint(b, wire.Zigzag(ts.Wall))
+	b = wire.AppendUvarint(b, uint64(ts.Logical))
 	return contextEncoding.EncodeToString(b)
 }
 
@@ -406,20 +317,20 @@ func DecodeContext(s string) (Clock, HLC, error) {
 	if err != nil {
 		return nil, HLC{}, fmt.Errorf("%w: %w", ErrBadContext, err)
 	}
-	d := decoder{b: b}
-	if v := d.byte("format version"); d.err == nil && v != formatV1 {
+	d := decoder{wire.Decoder{B: b}}
+	if v := d.Byte("format version"); d.Err == nil && v != formatV1 {
 		return nil, HLC{}, fmt.Errorf("%w: unknown format version %d", ErrBadContext, v)
 	}
 	c := d.clock()
 	ts := d.hlc()
-	if d.err == nil && d.remaining() != 0 {
-		d.fail("%d trailing bytes after context", d.remaining())
+	if d.Err == nil && d.Remaining() != 0 {
+		d.Fail("%d trailing bytes after context", d.Remaining())
 	}
-	if d.err == nil && len(c) == 0 && ts.IsZero() {
-		d.fail("empty context must be encoded as the empty string")
+	if d.Err == nil && len(c) == 0 && ts.IsZero() {
+		d.Fail("empty context must be encoded as the empty string")
 	}
-	if d.err != nil {
-		return nil, HLC{}, fmt.Errorf("%w: %w", ErrBadContext, d.err)
+	if d.Err != nil {
+		return nil, HLC{}, fmt.Errorf("%w: %w", ErrBadContext, d.Err)
 	}
 	return c, ts, nil
 }

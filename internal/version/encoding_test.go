@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"github.com/quorumkv/quorumkv/internal/wire"
 	"strings"
 	"testing"
 )
@@ -13,7 +14,7 @@ type raw []byte
 
 func (r raw) u(xs ...uint64) raw {
 	for _, x := range xs {
-		r = appendUvarint(r, x)
+		r = wire.AppendUvarint(r, x)
 	}
 	return r
 }
