@@ -54,12 +54,7 @@ func (s *server) updateCRDT(w http.ResponseWriter, r *http.Request) {
 // getCRDT answers {"value": ..., "context": ...}: the merge of the replicas' states, and
 // the causal context to send back with removes.
 func (s *server) getCRDT(w http.ResponseWriter, r *http.Request) {
-	q, err := params(r, "r", "pr", "timeout")
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	to, err := ParseTimeout(q.Get("timeout"))
+	o, err := readOptions(r)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -70,7 +65,7 @@ func (s *server) getCRDT(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	res, err := s.n.GetCRDT(r.Context(), bucket, key, node.ReadOptions{R: q.Get("r"), PR: q.Get("pr"), Timeout: to})
+	res, err := s.n.GetCRDT(r.Context(), bucket, key, o)
 	if err != nil {
 		s.fail(w, err)
 		return

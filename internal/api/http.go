@@ -186,19 +186,27 @@ func ParseTimeout(s string) (time.Duration, error) {
 
 func pathKey(r *http.Request) (string, string) { return r.PathValue("bucket"), r.PathValue("key") }
 
-func (s *server) getKV(w http.ResponseWriter, r *http.Request) {
+// readOptions reads a read's query parameters: r, pr and timeout, and no others.
+func readOptions(r *http.Request) (node.ReadOptions, error) {
 	q, err := params(r, "r", "pr", "timeout")
 	if err != nil {
-		s.fail(w, err)
-		return
+		return node.ReadOptions{}, err
 	}
 	to, err := ParseTimeout(q.Get("timeout"))
+	if err != nil {
+		return node.ReadOptions{}, err
+	}
+	return node.ReadOptions{R: q.Get("r"), PR: q.Get("pr"), Timeout: to}, nil
+}
+
+func (s *server) getKV(w http.ResponseWriter, r *http.Request) {
+	o, err := readOptions(r)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	bucket, key := pathKey(r)
-	res, err := s.n.Get(r.Context(), bucket, key, node.ReadOptions{R: q.Get("r"), PR: q.Get("pr"), Timeout: to})
+	res, err := s.n.Get(r.Context(), bucket, key, o)
 	if err != nil {
 		s.fail(w, err)
 		return
