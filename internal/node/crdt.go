@@ -2,12 +2,9 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/version"
@@ -53,34 +50,9 @@ func FoldCRDT(obj version.Object) (s crdt.State, found bool, err error) {
 	return s, true, nil
 }
 
-// crdtIncarnation names this run of the process. A CRDT actor's counters (a counter's
-// P and N, a set's dots) continue from its state in the coordinator's local copy, and
-// writes acknowledged without dw may be lost from that copy by a crash (kill -9): a
-// restarted node reusing its actor would then count from a stale state, re-mint dots and
-// counter values that replicas already hold, and a merge (max per actor) would swallow
-// its new, acknowledged increments. So a primary's actor (node id and store epoch) gets
-// this suffix: every run of the process has its own actors. (One-off actors, "...#c",
-// are unique already.)
-var crdtIncarnation = func() string {
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("node: crdt incarnation: %v", err))
-	}
-	return hex.EncodeToString(b[:])
-}()
-
-// crdtActor is the CRDT actor for a coordinator's actor.
-func crdtActor(actor string) string {
-	if strings.Contains(actor, "#") {
-		return actor
-	}
-	return actor + "~" + crdtIncarnation
-}
-
 // applyCRDT computes the new encoded state of a key from the coordinator's local copy, and
 // keeps the new state in m.result.
 func applyCRDT(local version.Object, m *crdtMutation, actor string, now version.HLC) ([]byte, error) {
-	actor = crdtActor(actor)
 	cur, found, err := FoldCRDT(local)
 	if err != nil {
 		return nil, err

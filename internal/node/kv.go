@@ -310,7 +310,7 @@ func (n *Node) write(ctx context.Context, bucket, key string, m mutation, o Writ
 		return n.coordinatePut(ctx, bucket, key, m, spec, props, rs)
 	}
 	n.metrics.forwards.Inc()
-	newCtx, err = n.forwardPut(ctx, bucket, key, m, o, rs)
+	newCtx, err = n.forwardPut(ctx, bucket, key, m, o, spec, rs)
 	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 		// No primary could be reached to coordinate: coordinate here, writing to the
 		// fallbacks that stand in for the primaries (sloppy quorum). The dot is this
@@ -334,7 +334,7 @@ func resultLabel(err error) string {
 
 // forwardPut hands the write to a primary of the key, trying those the failure detector
 // sees up, in preference order, until one is reached.
-func (n *Node) forwardPut(ctx context.Context, bucket, key string, m mutation, o WriteOptions, rs *replicaSet) (string, error) {
+func (n *Node) forwardPut(ctx context.Context, bucket, key string, m mutation, o WriteOptions, spec quorum.PutSpec, rs *replicaSet) (string, error) {
 	order := make([]string, 0, len(rs.reps))
 	for _, r := range rs.reps {
 		if r.primary() {
@@ -385,7 +385,9 @@ func (n *Node) forwardPut(ctx context.Context, bucket, key string, m mutation, o
 		return r.Context, nil
 	}
 	if ctx.Err() != nil {
-		return "", &quorum.QuorumError{Kind: "w", Required: 1, Acks: 0, Timeout: true}
+		// The coordinator did not answer in time; how many replicas it reached is unknown
+		// here, so report none.
+		return "", &quorum.QuorumError{Kind: "w", Required: spec.W, Acks: 0, Timeout: true}
 	}
 	if lastErr == nil {
 		lastErr = errors.New("no primary is up")
@@ -471,7 +473,7 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, m mutation
 	value, tomb := m.value, m.tomb
 	if m.crdt != nil {
 		// The new state folds in every local sibling, so it supersedes them all.
-		actor := n.actor
+		actor := n.crdtActor
 		if !selfIn || !self.primary() {
 			// Coordinating from a hint copy or none: that copy need not hold this
 			// node's earlier operations on the key, so an actor that has any could go

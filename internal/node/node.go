@@ -61,6 +61,14 @@ type Node struct {
 	hlis  net.Listener
 
 	actor string
+	// crdtActor is this process run's CRDT actor. A CRDT actor's counters (a counter's P
+	// and N, a set's dots) continue from its state in the coordinator's local copy, and a
+	// crash may lose writes acknowledged without dw from that copy: a restarted node that
+	// reused its actor would count from a stale state, re-mint values replicas already
+	// hold, and merges (max per actor) would swallow its new increments. So every run gets
+	// its own actor, named by the dot-counter lease it took at start (persisted, only
+	// grows).
+	crdtActor string
 
 	ring    atomic.Pointer[ring.Ring]
 	members atomic.Pointer[[]membership.Member]
@@ -235,7 +243,11 @@ func (n *Node) loadIdentity() error {
 		n.counter = c
 	}
 	n.counterBound = n.counter
-	return n.extendLease(n.counter)
+	if err := n.extendLease(n.counter); err != nil {
+		return err
+	}
+	n.crdtActor = n.actor + "~" + strconv.FormatUint(n.counterBound, 36)
+	return nil
 }
 
 func (n *Node) extendLease(from uint64) error {
