@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -108,22 +109,57 @@ Logs go to stderr.`)
 		return usageErr(fs, "%v", err)
 	}
 
+	// Bind the Redis port before the node starts, so that a bind failure stops here and
+	// the node announces the bound address (--resp with port 0) to the cluster.
+	var respLn net.Listener
+	if cfg.RESPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.RESPAddr)
+		if err != nil {
+			log.Error("start failed", "err", err)
+			return e.fail("server %s: --resp %s: %v", cfg.ID, cfg.RESPAddr, err)
+		}
+		respLn = ln
+		cfg.RESPAddr = ln.Addr().String()
+	}
+
 	tuneGC(e.getenv)
 	ctx, stop := e.signals()
 	defer stop()
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
+		if respLn != nil {
+			_ = respLn.Close()
+		}
 		log.Error("start failed", "err", err)
 		return e.fail("server %s: %v", cfg.ID, err)
 	}
+	var resp *api.RESP
+	if respLn != nil {
+		resp = api.NewRESP(n, log.With("node", cfg.ID))
+		resp.MaxValueBytes = cfg.MaxValueBytes
+		if err := resp.Serve(respLn); err != nil {
+			_ = n.Close(context.Background())
+			return e.fail("server %s: --resp: %v", cfg.ID, err)
+		}
+	}
+	boundRESP := ""
+	if resp != nil {
+		boundRESP = resp.Addr()
+	}
 	fmt.Fprintf(e.stdout, "%sid=%s http=%s resp=%s rpc=%s gossip=%s\n", readyPrefix,
-		cfg.ID, n.HTTPAddr(), n.RESPAddr(), n.RPCAddr(), n.GossipAddr())
+		cfg.ID, n.HTTPAddr(), boundRESP, n.RPCAddr(), n.GossipAddr())
 
 	<-ctx.Done()
 	stop() // a second signal now kills the process
 	log.Info("stopping", "timeout", shutdownTimeout)
 	cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	if resp != nil {
+		// First, so that no Redis command is still running when the node closes.
+		if err := resp.Close(); err != nil {
+			log.Warn("redis protocol: close", "err", err)
+		}
+	}
 	if err := n.Close(cctx); err != nil {
 		log.Error("stop failed", "err", err)
 		return e.fail("server %s: stop: %v", cfg.ID, err)

@@ -1,0 +1,707 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/quorumkv/quorumkv/internal/crdt"
+	"github.com/quorumkv/quorumkv/internal/node"
+	"github.com/quorumkv/quorumkv/internal/quorum"
+)
+
+// redisCompatVersion is the Redis version whose RESP2 command forms this front end
+// follows; HELLO and INFO report it as redis_version for clients that look.
+const redisCompatVersion = "7.0.0"
+
+// Replies shared by several commands.
+const (
+	errWrongType  = "WRONGTYPE Operation against a key holding the wrong kind of value"
+	errNotInteger = "ERR value is not an integer or out of range"
+)
+
+// command is one Redis command: its arity as Redis counts it (the name included;
+// negative: at least that many) and its handler.
+type command struct {
+	arity int
+	run   func(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte)
+}
+
+// commands is the command table, by lower-case name.
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"ping":       {-1, cmdPing},
+		"echo":       {2, cmdEcho},
+		"quit":       {-1, cmdQuit},
+		"select":     {2, cmdSelect},
+		"hello":      {-1, cmdHello},
+		"client":     {-2, cmdClient},
+		"command":    {-1, cmdCommand},
+		"config":     {-2, cmdConfig},
+		"info":       {-1, cmdInfo},
+		"get":        {2, cmdGet},
+		"set":        {-3, cmdSet},
+		"del":        {-2, cmdDel},
+		"exists":     {-2, cmdExists},
+		"mget":       {-2, cmdMGet},
+		"incr":       {2, cmdIncr},
+		"decr":       {2, cmdIncr},
+		"incrby":     {3, cmdIncr},
+		"decrby":     {3, cmdIncr},
+		"sadd":       {-3, cmdSAdd},
+		"srem":       {-3, cmdSRem},
+		"smembers":   {2, cmdSMembers},
+		"sismember":  {3, cmdSIsMember},
+		"scard":      {2, cmdSCard},
+		"qkv.quorum": {3, cmdQuorum},
+	}
+}
+
+// dispatch checks a command's name and arity and runs it.
+func (r *RESP) dispatch(ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	name := strings.ToLower(string(args[0]))
+	cmd, ok := commands[name]
+	if !ok {
+		conn.WriteError(unknownCommand(args))
+		return
+	}
+	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
+		conn.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+		return
+	}
+	cmd.run(r, ctx, c, conn, args)
+}
+
+// unknownCommand is Redis's message: the name and the first arguments, quoted, cut at
+// 128 bytes each.
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ERR unknown command '%s', with args beginning with: ", clip(args[0]))
+	for _, a := range args[1:] {
+		if b.Len() > 256 {
+			break
+		}
+		fmt.Fprintf(&b, "'%s' ", clip(a))
+	}
+	return b.String()
+}
+
+func clip(b []byte) string {
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	return string(b)
+}
+
+// fail answers a node error in Redis's form.
+func (r *RESP) fail(conn redcon.Conn, err error) {
+	var qe *quorum.QuorumError
+	switch {
+	case errors.As(err, &qe):
+		conn.WriteError("QUORUM " + qe.Error())
+	case errors.Is(err, node.ErrWrongType):
+		conn.WriteError(errWrongType)
+	case errors.Is(err, context.Canceled):
+		conn.WriteError("ERR request cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		conn.WriteError("ERR request timed out")
+	default:
+		code := node.ErrorCode(err)
+		if code == "internal" {
+			r.log.Error("redis protocol: command failed", "err", err)
+		}
+		conn.WriteError("ERR " + err.Error())
+	}
+}
+
+func (c *client) readOpts() node.ReadOptions   { return node.ReadOptions{R: c.r} }
+func (c *client) writeOpts() node.WriteOptions { return node.WriteOptions{W: c.w} }
+
+// checkKey refuses keys the node cannot carry: internode messages hold keys as UTF-8.
+func checkKey(conn redcon.Conn, keys ...[]byte) bool {
+	for _, k := range keys {
+		if !utf8.Valid(k) {
+			conn.WriteError("ERR keys must be valid UTF-8")
+			return false
+		}
+	}
+	return true
+}
+
+// read reads a key as a CRDT. An empty set is no key, as in Redis.
+func (r *RESP) read(ctx context.Context, c *client, key []byte) (node.CRDTResult, error) {
+	res, err := r.n.GetCRDT(ctx, RedisBucket, string(key), c.readOpts())
+	if err == nil && res.Found && res.State.Type() == crdt.Set && res.State.Len() == 0 {
+		res.Found = false
+	}
+	return res, err
+}
+
+// stringValue is a key's value as GET answers it: a register's bytes, a counter's decimal
+// value; ok is false for another type.
+func stringValue(s crdt.State) (v []byte, null, ok bool) {
+	switch s.Type() {
+	case crdt.Register:
+		x, isStr := s.Value().(string)
+		return []byte(x), !isStr, true
+	case crdt.Counter:
+		return strconv.AppendInt(nil, s.Value().(int64), 10), false, true
+	}
+	return nil, false, false
+}
+
+func cmdPing(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+	switch len(args) {
+	case 1:
+		conn.WriteString("PONG")
+	case 2:
+		conn.WriteBulk(args[1])
+	default:
+		conn.WriteError("ERR wrong number of arguments for 'ping' command")
+	}
+}
+
+func cmdEcho(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+	conn.WriteBulk(args[1])
+}
+
+func cmdQuit(r *RESP, _ context.Context, _ *client, conn redcon.Conn, _ [][]byte) {
+	conn.WriteString("OK")
+	_ = conn.Close() // flushes first
+}
+
+func cmdSelect(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+	db, err := strconv.Atoi(string(args[1]))
+	switch {
+	case err != nil:
+		conn.WriteError(errNotInteger)
+	case db != 0:
+		conn.WriteError("ERR DB index is out of range (quorumkv has one database, 0)")
+	default:
+		conn.WriteString("OK")
+	}
+}
+
+// cmdHello answers HELLO [protover [AUTH user pass] [SETNAME name]]. Only RESP2 is
+// spoken: HELLO 3 answers NOPROTO, on which clients (go-redis) carry on in RESP2.
+func cmdHello(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if len(args) > 1 {
+		v, err := strconv.Atoi(string(args[1]))
+		if err != nil {
+			conn.WriteError("ERR Protocol version is not an integer or out of range")
+			return
+		}
+		if v != 2 {
+			conn.WriteError("NOPROTO this server speaks RESP2 only")
+			return
+		}
+	}
+	name := c.name
+	for i := 2; i < len(args); i++ {
+		switch strings.ToLower(string(args[i])) {
+		case "auth":
+			conn.WriteError("ERR AUTH is not supported: quorumkv has no users or passwords")
+			return
+		case "setname":
+			if i+1 >= len(args) {
+				conn.WriteError("ERR syntax error in HELLO option 'setname'")
+				return
+			}
+			i++
+			if !validClientName(args[i]) {
+				conn.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
+				return
+			}
+			name = string(args[i])
+		default:
+			conn.WriteError(fmt.Sprintf("ERR syntax error in HELLO option '%s'", clip(args[i])))
+			return
+		}
+	}
+	c.name = name
+	conn.WriteArray(14)
+	conn.WriteBulkString("server")
+	conn.WriteBulkString("quorumkv")
+	conn.WriteBulkString("version")
+	conn.WriteBulkString(redisCompatVersion)
+	conn.WriteBulkString("proto")
+	conn.WriteInt(2)
+	conn.WriteBulkString("id")
+	conn.WriteInt64(c.id)
+	conn.WriteBulkString("mode")
+	conn.WriteBulkString("standalone")
+	conn.WriteBulkString("role")
+	conn.WriteBulkString("master")
+	conn.WriteBulkString("modules")
+	conn.WriteArray(0)
+}
+
+func validClientName(b []byte) bool {
+	for _, c := range b {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func cmdClient(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	sub := strings.ToLower(string(args[1]))
+	switch {
+	case sub == "setname" && len(args) == 3:
+		if !validClientName(args[2]) {
+			conn.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.name = string(args[2])
+		conn.WriteString("OK")
+	case sub == "getname" && len(args) == 2:
+		if c.name == "" {
+			conn.WriteNull()
+			return
+		}
+		conn.WriteBulkString(c.name)
+	case sub == "id" && len(args) == 2:
+		conn.WriteInt64(c.id)
+	case sub == "setinfo" && len(args) == 4:
+		conn.WriteString("OK") // library name and version: accepted, not kept
+	case (sub == "info" || sub == "list") && len(args) == 2:
+		// LIST shows this connection only: connections are not shared across clients.
+		conn.WriteBulkString(fmt.Sprintf("id=%d addr=%s name=%s db=0 resp=2\n", c.id, c.addr, c.name))
+	case sub == "setname" || sub == "getname" || sub == "id" || sub == "setinfo" || sub == "info" || sub == "list":
+		conn.WriteError(fmt.Sprintf("ERR wrong number of arguments for 'client|%s' command", sub))
+	default:
+		conn.WriteError(fmt.Sprintf("ERR unsupported CLIENT subcommand '%s' (supported: SETNAME GETNAME ID SETINFO INFO LIST)", clip(args[1])))
+	}
+}
+
+// cmdCommand answers COMMAND and its DOCS, COUNT, INFO and LIST subcommands with what
+// redis-cli and clients need at start: no command documentation.
+func cmdCommand(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+	if len(args) == 1 {
+		conn.WriteArray(0)
+		return
+	}
+	switch sub := strings.ToLower(string(args[1])); sub {
+	case "docs":
+		conn.WriteArray(0)
+	case "count":
+		conn.WriteInt(len(commands))
+	case "info":
+		conn.WriteArray(len(args) - 2)
+		for range args[2:] {
+			conn.WriteNull()
+		}
+	case "list":
+		names := make([]string, 0, len(commands))
+		for n := range commands {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		conn.WriteArray(len(names))
+		for _, n := range names {
+			conn.WriteBulkString(n)
+		}
+	default:
+		conn.WriteError(fmt.Sprintf("ERR unsupported COMMAND subcommand '%s' (supported: DOCS COUNT INFO LIST)", clip(args[1])))
+	}
+}
+
+// cmdConfig answers CONFIG GET for the two parameters redis-benchmark asks about at
+// start (save, appendonly); other parameters are unknown, CONFIG SET is refused.
+func cmdConfig(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+	if strings.ToLower(string(args[1])) != "get" {
+		conn.WriteError(fmt.Sprintf("ERR unsupported CONFIG subcommand '%s' (supported: GET)", clip(args[1])))
+		return
+	}
+	known := map[string]string{"save": "", "appendonly": "no"}
+	var out []string
+	for _, a := range args[2:] {
+		if v, ok := known[strings.ToLower(string(a))]; ok {
+			out = append(out, strings.ToLower(string(a)), v)
+		}
+	}
+	conn.WriteArray(len(out))
+	for _, s := range out {
+		conn.WriteBulkString(s)
+	}
+}
+
+func cmdGet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if !checkKey(conn, args[1]) {
+		return
+	}
+	res, err := r.read(ctx, c, args[1])
+	if err != nil {
+		r.fail(conn, err)
+		return
+	}
+	if !res.Found {
+		conn.WriteNull()
+		return
+	}
+	v, null, ok := stringValue(res.State)
+	switch {
+	case !ok:
+		conn.WriteError(errWrongType)
+	case null:
+		conn.WriteNull()
+	default:
+		conn.WriteBulk(v)
+	}
+}
+
+// cmdSet assigns a register, replacing a key of any type, as Redis's SET does.
+func cmdSet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if len(args) > 3 {
+		conn.WriteError("ERR SET options are not supported (no NX, XX, GET, EX, PX, EXAT, PXAT, KEEPTTL)")
+		return
+	}
+	if !checkKey(conn, args[1]) {
+		return
+	}
+	if len(args[2]) > r.MaxValueBytes {
+		conn.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(args[2]), r.MaxValueBytes))
+		return
+	}
+	v := string(args[2])
+	if _, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Register, crdt.Op{Assign: &v}, true, c.writeOpts()); err != nil {
+		r.fail(conn, err)
+		return
+	}
+	conn.WriteString("OK")
+}
+
+// cmdDel deletes each key found, with the context of the read that found it, so the
+// delete supersedes what was read (a concurrent write it did not see survives).
+func cmdDel(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if !checkKey(conn, args[1:]...) {
+		return
+	}
+	n := 0
+	for _, k := range args[1:] {
+		res, err := r.read(ctx, c, k)
+		if err != nil {
+			r.fail(conn, err)
+			return
+		}
+		if !res.Found && res.State.Type() == "" {
+			continue // absent or already deleted (an empty set is deleted, not counted)
+		}
+		o := c.writeOpts()
+		o.Context = res.Context
+		if _, err := r.n.Delete(ctx, RedisBucket, string(k), o); err != nil {
+			r.fail(conn, err)
+			return
+		}
+		if res.Found {
+			n++
+		}
+	}
+	conn.WriteInt(n)
+}
+
+func cmdExists(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if !checkKey(conn, args[1:]...) {
+		return
+	}
+	n := 0
+	for _, k := range args[1:] {
+		res, err := r.read(ctx, c, k)
+		if err != nil {
+			r.fail(conn, err)
+			return
+		}
+		if res.Found {
+			n++
+		}
+	}
+	conn.WriteInt(n)
+}
+
+// cmdMGet answers each key's GET value; a key of another type is nil, as in Redis.
+func cmdMGet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if !checkKey(conn, args[1:]...) {
+		return
+	}
+	vals := make([][]byte, len(args)-1)
+	for i, k := range args[1:] {
+		res, err := r.read(ctx, c, k)
+		if err != nil {
+			r.fail(conn, err)
+			return
+		}
+		if !res.Found {
+			continue
+		}
+		if v, null, ok := stringValue(res.State); ok && !null {
+			vals[i] = v
+		}
+	}
+	conn.WriteArray(len(vals))
+	for _, v := range vals {
+		if v == nil {
+			conn.WriteNull()
+		} else {
+			conn.WriteBulk(v)
+		}
+	}
+}
+
+// cmdIncr runs INCR, DECR, INCRBY and DECRBY on a counter and answers its value after
+// the increment in the coordinator's view. A register is not a counter, even if it
+// holds a decimal integer: WRONGTYPE.
+func cmdIncr(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	name := strings.ToLower(string(args[0]))
+	by := int64(1)
+	if len(args) == 3 {
+		v, err := strconv.ParseInt(string(args[2]), 10, 64)
+		if err != nil {
+			conn.WriteError(errNotInteger)
+			return
+		}
+		by = v
+	}
+	if strings.HasPrefix(name, "decr") {
+		if by == -1<<63 {
+			conn.WriteError("ERR decrement would overflow")
+			return
+		}
+		by = -by
+	}
+	if !checkKey(conn, args[1]) {
+		return
+	}
+	_, after, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Counter, crdt.Op{Increment: &by}, false, c.writeOpts())
+	if err != nil {
+		r.fail(conn, err)
+		return
+	}
+	conn.WriteInt64(after.Value().(int64))
+}
+
+// members checks set members: distinct, valid UTF-8 (internode messages carry them as
+// JSON strings).
+func members(conn redcon.Conn, args [][]byte) ([]string, bool) {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		if !utf8.Valid(a) {
+			conn.WriteError("ERR set members must be valid UTF-8")
+			return nil, false
+		}
+		out = append(out, string(a))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), true
+}
+
+// cmdSAdd adds members; it answers how many were not in the coordinator's state before.
+func cmdSAdd(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	ms, ok := members(conn, args[2:])
+	if !ok || !checkKey(conn, args[1]) {
+		return
+	}
+	before, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Set, crdt.Op{Add: ms}, false, c.writeOpts())
+	if err != nil {
+		r.fail(conn, err)
+		return
+	}
+	n := 0
+	for _, m := range ms {
+		if !before.Contains(m) {
+			n++
+		}
+	}
+	conn.WriteInt(n)
+}
+
+// cmdSRem removes members as the coordinator observed them (a concurrent add it had not
+// seen wins); it answers how many were in the coordinator's state.
+func cmdSRem(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	ms, ok := members(conn, args[2:])
+	if !ok || !checkKey(conn, args[1]) {
+		return
+	}
+	before, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Set, crdt.Op{Remove: ms}, false, c.writeOpts())
+	if err != nil {
+		r.fail(conn, err)
+		return
+	}
+	n := 0
+	for _, m := range ms {
+		if before.Contains(m) {
+			n++
+		}
+	}
+	conn.WriteInt(n)
+}
+
+// readSet reads a set; an absent key is the empty set; false when it answered an error.
+func (r *RESP) readSet(ctx context.Context, c *client, conn redcon.Conn, key []byte) (crdt.State, bool) {
+	if !checkKey(conn, key) {
+		return crdt.State{}, false
+	}
+	res, err := r.read(ctx, c, key)
+	if err != nil {
+		r.fail(conn, err)
+		return crdt.State{}, false
+	}
+	if !res.Found {
+		return crdt.New(crdt.Set), true
+	}
+	if res.State.Type() != crdt.Set {
+		conn.WriteError(errWrongType)
+		return crdt.State{}, false
+	}
+	return res.State, true
+}
+
+func cmdSMembers(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	s, ok := r.readSet(ctx, c, conn, args[1])
+	if !ok {
+		return
+	}
+	ms := s.Value().([]string) // sorted
+	conn.WriteArray(len(ms))
+	for _, m := range ms {
+		conn.WriteBulkString(m)
+	}
+}
+
+func cmdSIsMember(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	s, ok := r.readSet(ctx, c, conn, args[1])
+	if !ok {
+		return
+	}
+	if s.Contains(string(args[2])) {
+		conn.WriteInt(1)
+	} else {
+		conn.WriteInt(0)
+	}
+}
+
+func cmdSCard(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	s, ok := r.readSet(ctx, c, conn, args[1])
+	if !ok {
+		return
+	}
+	conn.WriteInt(s.Len())
+}
+
+// cmdQuorum is QKV.QUORUM <r> <w>: this connection's R and W (1..N, one, quorum, all),
+// checked against the redis bucket's N now (and by the node on every request).
+func cmdQuorum(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	n := r.n.Bucket(RedisBucket).N
+	rv, wv := strings.ToLower(string(args[1])), strings.ToLower(string(args[2]))
+	if _, err := quorum.Parse(rv, n, 1, 0); err != nil || rv == "" {
+		conn.WriteError(fmt.Sprintf("ERR r %q: want 1..%d, one, quorum or all", clip(args[1]), n))
+		return
+	}
+	if _, err := quorum.Parse(wv, n, 1, 0); err != nil || wv == "" {
+		conn.WriteError(fmt.Sprintf("ERR w %q: want 1..%d, one, quorum or all", clip(args[2]), n))
+		return
+	}
+	c.r, c.w = rv, wv
+	conn.WriteString("OK")
+}
+
+// cmdInfo answers INFO [section ...]: server, clients, cluster, replication, keyspace.
+func cmdInfo(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	want := map[string]bool{}
+	for _, a := range args[1:] {
+		want[strings.ToLower(string(a))] = true
+	}
+	all := len(want) == 0 || want["all"] || want["default"] || want["everything"]
+	var b bytes.Buffer
+	section := func(name string, lines func()) {
+		if !all && !want[strings.ToLower(name)] {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		b.WriteString("# " + name + "\r\n")
+		lines()
+	}
+	field := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
+	ci := r.n.Cluster()
+	section("Server", func() {
+		field("redis_version", redisCompatVersion)
+		field("redis_mode", "standalone")
+		field("quorumkv_version", buildVersion())
+		field("node_id", r.n.ID())
+		field("actor", r.n.Actor())
+		field("process_id", os.Getpid())
+		field("tcp_port", portOf(r.Addr()))
+		field("uptime_in_seconds", int64(time.Since(r.start).Seconds()))
+	})
+	section("Clients", func() {
+		field("connected_clients", r.clients.Load())
+		field("maxclients", r.MaxClients)
+	})
+	section("Cluster", func() {
+		field("cluster_enabled", 0) // not the Redis Cluster protocol: any node serves any key
+		field("ring_size", ci.Partitions)
+		field("members", len(ci.Nodes))
+		owned := 0
+		for i, m := range ci.Nodes {
+			if m.ID == ci.Node {
+				owned = m.Partitions
+			}
+			field(fmt.Sprintf("member%d", i), fmt.Sprintf("id=%s,state=%s,zone=%s,partitions=%d,resp=%s,http=%s",
+				m.ID, m.State, m.Zone, m.Partitions, m.RESP, m.HTTP))
+		}
+		field("partitions_owned", owned)
+	})
+	section("Replication", func() {
+		p := r.n.Bucket(RedisBucket)
+		field("role", "master") // leaderless: every node takes reads and writes
+		field("bucket", RedisBucket)
+		field("n", p.N)
+		field("r", p.R)
+		field("w", p.W)
+		field("connection_r", orDefault(c.r, "bucket"))
+		field("connection_w", orDefault(c.w, "bucket"))
+		field("conflict", p.Conflict)
+		field("read_repair", p.ReadRepair)
+	})
+	section("Keyspace", func() {
+		// The number of keys is not known without a scan of every replica.
+		field("bucket", RedisBucket)
+	})
+	conn.WriteBulk(b.Bytes())
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func portOf(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		return addr[i+1:]
+	}
+	return ""
+}
+
+// buildVersion is the main module's version from the build information.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
