@@ -1,0 +1,108 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/quorum"
+)
+
+// Config describes one simulated run.
+type Config struct {
+	Seed uint64
+
+	Nodes      int // cluster size
+	N, R, W    int // replicas per key, read and write quorums
+	Partitions int // ring partitions (Q); 64 keeps small runs fast
+
+	Duration    time.Duration // how long the workload runs (virtual time)
+	Rate        float64       // client operations per second (virtual), over the cluster
+	ReadRatio   float64       // share of operations that are reads; the rest are writes
+	DeleteRatio float64       // share of writes that are deletes
+	Keys        int           // key space
+	KeyDist     string        // "uniform" or "zipfian"
+	ZipfS       float64       // zipfian exponent (> 1)
+
+	Latency Model   // per-message-kind latencies
+	Loss    float64 // probability that a message is lost
+
+	ReadRepair    quorum.RepairMode
+	HintedHandoff bool
+	AAE           bool
+	AAEInterval   time.Duration // per node
+
+	RequestTimeout  time.Duration
+	DetectDelay     time.Duration // failure detector: down after being unreachable this long
+	HandoffInterval time.Duration
+	HintWindow      time.Duration
+
+	Faults []Fault
+
+	// HealBudget is how long, after the workload and every fault end, the cluster gets to
+	// converge (handoff, anti-entropy) before the final checks.
+	HealBudget time.Duration
+
+	// VisibilityBins are the t of the t-visibility curve.
+	VisibilityBins []time.Duration
+}
+
+// DefaultConfig: 5 nodes, N=3, R=W=2, 60 s at 1,000 ops/s over 1,000 keys, 80% reads,
+// LAN-like latencies (exponential, 1 ms mean), every repair mechanism on.
+func DefaultConfig() Config {
+	return Config{
+		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64,
+		Duration: 60 * time.Second, Rate: 1000, ReadRatio: 0.8, DeleteRatio: 0.05,
+		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1,
+		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
+		ReadRepair: quorum.RepairBlocking, HintedHandoff: true, AAE: true, AAEInterval: 500 * time.Millisecond,
+		RequestTimeout: time.Second, DetectDelay: 2 * time.Second, HandoffInterval: time.Second,
+		HintWindow: 3 * time.Hour, HealBudget: 60 * time.Second,
+		VisibilityBins: []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+			10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+			200 * time.Millisecond, 500 * time.Millisecond, time.Second},
+	}
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Nodes < 1 || c.Nodes > 64 {
+		errs = append(errs, fmt.Errorf("sim: nodes %d: want 1..64", c.Nodes))
+	}
+	if c.N < 1 || c.N > c.Nodes {
+		errs = append(errs, fmt.Errorf("sim: n %d: want 1..nodes (%d)", c.N, c.Nodes))
+	}
+	if c.R < 1 || c.R > c.N || c.W < 1 || c.W > c.N {
+		errs = append(errs, fmt.Errorf("sim: r %d and w %d: want 1..n (%d)", c.R, c.W, c.N))
+	}
+	if c.Partitions < 1 || c.Partitions&(c.Partitions-1) != 0 {
+		errs = append(errs, fmt.Errorf("sim: partitions %d: want a power of two", c.Partitions))
+	}
+	if c.Duration <= 0 || c.Rate <= 0 || c.Keys <= 0 {
+		errs = append(errs, errors.New("sim: duration, rate and keys must be positive"))
+	}
+	if c.ReadRatio < 0 || c.ReadRatio > 1 || c.DeleteRatio < 0 || c.DeleteRatio > 1 || c.Loss < 0 || c.Loss >= 1 {
+		errs = append(errs, errors.New("sim: ratios must be in [0, 1] and loss in [0, 1)"))
+	}
+	if c.KeyDist != "uniform" && c.KeyDist != "zipfian" {
+		errs = append(errs, fmt.Errorf("sim: key distribution %q: uniform or zipfian", c.KeyDist))
+	}
+	if c.KeyDist == "zipfian" && c.ZipfS <= 1 {
+		errs = append(errs, errors.New("sim: zipfian exponent must be > 1"))
+	}
+	if c.Latency.W == nil || c.Latency.A == nil || c.Latency.R == nil || c.Latency.S == nil {
+		errs = append(errs, errors.New("sim: latency model incomplete"))
+	}
+	if c.RequestTimeout <= 0 || c.DetectDelay <= 0 || c.HandoffInterval <= 0 || c.HintWindow <= 0 || c.HealBudget < 0 || (c.AAE && c.AAEInterval <= 0) {
+		errs = append(errs, errors.New("sim: timeouts and intervals must be positive"))
+	}
+	for _, f := range c.Faults {
+		for _, id := range f.allNodes() {
+			if id < 0 || id >= c.Nodes {
+				errs = append(errs, fmt.Errorf("sim: fault %s names node n%d of %d", f, id+1, c.Nodes))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,67 @@
+package sim
+
+// Percentiles of a latency distribution, in milliseconds.
+type Percentiles struct {
+	P50  float64 `json:"p50"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+}
+
+// VisPoint is one point of the t-visibility curve: the probability that a read started t
+// after a write's acknowledgement (the key's newest acknowledged write, none newer since)
+// returns it or something newer.
+type VisPoint struct {
+	TMs         float64 `json:"t_ms"`
+	PConsistent float64 `json:"p_consistent"`
+	Samples     int     `json:"samples"`
+}
+
+// KPoint is one point of k-staleness: the share of reads that were K versions behind (0:
+// fresh).
+type KPoint struct {
+	K        int     `json:"k"`
+	Fraction float64 `json:"fraction"`
+}
+
+// Report is what a run measured and checked.
+type Report struct {
+	Seed    uint64 `json:"seed"`
+	Config  string `json:"config"`
+	Faults  string `json:"faults"`
+	Command string `json:"command"` // the quorumkv sim command line that replays this run
+
+	Reads            int     `json:"reads"`
+	Writes           int     `json:"writes"`
+	StaleReads       int     `json:"stale_reads"`
+	StaleReadPct     float64 `json:"stale_read_pct"`
+	FailedReads      int     `json:"failed_reads"`
+	WriteSuccessRate float64 `json:"write_success_rate"`
+	ReadSuccessRate  float64 `json:"read_success_rate"`
+
+	ReadLatencyMs  Percentiles `json:"read_latency_ms"`
+	WriteLatencyMs Percentiles `json:"write_latency_ms"`
+	TVisibility    []VisPoint  `json:"t_visibility"`
+	KStaleness     []KPoint    `json:"k_staleness"`
+
+	HintsStored    int `json:"hints_stored"`
+	HintsDelivered int `json:"hints_delivered"`
+	HintsPending   int `json:"hints_pending"`
+	ReadRepairs    int `json:"read_repairs"`
+	AAEExchanges   int `json:"aae_exchanges"`
+	AAERepairs     int `json:"aae_keys_repaired"`
+	Messages       int `json:"messages"`
+	MessagesLost   int `json:"messages_lost"`
+
+	Converged        bool     `json:"converged"`
+	ConvergedAfterMs float64  `json:"converged_after_ms"`
+	Violations       []string `json:"violations"`
+	TraceHash        string   `json:"trace_hash"`
+
+	SimulatedSeconds float64 `json:"simulated_seconds"`
+	WallSeconds      float64 `json:"wall_seconds"`
+	Events           int     `json:"events"`
+
+	// Latencies of every read and write, for plots (not in JSON).
+	ReadLatencies  []float64 `json:"-"`
+	WriteLatencies []float64 `json:"-"`
+}
