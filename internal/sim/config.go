@@ -21,6 +21,11 @@ type Config struct {
 	ReadRatio   float64       // share of operations that are reads; the rest are writes
 	DeleteRatio float64       // share of writes that are deletes
 	Keys        int           // key space
+	// ReadAfterWrite, when >= 0, switches the workload to PBS's experiment: every
+	// operation writes a fresh key, and once the write is acknowledged the same key is read
+	// this long after (through a random node). Staleness then measures t-visibility at
+	// exactly that t; with t = 0 it is PBS's "immediate read".
+	ReadAfterWrite time.Duration
 	KeyDist     string        // "uniform" or "zipfian"
 	ZipfS       float64       // zipfian exponent (> 1)
 
@@ -48,14 +53,16 @@ type Config struct {
 }
 
 // DefaultConfig: 5 nodes, N=3, R=W=2, 60 s at 1,000 ops/s over 1,000 keys, 80% reads,
-// LAN-like latencies (exponential, 1 ms mean), every repair mechanism on.
+// LAN-like latencies (exponential, 1 ms mean), every repair mechanism on; anti-entropy
+// every 100 ms per node (the server's default is 2 s: a simulated minute would otherwise
+// not see a full rotation).
 func DefaultConfig() Config {
 	return Config{
 		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64,
 		Duration: 60 * time.Second, Rate: 1000, ReadRatio: 0.8, DeleteRatio: 0.05,
-		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1,
+		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1, ReadAfterWrite: -1,
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
-		ReadRepair: quorum.RepairBlocking, HintedHandoff: true, AAE: true, AAEInterval: 500 * time.Millisecond,
+		ReadRepair: quorum.RepairBlocking, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
 		RequestTimeout: time.Second, DetectDelay: 2 * time.Second, HandoffInterval: time.Second,
 		HintWindow: 3 * time.Hour, HealBudget: 60 * time.Second,
 		VisibilityBins: []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
