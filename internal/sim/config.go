@@ -26,8 +26,8 @@ type Config struct {
 	// this long after (through a random node). Staleness then measures t-visibility at
 	// exactly that t; with t = 0 it is PBS's "immediate read".
 	ReadAfterWrite time.Duration
-	KeyDist     string        // "uniform" or "zipfian"
-	ZipfS       float64       // zipfian exponent (> 1)
+	KeyDist        string  // "uniform" or "zipfian"
+	ZipfS          float64 // zipfian exponent (> 1)
 
 	Latency Model   // per-message-kind latencies
 	Loss    float64 // probability that a message is lost

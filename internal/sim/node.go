@@ -90,7 +90,7 @@ func (w *world) locate(key string) (partition, segment int) {
 	for 1<<pbits < w.cfg.Partitions {
 		pbits++
 	}
-	return int(h >> (64 - uint(pbits))) & (w.cfg.Partitions - 1), merkle.SegmentOf(h, pbits, treeSegments)
+	return int(h>>(64-uint(pbits))) & (w.cfg.Partitions - 1), merkle.SegmentOf(h, pbits, treeSegments)
 }
 
 // load reads this node's own replica of key.
