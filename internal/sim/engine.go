@@ -59,6 +59,8 @@ type world struct {
 	q     eventHeap
 	nodes []*snode
 	ring  *ring.Ring
+	walks [][]ring.NodeID // every partition's preference order
+	pbits int             // log2(Partitions)
 	trace *xxhash.Digest
 
 	// cut[i][j]: messages from i to j are lost (a partition).
@@ -88,6 +90,13 @@ func newWorld(cfg Config) (*world, error) {
 		return nil, err
 	}
 	w.ring = r
+	for 1<<w.pbits < cfg.Partitions {
+		w.pbits++
+	}
+	w.walks = make([][]ring.NodeID, cfg.Partitions)
+	for p := range w.walks {
+		w.walks[p] = r.Walk(p)
+	}
 	w.cut = make([][]bool, cfg.Nodes)
 	w.unreachableSince = make([][]time.Duration, cfg.Nodes)
 	for i := range w.cut {

@@ -149,7 +149,7 @@ func (w *world) mergedCopy(key string) version.Object {
 func (w *world) primaries(key string) []int {
 	p, _ := w.locate(key)
 	var out []int
-	for _, id := range w.ring.Preference(p, w.cfg.N) {
+	for _, id := range w.walks[p][:min(w.cfg.N, len(w.walks[p]))] {
 		out = append(out, nodeIndex(id))
 	}
 	return out

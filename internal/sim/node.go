@@ -47,7 +47,10 @@ type snode struct {
 
 	handoffBusy map[string]bool
 	aaeNext     int
+	pairs       []exchangePair // (partition, peer) pairs this node exchanges, in rotation
 }
+
+type exchangePair struct{ p, peer int }
 
 func newSNode(w *world, id int) (*snode, error) {
 	n := &snode{w: w, id: id, name: nodeName(id), up: true, store: storage.NewMemory()}
@@ -86,11 +89,7 @@ func dataKey(key string) []byte { return append([]byte("d"), key...) }
 
 func (w *world) locate(key string) (partition, segment int) {
 	h := ring.KeyHash(simBucket, key)
-	pbits := 0
-	for 1<<pbits < w.cfg.Partitions {
-		pbits++
-	}
-	return int(h>>(64-uint(pbits))) & (w.cfg.Partitions - 1), merkle.SegmentOf(h, pbits, treeSegments)
+	return int(h>>(64-uint(w.pbits))) & (w.cfg.Partitions - 1), merkle.SegmentOf(h, w.pbits, treeSegments)
 }
 
 // load reads this node's own replica of key.
@@ -173,7 +172,7 @@ type simReplica struct {
 // quorum, when hinted handoff is on).
 func (n *snode) replicas(key string) ([]simReplica, []int) {
 	p, _ := n.w.locate(key)
-	walk := n.w.ring.Walk(p)
+	walk := n.w.walks[p]
 	k := min(n.w.cfg.N, len(walk))
 	var spares []int
 	if n.w.cfg.HintedHandoff {
@@ -198,9 +197,12 @@ func (n *snode) replicas(key string) ([]simReplica, []int) {
 	return reps, primaries
 }
 
+// nodeIndex parses "n7" into 6.
 func nodeIndex(id ring.NodeID) int {
-	var i int
-	_, _ = fmt.Sscanf(string(id), "n%d", &i)
+	i := 0
+	for _, c := range string(id)[1:] {
+		i = 10*i + int(c-'0')
+	}
 	return i - 1
 }
 
@@ -386,20 +388,20 @@ func (n *snode) handoff() {
 // happens only when the peer is reachable both ways.
 func (n *snode) exchange() {
 	w := n.w
-	type pair struct{ p, peer int }
-	var pairs []pair
-	for p := 0; p < w.cfg.Partitions; p++ {
-		prefs := w.ring.Preference(p, w.cfg.N)
-		idx := slices.Index(prefs, ring.NodeID(n.name))
-		if idx < 0 {
-			continue
-		}
-		for _, id := range prefs {
-			if j := nodeIndex(id); j != n.id {
-				pairs = append(pairs, pair{p, j})
+	if n.pairs == nil {
+		for p := 0; p < w.cfg.Partitions; p++ {
+			prefs := w.ring.Preference(p, w.cfg.N)
+			if !slices.Contains(prefs, ring.NodeID(n.name)) {
+				continue
+			}
+			for _, id := range prefs {
+				if j := nodeIndex(id); j != n.id {
+					n.pairs = append(n.pairs, exchangePair{p, j})
+				}
 			}
 		}
 	}
+	pairs := n.pairs
 	if len(pairs) == 0 {
 		return
 	}
