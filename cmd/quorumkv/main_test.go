@@ -120,7 +120,6 @@ func TestTopLevel(t *testing.T) {
 		{[]string{"help", "nope"}, 2, "", `unknown command "nope"`},
 		{[]string{"frobnicate"}, 2, "", `quorumkv: unknown command "frobnicate"`},
 		{[]string{"bench", "--clients", "0", "--addrs", "127.0.0.1:1"}, 2, "", "must be positive"},
-		{[]string{"sim", "--seed", "1"}, 2, "", "not implemented yet"},
 	} {
 		e, out, errb := testEnv("", nil)
 		if code := e.run(tc.args); code != tc.code {
@@ -134,9 +133,6 @@ func TestTopLevel(t *testing.T) {
 
 func TestEveryCommandHelpAndBadFlag(t *testing.T) {
 	for _, c := range commands {
-		if c.name == "sim" {
-			continue
-		}
 		e, _, errb := testEnv("", nil)
 		if code := e.run([]string{c.name, "-h"}); code != 0 {
 			t.Errorf("%s -h: exit %d", c.name, code)

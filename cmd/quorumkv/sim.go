@@ -1,0 +1,327 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/sim"
+)
+
+func init() {
+	register(&command{name: "sim", group: "Tools",
+		args: "[--nodes 5] [--n 3] [--r 2] [--w 2] [--duration 60s] [--seed 1] [--latency MODEL] " +
+			"[--faults SCHEDULE] [--json] [--plot FILE.png|FILE.svg]",
+		summary: "deterministic simulator: staleness, write success and latency for N/R/W and faults",
+		run:     runSim})
+}
+
+// simRun is sim.Run; tests substitute it.
+var simRun = sim.Run
+
+const simHelp = `
+Runs the cluster's own coordinator, replica, hint, read-repair and anti-entropy code on a
+simulated network and clock, with a client workload and a fault schedule, and reports how
+stale reads were (reads that returned something older than the newest write acknowledged
+before they began), how many writes succeeded, read/write latency, t-visibility (the
+probability that a read started t ms after a write's acknowledgement sees it),
+k-staleness, hints, repairs, and whether the replicas converged after healing. The same
+seed gives the same run (and trace hash). On an invariant violation it prints the
+violations, the seed and the command that replays the run, and exits 1.
+
+--latency is a PBS latency model (Bailis et al., VLDB 2012, fitted to production traces:
+lnkd-ssd, lnkd-disk, ymmr, wan) or a distribution used for every message:
+const:1ms, exp:2ms, pareto:1ms:1.5, mix:0.9:(exp:1ms):(const:50ms).
+
+--faults is a schedule of faults separated by ";":
+  partition n1,n2|n3,n4,n5 10s@20s   both ways, for 10 s from 20 s (no duration: to the end)
+  partition n1>n2 5s@3s             one way: n1's messages to n2 are lost
+  crash n3@30s  /  crash n3 10s@30s  kill -9 at 30 s; restart at the end, or after 10 s
+  pause n2 5s@12s                    SIGSTOP for 5 s
+  skew n2 500ms  /  skew n2 -500ms@10s
+
+A progress bar is drawn on stderr. --json prints the report as JSON; --plot draws the
+t-visibility curve and the read/write latency distributions to a PNG or SVG file.`
+
+// simOptions is what the sim command's flags asked for besides the configuration.
+type simOptions struct {
+	json    bool
+	plot    string
+	command string // the command line that replays the run
+}
+
+// simFlagOrder is the order of the flags in a replay command; the first ones are always
+// written, the others when they were given.
+var simFlagOrder = []string{"nodes", "n", "r", "w", "duration", "seed",
+	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "latency", "loss", "read-repair",
+	"handoff", "aae", "aae-interval", "detect-delay", "request-timeout", "heal-budget", "faults"}
+
+const simAlwaysFlags = 6
+
+// parseSimFlags reads the sim command's arguments into a validated configuration. ok is
+// false when parsing ended (help, or a usage error already reported), with the exit code.
+func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code int, ok bool) {
+	c := lookup("sim")
+	fs := e.flags(c, simHelp)
+	def := sim.DefaultConfig()
+	nodes := fs.Int("nodes", def.Nodes, "cluster size")
+	n := fs.Int("n", def.N, "replicas per key (`N`)")
+	r := fs.Int("r", def.R, "read quorum (`R`)")
+	w := fs.Int("w", def.W, "write quorum (`W`)")
+	duration := fs.Duration("duration", def.Duration, "how long the workload runs, in virtual time")
+	seed := fs.Uint64("seed", def.Seed, "random `seed`; the same seed replays the same run")
+	rate := fs.Float64("rate", def.Rate, "client operations per virtual second, over the cluster")
+	keys := fs.Int("keys", def.Keys, "key space")
+	keyDist := fs.String("key-dist", def.KeyDist, "key distribution: `uniform|zipfian`")
+	readRatio := fs.Float64("read-ratio", def.ReadRatio, "share of operations that are reads")
+	deleteRatio := fs.Float64("delete-ratio", def.DeleteRatio, "share of writes that are deletes")
+	latency := fs.String("latency", "exp:1ms", "latency `model`: lnkd-ssd, lnkd-disk, ymmr, wan, or a distribution")
+	loss := fs.Float64("loss", def.Loss, "probability that a message is lost")
+	repair := fs.String("read-repair", def.ReadRepair.String(), "read repair: `blocking|async|none`")
+	handoff := fs.Bool("handoff", def.HintedHandoff, "hinted handoff")
+	aae := fs.Bool("aae", def.AAE, "active anti-entropy (Merkle tree exchange)")
+	aaeInterval := fs.Duration("aae-interval", def.AAEInterval, "anti-entropy exchange interval per node")
+	detect := fs.Duration("detect-delay", def.DetectDelay, "failure detector: a node is down after being unreachable this long")
+	timeout := fs.Duration("request-timeout", def.RequestTimeout, "coordinator request timeout")
+	heal := fs.Duration("heal-budget", def.HealBudget, "virtual time the cluster gets to converge after the workload and faults end")
+	faults := fs.String("faults", "", "fault `schedule` (see above)")
+	fs.BoolVar(&opts.json, "json", false, "print the report as JSON")
+	fs.StringVar(&opts.plot, "plot", "", "draw t-visibility and latency distributions to `FILE.png|FILE.svg`")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return cfg, opts, code, false
+	}
+	if len(pos) != 0 {
+		return cfg, opts, usageErr(fs, "unexpected argument %q", pos[0]), false
+	}
+	cfg = def
+	cfg.Seed, cfg.Nodes, cfg.N, cfg.R, cfg.W = *seed, *nodes, *n, *r, *w
+	cfg.Duration, cfg.Rate, cfg.Keys, cfg.KeyDist = *duration, *rate, *keys, *keyDist
+	cfg.ReadRatio, cfg.DeleteRatio, cfg.Loss = *readRatio, *deleteRatio, *loss
+	cfg.HintedHandoff, cfg.AAE, cfg.AAEInterval = *handoff, *aae, *aaeInterval
+	cfg.DetectDelay, cfg.RequestTimeout, cfg.HealBudget = *detect, *timeout, *heal
+	var err error
+	if cfg.Latency, err = sim.ParseModel(*latency); err != nil {
+		return cfg, opts, usageErr(fs, "--latency: %v", err), false
+	}
+	if cfg.ReadRepair, err = quorum.ParseRepairMode(*repair); err != nil {
+		return cfg, opts, usageErr(fs, "--read-repair: %v", err), false
+	}
+	if cfg.Faults, err = sim.ParseFaults(*faults); err != nil {
+		return cfg, opts, usageErr(fs, "--faults: %v", err), false
+	}
+	if opts.plot != "" {
+		if ext := strings.ToLower(filepath.Ext(opts.plot)); ext != ".png" && ext != ".svg" {
+			return cfg, opts, usageErr(fs, "--plot %q: want a .png or .svg file", opts.plot), false
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, opts, usageErr(fs, "%s", strings.ReplaceAll(err.Error(), "\n", "; ")), false
+	}
+	opts.command = simReplayCommand(fs)
+	return cfg, opts, 0, true
+}
+
+// simReplayCommand is the quorumkv sim command line that replays what fs parsed: the
+// core flags always, the others when given (not --json nor --plot).
+func simReplayCommand(fs *flag.FlagSet) string {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	parts := []string{"quorumkv", "sim"}
+	for i, name := range simFlagOrder {
+		if i >= simAlwaysFlags && !set[name] {
+			continue
+		}
+		f := fs.Lookup(name)
+		v := f.Value.String()
+		if _, isBool := f.Value.(interface{ IsBoolFlag() bool }); isBool {
+			parts = append(parts, "--"+name+"="+v)
+			continue
+		}
+		parts = append(parts, "--"+name, shellQuote(v))
+	}
+	return strings.Join(parts, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:,=@+-%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func runSim(e *env, args []string) int {
+	cfg, opts, code, ok := parseSimFlags(e, args)
+	if !ok {
+		return code
+	}
+	bar := &progressBar{w: e.stderr, now: time.Now, every: 100 * time.Millisecond}
+	rep, err := simRun(cfg, bar.update)
+	bar.finish()
+	violated := errors.Is(err, sim.ErrViolation)
+	if err != nil && !violated {
+		return e.fail("sim: %v", err)
+	}
+	if rep == nil {
+		rep = &sim.Report{Seed: cfg.Seed}
+	}
+	if rep.Command == "" {
+		rep.Command = opts.command
+	}
+	if opts.json {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return e.fail("sim: %v", err)
+		}
+		fmt.Fprintf(e.stdout, "%s\n", b)
+	} else {
+		writeSimReport(e.stdout, rep)
+	}
+	if opts.plot != "" {
+		if err := writeSimPlot(opts.plot, rep); err != nil {
+			return e.fail("sim: --plot: %v", err)
+		}
+		fmt.Fprintf(e.stderr, "sim: wrote %s\n", opts.plot)
+	}
+	if violated {
+		writeSimViolation(e.stderr, rep, err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// writeSimViolation tells how a run broke an invariant and how to replay it.
+func writeSimViolation(w io.Writer, rep *sim.Report, err error) {
+	fmt.Fprintf(w, "quorumkv sim: %v\n", err)
+	for _, v := range rep.Violations {
+		fmt.Fprintf(w, "  - %s\n", v)
+	}
+	fmt.Fprintf(w, "seed: %d\nreplay: %s\n", rep.Seed, rep.Command)
+}
+
+// writeSimReport prints a report for people.
+func writeSimReport(w io.Writer, rep *sim.Report) {
+	fmt.Fprintf(w, "seed %d", rep.Seed)
+	if rep.Config != "" {
+		fmt.Fprintf(w, ": %s", rep.Config)
+	}
+	fmt.Fprintln(w)
+	if rep.Faults != "" {
+		fmt.Fprintf(w, "faults: %s\n", rep.Faults)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "stale reads\t%s\t(%d of %d reads; %d failed, read success %s)\n",
+		pct(rep.StaleReadPct/100), rep.StaleReads, rep.Reads, rep.FailedReads, pct(rep.ReadSuccessRate))
+	fmt.Fprintf(tw, "write success\t%s\t(of %d writes)\n", pct(rep.WriteSuccessRate), rep.Writes)
+	fmt.Fprintf(tw, "read latency\t%s\n", percentiles(rep.ReadLatencyMs))
+	fmt.Fprintf(tw, "write latency\t%s\n", percentiles(rep.WriteLatencyMs))
+	tw.Flush()
+
+	if len(rep.TVisibility) > 0 {
+		fmt.Fprintln(w, "\nt-visibility (P[a read started t after a write's ack sees it]):")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "  t (ms)\tp_consistent\tsamples\t\n")
+		for _, p := range rep.TVisibility {
+			fmt.Fprintf(tw, "  %s\t%.4f\t%d\t\n", strconv.FormatFloat(p.TMs, 'f', -1, 64), p.PConsistent, p.Samples)
+		}
+		tw.Flush()
+	}
+	if len(rep.KStaleness) > 0 {
+		fmt.Fprintln(w, "\nk-staleness (share of reads k versions behind):")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		for _, k := range rep.KStaleness {
+			fmt.Fprintf(tw, "  k=%d\t%s\t\n", k.K, pct(k.Fraction))
+		}
+		tw.Flush()
+	}
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "hints\tstored %d, delivered %d, pending %d\n", rep.HintsStored, rep.HintsDelivered, rep.HintsPending)
+	fmt.Fprintf(tw, "read repairs\t%d\n", rep.ReadRepairs)
+	fmt.Fprintf(tw, "anti-entropy\t%d exchanges, %d keys repaired\n", rep.AAEExchanges, rep.AAERepairs)
+	fmt.Fprintf(tw, "messages\t%d (%d lost)\n", rep.Messages, rep.MessagesLost)
+	if rep.Converged {
+		fmt.Fprintf(tw, "converged after\t%s ms\n", strconv.FormatFloat(rep.ConvergedAfterMs, 'f', -1, 64))
+	} else {
+		fmt.Fprintf(tw, "converged after\tnot converged within the heal budget\n")
+	}
+	if len(rep.Violations) == 0 {
+		fmt.Fprintf(tw, "violations\tnone\n")
+	} else {
+		fmt.Fprintf(tw, "violations\t%d\n", len(rep.Violations))
+	}
+	fmt.Fprintf(tw, "trace hash\t%s\n", rep.TraceHash)
+	speed := "-"
+	if rep.WallSeconds > 0 {
+		speed = fmt.Sprintf("%.1f", rep.SimulatedSeconds/rep.WallSeconds)
+	}
+	fmt.Fprintf(tw, "speed\t%s simulated s per wall s (%.1f s simulated in %.2f s, %d events)\n",
+		speed, rep.SimulatedSeconds, rep.WallSeconds, rep.Events)
+	tw.Flush()
+	for _, v := range rep.Violations {
+		fmt.Fprintf(w, "  - %s\n", v)
+	}
+	if rep.Command != "" {
+		fmt.Fprintf(w, "replay: %s\n", rep.Command)
+	}
+}
+
+// pct formats a fraction as a percentage.
+func pct(f float64) string { return strconv.FormatFloat(f*100, 'f', 2, 64) + "%" }
+
+func percentiles(p sim.Percentiles) string {
+	return fmt.Sprintf("p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms", p.P50, p.P99, p.P999)
+}
+
+// progressBar draws the virtual-time progress of a run on one terminal line, at most once
+// per every of wall time; finish draws the last state and ends the line.
+type progressBar struct {
+	w     io.Writer
+	now   func() time.Time
+	every time.Duration
+
+	last        time.Time
+	drawn       bool
+	done, total time.Duration
+}
+
+const progressWidth = 30
+
+func (p *progressBar) update(done, total time.Duration) {
+	p.done, p.total = done, total
+	t := p.now()
+	if p.drawn && t.Sub(p.last) < p.every {
+		return
+	}
+	p.last, p.drawn = t, true
+	p.draw()
+}
+
+func (p *progressBar) draw() {
+	frac := 0.0
+	if p.total > 0 {
+		frac = min(max(float64(p.done)/float64(p.total), 0), 1)
+	}
+	n := int(frac * progressWidth)
+	fmt.Fprintf(p.w, "\rsim [%s%s] %3.0f%% %s/%s virtual", strings.Repeat("#", n), strings.Repeat(" ", progressWidth-n),
+		frac*100, p.done.Truncate(time.Second), p.total.Truncate(time.Second))
+}
+
+func (p *progressBar) finish() {
+	if !p.drawn {
+		return
+	}
+	p.draw()
+	fmt.Fprintln(p.w)
+}
