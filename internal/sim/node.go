@@ -238,16 +238,11 @@ func (n *snode) put(key string, value []byte, tomb bool, ctx version.Clock, ctxT
 			}
 		}
 	}
-	var self simReplica
-	selfIn := false
+	var local version.Object
 	for _, r := range reps {
 		if r.node == n.id {
-			self, selfIn = r, true
+			local = n.loadAs(r, key)
 		}
-	}
-	var local version.Object
-	if selfIn {
-		local = n.loadAs(self, key)
 	}
 	if !ctxTS.IsZero() {
 		n.hlc.Observe(ctxTS, n.physMs())
@@ -260,13 +255,10 @@ func (n *snode) put(key string, value []byte, tomb bool, ctx version.Clock, ctxT
 	dot := version.Dot{Actor: n.actor(), Counter: n.counter}
 	obj := local.Update(ctx, version.Sibling{Dot: dot, Value: value, Tombstone: tomb, Timestamp: now})
 	w.hist.wrote(key, dot, value, tomb)
-	if selfIn {
-		n.storeAs(self, key, obj)
-	}
+	// Every replica, the coordinator's own included, stores the write after a W latency
+	// (for the coordinator: its disk) and acks after an A latency, as in PBS's WARS model:
+	// no replica is favoured, and a write is acknowledged only once W replicas hold it.
 	fsm := quorum.NewPut(quorum.PutSpec{W: w.cfg.W}, targets(reps))
-	if selfIn {
-		fsm.Ack(n.name, true)
-	}
 	finished := false
 	finish := func() {
 		if finished || fsm.Outcome() == quorum.Pending {
@@ -282,12 +274,9 @@ func (n *snode) put(key string, value []byte, tomb bool, ctx version.Clock, ctxT
 		}, func() { fsm.Fail(nodeName(r.node)); finish() })
 	}
 	for _, r := range reps {
-		if r.node != n.id {
-			sendTo(r)
-		}
+		sendTo(r)
 	}
 	w.atNode(w.now+w.cfg.RequestTimeout, n.id, func() { fsm.Timeout(); finish() })
-	finish()
 }
 
 // get coordinates a read at this node and calls done with the answer.
