@@ -19,36 +19,8 @@ import (
 // ErrWrongType reports an operation on a key holding another data type (Redis WRONGTYPE).
 var ErrWrongType = errors.New("wrong type")
 
-// FoldCRDT merges the live siblings of a CRDT object into one state. found is false when
-// the key holds no live value. Siblings of different types (a Redis SET racing an SADD)
-// resolve to the type of the latest-written sibling (HLC); its type's siblings are merged.
-func FoldCRDT(obj version.Object) (s crdt.State, found bool, err error) {
-	live := obj.Live()
-	if len(live) == 0 {
-		return crdt.State{}, false, nil
-	}
-	states := make([]crdt.State, len(live))
-	latest := 0
-	for i, sib := range live {
-		if states[i], err = crdt.Decode(sib.Value); err != nil {
-			return crdt.State{}, false, fmt.Errorf("stored CRDT state: %w", err)
-		}
-		if live[latest].Timestamp.Less(sib.Timestamp) {
-			latest = i
-		}
-	}
-	t := states[latest].Type()
-	s = crdt.New(t)
-	for _, st := range states {
-		if st.Type() != t {
-			continue
-		}
-		if s, err = crdt.Merge(s, st); err != nil {
-			return crdt.State{}, false, err
-		}
-	}
-	return s, true, nil
-}
+// FoldCRDT merges the live siblings of a CRDT object into one state (crdt.Fold).
+func FoldCRDT(obj version.Object) (crdt.State, bool, error) { return crdt.Fold(obj) }
 
 // applyCRDT computes the new encoded state of a key from the coordinator's local copy, and
 // keeps the new state in m.result.

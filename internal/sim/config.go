@@ -16,11 +16,12 @@ type Config struct {
 	N, R, W    int // replicas per key, read and write quorums
 	Partitions int // ring partitions (Q); 64 keeps small runs fast
 
-	Duration    time.Duration // how long the workload runs (virtual time)
-	Rate        float64       // client operations per second (virtual), over the cluster
-	ReadRatio   float64       // share of operations that are reads; the rest are writes
-	DeleteRatio float64       // share of writes that are deletes
-	Keys        int           // key space
+	Duration     time.Duration // how long the workload runs (virtual time)
+	Rate         float64       // client operations per second (virtual), over the cluster
+	ReadRatio    float64       // share of operations that are reads; the rest are writes
+	DeleteRatio  float64       // share of writes that are deletes
+	CounterRatio float64       // share of writes that increment a counter (CRDT) key
+	Keys         int           // key space
 	// ReadAfterWrite, when >= 0, switches the workload to PBS's experiment: every
 	// operation writes a fresh key, and once the write is acknowledged the same key is read
 	// this long after (through a random node). Staleness then measures t-visibility at
@@ -59,7 +60,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64,
-		Duration: 60 * time.Second, Rate: 1000, ReadRatio: 0.8, DeleteRatio: 0.05,
+		Duration: 60 * time.Second, Rate: 1000, ReadRatio: 0.8, DeleteRatio: 0.05, CounterRatio: 0.1,
 		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1, ReadAfterWrite: -1,
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
 		ReadRepair: quorum.RepairBlocking, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
@@ -89,7 +90,7 @@ func (c Config) Validate() error {
 	if c.Duration <= 0 || c.Rate <= 0 || c.Keys <= 0 {
 		errs = append(errs, errors.New("sim: duration, rate and keys must be positive"))
 	}
-	if c.ReadRatio < 0 || c.ReadRatio > 1 || c.DeleteRatio < 0 || c.DeleteRatio > 1 || c.Loss < 0 || c.Loss >= 1 {
+	if c.ReadRatio < 0 || c.ReadRatio > 1 || c.DeleteRatio < 0 || c.DeleteRatio > 1 || c.CounterRatio < 0 || c.CounterRatio > 1 || c.Loss < 0 || c.Loss >= 1 {
 		errs = append(errs, errors.New("sim: ratios must be in [0, 1] and loss in [0, 1)"))
 	}
 	if c.KeyDist != "uniform" && c.KeyDist != "zipfian" {

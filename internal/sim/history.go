@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/quorum"
 	"github.com/quorumkv/quorumkv/internal/version"
 )
@@ -29,13 +30,17 @@ type history struct {
 	lastRead map[string]version.Object
 
 	reads, stale, failedReads int
-	kCounts                   map[int]int
-	visHits, visAll           []int
+	// counter keys: the sum of acknowledged increments, and of those whose outcome is
+	// unknown (failed or timed out: they may have been applied).
+	counterAcked, counterUnknown map[string]int64
+	kCounts                      map[int]int
+	visHits, visAll              []int
 }
 
 func newHistory() *history {
 	return &history{byDot: map[version.Dot]*writeRec{}, acked: map[string][]*writeRec{},
-		lastRead: map[string]version.Object{}, kCounts: map[int]int{}}
+		lastRead: map[string]version.Object{}, kCounts: map[int]int{},
+		counterAcked: map[string]int64{}, counterUnknown: map[string]int64{}}
 }
 
 func (h *history) violate(format string, args ...any) {
@@ -111,6 +116,14 @@ func (h *history) read(key string, start time.Duration, a *quorum.Answer, bins [
 	}
 }
 
+func (h *history) counted(key string, incr int64, acked bool) {
+	if acked {
+		h.counterAcked[key] += incr
+	} else {
+		h.counterUnknown[key] += incr
+	}
+}
+
 // checkFinal verifies that every acknowledged write survives in the merge of the
 // primaries' copies: its dot is in the clock (it is a value, or a later write that saw it
 // superseded it), and where it is still a value, it is that value.
@@ -120,6 +133,25 @@ func (h *history) checkFinal(w *world) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	for i := 0; i < counterKeys(w.cfg); i++ {
+		key := counterName(i)
+		acked, unknown := h.counterAcked[key], h.counterUnknown[key]
+		if acked == 0 && unknown == 0 {
+			continue
+		}
+		var v int64
+		s, found, err := crdt.Fold(w.mergedCopy(key))
+		switch {
+		case err != nil:
+			h.violate("counter %s: %v", key, err)
+			continue
+		case found:
+			v = s.Value().(int64)
+		}
+		if v < acked || v > acked+unknown {
+			h.violate("counter %s is %d; acknowledged increments sum to %d, with %d more of unknown outcome", key, v, acked, unknown)
+		}
+	}
 	for _, key := range keys {
 		merged := w.mergedCopy(key)
 		for _, rec := range h.acked[key] {
@@ -162,8 +194,11 @@ func (w *world) converged() bool {
 			return false
 		}
 	}
-	for i := 0; i < w.cfg.Keys; i++ {
+	for i := 0; i < w.cfg.Keys+counterKeys(w.cfg); i++ {
 		key := keyName(i)
+		if i >= w.cfg.Keys {
+			key = counterName(i - w.cfg.Keys)
+		}
 		var first version.Object
 		for x, j := range w.primaries(key) {
 			obj, _ := w.nodes[j].load(key)

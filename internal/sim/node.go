@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/hints"
 	"github.com/quorumkv/quorumkv/internal/merkle"
 	"github.com/quorumkv/quorumkv/internal/quorum"
@@ -215,7 +216,16 @@ func targets(reps []simReplica) []quorum.Target {
 }
 
 // put coordinates a write at this node and calls done with its outcome.
-func (n *snode) put(key string, value []byte, tomb bool, ctx version.Clock, ctxTS version.HLC, done func(ok bool, dot version.Dot)) {
+// putOp is what a write does: store a value or tombstone, or add incr to a counter (a CRDT
+// update, which the coordinator folds from its own copy, as the server does).
+type putOp struct {
+	value []byte
+	tomb  bool
+	incr  int64
+}
+
+func (n *snode) put(key string, op putOp, ctx version.Clock, ctxTS version.HLC, done func(ok bool, dot version.Dot)) {
+	value, tomb := op.value, op.tomb
 	w := n.w
 	reps, primaries := n.replicas(key)
 	if !slices.Contains(primaries, n.id) {
@@ -224,7 +234,7 @@ func (n *snode) put(key string, value []byte, tomb bool, ctx version.Clock, ctxT
 			if w.alive(n.id, p) {
 				replied := false
 				w.send(n.id, p, kindW, func() {
-					w.nodes[p].put(key, value, tomb, ctx, ctxTS, func(ok bool, dot version.Dot) {
+					w.nodes[p].put(key, op, ctx, ctxTS, func(ok bool, dot version.Dot) {
 						w.send(p, n.id, kindA, func() { replied = true; done(ok, dot) }, nil)
 					})
 				}, func() { replied = true; done(false, version.Dot{}) })
@@ -239,9 +249,11 @@ func (n *snode) put(key string, value []byte, tomb bool, ctx version.Clock, ctxT
 		}
 	}
 	var local version.Object
+	var self simReplica
+	selfIn := false
 	for _, r := range reps {
 		if r.node == n.id {
-			local = n.loadAs(r, key)
+			local, self, selfIn = n.loadAs(r, key), r, true
 		}
 	}
 	if !ctxTS.IsZero() {
@@ -253,6 +265,27 @@ func (n *snode) put(key string, value []byte, tomb bool, ctx version.Clock, ctxT
 	now := n.hlc.Now(n.physMs())
 	n.counter = max(n.counter, local.Clock.Get(n.actor())) + 1
 	dot := version.Dot{Actor: n.actor(), Counter: n.counter}
+	if op.incr != 0 {
+		// As the server: fold the local siblings, apply with this run's actor when this
+		// node is a primary holding its own earlier operations, a one-off actor otherwise,
+		// and supersede every local sibling folded.
+		cur, found, err := crdt.Fold(local)
+		if err != nil {
+			panic(fmt.Sprintf("sim: %s: fold %s: %v", n.name, key, err))
+		}
+		if !found {
+			cur = crdt.New(crdt.Counter)
+		}
+		actor := fmt.Sprintf("%s~%d", n.actor(), n.inc)
+		if !selfIn || self.hintFor >= 0 {
+			actor = fmt.Sprintf("%s#%d", n.actor(), n.counter)
+		}
+		next, err := crdt.Apply(cur, crdt.Op{Increment: &op.incr}, actor, now)
+		if err != nil {
+			panic(fmt.Sprintf("sim: %s: increment %s: %v", n.name, key, err))
+		}
+		value, ctx = next.Encode(), local.Clock
+	}
 	obj := local.Update(ctx, version.Sibling{Dot: dot, Value: value, Tombstone: tomb, Timestamp: now})
 	w.hist.wrote(key, dot, value, tomb)
 	// Every replica, the coordinator's own included, stores the write after a W latency
@@ -274,9 +307,17 @@ func (n *snode) put(key string, value []byte, tomb bool, ctx version.Clock, ctxT
 		}, func() { fsm.Fail(nodeName(r.node)); finish() })
 	}
 	for _, r := range reps {
+		if op.incr != 0 && r.node == n.id {
+			// A CRDT update is stored locally before it is replicated: the next one
+			// coordinated here must fold it.
+			n.storeAs(r, key, obj)
+			fsm.Ack(n.name, true)
+			continue
+		}
 		sendTo(r)
 	}
 	w.atNode(w.now+w.cfg.RequestTimeout, n.id, func() { fsm.Timeout(); finish() })
+	finish()
 }
 
 // get coordinates a read at this node and calls done with the answer.

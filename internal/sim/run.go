@@ -244,6 +244,8 @@ func (w *world) scheduleWorkload() {
 		switch r := w.rng.Float64(); {
 		case r < w.cfg.ReadRatio:
 			w.clientRead(keyName(ki), via)
+		case r < w.cfg.ReadRatio+(1-w.cfg.ReadRatio)*w.cfg.CounterRatio:
+			w.clientIncrement(counterName(ki%counterKeys(w.cfg)), via)
 		default:
 			tomb := w.rng.Float64() < w.cfg.DeleteRatio
 			w.clientWrite(keyName(ki), via, tomb)
@@ -306,7 +308,7 @@ func (w *world) clientWriteOp(key string, via int, tomb bool, then func()) {
 	}
 	settled := false
 	w.atNode(w.now, via, func() {
-		n.put(key, value, tomb, ctx.Clock, ctx.MaxTimestamp(), func(ok bool, dot version.Dot) {
+		n.put(key, putOp{value: value, tomb: tomb}, ctx.Clock, ctx.MaxTimestamp(), func(ok bool, dot version.Dot) {
 			if settled {
 				return
 			}
@@ -331,6 +333,49 @@ func (w *world) clientWriteOp(key string, via int, tomb bool, then func()) {
 		}
 	})
 }
+
+// clientIncrement adds one to a counter key. An increment acknowledged must be in the final
+// value; one that failed or timed out may or may not be.
+func (w *world) clientIncrement(key string, via int) {
+	start := w.now
+	n := w.nodes[via]
+	w.rep.Writes++
+	if !n.up {
+		w.failedWrites++
+		return
+	}
+	settled := false
+	w.atNode(w.now, via, func() {
+		n.put(key, putOp{incr: 1}, nil, version.HLC{}, func(ok bool, dot version.Dot) {
+			if settled {
+				return
+			}
+			settled = true
+			w.rep.WriteLatencies = append(w.rep.WriteLatencies, msOf(w.now-start))
+			if ok {
+				w.hist.ack(dot, w.now)
+				w.hist.counted(key, 1, true)
+			} else {
+				w.failedWrites++
+				w.hist.counted(key, 1, false)
+			}
+			w.traceResult(3, key, ok)
+		})
+	})
+	w.at(start+3*w.cfg.RequestTimeout, func() {
+		if !settled {
+			settled = true
+			w.failedWrites++
+			w.hist.counted(key, 1, false)
+			w.traceResult(3, key, false)
+		}
+	})
+}
+
+// counterKeys is how many counter keys the workload uses: a tenth of the key space.
+func counterKeys(cfg Config) int { return max(1, cfg.Keys/10) }
+
+func counterName(i int) string { return fmt.Sprintf("c%06d", i) }
 
 func (w *world) traceResult(kind byte, key string, ok bool) {
 	b := []byte{kind, 0}
