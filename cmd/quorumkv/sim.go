@@ -61,7 +61,7 @@ type simOptions struct {
 // simFlagOrder is the order of the flags in a replay command; the first ones are always
 // written, the others when they were given.
 var simFlagOrder = []string{"nodes", "n", "r", "w", "duration", "seed",
-	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "latency", "loss", "read-repair",
+	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "counter-ratio", "read-after-write", "latency", "loss", "read-repair",
 	"handoff", "aae", "aae-interval", "detect-delay", "request-timeout", "heal-budget", "faults"}
 
 const simAlwaysFlags = 6
@@ -83,6 +83,8 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	keyDist := fs.String("key-dist", def.KeyDist, "key distribution: `uniform|zipfian`")
 	readRatio := fs.Float64("read-ratio", def.ReadRatio, "share of operations that are reads")
 	deleteRatio := fs.Float64("delete-ratio", def.DeleteRatio, "share of writes that are deletes")
+	counterRatio := fs.Float64("counter-ratio", def.CounterRatio, "share of writes that increment a counter (CRDT) key")
+	readAfter := fs.Duration("read-after-write", def.ReadAfterWrite, "PBS's experiment: every operation writes a fresh key and reads it this long after its ack (-1ns: off)")
 	latency := fs.String("latency", "exp:1ms", "latency `model`: lnkd-ssd, lnkd-disk, ymmr, wan, or a distribution")
 	loss := fs.Float64("loss", def.Loss, "probability that a message is lost")
 	repair := fs.String("read-repair", def.ReadRepair.String(), "read repair: `blocking|async|none`")
@@ -106,6 +108,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	cfg.Seed, cfg.Nodes, cfg.N, cfg.R, cfg.W = *seed, *nodes, *n, *r, *w
 	cfg.Duration, cfg.Rate, cfg.Keys, cfg.KeyDist = *duration, *rate, *keys, *keyDist
 	cfg.ReadRatio, cfg.DeleteRatio, cfg.Loss = *readRatio, *deleteRatio, *loss
+	cfg.CounterRatio, cfg.ReadAfterWrite = *counterRatio, *readAfter
 	cfg.HintedHandoff, cfg.AAE, cfg.AAEInterval = *handoff, *aae, *aaeInterval
 	cfg.DetectDelay, cfg.RequestTimeout, cfg.HealBudget = *detect, *timeout, *heal
 	var err error
