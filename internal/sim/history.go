@@ -84,16 +84,17 @@ func (h *history) read(key string, start time.Duration, a *quorum.Answer, bins [
 	if prev, ok := h.lastRead[key]; !ok || obj.Clock.Descends(prev.Clock) || !prev.Clock.Descends(obj.Clock) {
 		h.lastRead[key] = obj
 	}
+	// Walk back from the newest write acknowledged before the read began: k is how many
+	// of those the read missed before the first one it saw (k-staleness).
+	acked := h.acked[key]
+	i := sort.Search(len(acked), func(i int) bool { return acked[i].ackAt > start }) - 1
 	var newest *writeRec
+	if i >= 0 {
+		newest = acked[i]
+	}
 	k := 0
-	for _, w := range h.acked[key] {
-		if w.ackAt > start {
-			break
-		}
-		newest = w
-		if !obj.Clock.Contains(w.dot) {
-			k++
-		}
+	for ; i >= 0 && !obj.Clock.Contains(acked[i].dot); i-- {
+		k++
 	}
 	h.kCounts[k]++
 	if newest == nil {
@@ -107,11 +108,11 @@ func (h *history) read(key string, start time.Duration, a *quorum.Answer, bins [
 		h.visAll, h.visHits = make([]int, len(bins)), make([]int, len(bins))
 	}
 	t := start - newest.ackAt
-	i := sort.Search(len(bins), func(i int) bool { return bins[i] > t }) - 1
-	if i >= 0 {
-		h.visAll[i]++
+	b := sort.Search(len(bins), func(i int) bool { return bins[i] > t }) - 1
+	if b >= 0 {
+		h.visAll[b]++
 		if fresh {
-			h.visHits[i]++
+			h.visHits[b]++
 		}
 	}
 }
