@@ -15,7 +15,7 @@ import (
 
 // startCluster starts n in-process nodes on loopback ports chosen at run time and waits
 // until every node sees every member alive.
-func startCluster(t *testing.T, size int) []*node.Node {
+func startCluster(t testing.TB, size int) []*node.Node {
 	t.Helper()
 	var nodes []*node.Node
 	var seed string

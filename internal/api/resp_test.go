@@ -27,59 +27,21 @@ import (
 // target) with the Redis front end on every node.
 func startRESPCluster(t testing.TB, size int) ([]*node.Node, []*api.RESP) {
 	t.Helper()
-	var nodes []*node.Node
-	var rs []*api.RESP
-	var seed string
-	for i := 1; i <= size; i++ {
-		cfg := node.DefaultConfig()
-		cfg.ID = fmt.Sprintf("n%d", i)
-		cfg.DataDir = t.TempDir()
-		cfg.HTTPAddr, cfg.RPCAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-		cfg.DebugFaults = true
-		cfg.RequestTimeout = 2 * time.Second
-		if seed != "" {
-			cfg.Join = []string{seed}
-		}
-		cfg.HTTPHandler = api.Handler(nil, true, cfg.MaxValueBytes)
-		n, err := node.Start(context.Background(), cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", cfg.ID, err)
-		}
-		t.Cleanup(func() { _ = n.Close(context.Background()) })
-		if seed == "" {
-			seed = n.GossipAddr()
-		}
+	nodes := startCluster(t, size)
+	rs := make([]*api.RESP, len(nodes))
+	for i, n := range nodes {
 		r := api.NewRESP(n, nil)
 		if err := r.Listen("127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
+		t.Cleanup(func() { // before the node closes: cleanups run last registered first
 			if err := r.Close(); err != nil {
 				t.Errorf("close RESP: %v", err)
 			}
 		})
-		nodes, rs = append(nodes, n), append(rs, r)
+		rs[i] = r
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ok := true
-		for _, n := range nodes {
-			alive := 0
-			for _, m := range n.Members() {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			ok = ok && alive == size
-		}
-		if ok {
-			return nodes, rs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster did not converge on %d alive members", size)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return nodes, rs
 }
 
 // needTool skips when a command-line tool is missing, except under CI=true, where the
