@@ -359,10 +359,12 @@ func (n *Node) forwardPut(ctx context.Context, bucket, key string, m mutation, o
 		resp, err := n.call(ctx, to, req)
 		if err != nil {
 			lastErr = err
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || !errors.Is(err, transport.ErrUnreachable) {
+				// It may have been coordinated there: another attempt could apply it
+				// twice (a counter would count it twice), so the outcome is unknown.
 				break
 			}
-			continue // not reached: the write did not happen there, try the next primary
+			continue // not sent: the write did not happen there, try the next primary
 		}
 		if e := resp.GetError(); e != nil {
 			return "", remoteError(e.Code, e.Message)
@@ -384,9 +386,9 @@ func (n *Node) forwardPut(ctx context.Context, bucket, key string, m mutation, o
 		}
 		return r.Context, nil
 	}
-	if ctx.Err() != nil {
-		// The coordinator did not answer in time; how many replicas it reached is unknown
-		// here, so report none.
+	if ctx.Err() != nil || (lastErr != nil && !errors.Is(lastErr, transport.ErrUnreachable)) {
+		// The coordinator did not answer (in time); how many replicas it reached is
+		// unknown here, so report none.
 		return "", &quorum.QuorumError{Kind: "w", Required: spec.W, Acks: 0, Timeout: true}
 	}
 	if lastErr == nil {
@@ -450,7 +452,11 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, m mutation
 		return "", err
 	}
 	self, selfIn := rs.find(n.cfg.ID)
+	// With W=1 the coordinator's own copy may be the only one when the client hears "ok":
+	// an unsynced copy is one kill -9 away from an acknowledged write lost, so it is
+	// synced (group-committed with the others in flight). DW asks every counted ack to be.
 	sync := spec.DW > 0
+	localSync := sync || spec.W == 1
 
 	mu := n.lockFor(dataKey(bucket, key))
 	mu.Lock()
@@ -473,7 +479,7 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, m mutation
 	value, tomb := m.value, m.tomb
 	if m.crdt != nil {
 		// The new state folds in every local sibling, so it supersedes them all.
-		actor := n.crdtActor
+		actor := n.actor
 		if !selfIn || !self.primary() {
 			// Coordinating from a hint copy or none: that copy need not hold this
 			// node's earlier operations on the key, so an actor that has any could go
@@ -497,7 +503,7 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, m mutation
 	}
 	enc := obj.AppendBinary(nil)
 	if selfIn {
-		err = n.storeReplica(self, bucket, key, localRaw, obj, enc, sync)
+		err = n.storeReplica(self, bucket, key, localRaw, obj, enc, localSync)
 	}
 	mu.Unlock()
 	if err != nil {
@@ -506,7 +512,7 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, m mutation
 
 	fsm := quorum.NewPut(spec, rs.targets())
 	if selfIn {
-		fsm.Ack(n.cfg.ID, sync)
+		fsm.Ack(n.cfg.ID, localSync)
 	}
 	results := make(chan callResult, len(rs.reps)+len(rs.spares))
 	hl := n.hlcLast()
@@ -542,8 +548,9 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, m mutation
 			r.err = remoteError(r.env.GetError().GetCode(), r.env.GetError().GetMessage())
 		}
 		n.log.Debug("replica write failed", "replica", r.from, "err", r.err)
-		// A primary that could not be reached at all gets a stand-in, if one is left.
-		if errors.Is(r.err, transport.ErrUnreachable) {
+		// A primary that could not be reached, or whose connection broke, gets a stand-in
+		// if one is left (a hint for a primary that did get the write merges as a no-op).
+		if errors.Is(r.err, transport.ErrUnreachable) || errors.Is(r.err, transport.ErrLost) {
 			standIn(r.from)
 		}
 		fsm.Fail(r.from)

@@ -60,15 +60,7 @@ type Node struct {
 	http  *http.Server
 	hlis  net.Listener
 
-	actor string
-	// crdtActor is this process run's CRDT actor. A CRDT actor's counters (a counter's P
-	// and N, a set's dots) continue from its state in the coordinator's local copy, and a
-	// crash may lose writes acknowledged without dw from that copy: a restarted node that
-	// reused its actor would count from a stale state, re-mint values replicas already
-	// hold, and merges (max per actor) would swallow its new increments. So every run gets
-	// its own actor, named by the dot-counter lease it took at start (persisted, only
-	// grows).
-	crdtActor string
+	actor string // the actor of this run: node id, store epoch, run (see loadIdentity)
 
 	ring    atomic.Pointer[ring.Ring]
 	members atomic.Pointer[[]membership.Member]
@@ -229,7 +221,7 @@ func (n *Node) loadIdentity() error {
 	} else if err != nil {
 		return fmt.Errorf("node: read epoch: %w", err)
 	}
-	n.actor = n.cfg.ID + "." + string(epoch)
+	storeID := n.cfg.ID + "." + string(epoch)
 	v, err := n.store.Get([]byte(keyCounter))
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -246,7 +238,15 @@ func (n *Node) loadIdentity() error {
 	if err := n.extendLease(n.counter); err != nil {
 		return err
 	}
-	n.crdtActor = n.actor + "~" + strconv.FormatUint(n.counterBound, 36)
+	// Every run of the process is its own actor, named by the dot-counter lease it took
+	// at start (persisted, only grows). A crash loses the writes this node acknowledged
+	// without dw (its store had not synced them), while other replicas kept them; had the
+	// node carried on as the same actor, its next dot for such a key would advance its
+	// version-vector entry past the lost dots, and every replica would then drop those
+	// writes as seen (Riak's kv679). Likewise a CRDT actor's counters would restart from
+	// the stale copy and merges (max per actor) would swallow new increments. A new actor
+	// per run costs one more version-vector entry per key a restarted node writes.
+	n.actor = storeID + "~" + strconv.FormatUint(n.counterBound, 36)
 	return nil
 }
 

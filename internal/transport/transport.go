@@ -33,9 +33,13 @@ import (
 
 // Errors a Call's callback may receive. Test with errors.Is.
 var (
-	// ErrUnreachable: no connection to the peer could be had (down, unknown, or dropped by
+	// ErrUnreachable: the request was not sent: no connection to the peer could be had (down, unknown, or dropped by
 	// the fault layer).
 	ErrUnreachable = errors.New("transport: peer unreachable")
+	// ErrLost: the request was sent (or may have been) but the connection broke before its
+	// answer: the peer may or may not have served it, so retrying it elsewhere may do it
+	// twice.
+	ErrLost = errors.New("transport: connection lost after sending; the request may have been served")
 	// ErrTimeout: the peer did not answer before the call's deadline.
 	ErrTimeout = errors.New("transport: timed out")
 	// ErrOverloaded: the peer's send queue is full.
@@ -299,7 +303,7 @@ func (t *Transport) peer(id, addr string) (*peer, error) {
 		return p, nil
 	}
 	if p != nil {
-		go p.close(fmt.Errorf("%w: %s moved to %s", ErrUnreachable, id, addr))
+		go p.close(fmt.Errorf("%w: %s moved to %s", ErrLost, id, addr))
 	}
 	p, err := newPeer(t, id, addr)
 	if err != nil {
@@ -474,7 +478,7 @@ func (p *peer) run() {
 		if err := stream.Send(batch); err != nil {
 			p.t.log.Debug("internode send failed", "peer", p.id, "err", err)
 			stream = nil
-			p.failPending(fmt.Errorf("%w: %s: send: %v", ErrUnreachable, p.id, err))
+			p.failPending(fmt.Errorf("%w: %s: send: %v", ErrLost, p.id, err))
 			continue
 		}
 		p.t.Stats.BatchesSent.Add(1)
@@ -536,7 +540,7 @@ func (p *peer) open() (pb.Internode_StreamClient, chan struct{}, error) {
 		for {
 			b, err := stream.Recv()
 			if err != nil {
-				p.failPending(fmt.Errorf("%w: %s: stream: %v", ErrUnreachable, p.id, err))
+				p.failPending(fmt.Errorf("%w: %s: stream: %v", ErrLost, p.id, err))
 				return
 			}
 			if p.t.dropped(p.id) {
