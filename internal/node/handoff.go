@@ -81,14 +81,19 @@ func (n *Node) handoffLoop() {
 					delete(n.handoff.running, target)
 					n.handoff.mu.Unlock()
 				}()
-				n.handoffTo(n.ctx, target)
+				if !n.handoffTo(n.ctx, target) && n.ctx.Err() == nil {
+					// A failed handoff (the target just came back and is not
+					// reachable yet, say) retries in a second, not a whole interval.
+					time.AfterFunc(time.Second, n.kickHandoff)
+				}
 			}()
 		}
 	}
 }
 
-// handoffTo delivers target's hints in batches until none are left or a batch fails.
-func (n *Node) handoffTo(ctx context.Context, target string) {
+// handoffTo delivers target's hints in batches until none are left or a batch fails; it
+// reports whether it finished.
+func (n *Node) handoffTo(ctx context.Context, target string) bool {
 	start := time.Now()
 	var delivered, bytes int
 	var cursor []byte
@@ -142,9 +147,10 @@ func (n *Node) handoffTo(ctx context.Context, target string) {
 	elapsed := time.Since(start)
 	if failure != nil {
 		n.log.Warn("handoff interrupted; will retry", "target", target, "delivered", delivered, "bytes", bytes, "elapsed", elapsed, "err", failure)
-		return
+		return false
 	}
 	n.log.Info("handoff finished", "target", target, "delivered", delivered, "bytes", bytes, "elapsed", elapsed)
+	return true
 }
 
 // staleHint reports a hint whose every sibling is older than its bucket's gc_grace: a

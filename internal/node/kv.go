@@ -475,17 +475,20 @@ func (n *Node) coordinatePut(ctx context.Context, bucket, key string, m mutation
 		mu.Unlock()
 		return "", err
 	}
-	dot := version.Dot{Actor: n.actor, Counter: c}
+	// The actor's entry in a key's version vector says "every dot of this actor up to here
+	// is seen", which holds only if this node's copy has all the dots it minted for the
+	// key: its own primary copy does. Coordinating from a hint copy or from none (sloppy
+	// coordination), a dot of the node's actor could cover earlier ones the copy lacks,
+	// and replicas would drop those writes as seen; a one-off actor cannot cover anything.
+	// The same holds for a CRDT actor's counters.
+	actor := n.actor
+	if !selfIn || !self.primary() {
+		actor = fmt.Sprintf("%s#%d", n.actor, c)
+	}
+	dot := version.Dot{Actor: actor, Counter: c}
 	value, tomb := m.value, m.tomb
 	if m.crdt != nil {
 		// The new state folds in every local sibling, so it supersedes them all.
-		actor := n.actor
-		if !selfIn || !self.primary() {
-			// Coordinating from a hint copy or none: that copy need not hold this
-			// node's earlier operations on the key, so an actor that has any could go
-			// backwards. A fresh one-off actor cannot.
-			actor = fmt.Sprintf("%s#%d", n.actor, c)
-		}
 		value, err = applyCRDT(local, m.crdt, actor, now)
 		if err != nil {
 			mu.Unlock()
