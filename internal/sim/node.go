@@ -82,7 +82,8 @@ func (n *snode) open() error {
 	})
 }
 
-func (n *snode) actor() string { return fmt.Sprintf("%s.%d", n.name, n.epoch) }
+// actor is this incarnation's actor, as the server has one per process run.
+func (n *snode) actor() string { return fmt.Sprintf("%s.%d~%d", n.name, n.epoch, n.inc) }
 
 func (n *snode) physMs() int64 { return int64((n.w.now + n.skew) / time.Millisecond) }
 
@@ -264,11 +265,17 @@ func (n *snode) put(key string, op putOp, ctx version.Clock, ctxTS version.HLC, 
 	}
 	now := n.hlc.Now(n.physMs())
 	n.counter = max(n.counter, local.Clock.Get(n.actor())) + 1
-	dot := version.Dot{Actor: n.actor(), Counter: n.counter}
+	// As the server: a dot minted from a hint copy or no copy gets a one-off actor, so it
+	// cannot cover dots of this node that the copy lacks.
+	dotActor := n.actor()
+	if !selfIn || self.hintFor >= 0 {
+		dotActor = fmt.Sprintf("%s#%d", n.actor(), n.counter)
+	}
+	dot := version.Dot{Actor: dotActor, Counter: n.counter}
 	if op.incr != 0 {
-		// As the server: fold the local siblings, apply with this run's actor when this
-		// node is a primary holding its own earlier operations, a one-off actor otherwise,
-		// and supersede every local sibling folded.
+		// As the server: fold the local siblings, apply with the dot's actor (this run's
+		// when this node is a primary holding its own earlier operations, a one-off one
+		// otherwise), and supersede every local sibling folded.
 		cur, found, err := crdt.Fold(local)
 		if err != nil {
 			panic(fmt.Sprintf("sim: %s: fold %s: %v", n.name, key, err))
@@ -276,11 +283,7 @@ func (n *snode) put(key string, op putOp, ctx version.Clock, ctxTS version.HLC, 
 		if !found {
 			cur = crdt.New(crdt.Counter)
 		}
-		actor := fmt.Sprintf("%s~%d", n.actor(), n.inc)
-		if !selfIn || self.hintFor >= 0 {
-			actor = fmt.Sprintf("%s#%d", n.actor(), n.counter)
-		}
-		next, err := crdt.Apply(cur, crdt.Op{Increment: &op.incr}, actor, now)
+		next, err := crdt.Apply(cur, crdt.Op{Increment: &op.incr}, dotActor, now)
 		if err != nil {
 			panic(fmt.Sprintf("sim: %s: increment %s: %v", n.name, key, err))
 		}
