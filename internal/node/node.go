@@ -7,10 +7,12 @@
 // and repairs replicas that were behind. The shell owns every goroutine, socket, timer and
 // disk handle; the decisions are made by the pure packages so the simulator can run them.
 //
-// Invariants: a dot (actor, counter) is never minted twice — the actor names this node and
-// the incarnation (epoch) of its store, and counters come from a persisted, leased,
-// monotonic counter; an object is stored only as the merge of what was there and what
-// arrived, so a replica never loses a sibling it had not seen superseded.
+// Invariants: a dot (actor, counter) is never minted twice — the actor names this node, the
+// incarnation (epoch) of its store and the process run, and counters come from a
+// persisted, leased, monotonic counter; an actor's version-vector entry for a key only
+// covers dots its copy holds (a run's actor mints only from its own primary copy; other
+// coordination uses one-off actors); an object is stored only as the merge of what was
+// there and what arrived, so a replica never loses a sibling it had not seen superseded.
 package node
 
 import (
