@@ -88,7 +88,18 @@ func startClusterWith(t *testing.T, size int, extra ...string) *cluster {
 			p.join = []string{c.procs[0].gossip}
 		}
 		c.procs = append(c.procs, p)
-		p.start()
+		// A port chosen by freePort is free when chosen; another process (parallel test
+		// packages) may take it before the server binds it. Then choose again.
+		for attempt := 0; ; attempt++ {
+			if p.tryStart() {
+				break
+			}
+			b, _ := os.ReadFile(p.logPath)
+			if attempt == 4 || !strings.Contains(string(b), "address already in use") {
+				t.Fatalf("%s exited before it was ready (log %s)", p.id, p.logPath)
+			}
+			p.http, p.resp, p.rpc, p.gossip = freePort(t), freePort(t), freePort(t), freePort(t)
+		}
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -110,7 +121,16 @@ func startClusterWith(t *testing.T, size int, extra ...string) *cluster {
 	return c
 }
 
+// start starts (or restarts) the node and waits until it is ready.
 func (p *proc) start() {
+	p.t.Helper()
+	if !p.tryStart() {
+		p.t.Fatalf("%s exited before it was ready (log %s)", p.id, p.logPath)
+	}
+}
+
+// tryStart starts the node and waits until it is ready; false if it exited first.
+func (p *proc) tryStart() bool {
 	t := p.t
 	t.Helper()
 	args := []string{"server", "--id", p.id, "--data", p.data, "--http", p.http, "--resp", p.resp,
@@ -153,10 +173,12 @@ func (p *proc) start() {
 	}()
 	select {
 	case <-ready:
+		return true
 	case <-p.exited:
-		t.Fatalf("%s exited before it was ready (log %s)", p.id, p.logPath)
+		return false
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s not ready within 30s", p.id)
+		return false
 	}
 }
 
