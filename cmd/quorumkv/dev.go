@@ -393,6 +393,11 @@ func (d *devCluster) printReady() {
 	fmt.Fprintf(w, "  quorumkv ring --key demo/hello\n")
 	fmt.Fprintf(w, "  curl -i -X PUT --data-binary world http://%s/v1/kv/demo/hello\n", h1)
 	fmt.Fprintf(w, "  curl -i http://%s/v1/kv/demo/hello\n", hLast)
+	if r := n1.addr("resp"); r != "-" {
+		if _, port, err := net.SplitHostPort(r); err == nil {
+			fmt.Fprintf(w, "  redis-cli -p %s INCRBY visits 1\n", port)
+		}
+	}
 	fmt.Fprintln(w, "\nCtrl-C stops the cluster.")
 }
 
