@@ -103,7 +103,7 @@ func (n *snode) load(key string) (version.Object, []byte) {
 	if err != nil {
 		panic(fmt.Sprintf("sim: %s: read %s: %v", n.name, key, err))
 	}
-	obj, err := version.DecodeCopy(raw)
+	obj, err := version.Decode(raw) // raw is the store's copy: values may alias it
 	if err != nil {
 		panic(fmt.Sprintf("sim: %s: stored object %s: %v", n.name, key, err))
 	}
