@@ -279,41 +279,10 @@ func mergeDots(a []version.Dot, ca version.Clock, b []version.Dot, cb version.Cl
 }
 
 func mergeElems(a []elem, ca version.Clock, b []elem, cb version.Clock) []elem {
-	out := make([]elem, 0, max(len(a), len(b)))
-	keep := func(e elem, dots []version.Dot) {
-		if len(dots) > 0 {
-			e.dots = dots
-			out = append(out, e)
-		}
-	}
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		var c int
-		switch {
-		case i == len(a):
-			c = 1
-		case j == len(b):
-			c = -1
-		default:
-			c = strings.Compare(a[i].v, b[j].v)
-		}
-		switch {
-		case c < 0:
-			keep(a[i], mergeDots(a[i].dots, ca, nil, cb))
-			i++
-		case c > 0:
-			keep(b[j], mergeDots(nil, ca, b[j].dots, cb))
-			j++
-		default:
-			keep(a[i], mergeDots(a[i].dots, ca, b[j].dots, cb))
-			i++
-			j++
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return mergeKeyed(a, b, func(x, y elem) int { return strings.Compare(x.v, y.v) },
+		func(e elem) []version.Dot { return e.dots },
+		func(e elem, d []version.Dot) elem { e.dots = d; return e },
+		func(x, y []version.Dot) []version.Dot { return mergeDots(x, ca, y, cb) })
 }
 
 func compareField(a, b field) int {
@@ -324,11 +293,20 @@ func compareField(a, b field) int {
 }
 
 func mergeFields(a []field, ca version.Clock, b []field, cb version.Clock) []field {
-	out := make([]field, 0, max(len(a), len(b)))
-	keep := func(f field, snaps []snap) {
-		if len(snaps) > 0 {
-			f.snaps = snaps
-			out = append(out, f)
+	return mergeKeyed(a, b, compareField,
+		func(f field) []snap { return f.snaps },
+		func(f field, s []snap) field { f.snaps = s; return f },
+		func(x, y []snap) []snap { return mergeDotted(x, ca, y, cb, snapDot, mergeSnap) })
+}
+
+// mergeKeyed merges two slices sorted by cmp into one: an element on either side (or both)
+// is kept with the dots merge gives it (a missing side's dots are nil), and dropped when
+// none are left. The result is nil when empty.
+func mergeKeyed[T, D any](a, b []T, cmp func(x, y T) int, dots func(T) []D, with func(T, []D) T, merge func(x, y []D) []D) []T {
+	out := make([]T, 0, max(len(a), len(b)))
+	keep := func(e T, ds []D) {
+		if len(ds) > 0 {
+			out = append(out, with(e, ds))
 		}
 	}
 	i, j := 0, 0
@@ -340,17 +318,17 @@ func mergeFields(a []field, ca version.Clock, b []field, cb version.Clock) []fie
 		case j == len(b):
 			c = -1
 		default:
-			c = compareField(a[i], b[j])
+			c = cmp(a[i], b[j])
 		}
 		switch {
 		case c < 0:
-			keep(a[i], mergeDotted(a[i].snaps, ca, nil, cb, snapDot, mergeSnap))
+			keep(a[i], merge(dots(a[i]), nil))
 			i++
 		case c > 0:
-			keep(b[j], mergeDotted(nil, ca, b[j].snaps, cb, snapDot, mergeSnap))
+			keep(b[j], merge(nil, dots(b[j])))
 			j++
 		default:
-			keep(a[i], mergeDotted(a[i].snaps, ca, b[j].snaps, cb, snapDot, mergeSnap))
+			keep(a[i], merge(dots(a[i]), dots(b[j])))
 			i++
 			j++
 		}
