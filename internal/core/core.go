@@ -1,0 +1,541 @@
+package core
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/quorumkv/quorumkv/internal/hints"
+	"github.com/quorumkv/quorumkv/internal/ring"
+	"github.com/quorumkv/quorumkv/internal/storage"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// Config is a core's protocol settings. The server fills it from its flags; the simulator
+// from its scenario. DefaultConfig gives the reasons for the defaults.
+type Config struct {
+	ID         string // this node's name
+	Partitions int    // Q, the ring's fixed number of partitions
+
+	MaxKeyBytes    int // 8 KiB: the contract's key limit (413 beyond)
+	MaxValueBytes  int // 4 MiB: the contract's value limit (413 beyond)
+	MaxSiblings    int // 100: a write past it is refused (409), never trimmed
+	MaxObjectBytes int // 64 MiB: bounds one key's memory
+
+	// RequestTimeout: 5 s, a client request's default deadline.
+	RequestTimeout time.Duration
+	// HedgeDelay: 1 s. A write that has not heard from a primary by then also sends the
+	// object to a fallback as a hint (at most half the request's deadline): a paused or
+	// partitioned primary then costs a write this long, not its whole deadline.
+	HedgeDelay time.Duration
+
+	// HandoffInterval: 10 s between handoff rounds; a member coming back starts one at once.
+	HandoffInterval time.Duration
+	// HandoffRetry: 1 s after a failed handoff (the target just came back and is not
+	// reachable yet, say), rather than a whole interval.
+	HandoffRetry time.Duration
+	// HandoffBatchBytes: 1 MiB of objects per handoff batch: few round trips, bounded
+	// memory, and a failed batch resends little.
+	HandoffBatchBytes int
+	// HandoffTimeout: 30 s for one batch to be merged and synced by its target.
+	HandoffTimeout time.Duration
+	// HintRate: 16 MiB/s of handoff per target (0: unthrottled), so a returning node
+	// catches up quickly without starving client traffic on either side.
+	HintRate int64
+}
+
+// DefaultConfig returns the defaults; the reasons are beside each field of Config.
+func DefaultConfig() Config {
+	return Config{
+		Partitions:        256,
+		MaxKeyBytes:       8 << 10,
+		MaxValueBytes:     4 << 20,
+		MaxSiblings:       100,
+		MaxObjectBytes:    64 << 20,
+		RequestTimeout:    5 * time.Second,
+		HedgeDelay:        time.Second,
+		HandoffInterval:   10 * time.Second,
+		HandoffRetry:      time.Second,
+		HandoffBatchBytes: 1 << 20,
+		HandoffTimeout:    30 * time.Second,
+		HintRate:          16 << 20,
+	}
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ID == "" || strings.ContainsAny(c.ID, "\x00/") || !utf8.ValidString(c.ID) {
+		errs = append(errs, fmt.Errorf("core: node id %q must be non-empty UTF-8 without NUL or '/'", c.ID))
+	}
+	if c.Partitions <= 0 || c.Partitions&(c.Partitions-1) != 0 {
+		errs = append(errs, fmt.Errorf("core: partitions %d is not a power of two", c.Partitions))
+	}
+	if c.MaxKeyBytes <= 0 || c.MaxValueBytes <= 0 || c.MaxSiblings <= 0 || c.MaxObjectBytes <= 0 {
+		errs = append(errs, errors.New("core: limits must be positive"))
+	}
+	if c.RequestTimeout <= 0 || c.HedgeDelay <= 0 || c.HandoffInterval <= 0 || c.HandoffRetry <= 0 ||
+		c.HandoffBatchBytes <= 0 || c.HandoffTimeout <= 0 || c.HintRate < 0 {
+		errs = append(errs, errors.New("core: timeouts, intervals and batch sizes must be positive, hint rate >= 0"))
+	}
+	return errors.Join(errs...)
+}
+
+// Trees is told of every change to a data key, so anti-entropy's hash trees follow the
+// store. It may be nil (anti-entropy off).
+type Trees interface {
+	Update(bucket, key string, oldRaw, newRaw []byte)
+}
+
+// Counter names a count the core reports to its driver (metrics, simulator reports).
+type Counter int
+
+// The counts.
+const (
+	CountForward         Counter = iota // a write forwarded to a primary
+	CountFallbackWrite                  // a stand-in added for a primary during a write
+	CountHintStored                     // a hint kept for a down primary
+	CountReadRepair                     // a read-repair write sent
+	CountStaleRead                      // a read that found a replica behind
+	CountSiblings                       // (with n = live siblings) a read's answer
+	CountHintsDelivered                 // hints handed off and deleted
+	CountHandoffBytes                   // bytes of hints handed off
+	CountHintsStale                     // hints older than gc_grace discarded
+	CountHandoffReceived                // hinted objects merged from a handoff
+)
+
+// LogLevel is a log record's level.
+type LogLevel int
+
+// The levels.
+const (
+	LevelDebug LogLevel = iota
+	LevelInfo
+	LevelWarn
+	LevelError
+)
+
+// Deps are what a core works on, owned by its driver.
+type Deps struct {
+	Store   storage.Store // the node's store: data, identity and hints
+	Hints   *hints.Store  // hint queues over Store
+	Trees   Trees         // hash trees to keep up to date; nil for none
+	Buckets Buckets       // bucket properties
+	// Count receives counts (nil: dropped).
+	Count func(c Counter, n int)
+	// Log receives log records with key-value pairs (nil: dropped).
+	Log func(level LogLevel, msg string, kv ...any)
+}
+
+// Time is the current time as the driver sees it.
+type Time struct {
+	// Wall is the (possibly skewed) wall clock in Unix ms: hybrid logical clocks, hint
+	// ages, gc_grace.
+	Wall int64
+	// Mono orders timers: any monotonic time base, the same across a core's life.
+	Mono time.Duration
+}
+
+// Core is one node's protocol state. Not safe for concurrent use: one driver steps it.
+type Core struct {
+	cfg  Config
+	deps Deps
+
+	now   Time
+	id    identity
+	hlc   version.HLClock
+	view  View
+	ready Ready
+
+	nextMsg uint64
+	calls   map[uint64]pending // outstanding messages by id
+	timers  timerHeap
+	puts    map[uint64]*putCoord
+	fwds    map[uint64]*forward
+	gets    map[uint64]*getCoord
+	handoff handoffState
+}
+
+// pending is what an outstanding message belongs to.
+type pending struct {
+	owner uint64 // the coordinator's request id (0 for handoff)
+	kind  callKind
+	node  string
+	extra string // handoff target
+}
+
+type callKind uint8
+
+const (
+	callReplicate callKind = iota
+	callRead
+	callRepair
+	callForward
+	callHandoff
+)
+
+// New builds a core over deps, restoring its identity (store epoch, dot counter) from the
+// store. epoch names this store's incarnation: the driver creates it once per fresh store
+// (randomly, in the server) and keeps it in the store.
+func New(cfg Config, deps Deps, now Time) (*Core, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil || deps.Hints == nil || deps.Buckets == nil {
+		return nil, errors.New("core: Store, Hints and Buckets are required")
+	}
+	c := &Core{cfg: cfg, deps: deps, now: now,
+		calls: map[uint64]pending{}, puts: map[uint64]*putCoord{}, fwds: map[uint64]*forward{}, gets: map[uint64]*getCoord{}}
+	if err := c.id.load(cfg.ID, deps.Store); err != nil {
+		return nil, err
+	}
+	c.handoff.init(now)
+	return c, nil
+}
+
+// Actor is this run's version-vector actor.
+func (c *Core) Actor() string { return c.id.actor }
+
+// Config returns the core's configuration.
+func (c *Core) Config() Config { return c.cfg }
+
+func (c *Core) count(k Counter, n int) {
+	if c.deps.Count != nil && n != 0 {
+		c.deps.Count(k, n)
+	}
+}
+
+func (c *Core) log(level LogLevel, msg string, kv ...any) {
+	if c.deps.Log != nil {
+		c.deps.Log(level, msg, kv...)
+	}
+}
+
+// View is the cluster as the failure detector sees it.
+type View struct {
+	Ring  *ring.Ring      // nil until there are members
+	Alive map[string]bool // members seen up (or suspect)
+}
+
+// Event is something that happened: the input of Step.
+type Event interface{ isEvent() }
+
+// Tick is the passage of time alone (timers).
+type Tick struct{}
+
+// SetView replaces the cluster view. Members newly seen up get their hints handed off.
+type SetView struct{ View View }
+
+// ClientRequest is a client's read or write, answered by a Reply with the same ID.
+type ClientRequest struct {
+	ID          uint64 // chosen by the driver, unique among its requests in flight
+	Op          Op
+	Bucket, Key string
+	Value       []byte // OpPut
+	Write       WriteOptions
+	Read        ReadOptions
+	CRDT        *CRDTOp // OpCRDT
+}
+
+// PeerRequest is a request from another node, answered by an Answer with the same ID.
+type PeerRequest struct {
+	From string
+	ID   uint64 // chosen by the driver
+	Env  *pb.Envelope
+}
+
+// Response is the answer to one of this core's Messages, or why there is none.
+type Response struct {
+	ID  uint64 // the Message's ID
+	Env *pb.Envelope
+	// Err wraps ErrUnreachable (not sent) or ErrLost (no answer) when Env is nil.
+	Err error
+}
+
+// LocalMerge merges an object into this node's own replica of a key (anti-entropy
+// repairs run by the driver), as a replica write from a peer would.
+type LocalMerge struct {
+	Bucket, Key string
+	Object      version.Object
+}
+
+func (Tick) isEvent()          {}
+func (SetView) isEvent()       {}
+func (ClientRequest) isEvent() {}
+func (PeerRequest) isEvent()   {}
+func (Response) isEvent()      {}
+func (LocalMerge) isEvent()    {}
+
+// Op is a client operation.
+type Op uint8
+
+// The client operations.
+const (
+	OpGet Op = iota + 1
+	OpPut
+	OpDelete
+	OpCRDT
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpGet:
+		return "get"
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	case OpCRDT:
+		return "update"
+	}
+	return "op?"
+}
+
+// WriteOptions are a write's per-request settings; empty strings take the bucket's
+// defaults.
+type WriteOptions struct {
+	W, PW, DW string
+	Timeout   time.Duration
+	Context   string // causal context of the read this write supersedes
+}
+
+// ReadOptions are a read's per-request settings.
+type ReadOptions struct {
+	R, PR   string
+	Timeout time.Duration
+}
+
+// Ready is what the driver must do now.
+type Ready struct {
+	// Sync: make every store write so far durable before anything below leaves.
+	Sync bool
+	// Messages are requests to peers; each one's answer (or failure) comes back as a
+	// Response with its ID.
+	Messages []Message
+	// Answers answer peers' requests.
+	Answers []Answer
+	// Replies answer client requests.
+	Replies []Reply
+}
+
+// Empty reports whether there is nothing to do.
+func (r *Ready) Empty() bool {
+	return !r.Sync && len(r.Messages) == 0 && len(r.Answers) == 0 && len(r.Replies) == 0
+}
+
+// Message is a request to a peer.
+type Message struct {
+	To       string
+	ID       uint64
+	Env      *pb.Envelope
+	Deadline time.Duration // Mono time after which the driver gives up (Response with ErrLost)
+}
+
+// Answer answers a PeerRequest.
+type Answer struct {
+	To  string
+	ID  uint64
+	Env *pb.Envelope
+}
+
+// Reply answers a ClientRequest.
+type Reply struct {
+	ID     uint64
+	Err    error
+	Object version.Object // OpGet: the merge of the replies (Empty when absent)
+	// Context is a write's new causal context.
+	Context string
+	// Before and After are a CRDT operation's state at its coordinator.
+	Before, After []byte
+	// Partition is the key's ring partition.
+	Partition int
+}
+
+// Step applies one event at time now.
+func (c *Core) Step(now Time, ev Event) {
+	c.advanceTime(now)
+	switch e := ev.(type) {
+	case Tick:
+	case SetView:
+		c.setView(e.View)
+	case ClientRequest:
+		c.clientRequest(e)
+	case PeerRequest:
+		c.peerRequest(e)
+	case Response:
+		c.response(e)
+	case LocalMerge:
+		if err := c.validKey(e.Bucket, e.Key); err != nil {
+			c.log(LevelError, "local merge refused", "err", err)
+			break
+		}
+		if _, err := c.applyMerge(e.Bucket, e.Key, e.Object, c.deps.Buckets.Bucket(e.Bucket).LWW(), false); err != nil {
+			c.log(LevelError, "local merge failed", "bucket", e.Bucket, "key", e.Key, "err", err)
+		}
+	default:
+		panic(fmt.Sprintf("core: unknown event %T", ev))
+	}
+	c.runTimers()
+}
+
+// Ready returns what the driver must do now. It stays valid until Advance.
+func (c *Core) Ready() Ready { return c.ready }
+
+// HasReady reports whether Ready holds anything.
+func (c *Core) HasReady() bool { return !c.ready.Empty() }
+
+// Advance tells the core that the last Ready was carried out.
+func (c *Core) Advance() { c.ready = Ready{} }
+
+// NextTimer is the Mono time of the core's earliest timer, and false when it has none:
+// the driver steps a Tick then.
+func (c *Core) NextTimer() (time.Duration, bool) {
+	if len(c.timers) == 0 {
+		return 0, false
+	}
+	return c.timers[0].at, true
+}
+
+func (c *Core) advanceTime(now Time) {
+	if now.Mono > c.now.Mono {
+		c.now.Mono = now.Mono
+	}
+	c.now.Wall = now.Wall
+}
+
+// send queues a request to a peer, owned by coordinator owner.
+func (c *Core) send(to string, env *pb.Envelope, deadline time.Duration, p pending) uint64 {
+	c.nextMsg++
+	id := c.nextMsg
+	p.node = to
+	c.calls[id] = p
+	c.ready.Messages = append(c.ready.Messages, Message{To: to, ID: id, Env: env, Deadline: deadline})
+	return id
+}
+
+func (c *Core) response(r Response) {
+	p, ok := c.calls[r.ID]
+	if !ok {
+		return // its owner finished already
+	}
+	delete(c.calls, r.ID)
+	switch p.kind {
+	case callReplicate:
+		if pc := c.puts[p.owner]; pc != nil {
+			c.putResponse(pc, p.node, r)
+		}
+	case callRead, callRepair:
+		if g := c.gets[p.owner]; g != nil {
+			c.getResponse(g, p, r)
+		}
+	case callForward:
+		if f := c.fwds[p.owner]; f != nil {
+			c.forwardResponse(f, p.node, r)
+		}
+	case callHandoff:
+		c.handoffResponse(p.extra, r)
+	}
+}
+
+// timers
+
+type timerKind uint8
+
+const (
+	timerPutDeadline timerKind = iota
+	timerPutHedge
+	timerGetDeadline
+	timerFwdDeadline
+	timerHandoff
+)
+
+type timer struct {
+	at    time.Duration
+	seq   uint64
+	kind  timerKind
+	owner uint64
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].seq < h[j].seq
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+func (c *Core) after(d time.Duration, kind timerKind, owner uint64) {
+	c.nextMsg++
+	heap.Push(&c.timers, timer{at: c.now.Mono + d, seq: c.nextMsg, kind: kind, owner: owner})
+}
+
+func (c *Core) at(t time.Duration, kind timerKind, owner uint64) {
+	c.nextMsg++
+	heap.Push(&c.timers, timer{at: t, seq: c.nextMsg, kind: kind, owner: owner})
+}
+
+func (c *Core) runTimers() {
+	for len(c.timers) > 0 && c.timers[0].at <= c.now.Mono {
+		t := heap.Pop(&c.timers).(timer)
+		switch t.kind {
+		case timerPutDeadline:
+			if pc := c.puts[t.owner]; pc != nil {
+				pc.fsm.Timeout()
+				c.putProgress(pc, true)
+			}
+		case timerPutHedge:
+			if pc := c.puts[t.owner]; pc != nil {
+				c.putHedge(pc)
+			}
+		case timerGetDeadline:
+			if g := c.gets[t.owner]; g != nil {
+				g.fsm.Timeout()
+				c.getProgress(g, true)
+			}
+		case timerFwdDeadline:
+			if f := c.fwds[t.owner]; f != nil {
+				c.forwardTimeout(f)
+			}
+		case timerHandoff:
+			c.handoffRound()
+		}
+	}
+}
+
+func (c *Core) setView(v View) {
+	was := c.view.Alive
+	c.view = v
+	back := false
+	for id := range v.Alive {
+		if !was[id] {
+			back = true
+		}
+	}
+	if back {
+		c.kickHandoff() // a member may be back: hand its hints over now
+	}
+}
+
+// alive reports whether the failure detector considers node id up.
+func (c *Core) alive(id string) bool { return id == c.cfg.ID || c.view.Alive[id] }
+
+func (c *Core) timeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return c.cfg.RequestTimeout
+	}
+	return d
+}

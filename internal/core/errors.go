@@ -1,0 +1,89 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quorumkv/quorumkv/internal/quorum"
+)
+
+// Errors returned to clients; the HTTP and Redis front ends map them to statuses.
+var (
+	// ErrBadRequest marks client mistakes (HTTP 400).
+	ErrBadRequest = errors.New("bad request")
+	// ErrTooLarge marks a key, value or object over its limit (HTTP 413).
+	ErrTooLarge = errors.New("too large")
+	// ErrTooManySiblings refuses a write that would push an object past the sibling cap.
+	ErrTooManySiblings = errors.New("too many siblings")
+	// ErrUnavailable reports that no replica could be reached, or the node is not ready.
+	ErrUnavailable = errors.New("no replica reachable")
+	// ErrWrongType reports an operation on a key holding another data type (Redis WRONGTYPE).
+	ErrWrongType = errors.New("wrong type")
+)
+
+// Send failures the driver reports in a Response's Err. Wrap the transport's own error
+// with one of these so errors.Is tells them apart.
+var (
+	// ErrUnreachable: the message was not sent (no connection); it did not happen there.
+	ErrUnreachable = errors.New("peer unreachable")
+	// ErrLost: the message may have been delivered but no answer came (a broken
+	// connection, a deadline); what happened there is unknown.
+	ErrLost = errors.New("answer lost")
+)
+
+// Code is the contract's machine code of an error, carried over the wire.
+type Code string
+
+// The error codes.
+const (
+	CodeNone            Code = ""
+	CodeQuorumFailed    Code = "quorum_failed"
+	CodeBadRequest      Code = "bad_request"
+	CodeTooLarge        Code = "too_large"
+	CodeTooManySiblings Code = "too_many_siblings"
+	CodeUnavailable     Code = "unavailable"
+	CodeWrongType       Code = "wrong_type"
+	CodeInternal        Code = "internal"
+)
+
+// ErrorCode is the contract's machine code for err.
+func ErrorCode(err error) Code {
+	var qe *quorum.QuorumError
+	switch {
+	case err == nil:
+		return CodeNone
+	case errors.As(err, &qe):
+		return CodeQuorumFailed
+	case errors.Is(err, ErrBadRequest):
+		return CodeBadRequest
+	case errors.Is(err, ErrTooLarge):
+		return CodeTooLarge
+	case errors.Is(err, ErrTooManySiblings):
+		return CodeTooManySiblings
+	case errors.Is(err, ErrUnavailable):
+		return CodeUnavailable
+	case errors.Is(err, ErrWrongType):
+		return CodeWrongType
+	}
+	return CodeInternal
+}
+
+// RemoteError turns an error carried over the wire back into a typed error.
+func RemoteError(code, msg string) error {
+	var base error
+	switch Code(code) {
+	case CodeBadRequest:
+		base = ErrBadRequest
+	case CodeTooLarge:
+		base = ErrTooLarge
+	case CodeTooManySiblings:
+		base = ErrTooManySiblings
+	case CodeUnavailable:
+		base = ErrUnavailable
+	case CodeWrongType:
+		base = ErrWrongType
+	default:
+		return errors.New(msg)
+	}
+	return fmt.Errorf("%w: %s", base, msg)
+}

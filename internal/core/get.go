@@ -1,0 +1,162 @@
+package core
+
+import (
+	"errors"
+
+	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// getCoord coordinates one read: it asks every replica, answers after R, and goes on
+// (without holding up the client) until every replica answered and every repair landed,
+// or the deadline.
+type getCoord struct {
+	id       uint64
+	client   uint64
+	bucket   string
+	key      string
+	lww      bool
+	rs       *replicaSet
+	fsm      *quorum.Get
+	answered bool
+	// settle: the quorum was ruled out before every replica answered; the answer waits for
+	// the others (within the deadline) so the error reports how many did answer.
+	settle *quorum.QuorumError
+}
+
+func (c *Core) startGet(r ClientRequest) {
+	fail := func(err error) { c.reply(origin{client: true, id: r.ID}, Reply{Err: err}) }
+	props := c.deps.Buckets.Bucket(r.Bucket)
+	spec, err := getSpec(props, r.Read)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := c.validKey(r.Bucket, r.Key); err != nil {
+		fail(err)
+		return
+	}
+	rs, err := c.replicas(r.Bucket, r.Key, props.N)
+	if err != nil {
+		fail(err)
+		return
+	}
+	g := &getCoord{id: c.newID(), client: r.ID, bucket: r.Bucket, key: r.Key, lww: spec.LWW, rs: rs, fsm: quorum.NewGet(spec, rs.targets())}
+	c.gets[g.id] = g
+	deadline := c.now.Mono + c.timeout(r.Read.Timeout)
+	for _, rep := range rs.reps {
+		if rep.node == c.cfg.ID {
+			obj, _, err := c.loadReplica(rep, r.Bucket, r.Key)
+			if err != nil {
+				c.log(LevelError, "local read failed", "key", r.Key, "err", err)
+				g.fsm.Fail(rep.node)
+				continue
+			}
+			g.fsm.Reply(rep.node, obj)
+			continue
+		}
+		req := &pb.GetRequest{Bucket: r.Bucket, Key: r.Key, HintFor: rep.hintFor}
+		c.send(rep.node, &pb.Envelope{Body: &pb.Envelope_Get{Get: req}}, deadline, pending{owner: g.id, kind: callRead})
+	}
+	c.at(deadline, timerGetDeadline, g.id)
+	c.getProgress(g, false)
+}
+
+func (c *Core) getResponse(g *getCoord, p pending, r Response) {
+	if p.kind == callRepair {
+		g.fsm.RepairDone(p.node)
+		c.getProgress(g, false)
+		return
+	}
+	gr := r.Env.GetGetResp()
+	if r.Err != nil || gr == nil {
+		g.fsm.Fail(p.node)
+		c.getProgress(g, false)
+		return
+	}
+	c.hlcObserve(version.HLC{Wall: gr.HlcWall, Logical: gr.HlcLogical})
+	var obj version.Object
+	if gr.Found {
+		o, err := version.Decode(gr.Object)
+		if err != nil {
+			c.log(LevelError, "replica sent a corrupt object", "replica", p.node, "err", err)
+			g.fsm.Fail(p.node)
+			c.getProgress(g, false)
+			return
+		}
+		obj = o
+	}
+	g.fsm.Reply(p.node, obj)
+	c.getProgress(g, false)
+}
+
+// getProgress carries out what the read's state machine asks: repairs to send, the answer.
+func (c *Core) getProgress(g *getCoord, deadline bool) {
+	for {
+		rd := g.fsm.Ready()
+		c.sendRepairs(g, rd.Repairs)
+		if rd.Answer != nil && !g.answered {
+			g.answered = true
+			c.getAnswer(g, rd.Answer)
+		}
+		if g.settle != nil && (rd.Done || deadline) {
+			replies, primary := g.fsm.Counts()
+			settled := *g.settle
+			settled.Acks = replies
+			if g.settle.Kind == "pr" {
+				settled.Acks = primary
+			}
+			g.settle = nil
+			c.reply(origin{client: true, id: g.client}, Reply{Err: &settled, Partition: g.rs.partition})
+		}
+		if rd.Done || deadline {
+			delete(c.gets, g.id)
+			return
+		}
+		if len(rd.Repairs) == 0 {
+			return
+		}
+		// A local repair may have moved the machine on: look again.
+	}
+}
+
+func (c *Core) getAnswer(g *getCoord, ans *quorum.Answer) {
+	var qe *quorum.QuorumError
+	if ans.Err != nil {
+		if errors.As(ans.Err, &qe) && !qe.Timeout {
+			g.settle = qe
+			return
+		}
+		c.reply(origin{client: true, id: g.client}, Reply{Err: ans.Err, Partition: g.rs.partition})
+		return
+	}
+	if ans.Stale {
+		c.count(CountStaleRead, 1)
+	}
+	if live := len(ans.Object.Live()); live > 0 {
+		c.count(CountSiblings, live)
+	}
+	c.reply(origin{client: true, id: g.client}, Reply{Object: ans.Object, Partition: g.rs.partition})
+}
+
+func (c *Core) sendRepairs(g *getCoord, repairs []quorum.Repair) {
+	for _, r := range repairs {
+		if !g.rs.isPrimary(r.Node) {
+			// A fallback keeps a hint only until its primary is back; repair primaries.
+			g.fsm.RepairDone(r.Node)
+			continue
+		}
+		c.count(CountReadRepair, 1)
+		if r.Node == c.cfg.ID {
+			if _, err := c.applyMerge(g.bucket, g.key, r.Object, g.lww, false); err != nil {
+				c.log(LevelError, "local read repair failed", "key", g.key, "err", err)
+			}
+			g.fsm.RepairDone(r.Node)
+			continue
+		}
+		hl := c.hlc.Last()
+		req := &pb.ReplicateRequest{Bucket: g.bucket, Key: g.key, Object: r.Object.AppendBinary(nil), HlcWall: hl.Wall, HlcLogical: hl.Logical}
+		c.send(r.Node, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: req}}, c.now.Mono+c.cfg.RequestTimeout, pending{owner: g.id, kind: callRepair})
+	}
+}

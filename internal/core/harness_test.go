@@ -1,0 +1,274 @@
+package core_test
+
+import (
+	"container/heap"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/hints"
+	"github.com/quorumkv/quorumkv/internal/ring"
+	"github.com/quorumkv/quorumkv/internal/storage"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
+)
+
+// world is a small virtual-time cluster of cores for protocol scripts: messages take one
+// millisecond each way, a partition or a crashed node makes a send fail as unreachable,
+// and time moves only when the script says so.
+type world struct {
+	t       *testing.T
+	now     time.Duration
+	seq     uint64
+	q       evq
+	nodes   []*wnode
+	ring    *ring.Ring
+	cut     map[[2]string]bool // one-way: from→to dropped
+	buckets fixedBuckets
+	replies map[string]*core.Reply // by request name
+	names   map[uint64]string
+	nextReq uint64
+	counts  map[core.Counter]int
+	wallOff map[string]time.Duration
+}
+
+type wnode struct {
+	id    string
+	store *storage.Memory
+	core  *core.Core
+	up    bool
+	down  bool // seen down by the others' failure detectors
+	timer time.Duration
+}
+
+type fixedBuckets map[string]core.BucketProps
+
+func (b fixedBuckets) Bucket(name string) core.BucketProps {
+	if p, ok := b[name]; ok {
+		return p
+	}
+	return core.DefaultBucketProps()
+}
+
+type wevent struct {
+	at  time.Duration
+	seq uint64
+	fn  func()
+}
+
+type evq []wevent
+
+func (h evq) Len() int { return len(h) }
+func (h evq) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].seq < h[j].seq
+}
+func (h evq) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *evq) Push(x any)   { *h = append(*h, x.(wevent)) }
+func (h *evq) Pop() any     { o := *h; e := o[len(o)-1]; *h = o[:len(o)-1]; return e }
+func (w *world) at(d time.Duration, fn func()) {
+	w.seq++
+	heap.Push(&w.q, wevent{at: d, seq: w.seq, fn: fn})
+}
+
+const hop = time.Millisecond
+
+// baseWall is the virtual wall clock's origin (Unix ms), so HLC timestamps look real.
+const baseWall = int64(1_800_000_000_000)
+
+func newWorld(t *testing.T, n int, buckets fixedBuckets) *world {
+	w := &world{t: t, cut: map[[2]string]bool{}, buckets: buckets, replies: map[string]*core.Reply{},
+		names: map[uint64]string{}, counts: map[core.Counter]int{}, wallOff: map[string]time.Duration{}}
+	var members []ring.Member
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("n%d", i)
+		members = append(members, ring.Member{ID: ring.NodeID(id)})
+		w.nodes = append(w.nodes, &wnode{id: id, store: storage.NewMemory(), up: true})
+	}
+	r, err := ring.New(ring.Config{Partitions: 64}, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ring = r
+	for _, nd := range w.nodes {
+		if err := core.InitEpoch(nd.store, "e"+nd.id[1:]); err != nil {
+			t.Fatal(err)
+		}
+		w.open(nd)
+	}
+	w.pushViews()
+	return w
+}
+
+func (w *world) time(nd *wnode) core.Time {
+	return core.Time{Wall: baseWall + int64((w.now+w.wallOff[nd.id])/time.Millisecond), Mono: w.now}
+}
+
+func (w *world) open(nd *wnode) {
+	h, err := hints.Open(nd.store, hints.Config{Window: 3 * time.Hour, MaxBytesPerTarget: 1 << 30}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cfg := core.DefaultConfig()
+	cfg.ID = nd.id
+	cfg.Partitions = 64
+	cfg.HintRate = 0
+	c, err := core.New(cfg, core.Deps{Store: nd.store, Hints: h, Buckets: w.buckets,
+		Count: func(k core.Counter, n int) { w.counts[k] += n }}, w.time(nd))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	nd.core = c
+	nd.up = true
+	nd.timer = -1
+}
+
+func (w *world) node(id string) *wnode {
+	for _, nd := range w.nodes {
+		if nd.id == id {
+			return nd
+		}
+	}
+	w.t.Fatalf("no node %q", id)
+	return nil
+}
+
+// pushViews gives every running core the failure detector's view: nodes marked down are
+// absent from it.
+func (w *world) pushViews() {
+	alive := map[string]bool{}
+	for _, nd := range w.nodes {
+		if !nd.down {
+			alive[nd.id] = true
+		}
+	}
+	for _, nd := range w.nodes {
+		if nd.up {
+			w.step(nd, core.SetView{View: core.View{Ring: w.ring, Alive: alive}})
+		}
+	}
+}
+
+// step feeds an event to a node's core and carries out its Ready.
+func (w *world) step(nd *wnode, ev core.Event) {
+	if !nd.up {
+		return
+	}
+	nd.core.Step(w.time(nd), ev)
+	w.drain(nd)
+}
+
+func (w *world) drain(nd *wnode) {
+	rd := nd.core.Ready()
+	nd.core.Advance()
+	if rd.Sync {
+		if err := nd.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	for _, m := range rd.Messages {
+		w.deliver(nd, m)
+	}
+	for _, a := range rd.Answers {
+		to, id, env, from := w.node(a.To), a.ID, a.Env, nd.id
+		w.at(w.now+hop, func() {
+			if to.up && !w.cut[[2]string{from, to.id}] {
+				w.step(to, core.Response{ID: id, Env: env})
+			}
+		})
+	}
+	for _, r := range rd.Replies {
+		r := r
+		w.replies[w.names[r.ID]] = &r
+	}
+	if t, ok := nd.core.NextTimer(); ok && (nd.timer < 0 || t < nd.timer || nd.timer <= w.now) {
+		nd.timer = t
+		w.at(t, func() {
+			if nd.up {
+				nd.timer = -1
+				w.step(nd, core.Tick{})
+			}
+		})
+	}
+}
+
+// deliver sends a message: after a hop it reaches its target, unless the link is cut or
+// the target is down, when the sender hears "unreachable". A request whose answer is cut
+// on the way back is answered at its deadline as lost.
+func (w *world) deliver(from *wnode, m core.Message) {
+	to := w.node(m.To)
+	w.at(w.now+hop, func() {
+		if !from.up {
+			return
+		}
+		if w.cut[[2]string{from.id, to.id}] || !to.up {
+			w.step(from, core.Response{ID: m.ID, Err: fmt.Errorf("%w: %s", core.ErrUnreachable, to.id)})
+			return
+		}
+		answered := false
+		reqID := m.ID
+		w.step(to, core.PeerRequest{From: from.id, ID: reqID, Env: m.Env})
+		_ = answered
+		w.at(m.Deadline, func() {
+			// The answer travels as a Response stepped into from (drain above); if the core
+			// still waits for it at the deadline, the driver says it was lost.
+			w.step(from, core.Response{ID: reqID, Err: fmt.Errorf("%w: deadline", core.ErrLost)})
+		})
+	})
+}
+
+// run moves time forward by d, running every event due.
+func (w *world) run(d time.Duration) {
+	end := w.now + d
+	for len(w.q) > 0 && w.q[0].at <= end {
+		e := heap.Pop(&w.q).(wevent)
+		if e.at > w.now {
+			w.now = e.at
+		}
+		e.fn()
+	}
+	w.now = end
+}
+
+// settle runs until no message is in flight (timers aside), at most d.
+func (w *world) settle(d time.Duration) { w.run(d) }
+
+func (w *world) request(name, via string, req core.ClientRequest) {
+	w.nextReq++
+	req.ID = w.nextReq
+	w.names[req.ID] = name
+	delete(w.replies, name)
+	w.step(w.node(via), req)
+}
+
+func (w *world) crash(id string) {
+	nd := w.node(id)
+	nd.up = false
+	nd.store = nd.store.CrashClone()
+}
+
+func (w *world) restart(id string) {
+	nd := w.node(id)
+	w.open(nd)
+	w.pushViews()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// describe prints an envelope's kind, for traces.
+func describe(env *pb.Envelope) string {
+	s := fmt.Sprintf("%T", env.Body)
+	return strings.TrimPrefix(s, "*pb.Envelope_")
+}

@@ -1,0 +1,172 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/quorumkv/quorumkv/internal/storage"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// Store keys of the node's identity.
+const (
+	keyEpoch   = "m/epoch"
+	keyCounter = "m/counter"
+	// keyClean holds the actor of a run that stopped cleanly (every write synced); the
+	// next run carries on as that actor, so a clean restart adds no version-vector entry.
+	keyClean = "m/clean"
+	// KeySyncMarker is written with fsync to make every earlier write durable.
+	KeySyncMarker = "m/sync"
+)
+
+// counterLease is how far ahead of use the dot counter is persisted: one synced write per
+// 100,000 writes, and a restart skips at most that many counter values.
+const counterLease = 100_000
+
+// maxContextCounter bounds the counters a client context may carry: real counters grow by
+// one per write, so 2^48 is centuries away, and a forged larger one could exhaust an actor's
+// counter space.
+const maxContextCounter = 1 << 48
+
+// identity is the node's version-vector actor and its dot counter.
+type identity struct {
+	st      storage.Store
+	actor   string
+	counter uint64 // the last counter minted
+	bound   uint64 // counters up to here are leased (persisted)
+}
+
+// InitEpoch gives a fresh store its epoch (fresh, chosen by the driver: random in the
+// server) and leaves a store that has one alone. A node whose store was wiped so gets a
+// new epoch, hence new actors, and never reuses a dot.
+func InitEpoch(st storage.Store, fresh string) error {
+	_, err := st.Get([]byte(keyEpoch))
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("core: read epoch: %w", err)
+	}
+	if fresh == "" {
+		return errors.New("core: empty store epoch")
+	}
+	if err := st.Put([]byte(keyEpoch), []byte(fresh), storage.WriteOptions{Sync: true}); err != nil {
+		return fmt.Errorf("core: store epoch: %w", err)
+	}
+	return nil
+}
+
+// load reads the epoch and leases the dot counter.
+//
+// Every run of the process that follows a crash is its own actor, named by the dot-counter
+// lease it took at start (persisted, only grows). A crash loses the writes this node
+// acknowledged without dw (its store had not synced them), while other replicas kept them;
+// had the node carried on as the same actor, its next dot for such a key would advance its
+// version-vector entry past the lost dots, and every replica would then drop those writes
+// as seen (Riak's kv679). Likewise a CRDT actor's counters would restart from the stale
+// copy and merges (max per actor) would swallow new increments. A run that stopped
+// cleanly synced everything it wrote, so the next run carries on as the same actor.
+func (id *identity) load(nodeID string, st storage.Store) error {
+	id.st = st
+	epoch, err := st.Get([]byte(keyEpoch))
+	if err != nil {
+		return fmt.Errorf("core: read epoch (InitEpoch first): %w", err)
+	}
+	v, err := st.Get([]byte(keyCounter))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("core: read counter: %w", err)
+	default:
+		c, perr := strconv.ParseUint(string(v), 10, 64)
+		if perr != nil {
+			return fmt.Errorf("core: corrupt counter %q: %w", v, perr)
+		}
+		id.counter = c
+	}
+	clean, err := st.Get([]byte(keyClean))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		clean = nil
+	case err != nil:
+		return fmt.Errorf("core: read clean-stop marker: %w", err)
+	}
+	id.bound = id.counter
+	storeID := nodeID + "." + string(epoch)
+	if len(clean) > 0 {
+		// The counter persisted at a clean stop is the last one minted, not a lease bound.
+		id.actor = string(clean)
+		if err := st.Delete([]byte(keyClean), storage.WriteOptions{Sync: true}); err != nil {
+			return fmt.Errorf("core: clear clean-stop marker: %w", err)
+		}
+	} else {
+		id.actor = storeID + "~" + strconv.FormatUint(id.bound, 36)
+	}
+	return id.extendLease(id.counter)
+}
+
+func (id *identity) extendLease(from uint64) error {
+	bound := from + counterLease
+	if err := id.st.Put([]byte(keyCounter), []byte(strconv.FormatUint(bound, 10)), storage.WriteOptions{Sync: true}); err != nil {
+		return fmt.Errorf("core: lease dot counter: %w", err)
+	}
+	id.bound = bound
+	return nil
+}
+
+// mint returns a dot counter greater than floor and than any this node minted.
+func (id *identity) mint(floor uint64) (uint64, error) {
+	c := max(id.counter, floor) + 1
+	if c > id.bound {
+		if err := id.extendLease(c); err != nil {
+			return 0, err
+		}
+	}
+	id.counter = c
+	return c, nil
+}
+
+// Stop records a clean stop: the exact counter and this run's actor, synced after every
+// earlier write, so the next run carries on as the same actor. The driver calls it last,
+// once nothing else will be written.
+func (c *Core) Stop() error {
+	id := &c.id
+	if err := id.st.Write([]storage.Op{
+		{Key: []byte(keyCounter), Value: []byte(strconv.FormatUint(id.counter, 10))},
+		{Key: []byte(keyClean), Value: []byte(id.actor)},
+	}, storage.WriteOptions{Sync: true}); err != nil {
+		return fmt.Errorf("core: record clean stop: %w", err)
+	}
+	return nil
+}
+
+// checkContext refuses a forged context: one claiming a write of this node's actor that it
+// never made, or an absurd counter.
+func (c *Core) checkContext(clk version.Clock) error {
+	for _, e := range clk {
+		if e.Counter > maxContextCounter {
+			return fmt.Errorf("%w: context counter %d for %s is out of range", ErrBadRequest, e.Counter, e.Actor)
+		}
+	}
+	if n := clk.Get(c.id.actor); n > c.id.counter {
+		return fmt.Errorf("%w: context names write %d of %s, which was never made", ErrBadRequest, n, c.id.actor)
+	}
+	return nil
+}
+
+// hlcNow ticks the node's hybrid logical clock past every timestamp observed.
+func (c *Core) hlcNow(observe ...version.HLC) version.HLC {
+	for _, h := range observe {
+		if !h.IsZero() {
+			c.hlc.Observe(h, c.now.Wall)
+		}
+	}
+	return c.hlc.Now(c.now.Wall)
+}
+
+func (c *Core) hlcObserve(h version.HLC) {
+	if !h.IsZero() {
+		c.hlc.Observe(h, c.now.Wall)
+	}
+}

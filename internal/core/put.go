@@ -1,0 +1,495 @@
+package core
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/crdt"
+	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// CRDTOp is a CRDT operation; ReplaceType lets it replace a key of another type (Redis
+// SET) instead of failing with ErrWrongType.
+type CRDTOp struct {
+	Type        crdt.Type
+	Op          crdt.Op
+	ReplaceType bool
+}
+
+// mutation is what a write changes: a value or tombstone superseding what the client's
+// context has seen, or a CRDT operation applied to the coordinator's current state.
+type mutation struct {
+	value []byte
+	tomb  bool
+	ctx   string
+	crdt  *CRDTOp
+}
+
+// origin is who waits for a coordinator's outcome: a client, or a peer that forwarded.
+type origin struct {
+	client bool
+	peer   string
+	id     uint64
+}
+
+// putCoord coordinates one write at this node.
+type putCoord struct {
+	id       uint64
+	from     origin
+	bucket   string
+	key      string
+	rs       *replicaSet
+	fsm      *quorum.Put
+	enc      []byte
+	sync     bool
+	hlc      version.HLC
+	stoodIn  map[string]bool
+	newCtx   string
+	before   []byte
+	after    []byte
+	deadline time.Duration
+	failed   error // the quorum error, while late replies settle
+}
+
+// forward hands a write to a primary of the key.
+type forward struct {
+	id       uint64
+	from     origin
+	bucket   string
+	key      string
+	m        mutation
+	o        WriteOptions
+	spec     quorum.PutSpec
+	props    BucketProps
+	rs       *replicaSet
+	order    []string
+	next     int
+	deadline time.Duration
+	sent     uint64 // the message in flight
+	lastErr  error
+}
+
+func (c *Core) clientRequest(r ClientRequest) {
+	switch r.Op {
+	case OpGet:
+		c.startGet(r)
+	case OpPut:
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{value: r.Value, ctx: r.Write.Context}, r.Write, false)
+	case OpDelete:
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{tomb: true, ctx: r.Write.Context}, r.Write, false)
+	case OpCRDT:
+		if r.CRDT == nil {
+			c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: CRDT request without an operation", ErrBadRequest)})
+			return
+		}
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{crdt: r.CRDT}, r.Write, false)
+	default:
+		c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: unknown operation %d", ErrBadRequest, r.Op)})
+	}
+}
+
+// reply answers a client, or the peer that forwarded the write.
+func (c *Core) reply(o origin, r Reply) {
+	if o.client {
+		r.ID = o.id
+		c.ready.Replies = append(c.ready.Replies, r)
+		return
+	}
+	var qe *quorum.QuorumError
+	var env *pb.Envelope
+	switch {
+	case errors.As(r.Err, &qe):
+		env = &pb.Envelope{Body: &pb.Envelope_CoordPutResp{CoordPutResp: &pb.CoordPutResponse{
+			Failed: true, Acks: int32(qe.Acks), Required: int32(qe.Required), Code: qe.Kind, Error: qe.Error()}}}
+	case r.Err != nil:
+		env = ErrorEnvelope(r.Err)
+	default:
+		env = &pb.Envelope{Body: &pb.Envelope_CoordPutResp{CoordPutResp: &pb.CoordPutResponse{
+			Context: r.Context, CrdtState: r.After, CrdtBefore: r.Before}}}
+	}
+	c.answer(o.peer, o.id, env)
+}
+
+// write starts a write: coordinated here when this node is a primary of the key (or was
+// asked to coordinate by a peer), forwarded to a primary otherwise.
+func (c *Core) write(from origin, bucket, key string, m mutation, o WriteOptions, coordinate bool) {
+	props := c.deps.Buckets.Bucket(bucket)
+	fail := func(err error) { c.reply(from, Reply{Err: err}) }
+	spec, err := putSpec(props, o)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := c.validKey(bucket, key); err != nil {
+		fail(err)
+		return
+	}
+	if len(m.value) > c.cfg.MaxValueBytes {
+		fail(fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(m.value), c.cfg.MaxValueBytes))
+		return
+	}
+	if _, _, err := version.DecodeContext(m.ctx); err != nil {
+		fail(fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return
+	}
+	rs, err := c.replicas(bucket, key, props.N)
+	if err != nil {
+		fail(err)
+		return
+	}
+	deadline := c.now.Mono + c.timeout(o.Timeout)
+	if coordinate || rs.isPrimary(c.cfg.ID) {
+		if coordinate && !rs.isPrimary(c.cfg.ID) {
+			// The rings disagree (a membership change in flight): coordinate anyway, as the
+			// sender believes this node is a primary; its dot is still unique.
+			c.log(LevelWarn, "coordinating a write for a key this node is not a primary of", "bucket", bucket, "key", key)
+		}
+		c.coordinate(from, bucket, key, m, spec, props, rs, deadline)
+		return
+	}
+	c.count(CountForward, 1)
+	f := &forward{id: c.newID(), from: from, bucket: bucket, key: key, m: m, o: o, spec: spec, props: props, rs: rs, deadline: deadline}
+	for _, r := range rs.reps {
+		if r.primary() {
+			f.order = append(f.order, r.node)
+		}
+	}
+	c.fwds[f.id] = f
+	c.at(deadline, timerFwdDeadline, f.id)
+	c.forwardNext(f)
+}
+
+func (c *Core) newID() uint64 {
+	c.nextMsg++
+	return c.nextMsg
+}
+
+// forwardNext sends the write to the next primary to try; with none left it coordinates
+// here, writing to the fallbacks that stand in for the primaries (sloppy quorum). The dot
+// is this node's own, so it is as unique as any.
+func (c *Core) forwardNext(f *forward) {
+	if f.next >= len(f.order) {
+		delete(c.fwds, f.id)
+		c.coordinate(f.from, f.bucket, f.key, f.m, f.spec, f.props, f.rs, f.deadline)
+		return
+	}
+	to := f.order[f.next]
+	f.next++
+	req := &pb.CoordPutRequest{
+		Bucket: f.bucket, Key: f.key, Value: f.m.value, Tombstone: f.m.tomb, Context: f.m.ctx,
+		W: f.o.W, Pw: f.o.PW, Dw: f.o.DW, TimeoutMs: (f.deadline - c.now.Mono).Milliseconds(),
+	}
+	if f.m.crdt != nil {
+		js, assign, err := EncodeCRDTOp(f.m.crdt.Op)
+		if err != nil {
+			delete(c.fwds, f.id)
+			c.reply(f.from, Reply{Err: fmt.Errorf("encode operation: %w", err)})
+			return
+		}
+		req.CrdtType, req.CrdtOp, req.Value, req.ReplaceType = string(f.m.crdt.Type), js, assign, f.m.crdt.ReplaceType
+	}
+	f.sent = c.send(to, &pb.Envelope{Body: &pb.Envelope_CoordPut{CoordPut: req}}, f.deadline, pending{owner: f.id, kind: callForward})
+}
+
+func (c *Core) forwardResponse(f *forward, from string, r Response) {
+	if r.Err != nil {
+		f.lastErr = r.Err
+		if errors.Is(r.Err, ErrUnreachable) {
+			c.forwardNext(f) // not sent: the write did not happen there, try the next primary
+			return
+		}
+		// It may have been coordinated there: another attempt could apply it twice (a
+		// counter would count it twice), so the outcome is unknown.
+		c.forwardTimeout(f)
+		return
+	}
+	delete(c.fwds, f.id)
+	if e := r.Env.GetError(); e != nil {
+		c.reply(f.from, Reply{Err: RemoteError(e.Code, e.Message)})
+		return
+	}
+	cp := r.Env.GetCoordPutResp()
+	if cp == nil {
+		c.reply(f.from, Reply{Err: fmt.Errorf("coordinator %s: unexpected response %T", from, r.Env.Body)})
+		return
+	}
+	if cp.Failed {
+		c.reply(f.from, Reply{Err: &quorum.QuorumError{Kind: cp.Code, Required: int(cp.Required), Acks: int(cp.Acks)}})
+		return
+	}
+	c.reply(f.from, Reply{Context: cp.Context, Before: cp.CrdtBefore, After: cp.CrdtState, Partition: f.rs.partition})
+}
+
+// forwardTimeout ends a forward whose coordinator did not answer (in time): how many
+// replicas it reached is unknown here, so it reports none.
+func (c *Core) forwardTimeout(f *forward) {
+	delete(c.fwds, f.id)
+	delete(c.calls, f.sent)
+	c.reply(f.from, Reply{Err: &quorum.QuorumError{Kind: "w", Required: f.spec.W, Acks: 0, Timeout: true}})
+}
+
+// coordinate mints a dot, stores the new object locally (when this node is one of the
+// key's replicas) and replicates it to the others, answering when the write quorum is met
+// or cannot be. A primary that turns out unreachable is replaced by the next healthy node
+// past the primaries, which keeps the object as a hint.
+func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quorum.PutSpec, props BucketProps, rs *replicaSet, deadline time.Duration) {
+	fail := func(err error) { c.reply(from, Reply{Err: err}) }
+	clk, ts, err := version.DecodeContext(m.ctx)
+	if err != nil {
+		fail(fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return
+	}
+	if err := c.checkContext(clk); err != nil {
+		fail(err)
+		return
+	}
+	self, selfIn := rs.find(c.cfg.ID)
+	// With W=1 the coordinator's own copy may be the only one when the client hears "ok":
+	// an unsynced copy is one kill -9 away from an acknowledged write lost, so it is
+	// synced (with everything else of this turn). DW asks every counted ack to be.
+	sync := spec.DW > 0
+	localSync := sync || spec.W == 1
+
+	var local version.Object
+	var localRaw []byte
+	if selfIn {
+		if local, localRaw, err = c.loadReplica(self, bucket, key); err != nil {
+			fail(err)
+			return
+		}
+	}
+	now := c.hlcNow(local.MaxTimestamp(), ts)
+	n, err := c.id.mint(local.Clock.Get(c.id.actor))
+	if err != nil {
+		fail(err)
+		return
+	}
+	// The actor's entry in a key's version vector says "every dot of this actor up to here
+	// is seen", which holds only if this node's copy has all the dots it minted for the
+	// key: its own primary copy does. Coordinating from a hint copy or from none (sloppy
+	// coordination), a dot of the node's actor could cover earlier ones the copy lacks,
+	// and replicas would drop those writes as seen; a one-off actor cannot cover anything.
+	// The same holds for a CRDT actor's counters.
+	actor := c.id.actor
+	if !selfIn || !self.primary() {
+		actor = fmt.Sprintf("%s#%d", c.id.actor, n)
+	}
+	dot := version.Dot{Actor: actor, Counter: n}
+	value, tomb := m.value, m.tomb
+	var before, after []byte
+	if m.crdt != nil {
+		// The new state folds in every local sibling, so it supersedes them all.
+		b, a, err := applyCRDT(local, m.crdt, actor, now)
+		if err != nil {
+			fail(err)
+			return
+		}
+		value, before, after, clk = a, b, a, local.Clock
+	}
+	obj := local.Update(clk, version.Sibling{Dot: dot, Value: value, Tombstone: tomb, Timestamp: now})
+	if props.LWW() && len(obj.Siblings) > 1 && m.crdt == nil {
+		obj = obj.LWW()
+	}
+	if err := c.checkCaps(obj); err != nil {
+		fail(err)
+		return
+	}
+	enc := obj.AppendBinary(nil)
+	if selfIn {
+		if err := c.storeReplica(self, bucket, key, localRaw, obj, enc, localSync); err != nil {
+			fail(fmt.Errorf("local write: %w", err))
+			return
+		}
+	}
+	pc := &putCoord{id: c.newID(), from: from, bucket: bucket, key: key, rs: rs, fsm: quorum.NewPut(spec, rs.targets()),
+		enc: enc, sync: sync, hlc: c.hlc.Last(), stoodIn: map[string]bool{}, before: before, after: after, deadline: deadline,
+		// The new context covers what the client's context saw plus this write, and not
+		// concurrent siblings the client has never read.
+		newCtx: version.EncodeContext(clk.With(dot), now)}
+	if selfIn {
+		pc.fsm.Ack(c.cfg.ID, localSync)
+	}
+	c.puts[pc.id] = pc
+	for _, r := range rs.reps {
+		if r.node != c.cfg.ID {
+			c.replicate(pc, r)
+		}
+	}
+	c.at(deadline, timerPutDeadline, pc.id)
+	// A primary that has not answered by the hedge delay (paused, overloaded, partitioned
+	// one way) also gets a stand-in, while its own answer may still come: the write then
+	// does not wait for the failure detector, and a hint for a primary that did get the
+	// write merges into it as a no-op later.
+	c.after(min(c.cfg.HedgeDelay, (deadline-c.now.Mono)/2), timerPutHedge, pc.id)
+	c.putProgress(pc, false)
+}
+
+func (c *Core) replicate(pc *putCoord, to replica) {
+	req := &pb.ReplicateRequest{Bucket: pc.bucket, Key: pc.key, Object: pc.enc, Sync: pc.sync,
+		HlcWall: pc.hlc.Wall, HlcLogical: pc.hlc.Logical, HintFor: to.hintFor}
+	c.send(to.node, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: req}}, pc.deadline, pending{owner: pc.id, kind: callReplicate})
+}
+
+// standIn adds a fallback for primary, if one is left.
+func (c *Core) standIn(pc *putCoord, primary string) {
+	if !pc.rs.isPrimary(primary) || pc.stoodIn[primary] {
+		return
+	}
+	if fb, ok := pc.rs.nextSpare(); ok {
+		pc.stoodIn[primary] = true
+		pc.fsm.AddTarget(quorum.Target{Node: fb})
+		c.count(CountFallbackWrite, 1)
+		c.replicate(pc, replica{node: fb, hintFor: primary})
+	}
+}
+
+func (c *Core) putHedge(pc *putCoord) {
+	if pc.failed != nil {
+		return
+	}
+	for _, r := range pc.rs.reps {
+		if r.primary() && pc.fsm.Waiting(r.node) {
+			c.standIn(pc, r.node)
+		}
+	}
+}
+
+func (c *Core) putResponse(pc *putCoord, from string, r Response) {
+	if rr := r.Env.GetReplicateResp(); r.Err == nil && rr != nil {
+		pc.fsm.Ack(from, rr.Durable)
+	} else {
+		err := r.Err
+		if err == nil {
+			err = RemoteError(r.Env.GetError().GetCode(), r.Env.GetError().GetMessage())
+		}
+		c.log(LevelDebug, "replica write failed", "replica", from, "err", err)
+		// A primary that could not be reached, or whose connection broke, gets a stand-in
+		// if one is left (a hint for a primary that did get the write merges as a no-op).
+		if pc.failed == nil && (errors.Is(err, ErrUnreachable) || errors.Is(err, ErrLost)) {
+			c.standIn(pc, from)
+		}
+		pc.fsm.Fail(from)
+	}
+	c.putProgress(pc, false)
+}
+
+// putProgress answers once the outcome is known. A failed write is not rolled back (it may
+// have reached replicas), so its error says how many replicas hold it: the state machine
+// fails as soon as the quorum is out of reach — one replica failing fast while another is
+// still answering — so the answer waits, within the deadline, for the replicas still in
+// flight, and reports the acks they add.
+func (c *Core) putProgress(pc *putCoord, deadline bool) {
+	switch pc.fsm.Outcome() {
+	case quorum.Pending:
+		return
+	case quorum.Succeeded:
+		c.finishPut(pc)
+		c.reply(pc.from, Reply{Context: pc.newCtx, Before: pc.before, After: pc.after, Partition: pc.rs.partition})
+		return
+	}
+	if pc.failed == nil {
+		pc.failed = pc.fsm.Err()
+	}
+	var qe *quorum.QuorumError
+	if !errors.As(pc.failed, &qe) {
+		c.finishPut(pc)
+		c.reply(pc.from, Reply{Err: pc.failed})
+		return
+	}
+	if !pc.fsm.Settled() && !deadline {
+		return
+	}
+	acks, primary, durable := pc.fsm.Counts()
+	out := *qe
+	switch qe.Kind {
+	case "w":
+		out.Acks = acks
+	case "pw":
+		out.Acks = primary
+	case "dw":
+		out.Acks = durable
+	}
+	c.finishPut(pc)
+	c.reply(pc.from, Reply{Err: &out, Partition: pc.rs.partition})
+}
+
+// finishPut forgets a write. Answers still in flight find no owner and are dropped (the
+// driver answers every Message, at the latest at its deadline, so calls never leak).
+func (c *Core) finishPut(pc *putCoord) { delete(c.puts, pc.id) }
+
+// handleCoordPut coordinates a write a peer forwarded.
+func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
+	o := WriteOptions{W: r.W, PW: r.Pw, DW: r.Dw, Context: r.Context, Timeout: time.Duration(r.TimeoutMs) * time.Millisecond}
+	if o.Timeout <= 0 || o.Timeout > c.cfg.RequestTimeout*4 {
+		o.Timeout = c.cfg.RequestTimeout
+	}
+	m := mutation{value: r.Value, tomb: r.Tombstone, ctx: r.Context}
+	if r.CrdtType != "" {
+		op, err := ParseCRDTOp(r.CrdtType, r.CrdtOp, r.Value, r.ReplaceType)
+		if err != nil {
+			c.answer(from, id, ErrorEnvelope(err))
+			return
+		}
+		m = mutation{crdt: op}
+	}
+	c.write(origin{peer: from, id: id}, r.Bucket, r.Key, m, o, true)
+}
+
+// applyCRDT computes the new encoded state of a key from the coordinator's local copy.
+// CRDT keys: the value of each DVV sibling is an encoded CRDT state. A coordinator folds
+// its local siblings into one state, applies the operation with its actor, and writes the
+// result superseding every sibling it folded; concurrent updates on other coordinators stay
+// siblings until a reader or the next coordinator folds them. Merging is a join, so no
+// acknowledged operation is ever lost, whichever replicas it reached.
+func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC) (before, after []byte, err error) {
+	cur, found, err := crdt.Fold(local)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case !found:
+		cur = crdt.New(m.Type)
+	case cur.Type() != m.Type && m.ReplaceType:
+		cur = crdt.New(m.Type)
+	case cur.Type() != m.Type:
+		return nil, nil, fmt.Errorf("%w: the key holds a %s, not a %s", ErrWrongType, cur.Type(), m.Type)
+	}
+	next, err := crdt.Apply(cur, m.Op, actor, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return cur.Encode(), next.Encode(), nil
+}
+
+// ParseCRDTOp rebuilds a forwarded operation (see EncodeCRDTOp).
+func ParseCRDTOp(typ string, js, assign []byte, replace bool) (*CRDTOp, error) {
+	t, err := crdt.ParseType(typ)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	op, err := crdt.ParseOp(t, js)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if op.Assign != nil {
+		v := string(assign)
+		op.Assign = &v
+	}
+	return &CRDTOp{Type: t, Op: op, ReplaceType: replace}, nil
+}
+
+// EncodeCRDTOp is the forwarded form of an operation: JSON, except that a register's value
+// travels as raw bytes beside it (JSON strings must be UTF-8; values are any bytes).
+func EncodeCRDTOp(op crdt.Op) (js, assign []byte, err error) {
+	if op.Assign != nil {
+		assign = []byte(*op.Assign)
+		empty := ""
+		op.Assign = &empty
+	}
+	js, err = json.Marshal(op)
+	return js, assign, err
+}

@@ -1,0 +1,277 @@
+package core_test
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+
+	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/crdt"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// TestScripts runs the protocol scenarios under testdata/: each is a story over a small
+// virtual-time cluster, read as the specification of what a node does. Rewrite the
+// expected output with -rewrite after a deliberate change, and read the diff.
+//
+// Commands:
+//
+//	cluster nodes=N [bucket=B n=N lww]  a fresh cluster (Q=64, default bucket props)
+//	put name=X k=K v=V via=N [w= pw= dw= ctx=NAME]   a client write (ctx: the context of reply NAME)
+//	delete name=X k=K via=N [ctx=NAME]
+//	incr name=X k=K via=N by=D            a counter increment (bucket must be type counter)
+//	get name=X k=K via=N [r= pr=]
+//	run [for=D]                           move time on (default 100ms), delivering messages
+//	reply name=X                          a reply: ok/err, values, context's clock
+//	local k=K                             every node's stored copy (and hints)
+//	cut from=A to=B / partition A,B|C,D / heal   network faults (one-way or both ways)
+//	down N / up N                         the failure detector's view of N, on every node
+//	crash N / restart N                   kill -9 (unsynced writes lost) and start again
+//	skew N ms=D                           N's wall clock is D ms off
+//	counts                                the counters the cores reported
+func TestScripts(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		var w *world
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			args := map[string]string{}
+			var pos []string
+			for _, a := range d.CmdArgs {
+				if len(a.Vals) == 0 {
+					pos = append(pos, a.Key)
+					continue
+				}
+				args[a.Key] = strings.Join(a.Vals, ",")
+			}
+			dur := func(k, def string) time.Duration {
+				s := args[k]
+				if s == "" {
+					s = def
+				}
+				v, err := time.ParseDuration(s)
+				if err != nil {
+					d.Fatalf(t, "bad duration %q", s)
+				}
+				return v
+			}
+			if d.Cmd != "cluster" && w == nil {
+				d.Fatalf(t, "no cluster yet")
+			}
+			switch d.Cmd {
+			case "cluster":
+				n, _ := strconv.Atoi(args["nodes"])
+				b := fixedBuckets{}
+				if name := args["bucket"]; name != "" {
+					p := core.DefaultBucketProps()
+					if v := args["n"]; v != "" {
+						p.N, _ = strconv.Atoi(v)
+					}
+					for _, x := range pos {
+						if x == "lww" {
+							p.Conflict = core.ConflictLWW
+						}
+					}
+					if v := args["type"]; v != "" {
+						p.Type = v
+					}
+					if v := args["read_repair"]; v != "" {
+						p.ReadRepair = v
+					}
+					if v := args["gc_grace_s"]; v != "" {
+						p.GCGraceS, _ = strconv.ParseInt(v, 10, 64)
+					}
+					b[name] = p
+				}
+				w = newWorld(t, n, b)
+				return ""
+			case "put", "delete", "incr":
+				req := core.ClientRequest{Op: core.OpPut, Bucket: bucketOf(args), Key: args["k"], Value: []byte(args["v"]),
+					Write: core.WriteOptions{W: args["w"], PW: args["pw"], DW: args["dw"]}}
+				if c := args["ctx"]; c != "" {
+					r := w.replies[c]
+					if r == nil {
+						d.Fatalf(t, "no reply %q", c)
+					}
+					req.Write.Context = contextOf(r)
+				}
+				switch d.Cmd {
+				case "delete":
+					req.Op = core.OpDelete
+				case "incr":
+					by, _ := strconv.ParseInt(args["by"], 10, 64)
+					req.Op = core.OpCRDT
+					req.CRDT = &core.CRDTOp{Type: crdt.Counter, Op: crdt.Op{Increment: &by}}
+				}
+				w.request(args["name"], args["via"], req)
+				w.run(dur("for", "100ms"))
+				return w.describeReply(args["name"])
+			case "get":
+				w.request(args["name"], args["via"], core.ClientRequest{Op: core.OpGet, Bucket: bucketOf(args), Key: args["k"],
+					Read: core.ReadOptions{R: args["r"], PR: args["pr"]}})
+				w.run(dur("for", "100ms"))
+				if slices.Contains(pos, "crdt") {
+					return w.describeCRDT(args["name"])
+				}
+				return w.describeReply(args["name"])
+			case "run":
+				w.run(dur("for", "100ms"))
+				return ""
+			case "reply":
+				return w.describeReply(args["name"])
+			case "local":
+				return w.describeLocal(bucketOf(args), args["k"])
+			case "cut":
+				w.cut[[2]string{args["from"], args["to"]}] = true
+				return ""
+			case "partition":
+				sides := strings.Split(strings.Join(pos, ","), "|")
+				if len(sides) != 2 {
+					d.Fatalf(t, "partition A,B|C,D")
+				}
+				for _, a := range strings.Split(sides[0], ",") {
+					for _, b := range strings.Split(sides[1], ",") {
+						w.cut[[2]string{a, b}] = true
+						w.cut[[2]string{b, a}] = true
+					}
+				}
+				return ""
+			case "heal":
+				w.cut = map[[2]string]bool{}
+				return ""
+			case "down", "up":
+				for _, id := range pos {
+					w.node(id).down = d.Cmd == "down"
+				}
+				w.pushViews()
+				return ""
+			case "crash":
+				for _, id := range pos {
+					w.crash(id)
+				}
+				return ""
+			case "restart":
+				for _, id := range pos {
+					w.restart(id)
+					w.node(id).core.StartHandoff()
+					w.drain(w.node(id))
+				}
+				return ""
+			case "skew":
+				ms, _ := strconv.Atoi(args["ms"])
+				w.wallOff[pos[0]] = time.Duration(ms) * time.Millisecond
+				return ""
+			case "counts":
+				names := map[core.Counter]string{core.CountForward: "forward", core.CountFallbackWrite: "fallback_write",
+					core.CountHintStored: "hint_stored", core.CountReadRepair: "read_repair", core.CountStaleRead: "stale_read",
+					core.CountHintsDelivered: "hints_delivered", core.CountHintsStale: "hints_stale", core.CountHandoffReceived: "handoff_received"}
+				var out []string
+				for k, name := range names {
+					if v := w.counts[k]; v > 0 {
+						out = append(out, fmt.Sprintf("%s=%d", name, v))
+					}
+				}
+				sort.Strings(out)
+				return strings.Join(out, " ")
+			}
+			d.Fatalf(t, "unknown command %q", d.Cmd)
+			return ""
+		})
+	})
+}
+
+func bucketOf(args map[string]string) string {
+	if b := args["bucket"]; b != "" {
+		return b
+	}
+	return "b"
+}
+
+func contextOf(r *core.Reply) string {
+	if r.Context != "" {
+		return r.Context
+	}
+	if !r.Object.Empty() {
+		return version.EncodeContext(r.Object.Clock, r.Object.MaxTimestamp())
+	}
+	return ""
+}
+
+func (w *world) describeReply(name string) string {
+	r := w.replies[name]
+	if r == nil {
+		return "pending"
+	}
+	if r.Err != nil {
+		return fmt.Sprintf("error: %v (%s)", r.Err, core.ErrorCode(r.Err))
+	}
+	if r.After != nil {
+		s, err := crdt.Decode(r.After)
+		if err != nil {
+			return "bad state: " + err.Error()
+		}
+		return fmt.Sprintf("ok value=%v", crdtValue(s))
+	}
+	if r.Context != "" {
+		clk, _, _ := version.DecodeContext(r.Context)
+		return fmt.Sprintf("ok clock=%v", clk)
+	}
+	return describeObject(r.Object)
+}
+
+func crdtValue(s crdt.State) any { return s.Value() }
+
+// describeCRDT prints a read's siblings folded into one CRDT state.
+func (w *world) describeCRDT(name string) string {
+	r := w.replies[name]
+	if r == nil || r.Err != nil {
+		return w.describeReply(name)
+	}
+	s, found, err := crdt.Fold(r.Object)
+	switch {
+	case err != nil:
+		return "bad state: " + err.Error()
+	case !found:
+		return "not found"
+	}
+	return fmt.Sprintf("value=%v siblings=%d clock=%v", s.Value(), len(r.Object.Siblings), r.Object.Clock)
+}
+
+func describeObject(o version.Object) string {
+	if o.Empty() {
+		return "not found"
+	}
+	var vals []string
+	for _, s := range o.Siblings {
+		v := string(s.Value)
+		if s.Tombstone {
+			v = "<tombstone>"
+		}
+		vals = append(vals, fmt.Sprintf("%s@%s", v, s.Dot))
+	}
+	return fmt.Sprintf("%s clock=%v", strings.Join(vals, " "), o.Clock)
+}
+
+func (w *world) describeLocal(bucket, key string) string {
+	var b strings.Builder
+	for _, nd := range w.nodes {
+		if !nd.up {
+			fmt.Fprintf(&b, "%s: down\n", nd.id)
+			continue
+		}
+		obj, hinted, err := nd.core.Local(bucket, key)
+		switch {
+		case err != nil:
+			fmt.Fprintf(&b, "%s: error %v\n", nd.id, err)
+		case hinted != "":
+			fmt.Fprintf(&b, "%s: hint for %s: %s\n", nd.id, hinted, describeObject(obj))
+		default:
+			fmt.Fprintf(&b, "%s: %s\n", nd.id, describeObject(obj))
+		}
+	}
+	return b.String()
+}
