@@ -129,6 +129,11 @@ type Deps struct {
 	Count func(c Counter, n int)
 	// Log receives log records with key-value pairs (nil: dropped).
 	Log func(level LogLevel, msg string, kv ...any)
+	// OnMint, when set, is told of every new sibling this core mints (for the simulator's
+	// history checkers), before it is stored or sent anywhere.
+	OnMint func(bucket, key string, s version.Sibling)
+	// OnWrite, when set, is told of every data-key write (nil raw: deleted).
+	OnWrite func(bucket, key string, raw []byte)
 }
 
 // Time is the current time as the driver sees it.

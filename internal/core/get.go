@@ -45,17 +45,9 @@ func (c *Core) startGet(r ClientRequest) {
 	g := &getCoord{id: c.newID(), client: r.ID, bucket: r.Bucket, key: r.Key, lww: spec.LWW, rs: rs, fsm: quorum.NewGet(spec, rs.targets())}
 	c.gets[g.id] = g
 	deadline := c.now.Mono + c.timeout(r.Read.Timeout)
+	// Every replica is asked by message, this node too (the server answers that one at
+	// once, in the same turn; the simulator after its read latencies).
 	for _, rep := range rs.reps {
-		if rep.node == c.cfg.ID {
-			obj, _, err := c.loadReplica(rep, r.Bucket, r.Key)
-			if err != nil {
-				c.log(LevelError, "local read failed", "key", r.Key, "err", err)
-				g.fsm.Fail(rep.node)
-				continue
-			}
-			g.fsm.Reply(rep.node, obj)
-			continue
-		}
 		req := &pb.GetRequest{Bucket: r.Bucket, Key: r.Key, HintFor: rep.hintFor}
 		c.send(rep.node, &pb.Envelope{Body: &pb.Envelope_Get{Get: req}}, deadline, pending{owner: g.id, kind: callRead})
 	}

@@ -290,7 +290,8 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		}
 		value, before, after, clk = a, b, a, local.Clock
 	}
-	obj := local.Update(clk, version.Sibling{Dot: dot, Value: value, Tombstone: tomb, Timestamp: now})
+	sib := version.Sibling{Dot: dot, Value: value, Tombstone: tomb, Timestamp: now}
+	obj := local.Update(clk, sib)
 	if props.LWW() && len(obj.Siblings) > 1 && m.crdt == nil {
 		obj = obj.LWW()
 	}
@@ -299,6 +300,9 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		return
 	}
 	enc := obj.AppendBinary(nil)
+	if c.deps.OnMint != nil {
+		c.deps.OnMint(bucket, key, sib)
+	}
 	if selfIn {
 		if err := c.storeReplica(self, bucket, key, localRaw, obj, enc, localSync); err != nil {
 			fail(fmt.Errorf("local write: %w", err))
@@ -310,14 +314,17 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		// The new context covers what the client's context saw plus this write, and not
 		// concurrent siblings the client has never read.
 		newCtx: version.EncodeContext(clk.With(dot), now)}
-	if selfIn {
-		pc.fsm.Ack(c.cfg.ID, localSync)
-	}
 	c.puts[pc.id] = pc
+	// Every replica acks through a message, this node's own too: its copy is stored above,
+	// at once (the actor rules need the coordinator's copy to hold every dot it minted), and
+	// the message to itself merges as a no-op and acks — immediately in the server, after a
+	// disk latency in the simulator, whose model (PBS's WARS) treats every replica alike.
 	for _, r := range rs.reps {
-		if r.node != c.cfg.ID {
-			c.replicate(pc, r)
+		sync := pc.sync
+		if r.node == c.cfg.ID {
+			sync = localSync
 		}
+		c.replicate(pc, r, sync)
 	}
 	c.at(deadline, timerPutDeadline, pc.id)
 	// A primary that has not answered by the hedge delay (paused, overloaded, partitioned
@@ -328,8 +335,8 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	c.putProgress(pc, false)
 }
 
-func (c *Core) replicate(pc *putCoord, to replica) {
-	req := &pb.ReplicateRequest{Bucket: pc.bucket, Key: pc.key, Object: pc.enc, Sync: pc.sync,
+func (c *Core) replicate(pc *putCoord, to replica, sync bool) {
+	req := &pb.ReplicateRequest{Bucket: pc.bucket, Key: pc.key, Object: pc.enc, Sync: sync,
 		HlcWall: pc.hlc.Wall, HlcLogical: pc.hlc.Logical, HintFor: to.hintFor}
 	c.send(to.node, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: req}}, pc.deadline, pending{owner: pc.id, kind: callReplicate})
 }
@@ -343,7 +350,7 @@ func (c *Core) standIn(pc *putCoord, primary string) {
 		pc.stoodIn[primary] = true
 		pc.fsm.AddTarget(quorum.Target{Node: fb})
 		c.count(CountFallbackWrite, 1)
-		c.replicate(pc, replica{node: fb, hintFor: primary})
+		c.replicate(pc, replica{node: fb, hintFor: primary}, pc.sync)
 	}
 }
 

@@ -108,6 +108,9 @@ func (c *Core) writeData(bucket, key string, k, oldRaw, newRaw []byte, durable b
 	if c.deps.Trees != nil {
 		c.deps.Trees.Update(bucket, key, oldRaw, newRaw)
 	}
+	if c.deps.OnWrite != nil {
+		c.deps.OnWrite(bucket, key, newRaw)
+	}
 	if durable {
 		c.ready.Sync = true
 	}
