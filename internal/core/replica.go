@@ -421,3 +421,15 @@ func (c *Core) handleReplicate(r *pb.ReplicateRequest) *pb.Envelope {
 	}
 	return &pb.Envelope{Body: &pb.Envelope_ReplicateResp{ReplicateResp: &pb.ReplicateResponse{Durable: durable}}}
 }
+
+// WriteRaw replaces this node's copy of a key with raw (an encoded object; nil deletes),
+// keeping the hash trees in step, whatever was there: for tests and tools that need a
+// replica in a given state, never for the protocol (which only merges).
+func (c *Core) WriteRaw(bucket, key string, raw []byte) error {
+	k := DataKey(bucket, key)
+	_, old, err := c.loadRaw(k)
+	if err != nil {
+		return err
+	}
+	return c.writeData(bucket, key, k, old, raw, false)
+}

@@ -37,7 +37,7 @@ func BenchmarkExchangeMillion(b *testing.B) {
 		key := fmt.Sprintf("key-%07d", i)
 		_, enc := objOf(i, uint64(i+1), fmt.Sprintf("value-%07d", i))
 		for _, n := range nodes {
-			if err := n.writeData("b", key, dataKey("b", key), nil, enc, false); err != nil {
+			if err := n.writeRaw("b", key, enc); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -54,9 +54,8 @@ func BenchmarkExchangeMillion(b *testing.B) {
 			for i := 0; i < d; i++ {
 				key := fmt.Sprintf("key-%07d", i*97%keys)
 				next++
-				old, _ := n1.store.Get(dataKey("b", key))
 				_, enc := objOf(i, next, "newer")
-				if err := n1.writeData("b", key, dataKey("b", key), old, enc, false); err != nil {
+				if err := n1.writeRaw("b", key, enc); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -17,7 +17,7 @@ import (
 )
 
 // In-process tests of anti-entropy (issue 4) that need the node's insides: byte counts of
-// exchanges over 100,000 keys (written straight into the stores through writeData, the one
+// exchanges over 100,000 keys (written straight into the stores through writeRaw, the one
 // path that stores data and updates the trees, which takes well under a second where HTTP
 // writes take a minute on two cores), and peers answering exchanges with corrupt messages.
 
@@ -77,16 +77,11 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 // storeObject writes obj as n's copy of bucket/key, as a replica write would.
 func storeObject(t *testing.T, n *Node, bucket, key string, obj version.Object) []byte {
 	t.Helper()
-	k := dataKey(bucket, key)
-	_, old, err := n.loadObjectRaw(k)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var enc []byte
 	if !obj.Empty() {
 		enc = obj.AppendBinary(nil)
 	}
-	if err := n.writeData(bucket, key, k, old, enc, false); err != nil {
+	if err := n.writeRaw(bucket, key, enc); err != nil {
 		t.Fatal(err)
 	}
 	return enc

@@ -1,7 +1,10 @@
 package node
 
 import (
+	"context"
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/transport"
@@ -64,7 +67,11 @@ func (n *Node) Endpoints(bucket, key string) (EndpointsInfo, error) {
 		return EndpointsInfo{}, err
 	}
 	props := n.Bucket(bucket)
-	rs, err := n.replicas(bucket, key, props.N)
+	var rs core.ReplicaSet
+	var err error
+	if derr := n.loop.do(context.Background(), func(c *core.Core) { rs, err = c.Replicas(bucket, key) }); derr != nil {
+		return EndpointsInfo{}, derr
+	}
 	if err != nil {
 		return EndpointsInfo{}, err
 	}
@@ -74,14 +81,12 @@ func (n *Node) Endpoints(bucket, key string) (EndpointsInfo, error) {
 		}
 		return "down"
 	}
-	ei := EndpointsInfo{Bucket: bucket, Key: key, Partition: rs.partition, N: props.N, Primaries: []EndpointNode{}, Fallbacks: []EndpointNode{}}
-	for _, id := range rs.primaries {
+	ei := EndpointsInfo{Bucket: bucket, Key: key, Partition: rs.Partition, N: props.N, Primaries: []EndpointNode{}, Fallbacks: []EndpointNode{}}
+	for _, id := range rs.Primaries {
 		ei.Primaries = append(ei.Primaries, EndpointNode{ID: id, State: state(id)})
 	}
-	for _, r := range rs.reps {
-		if !r.primary() {
-			ei.Fallbacks = append(ei.Fallbacks, EndpointNode{ID: r.node, State: state(r.node), HintFor: r.hintFor})
-		}
+	for i, fb := range rs.Fallbacks {
+		ei.Fallbacks = append(ei.Fallbacks, EndpointNode{ID: fb, State: state(fb), HintFor: rs.HintFor[i]})
 	}
 	return ei, nil
 }
@@ -109,30 +114,18 @@ func (n *Node) Local(bucket, key string) (LocalCopy, error) {
 	if err := n.validKey(bucket, key); err != nil {
 		return LocalCopy{}, err
 	}
-	obj, err := n.loadObject(dataKey(bucket, key))
+	var obj version.Object
+	var hinted string
+	var err error
+	if derr := n.loop.do(context.Background(), func(c *core.Core) { obj, hinted, err = c.Local(bucket, key) }); derr != nil {
+		return LocalCopy{}, derr
+	}
 	if err != nil {
 		return LocalCopy{}, err
 	}
 	lc := LocalCopy{Values: [][]byte{}, Siblings: []LocalSibling{}}
-	if obj.Empty() {
-		// Not a replica here; maybe a hint this node keeps for a primary that was down.
-		rs, err := n.replicas(bucket, key, n.Bucket(bucket).N)
-		if err != nil {
-			return LocalCopy{}, err
-		}
-		for _, p := range rs.primaries {
-			if p == n.cfg.ID {
-				continue
-			}
-			h, found, err := n.hints.Get(p, bucket, key)
-			if err != nil {
-				return LocalCopy{}, fmt.Errorf("read hint for %s: %w", p, err)
-			}
-			if found {
-				obj, lc.HintedFor = h, &p
-				break
-			}
-		}
+	if hinted != "" {
+		lc.HintedFor = &hinted
 	}
 	if obj.Empty() {
 		return lc, nil
@@ -186,4 +179,39 @@ func (n *Node) CurrentFaults() Faults {
 	}
 	sortStrings(f.Drop)
 	return f
+}
+
+// replicas computes a key's replica set on the loop.
+func (n *Node) replicas(ctx context.Context, bucket, key string) (core.ReplicaSet, error) {
+	var rs core.ReplicaSet
+	var err error
+	if derr := n.loop.do(ctx, func(c *core.Core) { rs, err = c.Replicas(bucket, key) }); derr != nil {
+		return rs, derr
+	}
+	return rs, err
+}
+
+// call sends one request to a peer and waits for its answer.
+func (n *Node) call(ctx context.Context, to string, req *pb.Envelope) (*pb.Envelope, error) {
+	type result struct {
+		env *pb.Envelope
+		err error
+	}
+	ch := make(chan result, 1)
+	n.tr.Call(ctx, to, req, func(e *pb.Envelope, err error) { ch <- result{e, err} })
+	select {
+	case r := <-ch:
+		return r.env, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// writeRaw replaces this node's copy of a key (nil deletes), on the loop: for tests.
+func (n *Node) writeRaw(bucket, key string, raw []byte) error {
+	var err error
+	if derr := n.loop.do(context.Background(), func(c *core.Core) { err = c.WriteRaw(bucket, key, raw) }); derr != nil {
+		return derr
+	}
+	return err
 }

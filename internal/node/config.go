@@ -1,6 +1,8 @@
 package node
 
 import (
+	"github.com/quorumkv/quorumkv/internal/core"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -141,4 +143,19 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// coreConfig is the core's share of the configuration.
+func (c Config) coreConfig() core.Config {
+	cc := core.DefaultConfig()
+	cc.ID = c.ID
+	cc.Partitions = c.Partitions
+	cc.MaxKeyBytes, cc.MaxValueBytes = c.MaxKeyBytes, c.MaxValueBytes
+	cc.MaxSiblings, cc.MaxObjectBytes = c.MaxSiblings, c.MaxObjectBytes
+	cc.RequestTimeout = c.RequestTimeout
+	cc.HedgeDelay = c.HedgeDelay
+	cc.HandoffInterval = c.HandoffInterval
+	cc.HandoffBatchBytes = c.HandoffBatchBytes
+	cc.HintRate = c.HintRate
+	return cc
 }

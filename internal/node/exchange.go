@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/core"
 	"slices"
 	"time"
 
@@ -166,7 +167,7 @@ func (n *Node) segmentKeys(p int, segments []int) ([]aae.KeyItem, error) {
 		lo, hi := n.trees.segmentRange(p, seg)
 		var bad error
 		err := n.store.Scan(lo, hi, func(k, v []byte) bool {
-			bucket, key, ok := parseDataKey(k)
+			bucket, key, ok := core.ParseDataKey(k)
 			if !ok {
 				bad = fmt.Errorf("malformed data key %q", k)
 				return false
@@ -321,11 +322,11 @@ func (n *Node) repairKey(ctx context.Context, p int, peer, bucket, key string) (
 		return false, 0, fmt.Errorf("%w: %v", aae.ErrBadAnswer, err)
 	}
 	props := n.Bucket(bucket)
-	rs, err := n.replicas(bucket, key, props.N)
+	rs, err := n.replicas(ctx, bucket, key)
 	if err != nil {
 		return false, 0, err
 	}
-	if !rs.isPrimary(n.cfg.ID) || !rs.isPrimary(peer) {
+	if !slices.Contains(rs.Primaries, n.cfg.ID) || !slices.Contains(rs.Primaries, peer) {
 		return false, 0, nil
 	}
 	req := &pb.Envelope{Body: &pb.Envelope_Get{Get: &pb.GetRequest{Bucket: bucket, Key: key}}}
@@ -349,23 +350,22 @@ func (n *Node) repairKey(ctx context.Context, p int, peer, bucket, key string) (
 	if err != nil {
 		return false, bytes, err
 	}
-	lww := props.Conflict == "lww"
 	merged := version.Merge(local, remote)
-	if lww && len(merged.Siblings) > 1 {
+	if props.LWW() && len(merged.Siblings) > 1 {
 		merged = merged.LWW()
 	}
-	reapable := merged.Deleted() && n.pastGCGrace(merged, props)
+	reapable := merged.Deleted() && core.PastGCGrace(merged, props, n.physMs())
 	repaired := false
 	if !merged.Equal(local) && !(reapable && local.Empty()) {
-		if _, err := n.applyMerge(bucket, key, merged, lww, false); err != nil {
+		ev := core.LocalMerge{Bucket: bucket, Key: key, Object: merged}
+		if err := n.loop.do(ctx, func(*core.Core) { n.loop.step(ev) }); err != nil {
 			return false, bytes, err
 		}
 		repaired = true
 	}
 	if !merged.Equal(remote) && !(reapable && remote.Empty()) {
-		hl := n.hlcLast()
 		req := &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: &pb.ReplicateRequest{
-			Bucket: bucket, Key: key, Object: merged.AppendBinary(nil), HlcWall: hl.Wall, HlcLogical: hl.Logical}}}
+			Bucket: bucket, Key: key, Object: merged.AppendBinary(nil)}}}
 		bytes += proto.Size(req)
 		resp, err := n.call(ctx, peer, req)
 		if err != nil {
@@ -378,12 +378,6 @@ func (n *Node) repairKey(ctx context.Context, p int, peer, bucket, key string) (
 		repaired = true
 	}
 	return repaired, bytes, nil
-}
-
-// pastGCGrace reports whether every sibling of obj was written more than the bucket's
-// gc_grace ago.
-func (n *Node) pastGCGrace(obj version.Object, props BucketProps) bool {
-	return obj.MaxTimestamp().Wall < n.physMs()-props.GCGraceS*1000
 }
 
 // exchangePairs lists (partition, peer) pairs this node exchanges: the partitions it is a

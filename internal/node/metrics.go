@@ -1,6 +1,10 @@
 package node
 
 import (
+	"context"
+	"github.com/quorumkv/quorumkv/internal/core"
+	"log/slog"
+
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,4 +115,47 @@ func (n *Node) Registry() *prometheus.Registry { return n.metrics.reg }
 // MetricsHandler serves the node's metrics in the Prometheus text format.
 func (n *Node) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// count receives the core's counts (core.Deps.Count).
+func (m *Metrics) count(c core.Counter, n int) {
+	v := float64(n)
+	switch c {
+	case core.CountForward:
+		m.forwards.Add(v)
+	case core.CountFallbackWrite:
+		m.fallbackWrites.Add(v)
+	case core.CountHintStored:
+		m.hintsStored.Add(v)
+	case core.CountReadRepair:
+		m.readRepairs.Add(v)
+	case core.CountStaleRead:
+		m.staleReads.Add(v)
+	case core.CountSiblings:
+		m.siblings.Observe(v)
+	case core.CountHintsDelivered:
+		m.hintsDelivered.Add(v)
+	case core.CountHandoffBytes:
+		m.handoffBytes.Add(v)
+	case core.CountHintsStale:
+		m.hintsStale.Add(v)
+	case core.CountHandoffReceived:
+		m.handoffReceived.Add(v)
+	}
+}
+
+// coreLogger passes the core's log records to log.
+func coreLogger(log *slog.Logger) func(core.LogLevel, string, ...any) {
+	return func(level core.LogLevel, msg string, kv ...any) {
+		l := slog.LevelDebug
+		switch level {
+		case core.LevelInfo:
+			l = slog.LevelInfo
+		case core.LevelWarn:
+			l = slog.LevelWarn
+		case core.LevelError:
+			l = slog.LevelError
+		}
+		log.Log(context.Background(), l, msg, kv...)
+	}
 }

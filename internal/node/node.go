@@ -25,32 +25,23 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/hints"
 	"github.com/quorumkv/quorumkv/internal/membership"
 	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/storage"
 	"github.com/quorumkv/quorumkv/internal/transport"
-	"github.com/quorumkv/quorumkv/internal/version"
 )
 
 // Store key prefixes. Data keys are "d" + bucket + 0x00 + key (bucket names hold no NUL).
 const (
-	prefixData = "d"
-	keyEpoch   = "m/epoch"
-	keyCounter = "m/counter"
+	prefixData = core.PrefixData
 	keyMember  = "m/membership"
-	// keySyncMarker is written with fsync to make every earlier write durable.
-	keySyncMarker = "m/sync"
 )
-
-// counterLease is how far ahead of use the dot counter is persisted: one synced write per
-// 100,000 writes, and a restart skips at most that many counter values.
-const counterLease = 100_000
 
 // Node is one quorumkv server.
 type Node struct {
@@ -62,31 +53,23 @@ type Node struct {
 	http  *http.Server
 	hlis  net.Listener
 
-	actor string // the actor of this run: node id, store epoch, run (see loadIdentity)
-
 	ring    atomic.Pointer[ring.Ring]
 	members atomic.Pointer[[]membership.Member]
 
-	counterMu    sync.Mutex
-	counter      uint64
-	counterBound uint64
+	skew atomic.Int64 // clock skew in ms (fault injection)
 
-	hlcMu sync.Mutex
-	hlc   version.HLClock
-	skew  atomic.Int64 // clock skew in ms (fault injection)
-
-	locks [1024]sync.Mutex
+	coreCfg core.Config
+	loop    *loop
+	actor   string
 
 	buckets *bucketCache
 	metrics *Metrics
 	hints   *hints.Store
-	handoff handoffState
 	trees   *treeSet
 	// repairMu runs one anti-entropy exchange at a time (scheduled or on demand).
 	repairMu sync.Mutex
 
 	bg       sync.WaitGroup
-	bgSem    chan struct{}
 	ctx      context.Context
 	cancel   context.CancelFunc
 	closeErr error
@@ -113,7 +96,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
-	n := &Node{cfg: cfg, log: log, store: st, bgSem: make(chan struct{}, 1024)}
+	n := &Node{cfg: cfg, log: log, store: st}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics()
 	n.buckets = newBucketCache(n)
@@ -128,8 +111,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	if err := n.loadIdentity(); err != nil {
-		return fail(err)
+	var eb [6]byte
+	if _, err := rand.Read(eb[:]); err != nil {
+		return fail(fmt.Errorf("node %s: epoch: %w", cfg.ID, err))
+	}
+	if err := core.InitEpoch(st, hex.EncodeToString(eb[:])); err != nil {
+		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 	}
 	n.hints, err = hints.Open(st, hints.Config{Window: cfg.HintWindow, MaxBytesPerTarget: cfg.HintMaxBytes}, log)
 	if err != nil {
@@ -140,6 +127,23 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 	}
 	n.metrics.reg.MustRegister(newTreeCollector(n))
+
+	n.coreCfg = cfg.coreConfig()
+	deps := core.Deps{Store: st, Hints: n.hints, Buckets: n, Count: n.metrics.count, Log: coreLogger(log)}
+	if !cfg.NoAAE {
+		deps.Trees = n.trees
+	}
+	c, err := core.New(n.coreCfg, deps, core.Time{Wall: n.physMs()})
+	if err != nil {
+		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
+	}
+	n.actor = c.Actor()
+	n.loop = newLoop(n, c)
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.loop.run(n.ctx)
+	}()
 
 	n.tr, err = transport.Listen(transport.Config{
 		NodeID:         cfg.ID,
@@ -179,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.refreshMembers()
 	n.bg.Add(1)
 	go n.watchMembers()
-	n.startHandoff()
+	n.loop.submit(func() { n.loop.c.StartHandoff() })
 	if !cfg.NoAAE {
 		n.bg.Add(3)
 		go n.treeLoop()
@@ -207,108 +211,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// loadIdentity reads or creates the store's epoch (a new one for every fresh store, so a
-// node that lost its data never reuses a dot) and leases the dot counter.
-func (n *Node) loadIdentity() error {
-	epoch, err := n.store.Get([]byte(keyEpoch))
-	if errors.Is(err, storage.ErrNotFound) {
-		var b [6]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return fmt.Errorf("node: epoch: %w", err)
-		}
-		epoch = []byte(hex.EncodeToString(b[:]))
-		if err := n.store.Put([]byte(keyEpoch), epoch, storage.WriteOptions{Sync: true}); err != nil {
-			return fmt.Errorf("node: store epoch: %w", err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("node: read epoch: %w", err)
-	}
-	storeID := n.cfg.ID + "." + string(epoch)
-	v, err := n.store.Get([]byte(keyCounter))
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-	case err != nil:
-		return fmt.Errorf("node: read counter: %w", err)
-	default:
-		c, perr := strconv.ParseUint(string(v), 10, 64)
-		if perr != nil {
-			return fmt.Errorf("node: corrupt counter %q: %w", v, perr)
-		}
-		n.counter = c
-	}
-	n.counterBound = n.counter
-	if err := n.extendLease(n.counter); err != nil {
-		return err
-	}
-	// Every run of the process is its own actor, named by the dot-counter lease it took
-	// at start (persisted, only grows). A crash loses the writes this node acknowledged
-	// without dw (its store had not synced them), while other replicas kept them; had the
-	// node carried on as the same actor, its next dot for such a key would advance its
-	// version-vector entry past the lost dots, and every replica would then drop those
-	// writes as seen (Riak's kv679). Likewise a CRDT actor's counters would restart from
-	// the stale copy and merges (max per actor) would swallow new increments. A new actor
-	// per run costs one more version-vector entry per key a restarted node writes.
-	n.actor = storeID + "~" + strconv.FormatUint(n.counterBound, 36)
-	return nil
-}
-
-func (n *Node) extendLease(from uint64) error {
-	bound := from + counterLease
-	if err := n.store.Put([]byte(keyCounter), []byte(strconv.FormatUint(bound, 10)), storage.WriteOptions{Sync: true}); err != nil {
-		return fmt.Errorf("node: lease dot counter: %w", err)
-	}
-	n.counterBound = bound
-	return nil
-}
-
-// mintCounter returns a dot counter greater than floor and than any this node minted.
-func (n *Node) mintCounter(floor uint64) (uint64, error) {
-	n.counterMu.Lock()
-	defer n.counterMu.Unlock()
-	c := max(n.counter, floor) + 1
-	if c > n.counterBound {
-		if err := n.extendLease(c); err != nil {
-			return 0, err
-		}
-	}
-	n.counter = c
-	return c, nil
-}
-
 // physMs is this node's wall clock in ms, skewed by fault injection.
 func (n *Node) physMs() int64 { return time.Now().UnixMilli() + n.skew.Load() }
-
-func (n *Node) hlcNow(observe ...version.HLC) version.HLC {
-	n.hlcMu.Lock()
-	defer n.hlcMu.Unlock()
-	p := n.physMs()
-	for _, h := range observe {
-		if !h.IsZero() {
-			n.hlc.Observe(h, p)
-		}
-	}
-	return n.hlc.Now(p)
-}
-
-func (n *Node) hlcObserve(h version.HLC) {
-	if h.IsZero() {
-		return
-	}
-	n.hlcMu.Lock()
-	n.hlc.Observe(h, n.physMs())
-	n.hlcMu.Unlock()
-}
-
-func (n *Node) hlcLast() version.HLC {
-	n.hlcMu.Lock()
-	defer n.hlcMu.Unlock()
-	return n.hlc.Last()
-}
 
 // ID is the node's name.
 func (n *Node) ID() string { return n.cfg.ID }
 
-// Actor is the node's version-vector actor (id + store epoch).
+// Actor is the node's version-vector actor (id, store epoch and run).
 func (n *Node) Actor() string { return n.actor }
 
 // HTTPAddr is the bound HTTP address ("" when no HTTP handler was configured).
@@ -347,6 +256,11 @@ func (n *Node) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	n.bg.Wait()
+	// The loop has stopped: nothing else writes. Recording a clean stop (synced after every
+	// write) lets the next run carry on as the same actor.
+	if err := n.loop.c.Stop(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("store close: %w", err))
 	}
@@ -375,7 +289,6 @@ func (n *Node) watchMembers() {
 			return
 		case <-ch:
 			n.refreshMembers()
-			n.kickHandoff() // a member may be back: hand its hints over now
 		}
 	}
 }
@@ -388,6 +301,7 @@ func (n *Node) refreshMembers() {
 			n.tr.ResetBackoff(m.ID) // a member back up is reachable now, not after a backoff
 		}
 	}
+	defer n.pushView()
 	rm := make([]ring.Member, 0, len(ms))
 	for _, m := range ms {
 		rm = append(rm, ring.Member{ID: ring.NodeID(m.ID), Zone: m.Zone})
@@ -402,6 +316,18 @@ func (n *Node) refreshMembers() {
 	}
 	n.ring.Store(r)
 	n.log.Info("ring updated", "members", len(rm))
+}
+
+// pushView gives the core the ring and the failure detector's view.
+func (n *Node) pushView() {
+	alive := map[string]bool{}
+	for _, m := range n.Members() {
+		if m.State == membership.Alive || m.State == membership.Suspect {
+			alive[m.ID] = true
+		}
+	}
+	v := core.View{Ring: n.Ring(), Alive: alive}
+	n.loop.submit(func() { n.loop.step(core.SetView{View: v}) })
 }
 
 func sortedRingMembers(rm []ring.Member) []ring.Member {
@@ -442,22 +368,6 @@ func (n *Node) alive(id string) bool {
 	}
 	m, ok := n.member(id)
 	return ok && (m.State == membership.Alive || m.State == membership.Suspect)
-}
-
-// goBackground runs f on a bounded background goroutine; when the bound is reached the work
-// is skipped (it is always best-effort work such as late read repair).
-func (n *Node) goBackground(f func()) bool {
-	select {
-	case n.bgSem <- struct{}{}:
-	default:
-		return false
-	}
-	n.bg.Add(1)
-	go func() {
-		defer func() { <-n.bgSem; n.bg.Done() }()
-		f()
-	}()
-	return true
 }
 
 // storeState persists the membership state in the node's store.

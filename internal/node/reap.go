@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/core"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,12 +41,12 @@ func (n *Node) ReapTombstones(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			return false
 		}
-		bucket, key, ok := parseDataKey(k)
+		bucket, key, ok := core.ParseDataKey(k)
 		if !ok {
 			return true
 		}
 		obj, err := version.Decode(v)
-		if err != nil || !obj.Deleted() || !n.pastGCGrace(obj, n.Bucket(bucket)) {
+		if err != nil || !obj.Deleted() || !core.PastGCGrace(obj, n.Bucket(bucket), n.physMs()) {
 			return true
 		}
 		cands = append(cands, cand{bucket, key, append([]byte(nil), v...)})
@@ -62,20 +64,16 @@ func (n *Node) ReapTombstones(ctx context.Context) (int, error) {
 		if err != nil || !ok {
 			continue
 		}
-		k := dataKey(c.bucket, c.key)
-		mu := n.lockFor(k)
-		mu.Lock()
-		_, now, err := n.loadObjectRaw(k)
-		if err == nil && string(now) == string(c.raw) { // unchanged since it was checked
-			err = n.writeData(c.bucket, c.key, k, c.raw, nil, false)
-			if err == nil {
-				reaped++
-				n.metrics.tombstonesReaped.Inc()
-			}
+		var done bool
+		if derr := n.loop.do(ctx, func(co *core.Core) { done, err = co.Reap(c.bucket, c.key, c.raw) }); derr != nil {
+			return reaped, derr
 		}
-		mu.Unlock()
 		if err != nil {
 			return reaped, err
+		}
+		if done { // unchanged since it was checked
+			reaped++
+			n.metrics.tombstonesReaped.Inc()
 		}
 	}
 	if reaped > 0 {
@@ -87,17 +85,16 @@ func (n *Node) ReapTombstones(ctx context.Context) (int, error) {
 // everyPrimaryHolds asks every other primary of a key whether it holds exactly this stored
 // object, or nothing at all (it reaped the tombstone already).
 func (n *Node) everyPrimaryHolds(ctx context.Context, bucket, key string, raw []byte) (bool, error) {
-	props := n.Bucket(bucket)
-	rs, err := n.replicas(bucket, key, props.N)
+	rs, err := n.replicas(ctx, bucket, key)
 	if err != nil {
 		return false, err
 	}
-	if !rs.isPrimary(n.cfg.ID) {
+	if !slices.Contains(rs.Primaries, n.cfg.ID) {
 		return false, nil // not ours to judge (the ring moved); a primary will
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for _, p := range rs.primaries {
+	for _, p := range rs.Primaries {
 		if p == n.cfg.ID {
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/core"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -19,10 +20,10 @@ import (
 // rebuilt from a store snapshot at start-up, in the background, and on a schedule, so that
 // silent corruption on disk shows up as a drift between the live tree and the rebuilt one.
 //
-// A rebuild must see exactly the writes the snapshot misses: writers hold mu's read lock
-// across their store write and tree update, and the rebuild takes the write lock for the
-// instant it opens the snapshot and starts recording writes into delta trees; the rebuilt
-// tree is the snapshot's tree combined with the delta.
+// A rebuild must see exactly the writes the snapshot misses: every data write happens on
+// the node's loop (the core writes the store, then updates the tree), and the rebuild opens
+// its snapshot and starts recording writes into delta trees in one step on that loop; the
+// rebuilt tree is the snapshot's tree combined with the delta.
 type treeSet struct {
 	mu       sync.RWMutex
 	parts    []partTree
@@ -74,9 +75,11 @@ func itemOf(bucket, key string, raw []byte) uint64 {
 	return merkle.ItemHash(bucket, key, merkle.Digest(raw))
 }
 
-// update records that (bucket, key) changed from oldRaw to newRaw (nil: absent). The caller
-// holds mu's read lock.
-func (ts *treeSet) update(bucket, key string, oldRaw, newRaw []byte) {
+// Update records that (bucket, key) changed from oldRaw to newRaw (nil: absent): the core
+// calls it, from the loop, right after each data write (core.Trees).
+func (ts *treeSet) Update(bucket, key string, oldRaw, newRaw []byte) {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
 	p, seg := ts.locate(bucket, key)
 	old, new := itemOf(bucket, key, oldRaw), itemOf(bucket, key, newRaw)
 	if old == new {
@@ -95,30 +98,6 @@ func (ts *treeSet) update(bucket, key string, oldRaw, newRaw []byte) {
 		pt.delta.Update(seg, old, new)
 	}
 	pt.mu.Unlock()
-}
-
-// writeData is the one way data keys are written: the store write and the tree update
-// together. newRaw nil deletes. oldRaw is what the key held (nil: nothing).
-func (n *Node) writeData(bucket, key string, k, oldRaw, newRaw []byte, sync bool) error {
-	if n.cfg.NoAAE {
-		if newRaw == nil {
-			return n.store.Delete(k, storage.WriteOptions{Sync: sync})
-		}
-		return n.store.Put(k, newRaw, storage.WriteOptions{Sync: sync})
-	}
-	n.trees.mu.RLock()
-	defer n.trees.mu.RUnlock()
-	var err error
-	if newRaw == nil {
-		err = n.store.Delete(k, storage.WriteOptions{Sync: sync})
-	} else {
-		err = n.store.Put(k, newRaw, storage.WriteOptions{Sync: sync})
-	}
-	if err != nil {
-		return fmt.Errorf("write %q: %w", k, err)
-	}
-	n.trees.update(bucket, key, oldRaw, newRaw)
-	return nil
 }
 
 // tree returns partition p's tree (a copy of its hashes is not needed: callers read under
@@ -200,14 +179,20 @@ func (ts *treeSet) segmentRange(p, seg int) (lo, hi []byte) {
 func (n *Node) rebuildTrees(ctx context.Context) error {
 	ts := n.trees
 	start := time.Now()
-	ts.mu.Lock()
-	snap, err := n.store.NewSnapshot()
+	var snap storage.Snapshot
+	var err error
+	if derr := n.loop.do(ctx, func(*core.Core) {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		if snap, err = n.store.NewSnapshot(); err == nil {
+			ts.rebuilding = true
+		}
+	}); derr != nil {
+		return fmt.Errorf("tree rebuild: %w", derr)
+	}
 	if err != nil {
-		ts.mu.Unlock()
 		return fmt.Errorf("tree rebuild: %w", err)
 	}
-	ts.rebuilding = true
-	ts.mu.Unlock()
 	defer snap.Close()
 	ts.progress.Store(0)
 	ts.scanned.Store(0)
@@ -220,7 +205,7 @@ func (n *Node) rebuildTrees(ctx context.Context) error {
 			scanErr = ctx.Err()
 			return false
 		}
-		bucket, key, ok := parseDataKey(k)
+		bucket, key, ok := core.ParseDataKey(k)
 		if !ok {
 			n.log.Error("tree rebuild: malformed data key", "key", fmt.Sprintf("%q", k))
 			return true
