@@ -12,4 +12,6 @@ func bad() {
 	_ = time.Now()
 	_, _ = net.Dial("tcp", "x")
 	_ = os.Getenv("X")
+	<-ch
+	select {}
 }
