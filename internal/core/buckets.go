@@ -113,6 +113,10 @@ func (p BucketProps) ApplyJSON(b []byte) (BucketProps, error) {
 // from the cluster metadata; the simulator from its configuration.
 type Buckets interface {
 	Bucket(bucket string) BucketProps
+	// Ns lists the replica counts n in use: the default's and every configured bucket's
+	// (anti-entropy keeps one tree per partition and n, and exchanges each with the nodes
+	// of that n's replica set, even where this node holds nothing yet).
+	Ns() []int
 }
 
 // putSpec is a write's quorum requirements from its options and the bucket's defaults.

@@ -46,6 +46,31 @@ type Config struct {
 	// HintRate: 16 MiB/s of handoff per target (0: unthrottled), so a returning node
 	// catches up quickly without starving client traffic on either side.
 	HintRate int64
+
+	// AAE turns anti-entropy on: hash trees, exchanges and tombstone reaping. Without it
+	// cold keys never converge (for measuring what it costs).
+	AAE bool
+	// AAESegments: 2^16 segments per tree (512 KiB per tree holding data): with up to
+	// ~100k keys per partition a segment holds a couple of keys, so a divergent key costs a
+	// few hashes and one short key list to find.
+	AAESegments int
+	// AAEInterval: one anti-entropy exchange every 2 s per node, rotating through its trees
+	// and their other replicas: a 3-node cluster of 256 partitions compares every pair
+	// within about half an hour, at little cost when nothing differs.
+	AAEInterval time.Duration
+	// AAERate: 8 MiB/s of exchange and repair traffic per node at most (scheduled runs).
+	AAERate int64
+	// TreeRebuildInterval: rebuild the trees from the store every 24 h, so silent disk
+	// corruption shows up as a difference and gets repaired.
+	TreeRebuildInterval time.Duration
+	// RebuildChunk: 10,000 keys scanned per step of a tree rebuild (a few milliseconds), so
+	// requests are served between chunks.
+	RebuildChunk int
+	// ReapInterval: look for tombstones to reap every 10 minutes. A tombstone is reaped only
+	// past its bucket's gc_grace and once every primary holds it.
+	ReapInterval time.Duration
+	// ReapChunk: 10,000 keys scanned per step of a reaping pass.
+	ReapChunk int
 }
 
 // DefaultConfig returns the defaults; the reasons are beside each field of Config.
@@ -63,6 +88,15 @@ func DefaultConfig() Config {
 		HandoffBatchBytes: 1 << 20,
 		HandoffTimeout:    30 * time.Second,
 		HintRate:          16 << 20,
+
+		AAE:                 true,
+		AAESegments:         1 << 16,
+		AAEInterval:         2 * time.Second,
+		AAERate:             8 << 20,
+		TreeRebuildInterval: 24 * time.Hour,
+		RebuildChunk:        10_000,
+		ReapInterval:        10 * time.Minute,
+		ReapChunk:           10_000,
 	}
 }
 
@@ -82,13 +116,11 @@ func (c Config) Validate() error {
 		c.HandoffBatchBytes <= 0 || c.HandoffTimeout <= 0 || c.HintRate < 0 {
 		errs = append(errs, errors.New("core: timeouts, intervals and batch sizes must be positive, hint rate >= 0"))
 	}
+	if c.AAE && (c.AAESegments <= 0 || c.AAEInterval <= 0 || c.AAERate < 0 || c.TreeRebuildInterval <= 0 ||
+		c.RebuildChunk <= 0 || c.ReapInterval <= 0 || c.ReapChunk <= 0) {
+		errs = append(errs, errors.New("core: anti-entropy segments, intervals and chunks must be positive, rate >= 0"))
+	}
 	return errors.Join(errs...)
-}
-
-// Trees is told of every change to a data key, so anti-entropy's hash trees follow the
-// store. It may be nil (anti-entropy off).
-type Trees interface {
-	Update(bucket, key string, oldRaw, newRaw []byte)
 }
 
 // Counter names a count the core reports to its driver (metrics, simulator reports).
@@ -96,16 +128,23 @@ type Counter int
 
 // The counts.
 const (
-	CountForward         Counter = iota // a write forwarded to a primary
-	CountFallbackWrite                  // a stand-in added for a primary during a write
-	CountHintStored                     // a hint kept for a down primary
-	CountReadRepair                     // a read-repair write sent
-	CountStaleRead                      // a read that found a replica behind
-	CountSiblings                       // (with n = live siblings) a read's answer
-	CountHintsDelivered                 // hints handed off and deleted
-	CountHandoffBytes                   // bytes of hints handed off
-	CountHintsStale                     // hints older than gc_grace discarded
-	CountHandoffReceived                // hinted objects merged from a handoff
+	CountForward             Counter = iota // a write forwarded to a primary
+	CountFallbackWrite                      // a stand-in added for a primary during a write
+	CountHintStored                         // a hint kept for a down primary
+	CountReadRepair                         // a read-repair write sent
+	CountStaleRead                          // a read that found a replica behind
+	CountSiblings                           // (with n = live siblings) a read's answer
+	CountHintsDelivered                     // hints handed off and deleted
+	CountHandoffBytes                       // bytes of hints handed off
+	CountHintsStale                         // hints older than gc_grace discarded
+	CountHandoffReceived                    // hinted objects merged from a handoff
+	CountAAEExchangeOK                      // an anti-entropy exchange that completed
+	CountAAEExchangeError                   // one that failed
+	CountAAESegmentsCompared                // tree segments compared
+	CountAAESegmentsDiffered                // tree segments that differed
+	CountAAEKeysRepaired                    // keys repaired on either side
+	CountAAEBytes                           // exchange and repair bytes on the wire
+	CountTombstonesReaped                   // tombstones removed
 )
 
 // LogLevel is a log record's level.
@@ -123,7 +162,6 @@ const (
 type Deps struct {
 	Store   storage.Store // the node's store: data, identity and hints
 	Hints   *hints.Store  // hint queues over Store
-	Trees   Trees         // hash trees to keep up to date; nil for none
 	Buckets Buckets       // bucket properties
 	// Count receives counts (nil: dropped).
 	Count func(c Counter, n int)
@@ -163,6 +201,9 @@ type Core struct {
 	fwds    map[uint64]*forward
 	gets    map[uint64]*getCoord
 	handoff handoffState
+	trees   *treeSet // nil: anti-entropy off
+	aae     aaeState
+	reap    reapState
 }
 
 // pending is what an outstanding message belongs to.
@@ -181,6 +222,8 @@ const (
 	callRepair
 	callForward
 	callHandoff
+	callAAE
+	callReap
 )
 
 // New builds a core over deps, restoring its identity (store epoch, dot counter) from the
@@ -199,6 +242,14 @@ func New(cfg Config, deps Deps, now Time) (*Core, error) {
 		return nil, err
 	}
 	c.handoff.init(now)
+	if cfg.AAE {
+		ts, err := newTreeSet(cfg.Partitions, cfg.AAESegments)
+		if err != nil {
+			return nil, err
+		}
+		c.trees = ts
+		c.aae.init()
+	}
 	return c, nil
 }
 
@@ -325,11 +376,16 @@ type Ready struct {
 	Answers []Answer
 	// Replies answer client requests.
 	Replies []Reply
+	// Repairs report on-demand anti-entropy runs (StartRepair).
+	Repairs []RepairUpdate
+	// Reaped reports on-demand reaping passes (StartReap).
+	Reaped []ReapDone
 }
 
 // Empty reports whether there is nothing to do.
 func (r *Ready) Empty() bool {
-	return !r.Sync && len(r.Messages) == 0 && len(r.Answers) == 0 && len(r.Replies) == 0
+	return !r.Sync && len(r.Messages) == 0 && len(r.Answers) == 0 && len(r.Replies) == 0 &&
+		len(r.Repairs) == 0 && len(r.Reaped) == 0
 }
 
 // Message is a request to a peer.
@@ -373,6 +429,10 @@ func (c *Core) Step(now Time, ev Event) {
 		c.peerRequest(e)
 	case Response:
 		c.response(e)
+	case StartRepair:
+		c.startRepair(e)
+	case StartReap:
+		c.startReap(e)
 	case LocalMerge:
 		if err := c.validKey(e.Bucket, e.Key); err != nil {
 			c.log(LevelError, "local merge refused", "err", err)
@@ -443,6 +503,10 @@ func (c *Core) response(r Response) {
 		}
 	case callHandoff:
 		c.handoffResponse(p.extra, r)
+	case callAAE:
+		c.aaeResponse(p, r)
+	case callReap:
+		c.reapResponse(p, r)
 	}
 }
 
@@ -456,6 +520,9 @@ const (
 	timerGetDeadline
 	timerFwdDeadline
 	timerHandoff
+	timerRebuild
+	timerAAE
+	timerReap
 )
 
 type timer struct {
@@ -517,6 +584,12 @@ func (c *Core) runTimers() {
 			}
 		case timerHandoff:
 			c.handoffRound()
+		case timerRebuild:
+			c.rebuildStep()
+		case timerAAE:
+			c.aaeTick()
+		case timerReap:
+			c.reapStep()
 		}
 	}
 }

@@ -48,8 +48,17 @@ func (c *Core) kickHandoff() {
 	c.at(c.now.Mono, timerHandoff, 0)
 }
 
-// StartHandoff arms the handoff schedule; the driver calls it once it is ready to send.
-func (c *Core) StartHandoff() { c.kickHandoff() }
+// Start arms the core's schedules — handoff rounds, and with anti-entropy on the first
+// tree rebuild, exchanges and reaping; the driver calls it once it is ready to send.
+func (c *Core) Start() {
+	c.kickHandoff()
+	if c.trees != nil {
+		c.startRebuild()
+		c.at(c.now.Mono+c.cfg.AAEInterval, timerAAE, 0)
+		c.reap.next = c.now.Mono + c.cfg.ReapInterval
+		c.at(c.reap.next, timerReap, 0)
+	}
+}
 
 // handoffRound expires old hints and starts a session for every target seen up that has
 // none, and moves throttled sessions on.

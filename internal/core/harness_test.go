@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -33,6 +34,8 @@ type world struct {
 	nextReq uint64
 	counts  map[core.Counter]int
 	wallOff map[string]time.Duration
+	repairs []core.RepairUpdate
+	reaped  []core.ReapDone
 }
 
 type wnode struct {
@@ -45,6 +48,17 @@ type wnode struct {
 }
 
 type fixedBuckets map[string]core.BucketProps
+
+func (b fixedBuckets) Ns() []int {
+	ns := []int{core.DefaultBucketProps().N}
+	for _, p := range b {
+		if !slices.Contains(ns, p.N) {
+			ns = append(ns, p.N)
+		}
+	}
+	slices.Sort(ns)
+	return ns
+}
 
 func (b fixedBuckets) Bucket(name string) core.BucketProps {
 	if p, ok := b[name]; ok {
@@ -126,6 +140,9 @@ func (w *world) open(nd *wnode) {
 	nd.core = c
 	nd.up = true
 	nd.timer = -1
+	c.Step(w.time(nd), core.Tick{})
+	c.Start()
+	w.drain(nd)
 }
 
 func (w *world) node(id string) *wnode {
@@ -186,6 +203,8 @@ func (w *world) drain(nd *wnode) {
 		r := r
 		w.replies[w.names[r.ID]] = &r
 	}
+	w.repairs = append(w.repairs, rd.Repairs...)
+	w.reaped = append(w.reaped, rd.Reaped...)
 	if t, ok := nd.core.NextTimer(); ok && (nd.timer < 0 || t < nd.timer || nd.timer <= w.now) {
 		nd.timer = t
 		w.at(t, func() {

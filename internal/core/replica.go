@@ -105,8 +105,8 @@ func (c *Core) writeData(bucket, key string, k, oldRaw, newRaw []byte, durable b
 	if err != nil {
 		return fmt.Errorf("write %q: %w", k, err)
 	}
-	if c.deps.Trees != nil {
-		c.deps.Trees.Update(bucket, key, oldRaw, newRaw)
+	if c.trees != nil {
+		c.trees.update(bucket, key, c.deps.Buckets.Bucket(bucket).N, oldRaw, newRaw)
 	}
 	if c.deps.OnWrite != nil {
 		c.deps.OnWrite(bucket, key, newRaw)
@@ -368,6 +368,10 @@ func (c *Core) peerRequest(r PeerRequest) {
 		c.handleCoordPut(r.From, r.ID, b.CoordPut)
 	case *pb.Envelope_Handoff:
 		c.answer(r.From, r.ID, c.handleHandoff(b.Handoff))
+	case *pb.Envelope_Tree:
+		c.answer(r.From, r.ID, c.handleTree(b.Tree))
+	case *pb.Envelope_TreeKeys:
+		c.answer(r.From, r.ID, c.handleTreeKeys(b.TreeKeys))
 	default:
 		c.answer(r.From, r.ID, ErrorEnvelope(fmt.Errorf("%w: unknown internode request %T from %s", ErrBadRequest, r.Env.Body, r.From)))
 	}

@@ -121,6 +121,25 @@ func TestScripts(t *testing.T) {
 			case "run":
 				w.run(dur("for", "100ms"))
 				return ""
+			case "repair":
+				part := -1
+				if v := args["partition"]; v != "" {
+					part, _ = strconv.Atoi(v)
+				}
+				w.repairs = nil
+				w.nextReq++
+				w.step(w.node(args["via"]), core.StartRepair{ID: w.nextReq, Partition: part, Peer: args["peer"]})
+				w.run(dur("for", "1s"))
+				return describeRepair(w.repairs)
+			case "reap":
+				w.reaped = nil
+				w.nextReq++
+				w.step(w.node(args["via"]), core.StartReap{ID: w.nextReq})
+				w.run(dur("for", "1s"))
+				if len(w.reaped) == 0 {
+					return "pending"
+				}
+				return fmt.Sprintf("reaped=%d", w.reaped[0].Reaped)
 			case "reply":
 				return w.describeReply(args["name"])
 			case "local":
@@ -157,8 +176,6 @@ func TestScripts(t *testing.T) {
 			case "restart":
 				for _, id := range pos {
 					w.restart(id)
-					w.node(id).core.StartHandoff()
-					w.drain(w.node(id))
 				}
 				return ""
 			case "skew":
@@ -274,4 +291,32 @@ func (w *world) describeLocal(bucket, key string) string {
 		}
 	}
 	return b.String()
+}
+
+// describeRepair sums an on-demand repair's exchanges.
+func describeRepair(us []core.RepairUpdate) string {
+	var exchanges, differed, repaired, errs int
+	finished := false
+	var failure error
+	for _, u := range us {
+		if u.Err != nil {
+			failure = u.Err
+		}
+		if u.Total > 0 {
+			exchanges++
+			differed += u.Result.KeysDiffered
+			repaired += u.Result.KeysRepaired
+			if u.Result.Error != "" {
+				errs++
+			}
+		}
+		finished = finished || u.Finished
+	}
+	switch {
+	case failure != nil:
+		return "error: " + failure.Error()
+	case !finished:
+		return "pending"
+	}
+	return fmt.Sprintf("exchanges=%d keys_differed=%d keys_repaired=%d errors=%d", exchanges, differed, repaired, errs)
 }

@@ -3,7 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/merkle"
+	"github.com/quorumkv/quorumkv/internal/ring"
 	"math"
+	"math/bits"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -49,7 +52,7 @@ func startNodes(t *testing.T, size int) []*Node {
 	}
 	waitUntil(t, 20*time.Second, "every node to see every member alive with its trees built", func() bool {
 		for _, n := range nodes {
-			if !n.trees.ready.Load() || n.Ring() == nil || len(n.Ring().Members()) != size {
+			if !n.treeInfo().Ready || n.Ring() == nil || len(n.Ring().Members()) != size {
 				return false
 			}
 			for _, m := range n.Members() {
@@ -102,11 +105,11 @@ func sibling(actor string, counter uint64, value string) version.Sibling {
 }
 
 // rootAnswerBound is the most a root-only question of partition p and its answer can
-// cost: the request as remoteSide sizes it (before the transport numbers it) and an
+// cost: the request as the core sizes it (before the transport numbers it) and an
 // answer carrying the largest id and a full root.
 func rootAnswerBound(n *Node, p int) (req, answer int) {
-	r := remoteSide{n: n}.treeReq(p, nil)
-	r.GetTree().RootOnly = true
+	r := &pb.Envelope{Body: &pb.Envelope_Tree{Tree: &pb.TreeRequest{Partition: int32(p), Partitions: int32(n.cfg.Partitions),
+		Segments: int32(n.cfg.AAESegments), RootOnly: true, N: 3}}}
 	resp := &pb.Envelope{Id: math.MaxUint64, Body: &pb.Envelope_TreeResp{TreeResp: &pb.TreeResponse{Root: math.MaxUint64}}}
 	return proto.Size(r), proto.Size(resp)
 }
@@ -184,7 +187,7 @@ func TestExchangeBytesGrowWithDivergenceNotData(t *testing.T) {
 		}
 	}
 	for p := 0; p < parts; p++ {
-		if a, b := n1.trees.root(p), n2.trees.root(p); a != b {
+		if a, b := rootOf(n1, p), rootOf(n2, p); a != b {
 			t.Fatalf("partition %d roots after the repair: %016x and %016x", p, a, b)
 		}
 	}
@@ -257,8 +260,8 @@ func (c *corrupter) Handle(ctx context.Context, from string, req *pb.Envelope) *
 		case "segments empty":
 			tr.Hashes = nil
 		case "segment outside the branches asked for":
-			_, per := c.n2.trees.shape()
-			tr.Segments[0] = (tr.Segments[0] + int32(per)) % int32(c.n2.trees.segments)
+			_, per := shapeOf(c.n2)
+			tr.Segments[0] = (tr.Segments[0] + int32(per)) % int32(c.n2.cfg.AAESegments)
 		case "zero segment hash":
 			tr.Hashes[0] = 0
 		case "segment sent twice":
@@ -273,7 +276,7 @@ func (c *corrupter) Handle(ctx context.Context, from string, req *pb.Envelope) *
 			// A key of this partition, listed under its own segment, which was not asked for.
 			for i := 0; ; i++ {
 				key := fmt.Sprintf("stray%d", i)
-				kp, seg := c.n2.trees.locate("b", key)
+				kp, seg := locate(c.n2, "b", key)
 				if kp == int(req.GetTreeKeys().Partition) && !slices.Contains(asked, int32(seg)) {
 					kr.Keys = append(kr.Keys, &pb.TreeKey{Bucket: "b", Key: key, Segment: int32(seg), Item: 7})
 					break
@@ -324,7 +327,7 @@ func TestCorruptExchangeAnswersChangeNothing(t *testing.T) {
 	p := -1
 	for i := 0; a == "" || b == ""; i++ {
 		key := fmt.Sprintf("k%d", i)
-		kp, _ := n1.trees.locate("b", key)
+		kp, _ := locate(n1, "b", key)
 		switch {
 		case p < 0:
 			p, a = kp, key
@@ -397,8 +400,8 @@ func TestBadTreeRequests(t *testing.T) {
 	n1 := nodes[0]
 	storeObject(t, n1, "b", "k", version.Object{}.Update(nil, sibling("w.1", 1, "v")))
 	rootBefore := map[int]uint64{}
-	for p := range n1.trees.parts {
-		rootBefore[p] = n1.trees.root(p)
+	for p := range n1.cfg.Partitions {
+		rootBefore[p] = rootOf(n1, p)
 	}
 
 	cfg := transport.DefaultConfig()
@@ -410,8 +413,8 @@ func TestBadTreeRequests(t *testing.T) {
 	}
 	defer evil.Close()
 
-	parts, segs := int32(len(n1.trees.parts)), int32(n1.trees.segments)
-	nb, _ := n1.trees.shape()
+	parts, segs := int32(n1.cfg.Partitions), int32(n1.cfg.AAESegments)
+	nb, _ := shapeOf(n1)
 	tree := func(r *pb.TreeRequest) *pb.Envelope { return &pb.Envelope{Body: &pb.Envelope_Tree{Tree: r}} }
 	keys := func(r *pb.TreeKeysRequest) *pb.Envelope {
 		return &pb.Envelope{Body: &pb.Envelope_TreeKeys{TreeKeys: r}}
@@ -452,7 +455,7 @@ func TestBadTreeRequests(t *testing.T) {
 		}
 	}
 	for p, r := range rootBefore {
-		if n1.trees.root(p) != r {
+		if rootOf(n1, p) != r {
 			t.Fatalf("partition %d's root changed", p)
 		}
 	}
@@ -464,3 +467,29 @@ func TestBadTreeRequests(t *testing.T) {
 type noHandler struct{}
 
 func (noHandler) Handle(context.Context, string, *pb.Envelope) *pb.Envelope { return nil }
+
+// rootOf is the root of partition p's tree for buckets of the default n on node n.
+func rootOf(n *Node, p int) uint64 {
+	for _, r := range n.treeInfo().Roots {
+		if r.Partition == p && r.N == DefaultBucketProps().N {
+			return r.Root
+		}
+	}
+	return 0
+}
+
+// shapeOf is the shape of node n's trees.
+func shapeOf(n *Node) (branches, perBranch int) {
+	t, err := merkle.New(n.cfg.AAESegments)
+	if err != nil {
+		panic(err)
+	}
+	return t.Branches(), t.SegmentsPerBranch()
+}
+
+// locate gives a key's partition and tree segment on node n.
+func locate(n *Node, bucket, key string) (int, int) {
+	h := ring.KeyHash(bucket, key)
+	pbits := bits.TrailingZeros(uint(n.cfg.Partitions))
+	return int(h >> (64 - uint(pbits))), merkle.SegmentOf(h, pbits, n.cfg.AAESegments)
+}

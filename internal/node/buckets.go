@@ -3,6 +3,8 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/quorumkv/quorumkv/internal/core"
@@ -73,4 +75,17 @@ func (n *Node) SetBucket(bucket string, patch []byte) (BucketProps, error) {
 		return BucketProps{}, fmt.Errorf("store bucket properties: %w", err)
 	}
 	return p, nil
+}
+
+// Ns lists the replica counts in use: the default's and every configured bucket's
+// (core.Buckets).
+func (n *Node) Ns() []int {
+	ns := []int{DefaultBucketProps().N}
+	for _, k := range n.ms.MetaKeys(metaBucketPrefix) {
+		if p := n.Bucket(strings.TrimPrefix(k, metaBucketPrefix)); !slices.Contains(ns, p.N) {
+			ns = append(ns, p.N)
+		}
+	}
+	slices.Sort(ns)
+	return ns
 }

@@ -157,5 +157,8 @@ func (c Config) coreConfig() core.Config {
 	cc.HandoffInterval = c.HandoffInterval
 	cc.HandoffBatchBytes = c.HandoffBatchBytes
 	cc.HintRate = c.HintRate
+	cc.AAE = !c.NoAAE
+	cc.AAESegments, cc.AAEInterval, cc.AAERate = c.AAESegments, c.AAEInterval, c.AAERate
+	cc.TreeRebuildInterval, cc.ReapInterval = c.TreeRebuildInterval, c.ReapInterval
 	return cc
 }

@@ -37,11 +37,14 @@ type loop struct {
 	peers   map[uint64]chan *pb.Envelope
 	local   []core.Event // events for the core raised while carrying out a Ready
 	timer   *time.Timer
+	repairs map[uint64]*repairWatch
+	reaps   map[uint64]chan core.ReapDone
 }
 
 func newLoop(n *Node, c *core.Core) *loop {
 	return &loop{n: n, c: c, log: n.log, start: time.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
-		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]chan *pb.Envelope{}}
+		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]chan *pb.Envelope{},
+		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{}}
 }
 
 // now is the core's time: the wall clock (skewed by fault injection) and a monotonic clock.
@@ -183,6 +186,20 @@ func (l *loop) flush(ctx context.Context) {
 				ch <- r
 			}
 		}
+		for _, u := range rd.Repairs {
+			if w, ok := l.repairs[u.ID]; ok {
+				w.put(u)
+				if u.Finished {
+					delete(l.repairs, u.ID)
+				}
+			}
+		}
+		for _, d := range rd.Reaped {
+			if ch, ok := l.reaps[d.ID]; ok {
+				delete(l.reaps, d.ID)
+				ch <- d
+			}
+		}
 	}
 	if t, ok := l.c.NextTimer(); ok {
 		d := t - time.Since(l.start)
@@ -240,3 +257,46 @@ type deadlineCtx struct {
 }
 
 func (d deadlineCtx) Deadline() (time.Time, bool) { return d.deadline, true }
+
+// watchRepair registers w for the updates of a repair run; on the loop.
+func (l *loop) watchRepair(w *repairWatch) uint64 {
+	l.nextID++
+	l.repairs[l.nextID] = w
+	return l.nextID
+}
+
+// repairWatch queues a repair run's updates without bound: the loop never waits for the
+// caller reading them.
+type repairWatch struct {
+	mu  sync.Mutex
+	q   []core.RepairUpdate
+	sig chan struct{}
+}
+
+func newRepairWatch() *repairWatch { return &repairWatch{sig: make(chan struct{}, 1)} }
+
+func (w *repairWatch) put(u core.RepairUpdate) {
+	w.mu.Lock()
+	w.q = append(w.q, u)
+	w.mu.Unlock()
+	select {
+	case w.sig <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued updates, if any.
+func (w *repairWatch) take() []core.RepairUpdate {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.q
+	w.q = nil
+	return q
+}
+
+// watchReap registers ch for the end of a reaping pass; on the loop.
+func (l *loop) watchReap(ch chan core.ReapDone) uint64 {
+	l.nextID++
+	l.reaps[l.nextID] = ch
+	return l.nextID
+}

@@ -141,6 +141,20 @@ func (m *Metrics) count(c core.Counter, n int) {
 		m.hintsStale.Add(v)
 	case core.CountHandoffReceived:
 		m.handoffReceived.Add(v)
+	case core.CountAAEExchangeOK:
+		m.aaeExchanges.WithLabelValues("ok").Add(v)
+	case core.CountAAEExchangeError:
+		m.aaeExchanges.WithLabelValues("error").Add(v)
+	case core.CountAAESegmentsCompared:
+		m.aaeSegmentsCompared.Add(v)
+	case core.CountAAESegmentsDiffered:
+		m.aaeSegmentsDiffered.Add(v)
+	case core.CountAAEKeysRepaired:
+		m.aaeKeysRepaired.Add(v)
+	case core.CountAAEBytes:
+		m.aaeBytes.Add(v)
+	case core.CountTombstonesReaped:
+		m.tombstonesReaped.Add(v)
 	}
 }
 

@@ -65,7 +65,6 @@ type Node struct {
 	buckets *bucketCache
 	metrics *Metrics
 	hints   *hints.Store
-	trees   *treeSet
 	// repairMu runs one anti-entropy exchange at a time (scheduled or on demand).
 	repairMu sync.Mutex
 
@@ -123,16 +122,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 	}
 	n.metrics.reg.MustRegister(newHintCollector(n))
-	if n.trees, err = newTreeSet(cfg.Partitions, cfg.AAESegments); err != nil {
-		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
-	}
 	n.metrics.reg.MustRegister(newTreeCollector(n))
 
 	n.coreCfg = cfg.coreConfig()
 	deps := core.Deps{Store: st, Hints: n.hints, Buckets: n, Count: n.metrics.count, Log: coreLogger(log)}
-	if !cfg.NoAAE {
-		deps.Trees = n.trees
-	}
 	c, err := core.New(n.coreCfg, deps, core.Time{Wall: n.physMs()})
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
@@ -183,13 +176,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.refreshMembers()
 	n.bg.Add(1)
 	go n.watchMembers()
-	n.loop.submit(func() { n.loop.c.StartHandoff() })
-	if !cfg.NoAAE {
-		n.bg.Add(3)
-		go n.treeLoop()
-		go n.aaeLoop()
-		go n.reapLoop()
-	}
+	n.loop.submit(func() { n.loop.c.Start() })
 	n.ready.Store(true)
 
 	if cfg.HTTPHandler != nil {

@@ -8,17 +8,11 @@ import (
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
-// Handle serves internode requests (transport.Handler): the replica requests go to the
-// core through the loop; the hash-tree questions of anti-entropy are answered here.
+// Handle serves internode requests (transport.Handler): they go to the core through the
+// loop.
 func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.Envelope {
 	if !n.ready.Load() {
 		return core.ErrorEnvelope(fmt.Errorf("%w: node %s is starting", ErrUnavailable, n.cfg.ID))
-	}
-	switch b := req.Body.(type) {
-	case *pb.Envelope_Tree:
-		return n.handleTree(b.Tree)
-	case *pb.Envelope_TreeKeys:
-		return n.handleTreeKeys(b.TreeKeys)
 	}
 	return n.loop.peerRequest(ctx, from, req)
 }

@@ -1062,7 +1062,10 @@ type TreeRequest struct {
 	Segments   int32                  `protobuf:"varint,3,opt,name=segments,proto3" json:"segments,omitempty"`
 	Branches   []int32                `protobuf:"varint,4,rep,packed,name=branches,proto3" json:"branches,omitempty"`
 	// root_only asks for the root hash alone (the first question of every exchange).
-	RootOnly      bool `protobuf:"varint,5,opt,name=root_only,json=rootOnly,proto3" json:"root_only,omitempty"`
+	RootOnly bool `protobuf:"varint,5,opt,name=root_only,json=rootOnly,proto3" json:"root_only,omitempty"`
+	// n picks the tree: each partition has one tree per replica count n of the buckets
+	// holding data there (0 means 3, the default, for nodes from before per-n trees).
+	N             int32 `protobuf:"varint,6,opt,name=n,proto3" json:"n,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1132,6 +1135,13 @@ func (x *TreeRequest) GetRootOnly() bool {
 	return false
 }
 
+func (x *TreeRequest) GetN() int32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
 type TreeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Root  uint64                 `protobuf:"fixed64,1,opt,name=root,proto3" json:"root,omitempty"`
@@ -1197,11 +1207,13 @@ func (x *TreeResponse) GetSegments() []int32 {
 
 // TreeKeysRequest asks for the keys stored in some segments of a partition's tree.
 type TreeKeysRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	Partitions    int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
-	Segments      int32                  `protobuf:"varint,3,opt,name=segments,proto3" json:"segments,omitempty"`
-	SegmentList   []int32                `protobuf:"varint,4,rep,packed,name=segment_list,json=segmentList,proto3" json:"segment_list,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Partition   int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partitions  int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Segments    int32                  `protobuf:"varint,3,opt,name=segments,proto3" json:"segments,omitempty"`
+	SegmentList []int32                `protobuf:"varint,4,rep,packed,name=segment_list,json=segmentList,proto3" json:"segment_list,omitempty"`
+	// n picks the tree, as in TreeRequest.
+	N             int32 `protobuf:"varint,5,opt,name=n,proto3" json:"n,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1262,6 +1274,13 @@ func (x *TreeKeysRequest) GetSegmentList() []int32 {
 		return x.SegmentList
 	}
 	return nil
+}
+
+func (x *TreeKeysRequest) GetN() int32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
 }
 
 type TreeKeysResponse struct {
@@ -1458,7 +1477,7 @@ const file_internode_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
 	"\x06object\x18\x03 \x01(\fR\x06object\"+\n" +
 	"\x0fHandoffResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\x05R\aapplied\"\xa0\x01\n" +
+	"\aapplied\x18\x01 \x01(\x05R\aapplied\"\xae\x01\n" +
 	"\vTreeRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
 	"\n" +
@@ -1466,18 +1485,20 @@ const file_internode_proto_rawDesc = "" +
 	"partitions\x12\x1a\n" +
 	"\bsegments\x18\x03 \x01(\x05R\bsegments\x12\x1a\n" +
 	"\bbranches\x18\x04 \x03(\x05R\bbranches\x12\x1b\n" +
-	"\troot_only\x18\x05 \x01(\bR\brootOnly\"V\n" +
+	"\troot_only\x18\x05 \x01(\bR\brootOnly\x12\f\n" +
+	"\x01n\x18\x06 \x01(\x05R\x01n\"V\n" +
 	"\fTreeResponse\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\x06R\x04root\x12\x16\n" +
 	"\x06hashes\x18\x02 \x03(\x06R\x06hashes\x12\x1a\n" +
-	"\bsegments\x18\x03 \x03(\x05R\bsegments\"\x8e\x01\n" +
+	"\bsegments\x18\x03 \x03(\x05R\bsegments\"\x9c\x01\n" +
 	"\x0fTreeKeysRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x02 \x01(\x05R\n" +
 	"partitions\x12\x1a\n" +
 	"\bsegments\x18\x03 \x01(\x05R\bsegments\x12!\n" +
-	"\fsegment_list\x18\x04 \x03(\x05R\vsegmentList\"F\n" +
+	"\fsegment_list\x18\x04 \x03(\x05R\vsegmentList\x12\f\n" +
+	"\x01n\x18\x05 \x01(\x05R\x01n\"F\n" +
 	"\x10TreeKeysResponse\x122\n" +
 	"\x04keys\x18\x01 \x03(\v2\x1e.quorumkv.internode.v1.TreeKeyR\x04keys\"a\n" +
 	"\aTreeKey\x12\x16\n" +
