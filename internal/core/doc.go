@@ -19,10 +19,13 @@
 //
 // Invariants:
 //   - A dot (actor, counter) is never minted twice: counters come from a persisted, leased,
-//     monotonic counter, and actors name the node, its store epoch and its run.
+//     monotonic counter, and an actor names the node and its store's epoch (a wiped store
+//     gets a new one).
 //   - An actor's version-vector entry for a key covers only dots the coordinator's copy
-//     holds: a run's actor mints only from this node's own primary copy; coordination from a
-//     hint copy or from no copy uses a one-off actor.
+//     holds: the node's actor mints only from its own primary copy, which is synced before
+//     the new dot leaves the node (so no crash loses a dot another replica holds, and the
+//     actor survives restarts); coordination from a hint copy or from no copy uses a one-off
+//     actor.
 //   - An object is stored only as the merge of what was there and what arrived, so a
 //     replica never loses a sibling it had not seen superseded.
 //   - Nothing in a Ready that depends on a durable write leaves before the driver synced

@@ -34,6 +34,7 @@ type world struct {
 	nextReq uint64
 	counts  map[core.Counter]int
 	wallOff map[string]time.Duration
+	epochs  int
 	repairs []core.RepairUpdate
 	reaped  []core.ReapDone
 }
@@ -269,6 +270,18 @@ func (w *world) crash(id string) {
 	nd := w.node(id)
 	nd.up = false
 	nd.store = nd.store.CrashClone()
+}
+
+// wipe replaces a node's store with an empty one (a lost disk) and restarts it.
+func (w *world) wipe(id string) {
+	nd := w.node(id)
+	nd.up = false
+	w.epochs++
+	nd.store = storage.NewMemory()
+	if err := core.InitEpoch(nd.store, fmt.Sprintf("w%d", w.epochs)); err != nil {
+		w.t.Fatal(err)
+	}
+	w.restart(id)
 }
 
 func (w *world) restart(id string) {

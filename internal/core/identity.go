@@ -13,9 +13,6 @@ import (
 const (
 	keyEpoch   = "m/epoch"
 	keyCounter = "m/counter"
-	// keyClean holds the actor of a run that stopped cleanly (every write synced); the
-	// next run carries on as that actor, so a clean restart adds no version-vector entry.
-	keyClean = "m/clean"
 	// KeySyncMarker is written with fsync to make every earlier write durable.
 	KeySyncMarker = "m/sync"
 )
@@ -59,14 +56,14 @@ func InitEpoch(st storage.Store, fresh string) error {
 
 // load reads the epoch and leases the dot counter.
 //
-// Every run of the process that follows a crash is its own actor, named by the dot-counter
-// lease it took at start (persisted, only grows). A crash loses the writes this node
-// acknowledged without dw (its store had not synced them), while other replicas kept them;
-// had the node carried on as the same actor, its next dot for such a key would advance its
-// version-vector entry past the lost dots, and every replica would then drop those writes
-// as seen (Riak's kv679). Likewise a CRDT actor's counters would restart from the stale
-// copy and merges (max per actor) would swallow new increments. A run that stopped
-// cleanly synced everything it wrote, so the next run carries on as the same actor.
+// The actor is the node and its store's epoch, the same across restarts, clean or not, so
+// restarts add no version-vector entries (a key written after each of a hundred restarts
+// carries one entry for this node). That is safe only because no dot of this actor can be
+// lost by a crash while another replica holds it: a coordinator's own copy is synced
+// before any message carrying the new dot leaves (see coordinate), so after a kill -9 its
+// store still holds every dot it ever sent, and its next dot for a key cannot cover one it
+// lacks (Riak's kv679). Counters restart past the persisted lease, so none is reused. A
+// store that lost everything (a wiped disk) gets a new epoch, hence a new actor.
 func (id *identity) load(nodeID string, st storage.Store) error {
 	id.st = st
 	epoch, err := st.Get([]byte(keyEpoch))
@@ -85,24 +82,8 @@ func (id *identity) load(nodeID string, st storage.Store) error {
 		}
 		id.counter = c
 	}
-	clean, err := st.Get([]byte(keyClean))
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		clean = nil
-	case err != nil:
-		return fmt.Errorf("core: read clean-stop marker: %w", err)
-	}
 	id.bound = id.counter
-	storeID := nodeID + "." + string(epoch)
-	if len(clean) > 0 {
-		// The counter persisted at a clean stop is the last one minted, not a lease bound.
-		id.actor = string(clean)
-		if err := st.Delete([]byte(keyClean), storage.WriteOptions{Sync: true}); err != nil {
-			return fmt.Errorf("core: clear clean-stop marker: %w", err)
-		}
-	} else {
-		id.actor = storeID + "~" + strconv.FormatUint(id.bound, 36)
-	}
+	id.actor = nodeID + "." + string(epoch)
 	return id.extendLease(id.counter)
 }
 
@@ -127,15 +108,11 @@ func (id *identity) mint(floor uint64) (uint64, error) {
 	return c, nil
 }
 
-// Stop records a clean stop: the exact counter and this run's actor, synced after every
-// earlier write, so the next run carries on as the same actor. The driver calls it last,
-// once nothing else will be written.
+// Stop records a clean stop: the exact dot counter, so the next run carries on from it
+// rather than past the lease. The driver calls it last, once nothing else will be written.
 func (c *Core) Stop() error {
 	id := &c.id
-	if err := id.st.Write([]storage.Op{
-		{Key: []byte(keyCounter), Value: []byte(strconv.FormatUint(id.counter, 10))},
-		{Key: []byte(keyClean), Value: []byte(id.actor)},
-	}, storage.WriteOptions{Sync: true}); err != nil {
+	if err := id.st.Put([]byte(keyCounter), []byte(strconv.FormatUint(id.counter, 10)), storage.WriteOptions{Sync: true}); err != nil {
 		return fmt.Errorf("core: record clean stop: %w", err)
 	}
 	return nil

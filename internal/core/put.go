@@ -248,11 +248,13 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		return
 	}
 	self, selfIn := rs.find(c.cfg.ID)
-	// With W=1 the coordinator's own copy may be the only one when the client hears "ok":
-	// an unsynced copy is one kill -9 away from an acknowledged write lost, so it is
-	// synced (with everything else of this turn). DW asks every counted ack to be.
+	// The coordinator's own copy is always synced (with everything else of this turn)
+	// before the new dot leaves the node: then a crash can never lose a dot of this
+	// node's actor that another replica holds, so the actor survives restarts without
+	// kv679's lost-write hazard (see identity.load). With W=1 that copy may also be the
+	// only one when the client hears "ok". DW asks every counted ack to be synced.
 	sync := spec.DW > 0
-	localSync := sync || spec.W == 1
+	localSync := true
 
 	var local version.Object
 	var localRaw []byte

@@ -173,6 +173,11 @@ func TestScripts(t *testing.T) {
 					w.crash(id)
 				}
 				return ""
+			case "wipe":
+				for _, id := range pos {
+					w.wipe(id)
+				}
+				return ""
 			case "restart":
 				for _, id := range pos {
 					w.restart(id)

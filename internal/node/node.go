@@ -1,18 +1,17 @@
-// Package node is the server shell: it wires the store, the ring, the gossip membership and
-// the internode transport to the pure coordinator machines of package quorum.
+// Package node is the server shell: it wires the store, the gossip membership, the
+// internode transport and the HTTP listener to the node's protocol core (package core).
 //
-// Model: any node takes any request. A write is coordinated by a primary replica of its key
-// (a non-replica forwards it), which mints a new dot with its own actor, stores the object
-// and replicates it to the other primaries; a read asks every primary, answers after R,
-// and repairs replicas that were behind. The shell owns every goroutine, socket, timer and
-// disk handle; the decisions are made by the pure packages so the simulator can run them.
+// Model: one loop goroutine owns the core. Client requests (the HTTP and Redis front
+// ends), peer requests (the transport's handler), answers to the core's messages, the
+// failure detector's view and timers become core events; each loop turn steps them, then
+// carries out the core's Ready: one fsync if any write of the turn must be durable, then
+// the messages to peers (one batch per peer, by the transport), the answers and the client
+// replies. Messages the core sends to this node itself are answered in the same turn. The
+// shell owns every goroutine, socket, timer and disk handle; every protocol decision is
+// the core's, so the simulator runs the same decisions.
 //
-// Invariants: a dot (actor, counter) is never minted twice — the actor names this node, the
-// incarnation (epoch) of its store and the process run, and counters come from a
-// persisted, leased, monotonic counter; an actor's version-vector entry for a key only
-// covers dots its copy holds (a run's actor mints only from its own primary copy; other
-// coordination uses one-off actors); an object is stored only as the merge of what was
-// there and what arrived, so a replica never loses a sibling it had not seen superseded.
+// Invariants: only the loop touches the core; nothing that claims durability leaves
+// before the turn's sync; a transport callback never blocks (it queues an event).
 package node
 
 import (
