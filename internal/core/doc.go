@@ -22,10 +22,10 @@
 //     monotonic counter, and an actor names the node and its store's epoch (a wiped store
 //     gets a new one).
 //   - An actor's version-vector entry for a key covers only dots the coordinator's copy
-//     holds: the node's actor mints only from its own primary copy, which is synced before
-//     the new dot leaves the node (so no crash loses a dot another replica holds, and the
-//     actor survives restarts); coordination from a hint copy or from no copy uses a one-off
-//     actor.
+//     holds, or dots of writes never acknowledged: the node's actor mints only from its own
+//     primary copy, and the coordinator's own ack is durable, so no crash loses an
+//     acknowledged dot from it (the actor survives restarts); coordination from a hint copy
+//     or from no copy uses a one-off actor. A CRDT state is synced before it leaves.
 //   - An object is stored only as the merge of what was there and what arrived, so a
 //     replica never loses a sibling it had not seen superseded.
 //   - Nothing in a Ready that depends on a durable write leaves before the driver synced

@@ -58,12 +58,15 @@ func InitEpoch(st storage.Store, fresh string) error {
 //
 // The actor is the node and its store's epoch, the same across restarts, clean or not, so
 // restarts add no version-vector entries (a key written after each of a hundred restarts
-// carries one entry for this node). That is safe only because no dot of this actor can be
-// lost by a crash while another replica holds it: a coordinator's own copy is synced
-// before any message carrying the new dot leaves (see coordinate), so after a kill -9 its
-// store still holds every dot it ever sent, and its next dot for a key cannot cover one it
-// lacks (Riak's kv679). Counters restart past the persisted lease, so none is reused. A
-// store that lost everything (a wiped disk) gets a new epoch, hence a new actor.
+// carries one entry for this node). Counters restart past the persisted lease, so no dot
+// is minted twice. That the actor survives a kill -9 is safe because the coordinator's
+// own ack is durable: an acknowledged write is on this node's disk, so its next dot for a
+// key (whose version-vector entry covers every earlier dot of the actor) never covers an
+// acknowledged write it lacks (Riak's kv679). A write in flight when the node crashed was
+// never acknowledged; if its unsynced copy is lost here while another replica holds it, a
+// later dot may supersede it, as a lost unacknowledged write may be. CRDT states are synced
+// before they leave (see coordinate). A store that lost everything (a wiped disk) gets a
+// new epoch, hence a new actor.
 func (id *identity) load(nodeID string, st storage.Store) error {
 	id.st = st
 	epoch, err := st.Get([]byte(keyEpoch))

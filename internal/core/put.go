@@ -248,11 +248,11 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		return
 	}
 	self, selfIn := rs.find(c.cfg.ID)
-	// The coordinator's own copy is always synced (with everything else of this turn)
-	// before the new dot leaves the node: then a crash can never lose a dot of this
-	// node's actor that another replica holds, so the actor survives restarts without
-	// kv679's lost-write hazard (see identity.load). With W=1 that copy may also be the
-	// only one when the client hears "ok". DW asks every counted ack to be synced.
+	// The coordinator's own ack is always a durable one: its copy is synced before that
+	// ack counts, so no write is acknowledged that a crash of the coordinator could lose
+	// from its own copy, and the actor survives restarts without kv679's hazard (see
+	// identity.load). With W=1 that copy may also be the only one when the client hears
+	// "ok". DW asks every counted ack to be synced.
 	sync := spec.DW > 0
 	localSync := true
 
@@ -306,7 +306,16 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		c.deps.OnMint(bucket, key, sib)
 	}
 	if selfIn {
-		if err := c.storeReplica(self, bucket, key, localRaw, obj, enc, localSync); err != nil {
+		// Stored at once. A value or tombstone is not synced yet: the message to itself below
+		// syncs it (its answer waits for the sync), while the other replicas get the object in
+		// parallel; should the node crash before the sync, that write was never acknowledged,
+		// and a later dot of the same actor may supersede it. A counter, set, flag or map is
+		// synced before anything of this turn leaves: its per-actor counters and dots come
+		// from this copy, and a copy that lost an increment others hold would count a later
+		// one with the same counter, which merges (max per actor) would swallow. A register
+		// (Redis strings) holds no per-actor counter: it goes in parallel like a value.
+		strict := m.crdt != nil && m.crdt.Type != crdt.Register
+		if err := c.storeReplica(self, bucket, key, localRaw, obj, enc, strict); err != nil {
 			fail(fmt.Errorf("local write: %w", err))
 			return
 		}

@@ -34,17 +34,21 @@ type loop struct {
 	// Owned by the loop goroutine.
 	nextID  uint64
 	clients map[uint64]chan core.Reply
-	peers   map[uint64]chan *pb.Envelope
-	local   []core.Event // events for the core raised while carrying out a Ready
+	peers   map[uint64]func(*pb.Envelope) // answers owed to peers, by request
+	local   []core.Event                  // events for the core raised while carrying out a Ready
 	timer   *time.Timer
 	repairs map[uint64]*repairWatch
 	reaps   map[uint64]chan core.ReapDone
+
+	out        outbox
+	dispatched chan struct{} // closed when the dispatcher has stopped
 }
 
 func newLoop(n *Node, c *core.Core) *loop {
 	return &loop{n: n, c: c, log: n.log, start: time.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
-		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]chan *pb.Envelope{},
-		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{}}
+		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]func(*pb.Envelope){},
+		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{},
+		out: outbox{sig: make(chan struct{}, 1)}, dispatched: make(chan struct{})}
 }
 
 // now is the core's time: the wall clock (skewed by fault injection) and a monotonic clock.
@@ -104,7 +108,7 @@ func (l *loop) peerRequest(ctx context.Context, from string, env *pb.Envelope) *
 	l.submit(func() {
 		l.nextID++
 		id := l.nextID
-		l.peers[id] = ch
+		l.peers[id] = func(e *pb.Envelope) { ch <- e }
 		l.step(core.PeerRequest{From: from, ID: id, Env: env})
 	})
 	select {
@@ -119,6 +123,8 @@ func (l *loop) peerRequest(ctx context.Context, from string, env *pb.Envelope) *
 
 func (l *loop) run(ctx context.Context) {
 	defer close(l.done)
+	go l.syncer(ctx)
+	defer func() { <-l.dispatched }()
 	l.timer = time.NewTimer(time.Hour)
 	defer l.timer.Stop()
 	var batch []func()
@@ -142,6 +148,16 @@ func (l *loop) run(ctx context.Context) {
 }
 
 // flush carries out the core's Ready until it has nothing left, then arms the timer.
+//
+// A turn that wrote nothing that must be durable is carried out at once: messages to this
+// node itself (it is one of the replicas) and their answers are stepped here, the rest is
+// handed to the transport and to the waiting callers, none of which blocks. A turn that
+// must be durable goes, whole, to the syncer, which fsyncs the store and only then carries
+// it out — its answers to this node itself too, so that even the coordinator's count of
+// its own durable ack waits for the sync. The loop goes on stepping meanwhile, and the
+// turns that pile up behind one fsync share the next (group commit). Outputs of turns
+// without a sync may overtake those of an earlier turn with one: they claim nothing
+// durable, and the core never relies on the order of messages.
 func (l *loop) flush(ctx context.Context) {
 	for l.c.HasReady() || len(l.local) > 0 {
 		for len(l.local) > 0 {
@@ -154,41 +170,33 @@ func (l *loop) flush(ctx context.Context) {
 		}
 		rd := l.c.Ready()
 		l.c.Advance()
-		if rd.Sync {
-			if err := l.n.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
-				// Nothing that claims durability may leave: fail every reply of this turn.
-				l.log.Error("store sync failed", "err", err)
-				l.failTurn(rd, fmt.Errorf("sync: %w", err))
-				continue
-			}
-		}
+		out := turnOut{sync: rd.Sync}
 		for _, m := range rd.Messages {
 			if m.To == l.self {
-				// This node is one of the replicas: answered in this loop, no network.
-				l.local = append(l.local, core.PeerRequest{From: l.self, ID: m.ID, Env: m.Env})
+				out.local = append(out.local, core.PeerRequest{From: l.self, ID: m.ID, Env: m.Env})
 				continue
 			}
-			l.send(ctx, m)
+			out.msgs = append(out.msgs, m)
 		}
 		for _, a := range rd.Answers {
 			if a.To == l.self {
-				l.local = append(l.local, core.Response{ID: a.ID, Env: a.Env})
+				out.local = append(out.local, core.Response{ID: a.ID, Env: a.Env})
 				continue
 			}
 			if ch, ok := l.peers[a.ID]; ok {
 				delete(l.peers, a.ID)
-				ch <- a.Env
+				out.answers = append(out.answers, peerAnswer{ch, a.Env})
 			}
 		}
 		for _, r := range rd.Replies {
 			if ch, ok := l.clients[r.ID]; ok {
 				delete(l.clients, r.ID)
-				ch <- r
+				out.replies = append(out.replies, clientReply{ch, r})
 			}
 		}
 		for _, u := range rd.Repairs {
 			if w, ok := l.repairs[u.ID]; ok {
-				w.put(u)
+				out.repairs = append(out.repairs, repairOut{w, u})
 				if u.Finished {
 					delete(l.repairs, u.ID)
 				}
@@ -197,9 +205,16 @@ func (l *loop) flush(ctx context.Context) {
 		for _, d := range rd.Reaped {
 			if ch, ok := l.reaps[d.ID]; ok {
 				delete(l.reaps, d.ID)
-				ch <- d
+				out.reaps = append(out.reaps, reapOut{ch, d})
 			}
 		}
+		if out.sync {
+			l.out.push(out)
+			continue
+		}
+		l.local = append(l.local, out.local...)
+		out.local = nil
+		l.carryOut(ctx, &out)
 	}
 	if t, ok := l.c.NextTimer(); ok {
 		d := t - time.Since(l.start)
@@ -207,25 +222,157 @@ func (l *loop) flush(ctx context.Context) {
 	}
 }
 
-// failTurn answers everything of a Ready that could not be made durable with err.
-func (l *loop) failTurn(rd core.Ready, err error) {
-	for _, m := range rd.Messages {
-		l.local = append(l.local, core.Response{ID: m.ID, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
+// carryOut sends a turn's outputs that leave the loop; none of it blocks.
+func (l *loop) carryOut(ctx context.Context, t *turnOut) {
+	for _, m := range t.msgs {
+		l.send(ctx, m)
 	}
-	for _, a := range rd.Answers {
-		if a.To == l.self {
-			continue // its Message failed above
+	for _, a := range t.answers {
+		a.respond(a.env)
+	}
+	for _, r := range t.replies {
+		r.ch <- r.r
+	}
+	for _, r := range t.repairs {
+		r.w.put(r.u)
+	}
+	for _, r := range t.reaps {
+		r.ch <- r.d
+	}
+}
+
+// turnOut is what one turn sends out of the node.
+type turnOut struct {
+	sync    bool
+	local   []core.Event // for this node's own core
+	msgs    []core.Message
+	answers []peerAnswer
+	replies []clientReply
+	repairs []repairOut
+	reaps   []reapOut
+}
+
+type peerAnswer struct {
+	respond func(*pb.Envelope)
+	env     *pb.Envelope
+}
+
+type clientReply struct {
+	ch chan core.Reply
+	r  core.Reply
+}
+
+type repairOut struct {
+	w *repairWatch
+	u core.RepairUpdate
+}
+
+type reapOut struct {
+	ch chan core.ReapDone
+	d  core.ReapDone
+}
+
+func (o *turnOut) empty() bool {
+	return !o.sync && len(o.local) == 0 && len(o.msgs) == 0 && len(o.answers) == 0 && len(o.replies) == 0 && len(o.repairs) == 0 && len(o.reaps) == 0
+}
+
+// outbox queues turns for the dispatcher without bound (the loop never waits for it).
+type outbox struct {
+	mu  sync.Mutex
+	q   []turnOut
+	sig chan struct{}
+}
+
+func (o *outbox) push(t turnOut) {
+	o.mu.Lock()
+	o.q = append(o.q, t)
+	o.mu.Unlock()
+	select {
+	case o.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (o *outbox) take(buf []turnOut) []turnOut {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	buf = append(buf[:0], o.q...)
+	clear(o.q)
+	o.q = o.q[:0]
+	return buf
+}
+
+// syncer carries out the turns that must be durable, in order: one fsync for every turn
+// queued, then their outputs, their events for this node's own core back to the loop.
+func (l *loop) syncer(ctx context.Context) {
+	defer close(l.dispatched)
+	var turns []turnOut
+	for {
+		select {
+		case <-l.out.sig:
+		case <-ctx.Done():
+			return
 		}
-		if ch, ok := l.peers[a.ID]; ok {
-			delete(l.peers, a.ID)
-			ch <- core.ErrorEnvelope(err)
+		turns = l.out.take(turns)
+		if len(turns) == 0 {
+			continue
+		}
+		var serr error
+		if err := l.n.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
+			l.log.Error("store sync failed", "err", err)
+			serr = fmt.Errorf("sync: %w", err)
+		}
+		var local []core.Event
+		for i := range turns {
+			t := &turns[i]
+			if serr != nil {
+				l.failTurn(t, serr) // nothing that claims durability may leave
+			} else {
+				l.carryOut(ctx, t)
+				local = append(local, t.local...)
+			}
+			*t = turnOut{}
+		}
+		if len(local) > 0 {
+			l.submit(func() {
+				for _, ev := range local {
+					l.step(ev)
+				}
+			})
 		}
 	}
-	for _, r := range rd.Replies {
-		if ch, ok := l.clients[r.ID]; ok {
-			delete(l.clients, r.ID)
-			ch <- core.Reply{ID: r.ID, Err: err}
+}
+
+// failTurn answers everything of a turn that could not be made durable with err.
+func (l *loop) failTurn(t *turnOut, err error) {
+	for _, m := range t.msgs {
+		id := m.ID
+		l.submit(func() { l.step(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)}) })
+	}
+	for _, ev := range t.local {
+		// A message to itself, or its answer, would claim the sync that failed.
+		var id uint64
+		switch e := ev.(type) {
+		case core.PeerRequest:
+			id = e.ID
+		case core.Response:
+			id = e.ID
+		default:
+			continue
 		}
+		l.submit(func() { l.step(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)}) })
+	}
+	for _, a := range t.answers {
+		a.respond(core.ErrorEnvelope(err))
+	}
+	for _, r := range t.replies {
+		r.ch <- core.Reply{ID: r.r.ID, Err: err}
+	}
+	for _, r := range t.repairs {
+		r.w.put(r.u)
+	}
+	for _, r := range t.reaps {
+		r.ch <- r.d
 	}
 }
 

@@ -17,6 +17,21 @@ func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.En
 	return n.loop.peerRequest(ctx, from, req)
 }
 
+// HandleAsync takes an internode request without holding a goroutine
+// (transport.AsyncHandler): the loop answers it through respond.
+func (n *Node) HandleAsync(ctx context.Context, from string, req *pb.Envelope, respond func(*pb.Envelope)) {
+	if !n.ready.Load() {
+		respond(core.ErrorEnvelope(fmt.Errorf("%w: node %s is starting", ErrUnavailable, n.cfg.ID)))
+		return
+	}
+	n.loop.submit(func() {
+		n.loop.nextID++
+		id := n.loop.nextID
+		n.loop.peers[id] = respond
+		n.loop.step(core.PeerRequest{From: from, ID: id, Env: req})
+	})
+}
+
 // inlineRequest picks the requests cheap enough to serve on the receiving stream's
 // goroutine: reads and unsynced replica writes take the loop a few microseconds. Synced
 // writes go to workers so that many of them share one fsync, and forwarded writes wait on

@@ -57,6 +57,15 @@ type Handler interface {
 	Handle(ctx context.Context, from string, req *pb.Envelope) *pb.Envelope
 }
 
+// AsyncHandler is a Handler that can also take requests without holding a goroutine:
+// HandleAsync must not block; it calls respond exactly once, from any goroutine, with the
+// response envelope (or nil for none), whose Id the transport sets. A Handler that
+// implements it gets every request through it, on the stream's receive goroutine.
+type AsyncHandler interface {
+	Handler
+	HandleAsync(ctx context.Context, from string, req *pb.Envelope, respond func(*pb.Envelope))
+}
+
 // Resolver maps a node ID to its current RPC address.
 type Resolver func(id string) (addr string, ok bool)
 
@@ -620,8 +629,13 @@ func (s *server) Stream(stream pb.Internode_StreamServer) error {
 			t.Stats.Dropped.Add(uint64(len(b.Msgs)))
 			continue
 		}
+		async, _ := t.cfg.Handler.(AsyncHandler)
 		for _, m := range b.Msgs {
 			j := job{ctx: ctx, from: from, req: m, out: out}
+			if async != nil {
+				async.HandleAsync(ctx, from, m, func(resp *pb.Envelope) { t.respond(j, resp, false) })
+				continue
+			}
 			if t.cfg.Inline != nil && t.cfg.Inline(m) {
 				t.serve(j)
 				continue
@@ -659,7 +673,13 @@ func (t *Transport) serve(j job) {
 	if j.ctx.Err() != nil {
 		return // the asker is gone
 	}
-	resp := t.cfg.Handler.Handle(j.ctx, j.from, j.req)
+	t.respond(j, t.cfg.Handler.Handle(j.ctx, j.from, j.req), true)
+}
+
+// respond queues a request's response on its stream. With wait it waits for room in the
+// queue (a worker); without, a full queue drops the response (the asker times out) rather
+// than block an asynchronous handler's caller.
+func (t *Transport) respond(j job, resp *pb.Envelope, wait bool) {
 	if resp == nil {
 		return
 	}
@@ -667,6 +687,15 @@ func (t *Transport) serve(j job) {
 	send := func() {
 		if t.dropped(j.from) {
 			t.Stats.Dropped.Add(1)
+			return
+		}
+		if !wait {
+			select {
+			case j.out <- resp:
+			case <-j.ctx.Done():
+			default:
+				t.Stats.Dropped.Add(1)
+			}
 			return
 		}
 		select {
