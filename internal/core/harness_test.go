@@ -27,7 +27,8 @@ type world struct {
 	q       evq
 	nodes   []*wnode
 	ring    *ring.Ring
-	cut     map[[2]string]bool // one-way: from→to dropped
+	cut     map[[2]string]bool // one-way: from→to fails at once (unreachable)
+	hole    map[[2]string]bool // one-way: from→to silently lost
 	buckets fixedBuckets
 	replies map[string]*core.Reply // by request name
 	names   map[uint64]string
@@ -97,7 +98,7 @@ const hop = time.Millisecond
 const baseWall = int64(1_800_000_000_000)
 
 func newWorld(t *testing.T, n int, buckets fixedBuckets) *world {
-	w := &world{t: t, cut: map[[2]string]bool{}, buckets: buckets, replies: map[string]*core.Reply{},
+	w := &world{t: t, cut: map[[2]string]bool{}, hole: map[[2]string]bool{}, buckets: buckets, replies: map[string]*core.Reply{},
 		names: map[uint64]string{}, counts: map[core.Counter]int{}, wallOff: map[string]time.Duration{}}
 	var members []ring.Member
 	for i := 1; i <= n; i++ {
@@ -195,7 +196,7 @@ func (w *world) drain(nd *wnode) {
 	for _, a := range rd.Answers {
 		to, id, env, from := w.node(a.To), a.ID, a.Env, nd.id
 		w.at(w.now+hop, func() {
-			if to.up && !w.cut[[2]string{from, to.id}] {
+			if to.up && !w.cut[[2]string{from, to.id}] && !w.hole[[2]string{from, to.id}] {
 				w.step(to, core.Response{ID: id, Env: env})
 			}
 		})
@@ -230,10 +231,17 @@ func (w *world) deliver(from *wnode, m core.Message) {
 			w.step(from, core.Response{ID: m.ID, Err: fmt.Errorf("%w: %s", core.ErrUnreachable, to.id)})
 			return
 		}
-		answered := false
+		if w.hole[[2]string{from.id, to.id}] {
+			// Silently lost (a paused node, a one-way partition): the sender hears nothing
+			// until the deadline.
+			reqID := m.ID
+			w.at(m.Deadline, func() {
+				w.step(from, core.Response{ID: reqID, Err: fmt.Errorf("%w: deadline", core.ErrLost)})
+			})
+			return
+		}
 		reqID := m.ID
 		w.step(to, core.PeerRequest{From: from.id, ID: reqID, Env: m.Env})
-		_ = answered
 		w.at(m.Deadline, func() {
 			// The answer travels as a Response stepped into from (drain above); if the core
 			// still waits for it at the deadline, the driver says it was lost.

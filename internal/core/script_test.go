@@ -30,7 +30,8 @@ import (
 //	run [for=D]                           move time on (default 100ms), delivering messages
 //	reply name=X                          a reply: ok/err, values, context's clock
 //	local k=K                             every node's stored copy (and hints)
-//	cut from=A to=B / partition A,B|C,D / heal   network faults (one-way or both ways)
+//	cut from=A to=B / partition A,B|C,D / heal   network faults: sends fail at once
+//	blackhole from=A to=B                 sends from A to B are lost silently (A hears at the deadline)
 //	down N / up N                         the failure detector's view of N, on every node
 //	crash N / restart N                   kill -9 (unsynced writes lost) and start again
 //	skew N ms=D                           N's wall clock is D ms off
@@ -159,8 +160,13 @@ func TestScripts(t *testing.T) {
 					}
 				}
 				return ""
+			case "blackhole":
+				// Messages from→to are silently lost; the answers of to are lost too with both.
+				w.hole[[2]string{args["from"], args["to"]}] = true
+				return ""
 			case "heal":
 				w.cut = map[[2]string]bool{}
+				w.hole = map[[2]string]bool{}
 				return ""
 			case "down", "up":
 				for _, id := range pos {
