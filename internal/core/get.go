@@ -42,6 +42,10 @@ func (c *Core) startGet(r ClientRequest) {
 		fail(err)
 		return
 	}
+	if have := len(rs.primaries); spec.R > have || spec.PR > have {
+		fail(ringTooSmall(r.Bucket, props.N, have, "r", max(spec.R, spec.PR)))
+		return
+	}
 	g := &getCoord{id: c.newID(), client: r.ID, bucket: r.Bucket, key: r.Key, lww: spec.LWW, rs: rs, fsm: quorum.NewGet(spec, rs.targets())}
 	c.gets[g.id] = g
 	deadline := c.now.Mono + c.timeout(r.Read.Timeout)

@@ -128,6 +128,10 @@ func (c *Core) write(from origin, bucket, key string, m mutation, o WriteOptions
 		fail(err)
 		return
 	}
+	if err := checkType(props, bucket, m); err != nil {
+		fail(err)
+		return
+	}
 	if len(m.value) > c.cfg.MaxValueBytes {
 		fail(fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(m.value), c.cfg.MaxValueBytes))
 		return
@@ -139,6 +143,10 @@ func (c *Core) write(from origin, bucket, key string, m mutation, o WriteOptions
 	rs, err := c.replicas(bucket, key, props.N)
 	if err != nil {
 		fail(err)
+		return
+	}
+	if have := len(rs.primaries); spec.W > have || spec.PW > have || spec.DW > have {
+		fail(ringTooSmall(bucket, props.N, have, "w", max(spec.W, spec.PW, spec.DW)))
 		return
 	}
 	deadline := c.now.Mono + c.timeout(o.Timeout)
@@ -457,6 +465,27 @@ func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
 	c.write(origin{peer: from, id: id}, r.Bucket, r.Key, m, o, true)
 }
 
+// RedisBucket holds the keys of the Redis protocol: every value is a CRDT state (strings
+// are LWW registers), whatever the bucket's type says.
+const RedisBucket = "redis"
+
+// checkType refuses a plain value written to a bucket of CRDTs (or to the Redis keys): it
+// would leave a key whose siblings no longer fold into a state. Deletes are allowed
+// everywhere (a tombstone folds as absent).
+func checkType(props BucketProps, bucket string, m mutation) error {
+	if m.crdt != nil || m.tomb {
+		return nil
+	}
+	if bucket == RedisBucket {
+		return fmt.Errorf("%w: bucket %q holds the Redis keys (CRDT states); write them with Redis commands", ErrWrongType, bucket)
+	}
+	if props.Type != "" && props.Type != "kv" {
+		return fmt.Errorf("%w: bucket %q holds %ss (type %s): write them with the CRDT API (POST /v1/crdt/%s/{key})",
+			ErrWrongType, bucket, props.Type, props.Type, bucket)
+	}
+	return nil
+}
+
 // applyCRDT computes the new encoded state of a key from the coordinator's local copy.
 // CRDT keys: the value of each DVV sibling is an encoded CRDT state. A coordinator folds
 // its local siblings into one state, applies the operation with its actor, and writes the
@@ -466,7 +495,9 @@ func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
 func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC) (before, after []byte, err error) {
 	cur, found, err := crdt.Fold(local)
 	if err != nil {
-		return nil, nil, err
+		// Plain values (written before the bucket became a CRDT bucket): not a state. The
+		// decoding error says nothing a user can act on.
+		return nil, nil, fmt.Errorf("%w: the key holds plain values, not a %s; delete it first or use another key", ErrWrongType, m.Type)
 	}
 	switch {
 	case !found:

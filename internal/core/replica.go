@@ -437,3 +437,9 @@ func (c *Core) WriteRaw(bucket, key string, raw []byte) error {
 	}
 	return c.writeData(bucket, key, k, old, raw, false)
 }
+
+// ringTooSmall explains a quorum that fewer nodes than n can never meet.
+func ringTooSmall(bucket string, n, replicas int, kind string, need int) error {
+	return fmt.Errorf("%w: %s=%d can never be met: bucket %q has n=%d but the ring has %d node(s); lower the bucket's n or the request's %s, or add nodes",
+		ErrUnavailable, kind, need, bucket, n, replicas, kind)
+}

@@ -67,6 +67,10 @@ func (n *Node) SetBucket(bucket string, patch []byte) (BucketProps, error) {
 	if err != nil {
 		return BucketProps{}, err
 	}
+	if members := len(n.Members()); p.N > members {
+		return BucketProps{}, fmt.Errorf("%w: n=%d but the cluster has %d node(s): a key cannot have more replicas than there are nodes",
+			ErrBadRequest, p.N, members)
+	}
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return BucketProps{}, fmt.Errorf("encode bucket properties: %w", err)
