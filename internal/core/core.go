@@ -292,6 +292,9 @@ type ClientRequest struct {
 	Op          Op
 	Bucket, Key string
 	Value       []byte // OpPut
+	// ContentType and Meta describe the value (OpPut): kept with it, returned with it.
+	ContentType string
+	Meta        []version.MetaEntry
 	Write       WriteOptions
 	Read        ReadOptions
 	CRDT        *CRDTOp // OpCRDT

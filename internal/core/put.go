@@ -27,6 +27,42 @@ type mutation struct {
 	tomb  bool
 	ctx   string
 	crdt  *CRDTOp
+	ctype string
+	meta  []version.MetaEntry
+}
+
+// Limits on what a writer may say of a value.
+const (
+	maxContentType = 255
+	maxMetaEntries = 64
+	maxMetaBytes   = 8 << 10
+)
+
+// checkMeta validates a value's content type and metadata (keys sorted and unique, as the
+// front ends pass them).
+func checkMeta(m mutation) error {
+	if len(m.ctype) > maxContentType {
+		return fmt.Errorf("%w: content type is %d bytes, the limit is %d", ErrTooLarge, len(m.ctype), maxContentType)
+	}
+	for i := 0; i < len(m.ctype); i++ {
+		if b := m.ctype[i]; b < 0x20 || b > 0x7e {
+			return fmt.Errorf("%w: content type holds a byte outside printable ASCII", ErrBadRequest)
+		}
+	}
+	if len(m.meta) > maxMetaEntries {
+		return fmt.Errorf("%w: %d metadata items, the limit is %d", ErrTooLarge, len(m.meta), maxMetaEntries)
+	}
+	size := 0
+	for i, e := range m.meta {
+		size += len(e.Key) + len(e.Value)
+		if e.Key == "" || (i > 0 && e.Key <= m.meta[i-1].Key) {
+			return fmt.Errorf("%w: metadata keys must be non-empty, sorted and unique", ErrBadRequest)
+		}
+	}
+	if size > maxMetaBytes {
+		return fmt.Errorf("%w: metadata is %d bytes, the limit is %d", ErrTooLarge, size, maxMetaBytes)
+	}
+	return nil
 }
 
 // origin is who waits for a coordinator's outcome: a client, or a peer that forwarded.
@@ -78,7 +114,8 @@ func (c *Core) clientRequest(r ClientRequest) {
 	case OpGet:
 		c.startGet(r)
 	case OpPut:
-		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{value: r.Value, ctx: r.Write.Context}, r.Write, false)
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key,
+			mutation{value: r.Value, ctx: r.Write.Context, ctype: r.ContentType, meta: r.Meta}, r.Write, false)
 	case OpDelete:
 		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{tomb: true, ctx: r.Write.Context}, r.Write, false)
 	case OpCRDT:
@@ -129,6 +166,10 @@ func (c *Core) write(from origin, bucket, key string, m mutation, o WriteOptions
 		return
 	}
 	if err := checkType(props, bucket, m); err != nil {
+		fail(err)
+		return
+	}
+	if err := checkMeta(m); err != nil {
 		fail(err)
 		return
 	}
@@ -190,6 +231,10 @@ func (c *Core) forwardNext(f *forward) {
 	req := &pb.CoordPutRequest{
 		Bucket: f.bucket, Key: f.key, Value: f.m.value, Tombstone: f.m.tomb, Context: f.m.ctx,
 		W: f.o.W, Pw: f.o.PW, Dw: f.o.DW, TimeoutMs: (f.deadline - c.now.Mono).Milliseconds(),
+		ContentType: f.m.ctype,
+	}
+	for _, e := range f.m.meta {
+		req.Meta = append(req.Meta, &pb.MetaEntry{Key: e.Key, Value: e.Value})
 	}
 	if f.m.crdt != nil {
 		js, assign, err := EncodeCRDTOp(f.m.crdt.Op)
@@ -301,6 +346,9 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		value, before, after, clk = a, b, a, local.Clock
 	}
 	sib := version.Sibling{Dot: dot, Value: value, Tombstone: tomb, Timestamp: now}
+	if m.crdt == nil && !tomb {
+		sib.ContentType, sib.Meta = m.ctype, m.meta
+	}
 	obj := local.Update(clk, sib)
 	if props.LWW() && len(obj.Siblings) > 1 && m.crdt == nil {
 		obj = obj.LWW()
@@ -453,7 +501,10 @@ func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
 	if o.Timeout <= 0 || o.Timeout > c.cfg.RequestTimeout*4 {
 		o.Timeout = c.cfg.RequestTimeout
 	}
-	m := mutation{value: r.Value, tomb: r.Tombstone, ctx: r.Context}
+	m := mutation{value: r.Value, tomb: r.Tombstone, ctx: r.Context, ctype: r.ContentType}
+	for _, e := range r.Meta {
+		m.meta = append(m.meta, version.MetaEntry{Key: e.Key, Value: e.Value})
+	}
 	if r.CrdtType != "" {
 		op, err := ParseCRDTOp(r.CrdtType, r.CrdtOp, r.Value, r.ReplaceType)
 		if err != nil {

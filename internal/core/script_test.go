@@ -93,6 +93,13 @@ func TestScripts(t *testing.T) {
 			case "put", "delete", "incr":
 				req := core.ClientRequest{Op: core.OpPut, Bucket: bucketOf(args), Key: args["k"], Value: []byte(args["v"]),
 					Write: core.WriteOptions{W: args["w"], PW: args["pw"], DW: args["dw"]}}
+				req.ContentType = args["ct"]
+				if m := args["meta"]; m != "" {
+					for _, kv := range strings.Split(m, ",") {
+						k, v, _ := strings.Cut(kv, ":")
+						req.Meta = append(req.Meta, version.MetaEntry{Key: k, Value: v})
+					}
+				}
 				if c := args["ctx"]; c != "" {
 					r := w.replies[c]
 					if r == nil {
@@ -278,6 +285,9 @@ func describeObject(o version.Object) string {
 		v := string(s.Value)
 		if s.Tombstone {
 			v = "<tombstone>"
+		}
+		if s.ContentType != "" || len(s.Meta) > 0 {
+			v += fmt.Sprintf("[%s %v]", s.ContentType, s.Meta)
 		}
 		vals = append(vals, fmt.Sprintf("%s@%s", v, s.Dot))
 	}

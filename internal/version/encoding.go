@@ -20,17 +20,88 @@ const formatV1 = 1
 //
 //	object  = 0x01 clock nsib sibling*
 //	clock   = n (actorlen counter)*n actorbytes    ; actors concatenated
-//	sibling = actoridx counter flags wall logical vlen value
+//	sibling = actoridx counter flags wall logical vlen value [meta]
+//	meta    = ctlen contenttype n (klen key vlen val)*n   ; only with flag bit 1
 //	context = 0x01 clock wall logical              ; base64url, no padding
 //
 // actoridx indexes the clock's entries (so a sibling's actor is always in the
-// clock); flags is one byte, bit 0 = tombstone, other bits zero; wall is the
-// zigzag HLC wall time, logical the HLC logical counter (< 2^32).
+// clock); flags is one byte, bit 0 = tombstone, bit 1 = a content type or
+// metadata follows the value (set exactly when there is either: canonical),
+// other bits zero; wall is the zigzag HLC wall time, logical the HLC logical
+// counter (< 2^32). Metadata keys are non-empty, sorted and unique. (Nodes
+// from before metadata refuse objects that carry some.)
 const (
 	minEntryLen   = 3 // actorlen, counter, >= 1 actor byte
 	minSiblingLen = 6 // actoridx, counter, flags, wall, logical, vlen
 	flagTombstone = 1
+	flagMeta      = 2
 )
+
+func metaEncodedLen(s Sibling) int {
+	if !s.hasMeta() {
+		return 0
+	}
+	n := wire.UvarintLen(uint64(len(s.ContentType))) + len(s.ContentType) + wire.UvarintLen(uint64(len(s.Meta)))
+	for _, m := range s.Meta {
+		n += wire.UvarintLen(uint64(len(m.Key))) + len(m.Key) + wire.UvarintLen(uint64(len(m.Value))) + len(m.Value)
+	}
+	return n
+}
+
+func appendMeta(b []byte, s Sibling) []byte {
+	b = wire.AppendUvarint(b, uint64(len(s.ContentType)))
+	b = append(b, s.ContentType...)
+	b = wire.AppendUvarint(b, uint64(len(s.Meta)))
+	for _, m := range s.Meta {
+		b = wire.AppendUvarint(b, uint64(len(m.Key)))
+		b = append(b, m.Key...)
+		b = wire.AppendUvarint(b, uint64(len(m.Value)))
+		b = append(b, m.Value...)
+	}
+	return b
+}
+
+// str reads a length-prefixed string.
+func (d *decoder) str(what string) string {
+	n := d.Uvarint(what + " length")
+	if d.Err != nil {
+		return ""
+	}
+	if n > uint64(d.Remaining()) {
+		d.Fail("%s length %d exceeds input", what, n)
+		return ""
+	}
+	v := string(d.B[d.Off : d.Off+int(n)])
+	d.Off += int(n)
+	return v
+}
+
+// meta reads a sibling's content type and metadata.
+func (d *decoder) meta(s *Sibling, i int) {
+	s.ContentType = d.str("content type")
+	n := d.Count("metadata count", 2)
+	if d.Err != nil {
+		return
+	}
+	if n > 0 {
+		s.Meta = make([]MetaEntry, n)
+	}
+	for j := range s.Meta {
+		k := d.str("metadata key")
+		v := d.str("metadata value")
+		if d.Err != nil {
+			return
+		}
+		if k == "" || (j > 0 && k <= s.Meta[j-1].Key) {
+			d.Fail("sibling %d metadata keys empty, unsorted or repeated at %d", i, j)
+			return
+		}
+		s.Meta[j] = MetaEntry{Key: k, Value: v}
+	}
+	if !s.hasMeta() {
+		d.Fail("sibling %d has the metadata flag but no metadata", i)
+	}
+}
 
 func clockEncodedLen(c Clock) int {
 	n := wire.UvarintLen(uint64(len(c)))
@@ -61,7 +132,7 @@ func (o Object) encodedLen() int {
 		}
 		n += wire.UvarintLen(uint64(idx)) + wire.UvarintLen(s.Dot.Counter) + 1 +
 			wire.UvarintLen(wire.Zigzag(s.Timestamp.Wall)) + wire.UvarintLen(uint64(s.Timestamp.Logical)) +
-			wire.UvarintLen(uint64(len(s.Value))) + len(s.Value)
+			wire.UvarintLen(uint64(len(s.Value))) + len(s.Value) + metaEncodedLen(s)
 	}
 	return n
 }
@@ -92,11 +163,17 @@ func (o Object) AppendBinary(dst []byte) []byte {
 		if s.Tombstone {
 			flags |= flagTombstone
 		}
+		if s.hasMeta() {
+			flags |= flagMeta
+		}
 		dst = append(dst, flags)
 		dst = wire.AppendUvarint(dst, wire.Zigzag(s.Timestamp.Wall))
 		dst = wire.AppendUvarint(dst, uint64(s.Timestamp.Logical))
 		dst = wire.AppendUvarint(dst, uint64(len(s.Value)))
 		dst = append(dst, s.Value...)
+		if flags&flagMeta != 0 {
+			dst = appendMeta(dst, s)
+		}
 	}
 	return dst
 }
@@ -253,7 +330,7 @@ func decodeObject(b []byte) (Object, error) {
 			d.Fail("sibling %d dot %s:%d not in clock", i, c[idx].Actor, ctr)
 		case i > 0 && (idx < prevIdx || (idx == prevIdx && ctr <= prevCtr)):
 			d.Fail("sibling dots not strictly sorted at %d", i)
-		case flags&^flagTombstone != 0:
+		case flags&^(flagTombstone|flagMeta) != 0:
 			d.Fail("sibling %d has unknown flags %#x", i, flags)
 		case vlen > uint64(d.Remaining()):
 			d.Fail("sibling %d value length %d exceeds input", i, vlen)
@@ -270,6 +347,11 @@ func decodeObject(b []byte) (Object, error) {
 			end := d.Off + int(vlen)
 			s.Value = d.B[d.Off:end:end]
 			d.Off = end
+		}
+		if flags&flagMeta != 0 {
+			if d.meta(s, i); d.Err != nil {
+				return Object{}, d.Err
+			}
 		}
 	}
 	if d.Remaining() != 0 {

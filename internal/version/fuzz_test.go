@@ -11,6 +11,9 @@ func FuzzDecode(f *testing.F) {
 	o := Object{}.Update(nil, val("n1", 1, "v1")).Update(nil, val("n2", 4, "v2")).Update(nil, tomb("n1", 9))
 	f.Add(o.AppendBinary(nil))
 	f.Add([]byte{1, 0x80, 0x00, 0})
+	m := val("n3", 2, "{}")
+	m.ContentType, m.Meta = "application/json", []MetaEntry{{"author", "ann"}, {"rev", "7"}}
+	f.Add(o.Update(nil, m).AppendBinary(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := Decode(b)
 		if err != nil {

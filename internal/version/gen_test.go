@@ -96,10 +96,12 @@ func genWideObject(t *rapid.T, label string) Object {
 		slices.Sort(ctrs)
 		for _, k := range ctrs {
 			sibs = append(sibs, Sibling{
-				Dot:       Dot{Actor: e.Actor, Counter: k},
-				Value:     rapid.SliceOfN(rapid.Byte(), 0, 200).Draw(t, label+".value"),
-				Tombstone: rapid.Bool().Draw(t, label+".tomb"),
-				Timestamp: HLC{Wall: rapid.Int64().Draw(t, label+".wall"), Logical: rapid.Uint32().Draw(t, label+".logical")},
+				Dot:         Dot{Actor: e.Actor, Counter: k},
+				Value:       rapid.SliceOfN(rapid.Byte(), 0, 200).Draw(t, label+".value"),
+				Tombstone:   rapid.Bool().Draw(t, label+".tomb"),
+				Timestamp:   HLC{Wall: rapid.Int64().Draw(t, label+".wall"), Logical: rapid.Uint32().Draw(t, label+".logical")},
+				ContentType: rapid.SampledFrom([]string{"", "", "application/json", "text/plain; charset=utf-8"}).Draw(t, label+".ct"),
+				Meta:        genMeta(t, label+".meta"),
 			})
 		}
 	}
@@ -108,4 +110,15 @@ func genWideObject(t *rapid.T, label string) Object {
 		t.Fatalf("generated invalid object %v: %v", o, err)
 	}
 	return o
+}
+
+// genMeta draws sorted, unique, non-empty metadata keys with arbitrary values.
+func genMeta(t *rapid.T, label string) []MetaEntry {
+	keys := rapid.SliceOfNDistinct(rapid.StringN(1, 8, -1), 0, 3, rapid.ID[string]).Draw(t, label+".keys")
+	slices.Sort(keys)
+	var out []MetaEntry
+	for _, k := range keys {
+		out = append(out, MetaEntry{Key: k, Value: rapid.StringN(0, 8, -1).Draw(t, label+".value")})
+	}
+	return out
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 )
 
 // Sibling is one value of a key together with the Dot of the write that
@@ -15,13 +17,22 @@ type Sibling struct {
 	Value     []byte
 	Tombstone bool
 	Timestamp HLC
+	// ContentType and Meta are what the writer said of the value (HTTP Content-Type and
+	// X-Quorumkv-Meta-* headers), kept with it as Riak keeps them. Meta is sorted by key,
+	// keys unique and non-empty.
+	ContentType string
+	Meta        []MetaEntry
 }
 
+// MetaEntry is one item of a value's user metadata.
+type MetaEntry struct{ Key, Value string }
+
 // Equal reports whether s and p are the same sibling: same dot, tombstone
-// flag, timestamp and value bytes (a nil and an empty value are equal).
+// flag, timestamp, value bytes (a nil and an empty value are equal) and metadata.
 func (s Sibling) Equal(p Sibling) bool {
 	return s.Dot == p.Dot && s.Tombstone == p.Tombstone &&
-		s.Timestamp == p.Timestamp && bytes.Equal(s.Value, p.Value)
+		s.Timestamp == p.Timestamp && bytes.Equal(s.Value, p.Value) &&
+		s.ContentType == p.ContentType && slices.Equal(s.Meta, p.Meta)
 }
 
 // compareContent totally orders siblings that share a dot by their content.
@@ -38,8 +49,22 @@ func (s Sibling) compareContent(p Sibling) int {
 		}
 		return 1
 	}
-	return bytes.Compare(s.Value, p.Value)
+	if c := bytes.Compare(s.Value, p.Value); c != 0 {
+		return c
+	}
+	if c := strings.Compare(s.ContentType, p.ContentType); c != 0 {
+		return c
+	}
+	return slices.CompareFunc(s.Meta, p.Meta, func(a, b MetaEntry) int {
+		if c := strings.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
 }
+
+// hasMeta reports whether the sibling carries a content type or metadata.
+func (s Sibling) hasMeta() bool { return s.ContentType != "" || len(s.Meta) > 0 }
 
 // Object is what a replica stores for one key: the causal context Clock and
 // the siblings it has not superseded. Siblings are sorted by

@@ -625,9 +625,12 @@ type CoordPutRequest struct {
 	// A CRDT update instead of a value: the data type, the operation (JSON, as the HTTP API
 	// takes it), and whether a key of another type is replaced (Redis SET) rather than
 	// refused (WRONGTYPE).
-	CrdtType      string `protobuf:"bytes,10,opt,name=crdt_type,json=crdtType,proto3" json:"crdt_type,omitempty"`
-	CrdtOp        []byte `protobuf:"bytes,11,opt,name=crdt_op,json=crdtOp,proto3" json:"crdt_op,omitempty"`
-	ReplaceType   bool   `protobuf:"varint,12,opt,name=replace_type,json=replaceType,proto3" json:"replace_type,omitempty"`
+	CrdtType    string `protobuf:"bytes,10,opt,name=crdt_type,json=crdtType,proto3" json:"crdt_type,omitempty"`
+	CrdtOp      []byte `protobuf:"bytes,11,opt,name=crdt_op,json=crdtOp,proto3" json:"crdt_op,omitempty"`
+	ReplaceType bool   `protobuf:"varint,12,opt,name=replace_type,json=replaceType,proto3" json:"replace_type,omitempty"`
+	// What the writer said of the value: its content type and metadata (keys sorted).
+	ContentType   string       `protobuf:"bytes,13,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Meta          []*MetaEntry `protobuf:"bytes,14,rep,name=meta,proto3" json:"meta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -746,6 +749,72 @@ func (x *CoordPutRequest) GetReplaceType() bool {
 	return false
 }
 
+func (x *CoordPutRequest) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *CoordPutRequest) GetMeta() []*MetaEntry {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type MetaEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetaEntry) Reset() {
+	*x = MetaEntry{}
+	mi := &file_internode_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetaEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetaEntry) ProtoMessage() {}
+
+func (x *MetaEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetaEntry.ProtoReflect.Descriptor instead.
+func (*MetaEntry) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MetaEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MetaEntry) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 type CoordPutResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Context string                 `protobuf:"bytes,1,opt,name=context,proto3" json:"context,omitempty"`
@@ -765,7 +834,7 @@ type CoordPutResponse struct {
 
 func (x *CoordPutResponse) Reset() {
 	*x = CoordPutResponse{}
-	mi := &file_internode_proto_msgTypes[7]
+	mi := &file_internode_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +846,7 @@ func (x *CoordPutResponse) String() string {
 func (*CoordPutResponse) ProtoMessage() {}
 
 func (x *CoordPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[7]
+	mi := &file_internode_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +859,7 @@ func (x *CoordPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordPutResponse.ProtoReflect.Descriptor instead.
 func (*CoordPutResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{7}
+	return file_internode_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CoordPutResponse) GetContext() string {
@@ -859,7 +928,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_internode_proto_msgTypes[8]
+	mi := &file_internode_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +940,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[8]
+	mi := &file_internode_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +953,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{8}
+	return file_internode_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Error) GetMessage() string {
@@ -913,7 +982,7 @@ type HandoffRequest struct {
 
 func (x *HandoffRequest) Reset() {
 	*x = HandoffRequest{}
-	mi := &file_internode_proto_msgTypes[9]
+	mi := &file_internode_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +994,7 @@ func (x *HandoffRequest) String() string {
 func (*HandoffRequest) ProtoMessage() {}
 
 func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[9]
+	mi := &file_internode_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1007,7 @@ func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffRequest.ProtoReflect.Descriptor instead.
 func (*HandoffRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{9}
+	return file_internode_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HandoffRequest) GetItems() []*HandoffItem {
@@ -959,7 +1028,7 @@ type HandoffItem struct {
 
 func (x *HandoffItem) Reset() {
 	*x = HandoffItem{}
-	mi := &file_internode_proto_msgTypes[10]
+	mi := &file_internode_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1040,7 @@ func (x *HandoffItem) String() string {
 func (*HandoffItem) ProtoMessage() {}
 
 func (x *HandoffItem) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[10]
+	mi := &file_internode_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1053,7 @@ func (x *HandoffItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffItem.ProtoReflect.Descriptor instead.
 func (*HandoffItem) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{10}
+	return file_internode_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HandoffItem) GetBucket() string {
@@ -1017,7 +1086,7 @@ type HandoffResponse struct {
 
 func (x *HandoffResponse) Reset() {
 	*x = HandoffResponse{}
-	mi := &file_internode_proto_msgTypes[11]
+	mi := &file_internode_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1098,7 @@ func (x *HandoffResponse) String() string {
 func (*HandoffResponse) ProtoMessage() {}
 
 func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[11]
+	mi := &file_internode_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1111,7 @@ func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffResponse.ProtoReflect.Descriptor instead.
 func (*HandoffResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{11}
+	return file_internode_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HandoffResponse) GetApplied() int32 {
@@ -1072,7 +1141,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_internode_proto_msgTypes[12]
+	mi := &file_internode_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1153,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[12]
+	mi := &file_internode_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1166,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{12}
+	return file_internode_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TreeRequest) GetPartition() int32 {
@@ -1156,7 +1225,7 @@ type TreeResponse struct {
 
 func (x *TreeResponse) Reset() {
 	*x = TreeResponse{}
-	mi := &file_internode_proto_msgTypes[13]
+	mi := &file_internode_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1237,7 @@ func (x *TreeResponse) String() string {
 func (*TreeResponse) ProtoMessage() {}
 
 func (x *TreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[13]
+	mi := &file_internode_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1250,7 @@ func (x *TreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
 func (*TreeResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{13}
+	return file_internode_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TreeResponse) GetRoot() uint64 {
@@ -1220,7 +1289,7 @@ type TreeKeysRequest struct {
 
 func (x *TreeKeysRequest) Reset() {
 	*x = TreeKeysRequest{}
-	mi := &file_internode_proto_msgTypes[14]
+	mi := &file_internode_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1301,7 @@ func (x *TreeKeysRequest) String() string {
 func (*TreeKeysRequest) ProtoMessage() {}
 
 func (x *TreeKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[14]
+	mi := &file_internode_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1314,7 @@ func (x *TreeKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKeysRequest.ProtoReflect.Descriptor instead.
 func (*TreeKeysRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{14}
+	return file_internode_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TreeKeysRequest) GetPartition() int32 {
@@ -1292,7 +1361,7 @@ type TreeKeysResponse struct {
 
 func (x *TreeKeysResponse) Reset() {
 	*x = TreeKeysResponse{}
-	mi := &file_internode_proto_msgTypes[15]
+	mi := &file_internode_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1373,7 @@ func (x *TreeKeysResponse) String() string {
 func (*TreeKeysResponse) ProtoMessage() {}
 
 func (x *TreeKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[15]
+	mi := &file_internode_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1386,7 @@ func (x *TreeKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKeysResponse.ProtoReflect.Descriptor instead.
 func (*TreeKeysResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{15}
+	return file_internode_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TreeKeysResponse) GetKeys() []*TreeKey {
@@ -1339,7 +1408,7 @@ type TreeKey struct {
 
 func (x *TreeKey) Reset() {
 	*x = TreeKey{}
-	mi := &file_internode_proto_msgTypes[16]
+	mi := &file_internode_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1420,7 @@ func (x *TreeKey) String() string {
 func (*TreeKey) ProtoMessage() {}
 
 func (x *TreeKey) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[16]
+	mi := &file_internode_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1433,7 @@ func (x *TreeKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKey.ProtoReflect.Descriptor instead.
 func (*TreeKey) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{16}
+	return file_internode_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TreeKey) GetBucket() string {
@@ -1440,7 +1509,7 @@ const file_internode_proto_rawDesc = "" +
 	"hlcLogical\x12\x19\n" +
 	"\bhint_for\x18\a \x01(\tR\ahintFor\"-\n" +
 	"\x11ReplicateResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\"\xaf\x02\n" +
+	"\adurable\x18\x01 \x01(\bR\adurable\"\x88\x03\n" +
 	"\x0fCoordPutRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -1455,7 +1524,12 @@ const file_internode_proto_rawDesc = "" +
 	"\tcrdt_type\x18\n" +
 	" \x01(\tR\bcrdtType\x12\x17\n" +
 	"\acrdt_op\x18\v \x01(\fR\x06crdtOp\x12!\n" +
-	"\freplace_type\x18\f \x01(\bR\vreplaceType\"\xde\x01\n" +
+	"\freplace_type\x18\f \x01(\bR\vreplaceType\x12!\n" +
+	"\fcontent_type\x18\r \x01(\tR\vcontentType\x124\n" +
+	"\x04meta\x18\x0e \x03(\v2 .quorumkv.internode.v1.MetaEntryR\x04meta\"3\n" +
+	"\tMetaEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xde\x01\n" +
 	"\x10CoordPutResponse\x12\x18\n" +
 	"\acontext\x18\x01 \x01(\tR\acontext\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x12\n" +
@@ -1521,7 +1595,7 @@ func file_internode_proto_rawDescGZIP() []byte {
 	return file_internode_proto_rawDescData
 }
 
-var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_internode_proto_goTypes = []any{
 	(*Batch)(nil),             // 0: quorumkv.internode.v1.Batch
 	(*Envelope)(nil),          // 1: quorumkv.internode.v1.Envelope
@@ -1530,16 +1604,17 @@ var file_internode_proto_goTypes = []any{
 	(*ReplicateRequest)(nil),  // 4: quorumkv.internode.v1.ReplicateRequest
 	(*ReplicateResponse)(nil), // 5: quorumkv.internode.v1.ReplicateResponse
 	(*CoordPutRequest)(nil),   // 6: quorumkv.internode.v1.CoordPutRequest
-	(*CoordPutResponse)(nil),  // 7: quorumkv.internode.v1.CoordPutResponse
-	(*Error)(nil),             // 8: quorumkv.internode.v1.Error
-	(*HandoffRequest)(nil),    // 9: quorumkv.internode.v1.HandoffRequest
-	(*HandoffItem)(nil),       // 10: quorumkv.internode.v1.HandoffItem
-	(*HandoffResponse)(nil),   // 11: quorumkv.internode.v1.HandoffResponse
-	(*TreeRequest)(nil),       // 12: quorumkv.internode.v1.TreeRequest
-	(*TreeResponse)(nil),      // 13: quorumkv.internode.v1.TreeResponse
-	(*TreeKeysRequest)(nil),   // 14: quorumkv.internode.v1.TreeKeysRequest
-	(*TreeKeysResponse)(nil),  // 15: quorumkv.internode.v1.TreeKeysResponse
-	(*TreeKey)(nil),           // 16: quorumkv.internode.v1.TreeKey
+	(*MetaEntry)(nil),         // 7: quorumkv.internode.v1.MetaEntry
+	(*CoordPutResponse)(nil),  // 8: quorumkv.internode.v1.CoordPutResponse
+	(*Error)(nil),             // 9: quorumkv.internode.v1.Error
+	(*HandoffRequest)(nil),    // 10: quorumkv.internode.v1.HandoffRequest
+	(*HandoffItem)(nil),       // 11: quorumkv.internode.v1.HandoffItem
+	(*HandoffResponse)(nil),   // 12: quorumkv.internode.v1.HandoffResponse
+	(*TreeRequest)(nil),       // 13: quorumkv.internode.v1.TreeRequest
+	(*TreeResponse)(nil),      // 14: quorumkv.internode.v1.TreeResponse
+	(*TreeKeysRequest)(nil),   // 15: quorumkv.internode.v1.TreeKeysRequest
+	(*TreeKeysResponse)(nil),  // 16: quorumkv.internode.v1.TreeKeysResponse
+	(*TreeKey)(nil),           // 17: quorumkv.internode.v1.TreeKey
 }
 var file_internode_proto_depIdxs = []int32{
 	1,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
@@ -1548,23 +1623,24 @@ var file_internode_proto_depIdxs = []int32{
 	4,  // 3: quorumkv.internode.v1.Envelope.replicate:type_name -> quorumkv.internode.v1.ReplicateRequest
 	5,  // 4: quorumkv.internode.v1.Envelope.replicate_resp:type_name -> quorumkv.internode.v1.ReplicateResponse
 	6,  // 5: quorumkv.internode.v1.Envelope.coord_put:type_name -> quorumkv.internode.v1.CoordPutRequest
-	7,  // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
-	8,  // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
-	9,  // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
-	11, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
-	12, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
-	13, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
-	14, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
-	15, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
-	10, // 14: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
-	16, // 15: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
-	0,  // 16: quorumkv.internode.v1.Internode.Stream:input_type -> quorumkv.internode.v1.Batch
-	0,  // 17: quorumkv.internode.v1.Internode.Stream:output_type -> quorumkv.internode.v1.Batch
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	8,  // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
+	9,  // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
+	10, // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
+	12, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
+	13, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
+	14, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
+	15, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
+	16, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
+	7,  // 14: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
+	11, // 15: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
+	17, // 16: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
+	0,  // 17: quorumkv.internode.v1.Internode.Stream:input_type -> quorumkv.internode.v1.Batch
+	0,  // 18: quorumkv.internode.v1.Internode.Stream:output_type -> quorumkv.internode.v1.Batch
+	18, // [18:19] is the sub-list for method output_type
+	17, // [17:18] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_internode_proto_init() }
@@ -1593,7 +1669,7 @@ func file_internode_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internode_proto_rawDesc), len(file_internode_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
