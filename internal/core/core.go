@@ -292,9 +292,6 @@ type ClientRequest struct {
 	Op          Op
 	Bucket, Key string
 	Value       []byte // OpPut
-	// ContentType and Meta describe the value (OpPut): kept with it, returned with it.
-	ContentType string
-	Meta        []version.MetaEntry
 	Write       WriteOptions
 	Read        ReadOptions
 	CRDT        *CRDTOp // OpCRDT
@@ -360,6 +357,10 @@ type WriteOptions struct {
 	W, PW, DW string
 	Timeout   time.Duration
 	Context   string // causal context of the read this write supersedes
+	// ContentType and Meta describe a put's value (its HTTP Content-Type and
+	// X-Quorumkv-Meta-* headers): kept with it, returned with it. Meta sorted by key.
+	ContentType string
+	Meta        []version.MetaEntry
 }
 
 // ReadOptions are a read's per-request settings.

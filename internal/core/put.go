@@ -115,7 +115,7 @@ func (c *Core) clientRequest(r ClientRequest) {
 		c.startGet(r)
 	case OpPut:
 		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key,
-			mutation{value: r.Value, ctx: r.Write.Context, ctype: r.ContentType, meta: r.Meta}, r.Write, false)
+			mutation{value: r.Value, ctx: r.Write.Context, ctype: r.Write.ContentType, meta: r.Write.Meta}, r.Write, false)
 	case OpDelete:
 		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{tomb: true, ctx: r.Write.Context}, r.Write, false)
 	case OpCRDT:

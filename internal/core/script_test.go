@@ -93,11 +93,11 @@ func TestScripts(t *testing.T) {
 			case "put", "delete", "incr":
 				req := core.ClientRequest{Op: core.OpPut, Bucket: bucketOf(args), Key: args["k"], Value: []byte(args["v"]),
 					Write: core.WriteOptions{W: args["w"], PW: args["pw"], DW: args["dw"]}}
-				req.ContentType = args["ct"]
+				req.Write.ContentType = args["ct"]
 				if m := args["meta"]; m != "" {
 					for _, kv := range strings.Split(m, ",") {
 						k, v, _ := strings.Cut(kv, ":")
-						req.Meta = append(req.Meta, version.MetaEntry{Key: k, Value: v})
+						req.Write.Meta = append(req.Write.Meta, version.MetaEntry{Key: k, Value: v})
 					}
 				}
 				if c := args["ctx"]; c != "" {

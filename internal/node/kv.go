@@ -36,6 +36,9 @@ type ReadResult struct {
 	Context string   // causal context to pass to the next write
 	Found   bool     // at least one live value
 	Deleted bool     // only tombstones were found
+	// ContentTypes and Metas describe Values, index by index ("" and nil: none given).
+	ContentTypes []string
+	Metas        [][]version.MetaEntry
 }
 
 // ErrorCode is the contract's machine code for err.
@@ -120,8 +123,10 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 	}
 	live := obj.Live()
 	res.Values = make([][]byte, len(live))
+	res.ContentTypes = make([]string, len(live))
+	res.Metas = make([][]version.MetaEntry, len(live))
 	for i, s := range live {
-		res.Values[i] = s.Value
+		res.Values[i], res.ContentTypes[i], res.Metas[i] = s.Value, s.ContentType, s.Meta
 	}
 	res.Found = len(live) > 0
 	res.Deleted = obj.Deleted()
