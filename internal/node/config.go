@@ -82,6 +82,8 @@ type Config struct {
 	HandoffBatchBytes int
 
 	Logger *slog.Logger
+	// Clock is where the node reads the time; nil is the wall clock.
+	Clock Clock
 
 	// HTTPHandler builds the HTTP API for the node (api.New); nil serves no HTTP.
 	HTTPHandler func(*Node) http.Handler

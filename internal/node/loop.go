@@ -45,7 +45,7 @@ type loop struct {
 }
 
 func newLoop(n *Node, c *core.Core) *loop {
-	return &loop{n: n, c: c, log: n.log, start: time.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
+	return &loop{n: n, c: c, log: n.log, start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]func(*pb.Envelope){},
 		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{},
 		out: outbox{sig: make(chan struct{}, 1)}, dispatched: make(chan struct{})}
@@ -53,7 +53,7 @@ func newLoop(n *Node, c *core.Core) *loop {
 
 // now is the core's time: the wall clock (skewed by fault injection) and a monotonic clock.
 func (l *loop) now() core.Time {
-	return core.Time{Wall: l.n.physMs(), Mono: time.Since(l.start)}
+	return core.Time{Wall: l.n.physMs(), Mono: l.n.clock.Since(l.start)}
 }
 
 // submit hands f to the loop; it never blocks.
@@ -217,7 +217,7 @@ func (l *loop) flush(ctx context.Context) {
 		l.carryOut(ctx, &out)
 	}
 	if t, ok := l.c.NextTimer(); ok {
-		d := t - time.Since(l.start)
+		d := t - l.n.clock.Since(l.start)
 		l.timer.Reset(max(d, 0))
 	}
 }

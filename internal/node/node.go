@@ -34,6 +34,7 @@ import (
 	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/storage"
 	"github.com/quorumkv/quorumkv/internal/transport"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
 // Store key prefixes. Data keys are "d" + bucket + 0x00 + key (bucket names hold no NUL).
@@ -48,7 +49,8 @@ type Node struct {
 	log   *slog.Logger
 	store storage.Store
 	ms    *membership.Membership
-	tr    *transport.Transport
+	tr    Transport
+	clock Clock
 	http  *http.Server
 	hlis  net.Listener
 
@@ -94,7 +96,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
-	n := &Node{cfg: cfg, log: log, store: st}
+	n := &Node{cfg: cfg, log: log, store: st, clock: cfg.Clock}
+	if n.clock == nil {
+		n.clock = wallClock{}
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics()
 	n.buckets = newBucketCache(n)
@@ -137,7 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.loop.run(n.ctx)
 	}()
 
-	n.tr, err = transport.Listen(transport.Config{
+	n.tr, err = listenTransport(transport.Config{
 		NodeID:         cfg.ID,
 		ListenAddr:     cfg.RPCAddr,
 		Resolve:        n.resolveRPC,
@@ -149,7 +154,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxMsgBytes:    transport.DefaultConfig().MaxMsgBytes,
 		DefaultTimeout: cfg.RequestTimeout,
 		DialTimeout:    transport.DefaultConfig().DialTimeout,
-		Inline:         inlineRequest,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
@@ -198,7 +202,30 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 }
 
 // physMs is this node's wall clock in ms, skewed by fault injection.
-func (n *Node) physMs() int64 { return time.Now().UnixMilli() + n.skew.Load() }
+func (n *Node) physMs() int64 { return n.clock.Now().UnixMilli() + n.skew.Load() }
+
+// Transport is what the node needs of the internode transport (transport.Transport):
+// Call never blocks and runs its callback exactly once.
+type Transport interface {
+	Call(ctx context.Context, to string, req *pb.Envelope, cb func(*pb.Envelope, error))
+	SetFaults(f transport.Faults)
+	CurrentFaults() transport.Faults
+	ResetBackoff(id string)
+	Addr() string
+	Close() error
+}
+
+// Clock is where the node reads the time: the wall clock in the server.
+type Clock interface {
+	Now() time.Time
+	Since(t time.Time) time.Duration
+}
+
+// wallClock is the real clock.
+type wallClock struct{}
+
+func (wallClock) Now() time.Time                  { return time.Now() }
+func (wallClock) Since(t time.Time) time.Duration { return time.Since(t) }
 
 // ID is the node's name.
 func (n *Node) ID() string { return n.cfg.ID }
@@ -369,4 +396,14 @@ func (s storeState) Load() ([]byte, error) {
 
 func (s storeState) Save(b []byte) error {
 	return s.st.Put([]byte(keyMember), b, storage.WriteOptions{Sync: true})
+}
+
+// listenTransport starts the gRPC transport (the node is its AsyncHandler: no request holds
+// a goroutine while the loop works on it).
+func listenTransport(cfg transport.Config) (Transport, error) {
+	t, err := transport.Listen(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }

@@ -32,20 +32,6 @@ func (n *Node) HandleAsync(ctx context.Context, from string, req *pb.Envelope, r
 	})
 }
 
-// inlineRequest picks the requests cheap enough to serve on the receiving stream's
-// goroutine: reads and unsynced replica writes take the loop a few microseconds. Synced
-// writes go to workers so that many of them share one fsync, and forwarded writes wait on
-// the network.
-func inlineRequest(req *pb.Envelope) bool {
-	switch b := req.Body.(type) {
-	case *pb.Envelope_Get:
-		return true
-	case *pb.Envelope_Replicate:
-		return !b.Replicate.Sync
-	}
-	return false
-}
-
 func errorEnvelope(err error) *pb.Envelope { return core.ErrorEnvelope(err) }
 
 func remoteError(code, msg string) error { return core.RemoteError(code, msg) }
