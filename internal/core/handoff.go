@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -95,15 +96,7 @@ func (c *Core) sessionsSorted() []*handoffSession {
 	for _, s := range c.handoff.sessions {
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b *handoffSession) int {
-		switch {
-		case a.target < b.target:
-			return -1
-		case a.target > b.target:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b *handoffSession) int { return cmp.Compare(a.target, b.target) })
 	return out
 }
 

@@ -89,28 +89,30 @@ type Config struct {
 	HTTPHandler func(*Node) http.Handler
 }
 
-// DefaultConfig returns the defaults; reasons are beside each field.
+// DefaultConfig returns the defaults: the protocol's are the core's (see core.Config for
+// the reasons), the others' reasons are beside each field.
 func DefaultConfig() Config {
+	cd := core.DefaultConfig()
 	return Config{
-		Partitions:     256,
-		MaxKeyBytes:    8 << 10,
-		MaxValueBytes:  4 << 20,
-		MaxSiblings:    100,
-		MaxObjectBytes: 64 << 20,
-		RequestTimeout: 5 * time.Second,
+		Partitions:     cd.Partitions,
+		MaxKeyBytes:    cd.MaxKeyBytes,
+		MaxValueBytes:  cd.MaxValueBytes,
+		MaxSiblings:    cd.MaxSiblings,
+		MaxObjectBytes: cd.MaxObjectBytes,
+		RequestTimeout: cd.RequestTimeout,
 
-		HintWindow:      3 * time.Hour,
-		HintMaxBytes:    1 << 30,
-		HintRate:        16 << 20,
-		HandoffInterval: 10 * time.Second,
-		HedgeDelay:      time.Second,
+		HintWindow:        3 * time.Hour,
+		HintMaxBytes:      1 << 30,
+		HintRate:          cd.HintRate,
+		HandoffInterval:   cd.HandoffInterval,
+		HandoffBatchBytes: cd.HandoffBatchBytes,
+		HedgeDelay:        cd.HedgeDelay,
 
-		AAESegments:         1 << 16,
-		AAEInterval:         2 * time.Second,
-		AAERate:             8 << 20,
-		TreeRebuildInterval: 24 * time.Hour,
-		ReapInterval:        10 * time.Minute,
-		HandoffBatchBytes:   1 << 20,
+		AAESegments:         cd.AAESegments,
+		AAEInterval:         cd.AAEInterval,
+		AAERate:             cd.AAERate,
+		TreeRebuildInterval: cd.TreeRebuildInterval,
+		ReapInterval:        cd.ReapInterval,
 	}
 }
 

@@ -15,6 +15,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -345,15 +346,7 @@ func (n *Node) pushView() {
 
 func sortedRingMembers(rm []ring.Member) []ring.Member {
 	out := slices.Clone(rm)
-	slices.SortFunc(out, func(a, b ring.Member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b ring.Member) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
