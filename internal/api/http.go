@@ -23,6 +23,7 @@ import (
 
 	"github.com/quorumkv/quorumkv/internal/node"
 	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/ui"
 	"github.com/quorumkv/quorumkv/internal/version"
 )
 
@@ -61,6 +62,7 @@ func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Ha
 	mux.HandleFunc("GET /v1/admin/aae", s.aae)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", n.MetricsHandler())
+	mux.Handle("/ui/", ui.Handler(n, log))
 	if debugFaults {
 		mux.HandleFunc("POST /v1/debug/faults", s.setFaults)
 		mux.HandleFunc("GET /v1/debug/faults", s.getFaults)
