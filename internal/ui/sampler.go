@@ -381,6 +381,9 @@ type sampler struct {
 }
 
 func newSampler(src Source, cfg Config, log *slog.Logger, out *published) *sampler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &sampler{src: src, cfg: cfg, log: log, out: out, hist: newHistory(cfg.History)}
 }
 

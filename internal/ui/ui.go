@@ -40,7 +40,8 @@ type Source interface {
 type Config struct {
 	Logger *slog.Logger
 	// Interval between two samples of the node's metrics. 5s: Grafana's usual resolution;
-	// one gather of the node's registry costs well under a millisecond.
+	// a sample (gather, derive, encode ten minutes of windows) costs about a millisecond of
+	// one core (BenchmarkSample), 0.03% of it every 5s.
 	Interval time.Duration
 	// History is how many windows the sampler keeps: 120 windows of 5s are the last ten
 	// minutes, about 40 KB of JSON.
