@@ -230,7 +230,9 @@ function renderRequests(v) {
     return;
   }
   const pts = v.series || [];
-  win.textContent = pts.length ? `last ${Math.round(pts.length * v.interval_s / 60 * 10) / 10} min, ${v.interval_s} s windows` : "collecting…";
+  const secs = Math.round(pts.length * v.interval_s);
+  const span = secs < 90 ? `${secs} s` : `${Math.round(secs / 6) / 10} min`;
+  win.textContent = pts.length ? `last ${span}, ${v.interval_s} s windows` : "collecting…";
   const tmax = pts.length ? pts[pts.length - 1].t : v.sampled_at;
   const tmin = pts.length ? Math.min(pts[0].t - v.interval_s * 1000, tmax - 60000) : tmax - 60000;
   const opts = { tmin, tmax };
