@@ -387,12 +387,12 @@ func newSampler(src Source, cfg Config, log *slog.Logger, out *published) *sampl
 	return &sampler{src: src, cfg: cfg, log: log, out: out, hist: newHistory(cfg.History)}
 }
 
-func (s *sampler) run() {
+func (s *sampler) run(done <-chan struct{}) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.src.Done():
+		case <-done:
 			return
 		case now := <-t.C:
 			s.tick(now)

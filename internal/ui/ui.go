@@ -32,8 +32,9 @@ type Source interface {
 	Endpoints(bucket, key string) (node.EndpointsInfo, error)
 	Local(bucket, key string) (node.LocalCopy, error)
 	Registry() *prometheus.Registry
-	// Done is closed when the node closes; the sampler stops then.
-	Done() <-chan struct{}
+	// Go runs the sampler on a goroutine the node owns: done closes when the node starts
+	// closing, and the node waits for the sampler before it closes its store.
+	Go(f func(done <-chan struct{}))
 }
 
 // Config configures the dashboard.
@@ -89,7 +90,8 @@ type UI struct {
 	fan    fanCache
 }
 
-// New returns the dashboard of src and starts its sampler, which runs until src.Done().
+// New returns the dashboard of src and starts its sampler (src.Go), which runs until the
+// node closes.
 func New(src Source, cfg Config) (*UI, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -121,7 +123,7 @@ func New(src Source, cfg Config) (*UI, error) {
 
 	s := newSampler(src, cfg, u.log, &u.view)
 	s.tick(time.Now()) // a first view at once: the page has something before the first interval
-	go s.run()
+	src.Go(s.run)
 	return u, nil
 }
 
