@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,19 @@ const (
 	metricAAEBytes     = "quorumkv_aae_bytes_total"
 	metricStaleReads   = "quorumkv_stale_reads_total"
 	metricReadRepairs  = "quorumkv_read_repairs_total"
+
+	metricHintsPending   = "quorumkv_hints_pending"
+	metricHintsBytes     = "quorumkv_hints_pending_bytes"
+	metricHintsOldest    = "quorumkv_hints_oldest_age_seconds"
+	metricHintsDelivered = "quorumkv_hints_delivered_by_target_total"
+	metricHintsExpired   = "quorumkv_hints_expired_total"
+	metricHintsDropped   = "quorumkv_hints_dropped_total"
+
+	metricTreesReady   = "quorumkv_aae_trees_ready"
+	metricTreeProgress = "quorumkv_aae_tree_rebuild_progress"
+	metricTreeRebuilds = "quorumkv_aae_tree_rebuilds_total"
+	metricTreeDrift    = "quorumkv_aae_tree_drift_total"
+	metricTreeBytes    = "quorumkv_aae_tree_bytes"
 )
 
 // Ops are the operations the latency histogram labels, in display order.
@@ -54,12 +68,23 @@ type sample struct {
 	aaeBytes  float64
 	stale     float64
 	repairs   float64
+	hints     map[string]*HintTarget // by target
+	trees     TreeView
 }
 
 // parseSample reads a sample out of gathered metric families. Families it does not know
 // are ignored; one it knows with an unexpected type is an error.
 func parseSample(at time.Time, mfs []*dto.MetricFamily) (sample, error) {
-	s := sample{at: at, hist: map[string]histo{}}
+	s := sample{at: at, hist: map[string]histo{}, hints: map[string]*HintTarget{}}
+	target := func(m *dto.Metric) *HintTarget {
+		name := label(m, "target")
+		t, ok := s.hints[name]
+		if !ok {
+			t = &HintTarget{Target: name}
+			s.hints[name] = t
+		}
+		return t
+	}
 	for _, mf := range mfs {
 		switch mf.GetName() {
 		case metricLatency:
@@ -106,6 +131,34 @@ func parseSample(at time.Time, mfs []*dto.MetricFamily) (sample, error) {
 			s.stale = counterSum(mf)
 		case metricReadRepairs:
 			s.repairs = counterSum(mf)
+		case metricHintsPending, metricHintsBytes, metricHintsOldest, metricHintsDelivered, metricHintsExpired, metricHintsDropped:
+			for _, m := range mf.GetMetric() {
+				t, v := target(m), value(m)
+				switch mf.GetName() {
+				case metricHintsPending:
+					t.Pending = v
+				case metricHintsBytes:
+					t.Bytes = v
+				case metricHintsOldest:
+					t.OldestAgeS = v
+				case metricHintsDelivered:
+					t.Delivered = v
+				case metricHintsExpired:
+					t.Expired = v
+				default:
+					t.Dropped = v
+				}
+			}
+		case metricTreesReady:
+			s.trees.Ready = gaugeSum(mf) > 0
+		case metricTreeProgress:
+			s.trees.RebuildProgress = gaugeSum(mf)
+		case metricTreeRebuilds:
+			s.trees.Rebuilds = counterSum(mf)
+		case metricTreeDrift:
+			s.trees.Drift = counterSum(mf)
+		case metricTreeBytes:
+			s.trees.TreeBytes = gaugeSum(mf)
 		}
 	}
 	return s, nil
@@ -143,6 +196,22 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// value reads a counter or a gauge.
+func value(m *dto.Metric) float64 {
+	if m.GetCounter() != nil {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
+}
+
+func gaugeSum(mf *dto.MetricFamily) float64 {
+	var v float64
+	for _, m := range mf.GetMetric() {
+		v += m.GetGauge().GetValue()
+	}
+	return v
 }
 
 func counterSum(mf *dto.MetricFamily) float64 {
@@ -292,28 +361,69 @@ func totals(s sample) Totals {
 		SegmentsDiffered: s.differed, KeysRepaired: s.repaired, AAEBytes: s.aaeBytes}
 }
 
-// TreeView is the node's hash trees, summarised from GET /v1/admin/aae.
+// TreeView is the node's hash trees, from its quorumkv_aae_tree* metrics.
 type TreeView struct {
-	Ready              bool    `json:"ready"`
-	RebuildProgress    float64 `json:"rebuild_progress"`
-	Rebuilds           int64   `json:"rebuilds"`
-	TreeBytes          int     `json:"tree_bytes"`
-	PartitionsWithData int     `json:"partitions_with_data"`
+	Ready           bool    `json:"ready"`
+	RebuildProgress float64 `json:"rebuild_progress"`
+	Rebuilds        float64 `json:"rebuilds"`
+	Drift           float64 `json:"drift"`
+	TreeBytes       float64 `json:"tree_bytes"`
+}
+
+// HintsView is the hints a node keeps for others, from its quorumkv_hints_* metrics, with
+// each target's state as the node's membership sees it.
+type HintsView struct {
+	Pending float64      `json:"pending"`
+	Bytes   float64      `json:"bytes"`
+	Targets []HintTarget `json:"targets"` // by target name
+}
+
+// HintTarget is the hints kept for one target.
+type HintTarget struct {
+	Target     string  `json:"target"`
+	State      string  `json:"state"` // alive, suspect, down, leaving; down when not a member
+	Pending    float64 `json:"pending"`
+	Bytes      float64 `json:"bytes"`
+	OldestAgeS float64 `json:"oldest_age_s"`
+	Delivered  float64 `json:"delivered"`
+	Expired    float64 `json:"expired"`
+	Dropped    float64 `json:"dropped"`
+}
+
+// hintsView lists a sample's hint targets by name with their member state.
+func hintsView(s sample, members []node.NodeInfo) HintsView {
+	state := map[string]string{}
+	for _, m := range members {
+		state[m.ID] = m.State
+	}
+	hv := HintsView{Targets: []HintTarget{}}
+	for _, t := range s.hints {
+		ht := *t
+		ht.State = "down"
+		if st, ok := state[ht.Target]; ok {
+			ht.State = st
+		}
+		hv.Pending += ht.Pending
+		hv.Bytes += ht.Bytes
+		hv.Targets = append(hv.Targets, ht)
+	}
+	slices.SortFunc(hv.Targets, func(a, b HintTarget) int { return strings.Compare(a.Target, b.Target) })
+	return hv
 }
 
 // NodeView is GET /ui/api/node: one node's own view, rebuilt by the sampler every
 // interval.
 type NodeView struct {
-	Node      string         `json:"node"`
-	SampledAt int64          `json:"sampled_at"` // Unix milliseconds
-	IntervalS float64        `json:"interval_s"`
-	Latest    *Point         `json:"latest"` // the last window; null until two samples exist
-	Series    []Point        `json:"series,omitempty"`
-	Totals    Totals         `json:"totals"`
-	Recent    AAEPoint       `json:"recent"` // anti-entropy work of the last RecentWindow
-	Hints     node.HintsInfo `json:"hints"`
-	Trees     TreeView       `json:"trees"`
-	Error     string         `json:"error,omitempty"` // the last gather failed
+	Node      string    `json:"node"`
+	SampledAt int64     `json:"sampled_at"` // Unix milliseconds
+	IntervalS float64   `json:"interval_s"`
+	Latest    *Point    `json:"latest"` // the last window; null until two samples exist
+	Series    []Point   `json:"series,omitempty"`
+	Totals    Totals    `json:"totals"`
+	Recent    AAEPoint  `json:"recent"` // anti-entropy work of the last RecentWindow
+	Hints     HintsView `json:"hints"`
+	Trees     TreeView  `json:"trees"`
+	Error     string    `json:"error,omitempty"` // the last gather failed
 }
 
 // history is a fixed-size ring of points, oldest first once full. Only the sampler
@@ -422,10 +532,10 @@ func (s *sampler) tick(now time.Time) {
 	v.Series = s.hist.points()
 	v.Totals = totals(s.prev)
 	v.Recent = recent(v.Series, now.Add(-RecentWindow))
-	v.Hints = s.src.Hints()
-	a := s.src.AAE()
-	v.Trees = TreeView{Ready: a.Ready, RebuildProgress: a.RebuildProgress, Rebuilds: a.Rebuilds,
-		TreeBytes: a.TreeBytes, PartitionsWithData: len(a.Roots)}
+	// Hints and trees come from the same gather: the sampler costs the node what one
+	// Prometheus scrape does, no more.
+	v.Hints = hintsView(s.prev, s.src.Cluster().Nodes)
+	v.Trees = s.prev.trees
 	if err := s.out.store(v); err != nil {
 		s.log.Error("dashboard view not published", "err", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quorumkv/quorumkv/internal/node"
 )
 
 var testBounds = []float64{.001, .0025, .005, .01, .025, .05, .1}
@@ -249,5 +251,43 @@ func TestFanCacheSharesOneBuild(t *testing.T) {
 	cancel()
 	if _, err := c2.get(ctx, time.Minute, build); err == nil {
 		t.Fatal("a cancelled caller waited for another's build")
+	}
+}
+
+// TestHintsAndTreesFromRegistry: the hint queues and hash trees come from the gather, with
+// each target's state from the membership.
+func TestHintsAndTreesFromRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	pending := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricHintsPending}, []string{"target"})
+	oldest := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricHintsOldest}, []string{"target"})
+	delivered := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricHintsDelivered}, []string{"target"})
+	ready := prometheus.NewGauge(prometheus.GaugeOpts{Name: metricTreesReady})
+	drift := prometheus.NewCounter(prometheus.CounterOpts{Name: metricTreeDrift})
+	reg.MustRegister(pending, oldest, delivered, ready, drift)
+	pending.WithLabelValues("n3").Set(12)
+	oldest.WithLabelValues("n3").Set(90)
+	pending.WithLabelValues("gone").Set(1)
+	delivered.WithLabelValues("n2").Add(5)
+	ready.Set(1)
+	drift.Add(2)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := parseSample(time.Now(), mfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv := hintsView(s, []node.NodeInfo{{ID: "n2", State: "alive"}, {ID: "n3", State: "down"}})
+	want := []HintTarget{
+		{Target: "gone", State: "down", Pending: 1},
+		{Target: "n2", State: "alive", Delivered: 5},
+		{Target: "n3", State: "down", Pending: 12, OldestAgeS: 90},
+	}
+	if !slices.Equal(hv.Targets, want) || hv.Pending != 13 {
+		t.Fatalf("hints: %+v\nwant targets %+v and 13 pending", hv, want)
+	}
+	if s.trees != (TreeView{Ready: true, Drift: 2}) {
+		t.Fatalf("trees: %+v", s.trees)
 	}
 }

@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumkv/quorumkv/internal/node"
 	"github.com/quorumkv/quorumkv/internal/ui"
@@ -137,35 +140,54 @@ func TestNodeViewSamplesRequests(t *testing.T) {
 	}
 }
 
-// stuckHints is a node whose Hints call hangs after the first, as a slow disk would make
-// it: the dashboard's handlers must still answer from the last snapshot.
-type stuckHints struct {
+// stuckRegistry is a node whose registry hangs on every gather after the first, as a slow
+// collector would: the dashboard's handlers must still answer from the last snapshot.
+type stuckRegistry struct {
 	*node.Node
+	reg *prometheus.Registry
+}
+
+func (s stuckRegistry) Registry() *prometheus.Registry { return s.reg }
+
+// stuckCollector lets one Collect through; the next closes stuck and blocks until
+// release closes.
+type stuckCollector struct {
 	calls   chan struct{}
+	stuck   chan struct{}
+	once    *sync.Once
 	release chan struct{}
 }
 
-func (s stuckHints) Hints() node.HintsInfo {
+func (c stuckCollector) Describe(chan<- *prometheus.Desc) {} // unchecked
+
+func (c stuckCollector) Collect(chan<- prometheus.Metric) {
 	select {
-	case s.calls <- struct{}{}:
+	case c.calls <- struct{}{}:
 	default:
-		<-s.release
+		c.once.Do(func() { close(c.stuck) })
+		<-c.release
 	}
-	return s.Node.Hints()
 }
 
 func TestHandlersReadSnapshots(t *testing.T) {
 	t.Parallel()
 	n := startCluster(t, 1, 0)[0]
-	src := stuckHints{Node: n, calls: make(chan struct{}, 1), release: make(chan struct{})}
-	defer close(src.release)
+	sc := stuckCollector{calls: make(chan struct{}, 1), stuck: make(chan struct{}), once: new(sync.Once), release: make(chan struct{})}
+	defer close(sc.release) // before the node closes: Close waits for the sampler
+	src := stuckRegistry{Node: n, reg: prometheus.NewRegistry()}
+	src.reg.MustRegister(sc)
 	cfg := ui.DefaultConfig()
 	cfg.Interval = 10 * time.Millisecond
 	u, err := ui.New(src, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The sampler's second tick is now stuck in Hints; the handlers must not be.
+	select {
+	case <-sc.stuck:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sampler never gathered a second time")
+	}
+	// The sampler is stuck in its second gather; the handlers must not be.
 	for _, path := range []string{"/ui/api/node", "/ui/api/cluster", "/ui/"} {
 		start := time.Now()
 		rec := httptest.NewRecorder()

@@ -276,14 +276,14 @@ function renderHints(cv) {
     const v = viewOf(n);
     if (!v) { unknown.push(n.id); continue; }
     for (const t of v.hints.targets) {
-      if (!t.pending && !t.handoff) continue;
+      if (!t.pending) continue;
       rows.push(el("tr", { "data-holder": n.id, "data-target": t.target },
         el("td", { text: n.id }),
         el("td", {}, t.target + " ", badge(t.state)),
         el("td", { class: "num", text: String(t.pending) }),
         el("td", { class: "num", text: fmtBytes(t.bytes) }),
         el("td", { class: "num", text: fmtAge(t.oldest_age_s) }),
-        el("td", { text: t.handoff ? "running" : "waiting" })));
+        el("td", { class: "num", text: String(t.delivered) })));
     }
   }
   replaceRows(document.querySelector("#hints tbody"), rows, "no hints pending", 6);
@@ -302,13 +302,14 @@ function renderAAE(cv) {
     const trees = v.trees.ready ? "ready" : `building ${(v.trees.rebuild_progress * 100).toFixed(0)}%`;
     const tr = el("tr", { "data-node": n.id },
       el("td", { text: n.id }),
-      el("td", { class: "small", text: trees, title: `${v.trees.partitions_with_data} partitions hold data` }),
+      el("td", { class: "small", text: trees + (v.trees.drift ? `, ${v.trees.drift} drifted` : "") }),
       el("td", { class: "num", text: fmtNum(r.exchanges, 0) + (r.errors ? ` (${r.errors} failed)` : "") }),
       el("td", { class: "num", text: fmtNum(r.segments_differed, 0) }),
       el("td", { class: "num", text: fmtNum(r.keys_repaired, 0) }));
     const t = v.totals;
     tr.title = `since start: ${t.aae_exchanges} exchanges (${t.aae_errors} failed), ${t.aae_segments_differed} segments differed, ` +
-      `${t.aae_keys_repaired} keys repaired, ${fmtBytes(t.aae_bytes)} sent; tree memory ${fmtBytes(v.trees.tree_bytes)}`;
+      `${t.aae_keys_repaired} keys repaired, ${fmtBytes(t.aae_bytes)} sent; ${v.trees.rebuilds} tree rebuilds, ` +
+      `tree memory ${fmtBytes(v.trees.tree_bytes)}`;
     return tr;
   });
   replaceRows(document.querySelector("#aae tbody"), rows, "no members", 5);
