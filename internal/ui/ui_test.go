@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -304,5 +305,37 @@ func TestConfigValidate(t *testing.T) {
 	bad.Interval, bad.History = 0, 1
 	if err := bad.Validate(); err == nil {
 		t.Fatal("zero interval and one window accepted")
+	}
+}
+
+// TestAuthorizeGuardsEveryHandler: the one gate a login will use covers the page, its
+// assets and every JSON endpoint.
+func TestAuthorizeGuardsEveryHandler(t *testing.T) {
+	t.Parallel()
+	n := startCluster(t, 1, 0)[0]
+	cfg := ui.DefaultConfig()
+	cfg.Authorize = func(r *http.Request) error {
+		if u, p, ok := r.BasicAuth(); ok && u == "admin" && p == "secret" {
+			return nil
+		}
+		return errors.New("login required")
+	}
+	u, err := ui.New(n, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/ui/", "/ui/app.js", "/ui/api/node", "/ui/api/cluster", "/ui/api/key?bucket=b&key=k"} {
+		rec := httptest.NewRecorder()
+		u.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("GET %s without a login: %d, want 401 with a challenge", path, rec.Code)
+		}
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.SetBasicAuth("admin", "secret")
+		rec = httptest.NewRecorder()
+		u.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Errorf("GET %s with a login: %d", path, rec.Code)
+		}
 	}
 }
