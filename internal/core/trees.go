@@ -304,16 +304,19 @@ type TreeRoot struct {
 	Root         uint64
 }
 
-// Trees describes the hash trees.
-func (c *Core) Trees() TreeInfo {
+// Trees describes the hash trees; with roots, the root of every tree holding data too
+// (which costs a pass over every tree: metrics leave it out).
+func (c *Core) Trees(roots bool) TreeInfo {
 	ts := c.trees
 	if ts == nil {
 		return TreeInfo{}
 	}
 	ti := TreeInfo{Enabled: true, Ready: ts.ready, Progress: ts.progress, Rebuilds: ts.rebuilds, Drift: ts.drift,
 		Segments: ts.segments, Bytes: ts.memoryBytes()}
-	for _, id := range ts.ids() {
-		ti.Roots = append(ti.Roots, TreeRoot{Partition: id.p, N: id.n, Root: ts.live[id].Root()})
+	if roots {
+		for _, id := range ts.ids() {
+			ti.Roots = append(ti.Roots, TreeRoot{Partition: id.p, N: id.n, Root: ts.live[id].Root()})
+		}
 	}
 	return ti
 }

@@ -52,7 +52,7 @@ func startNodes(t *testing.T, size int) []*Node {
 	}
 	waitUntil(t, 20*time.Second, "every node to see every member alive with its trees built", func() bool {
 		for _, n := range nodes {
-			if !n.treeInfo().Ready || n.Ring() == nil || len(n.Ring().Members()) != size {
+			if !n.treeInfo(false).Ready || n.Ring() == nil || len(n.Ring().Members()) != size {
 				return false
 			}
 			for _, m := range n.Members() {
@@ -470,7 +470,7 @@ func (noHandler) Handle(context.Context, string, *pb.Envelope) *pb.Envelope { re
 
 // rootOf is the root of partition p's tree for buckets of the default n on node n.
 func rootOf(n *Node, p int) uint64 {
-	for _, r := range n.treeInfo().Roots {
+	for _, r := range n.treeInfo(true).Roots {
 		if r.Partition == p && r.N == DefaultBucketProps().N {
 			return r.Root
 		}

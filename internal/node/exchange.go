@@ -137,15 +137,15 @@ type AAEInfo struct {
 	Roots           []PartitionRoot `json:"roots"`
 }
 
-func (n *Node) treeInfo() core.TreeInfo {
+func (n *Node) treeInfo(roots bool) core.TreeInfo {
 	var ti core.TreeInfo
-	_ = n.loop.do(context.Background(), func(c *core.Core) { ti = c.Trees() })
+	_ = n.loop.do(context.Background(), func(c *core.Core) { ti = c.Trees(roots) })
 	return ti
 }
 
 // AAE describes this node's hash trees: the root of every tree holding data.
 func (n *Node) AAE() AAEInfo {
-	ti := n.treeInfo()
+	ti := n.treeInfo(true)
 	info := AAEInfo{Node: n.cfg.ID, Ready: ti.Ready, RebuildProgress: ti.Progress, Rebuilds: ti.Rebuilds,
 		Segments: ti.Segments, TreeBytes: ti.Bytes, Roots: []PartitionRoot{}}
 	for _, r := range ti.Roots {
@@ -178,7 +178,7 @@ func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
-	ti := c.n.treeInfo()
+	ti := c.n.treeInfo(false)
 	ready := 0.0
 	if ti.Ready {
 		ready = 1
