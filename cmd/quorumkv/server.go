@@ -40,7 +40,12 @@ goes to stdout with the bound addresses:
 
   quorumkv ready id=n1 http=127.0.0.1:8080 resp=127.0.0.1:6379 rpc=127.0.0.1:7070 gossip=127.0.0.1:7946
 
-Logs go to stderr.`)
+Logs go to stderr.
+
+Every flag can also be set in a TOML file named by --config, with keys named as the
+flags (hint-window = "3h", join = ["n1:7946", "n2:7946"]), or by an environment
+variable QUORUMKV_<FLAG> (QUORUMKV_HINT_WINDOW=3h). A flag on the command line wins over
+the environment, which wins over the file. --print-config shows the result.`)
 	id := fs.String("id", "", "unique, stable node `name` (e.g. n1) (required)")
 	data := fs.String("data", "", "data `dir`ectory (required)")
 	httpAddr := fs.String("http", "", "HTTP API listen `addr`ess (required)")
@@ -66,12 +71,23 @@ Logs go to stderr.`)
 	aaeSegments := fs.Int("aae-segments", def.AAESegments, "hash tree `segments` per partition (a power of two)")
 	reapInterval := fs.Duration("reap-interval", def.ReapInterval, "time between two scans for tombstones to reap")
 	hedge := fs.Duration("hedge-delay", def.HedgeDelay, "a write waits this long for a primary before also sending to a fallback")
+	conf := addConfigFlags(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) > 0 {
 		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	src, err := applyConfig(fs, e.getenv)
+	if err != nil {
+		return usageErr(fs, "%v", err)
+	}
+	if *conf.print {
+		if err := printConfig(e.stdout, fs, src); err != nil {
+			return e.fail("%v", err)
+		}
+		return exitOK
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"id", *id}, {"data", *data}, {"http", *httpAddr}, {"rpc", *rpcAddr}, {"gossip", *gossipAddr}} {
