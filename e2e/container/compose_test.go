@@ -207,9 +207,9 @@ func startCluster(t *testing.T, tl tools, img image) (*cluster, time.Duration) {
 		start := time.Now()
 		_, err := c.compose(3*time.Minute, "up", "-d")
 		if err == nil {
-			c.discover()
 			c.waitServing(2*time.Minute, nil)
 			took = time.Since(start)
+			c.discover()
 			break
 		}
 		// Another network may hold the subnet, another process a port: choose again.
@@ -276,11 +276,11 @@ func (c *cluster) docker(args ...string) string {
 func (c *cluster) discover() {
 	c.t.Helper()
 	for _, n := range c.nodes {
-		out, err := c.compose(time.Minute, "ps", "-q", n.name)
-		if err != nil || strings.TrimSpace(out) == "" {
-			c.t.Fatalf("no container for %s: %v", n.name, err)
+		n.container = c.docker("ps", "-q", "--filter", "label=com.docker.compose.project="+c.project,
+			"--filter", "label=com.docker.compose.service="+n.name)
+		if n.container == "" || strings.Contains(n.container, "\n") {
+			c.t.Fatalf("want one container for %s, have %q", n.name, n.container)
 		}
-		n.container = strings.TrimSpace(out)
 	}
 	c.network = c.docker("inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", c.nodes[0].container)
 }
