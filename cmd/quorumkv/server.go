@@ -96,7 +96,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 		}
 	}
 	if len(missing) > 0 {
-		return usageErr(fs, "missing required flag %s", strings.Join(missing, ", "))
+		return usageErr(fs, "missing required flag %s (each may also come from QUORUMKV_<FLAG> or --config)", strings.Join(missing, ", "))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
