@@ -15,12 +15,15 @@
 package container
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -144,6 +147,53 @@ func buildImage(t *testing.T) image {
 	}
 	img.size, _ = strconv.ParseInt(strings.TrimSpace(out), 10, 64)
 	return img
+}
+
+// checkImage checks what the image holds: the binary and the data directory, owned by
+// the non-root user it runs as, and nothing else (no shell, no libc); and that its
+// health check is quorumkv healthcheck.
+func checkImage(t *testing.T, img image) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	saved := exec.CommandContext(ctx, "docker", "save", img.tag)
+	out, err := saved.Output()
+	if err != nil {
+		t.Fatalf("docker save: %v", err)
+	}
+	// The saved archive holds each layer as a tar of its own (legacy layout: */layer.tar;
+	// OCI layout: blobs/sha256/*); other entries (JSON) do not read as tars.
+	files := map[string]string{}
+	outer := tar.NewReader(bytes.NewReader(out))
+	for {
+		h, err := outer.Next()
+		if err != nil {
+			break
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		body, _ := io.ReadAll(outer)
+		layer := tar.NewReader(bytes.NewReader(body))
+		for {
+			lh, err := layer.Next()
+			if err != nil {
+				break
+			}
+			files[strings.TrimSuffix(lh.Name, "/")] = fmt.Sprintf("%o %d:%d", lh.Mode&0o7777, lh.Uid, lh.Gid)
+		}
+	}
+	want := map[string]string{"quorumkv": "755 0:0", "data": "755 65532:65532"}
+	if !maps.Equal(files, want) {
+		t.Errorf("image files %v, want only %v", files, want)
+	}
+	cfg, err := run(ctx, nil, "docker", "image", "inspect", "--format", "{{.Config.User}} {{json .Config.Healthcheck.Test}} {{json .Config.Entrypoint}}", img.tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := `65532:65532 ["CMD","/quorumkv","healthcheck"] ["/quorumkv"]`; strings.TrimSpace(cfg) != w {
+		t.Errorf("image config %q, want %q", strings.TrimSpace(cfg), w)
+	}
 }
 
 // randomName is n random hex digits: names of this run's image and project (not from

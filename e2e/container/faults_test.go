@@ -166,6 +166,7 @@ func TestFaults(t *testing.T) {
 	}()
 
 	img := buildImage(t)
+	checkImage(t, img)
 	t.Logf("image %s: %.1f MB, built in %v", img.tag, float64(img.size)/1e6, img.buildTime.Round(time.Millisecond))
 	startAt := time.Now()
 	c, serving := startCluster(t, tl, img)
