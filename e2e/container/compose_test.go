@@ -406,9 +406,31 @@ func (c *cluster) down() {
 	}
 }
 
-// freePort asks the kernel for an unused loopback port.
+// freePort picks an unused loopback port below the kernel's ephemeral range, so that
+// Docker holding it for the whole run never takes a port the kernel handed to another
+// test (e2e restarts its processes on the ports they had, which the kernel may meanwhile
+// give to anyone asking for port 0).
 func freePort(t *testing.T) string {
 	t.Helper()
+	low := 32768 // Linux's default start of ip_local_port_range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
+	}
+	if low > 11000 {
+		for range 100 {
+			n, _ := rand.Int(rand.Reader, big.NewInt(int64(low-10000)))
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(10000+int(n.Int64()))))
+			if err == nil {
+				addr := l.Addr().String()
+				l.Close()
+				return addr
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
