@@ -257,7 +257,7 @@ func startCluster(t *testing.T, tl tools, img image) (*cluster, time.Duration) {
 		start := time.Now()
 		_, err := c.compose(3*time.Minute, "up", "-d")
 		if err == nil {
-			c.waitServing(2*time.Minute, nil)
+			c.waitServing(2 * time.Minute)
 			took = time.Since(start)
 			c.discover()
 			break
@@ -335,17 +335,13 @@ func (c *cluster) discover() {
 	c.network = c.docker("inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", c.nodes[0].container)
 }
 
-// waitServing waits until every node not in skip answers and sees every node not in
-// skip alive.
-func (c *cluster) waitServing(d time.Duration, skip map[string]bool) {
+// waitServing waits until every node answers and sees every node alive.
+func (c *cluster) waitServing(d time.Duration) {
 	c.t.Helper()
-	want := len(c.nodes) - len(skip)
+	want := len(c.nodes)
 	var last string
 	err := poll(d, func() bool {
 		for _, n := range c.nodes {
-			if skip[n.name] {
-				continue
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			ci, err := client.New(n.http, client.WithTimeout(2*time.Second)).Cluster(ctx)
 			cancel()
@@ -355,7 +351,7 @@ func (c *cluster) waitServing(d time.Duration, skip map[string]bool) {
 			}
 			alive := 0
 			for _, m := range ci.Nodes {
-				if m.State == "alive" && !skip[m.ID] {
+				if m.State == "alive" {
 					alive++
 				}
 			}

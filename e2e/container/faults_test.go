@@ -208,7 +208,7 @@ func TestFaults(t *testing.T) {
 	healed := time.Now()
 
 	// Heal and repair, then require every invariant within the budget.
-	c.waitServing(2*time.Minute, nil)
+	c.waitServing(2 * time.Minute)
 	var (
 		fig      figures
 		problems []string
