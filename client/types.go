@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 )
 
 // Ptr returns a pointer to v, for filling BucketProps: BucketProps{N: client.Ptr(5)}.
@@ -43,6 +44,36 @@ func (p *BucketProps) UnmarshalJSON(b []byte) error {
 	*p = BucketProps(aux.plain)
 	p.R, p.W, p.PR, p.PW, p.DW = aux.R.s, aux.W.s, aux.PR.s, aux.PW.s, aux.DW.s
 	return nil
+}
+
+// MarshalJSON writes the quorum fields as numbers when they hold one ("pr": 0, "w": 2) and
+// as strings otherwise ("r": "quorum"), as the server answers them.
+func (p BucketProps) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		N          *int    `json:"n,omitempty"`
+		R          any     `json:"r,omitempty"`
+		W          any     `json:"w,omitempty"`
+		PR         any     `json:"pr,omitempty"`
+		PW         any     `json:"pw,omitempty"`
+		DW         any     `json:"dw,omitempty"`
+		Conflict   *string `json:"conflict,omitempty"`
+		ReadRepair *string `json:"read_repair,omitempty"`
+		Type       *string `json:"type,omitempty"`
+		GCGraceS   *int    `json:"gc_grace_s,omitempty"`
+	}{p.N, quorumJSON(p.R), quorumJSON(p.W), quorumJSON(p.PR), quorumJSON(p.PW), quorumJSON(p.DW),
+		p.Conflict, p.ReadRepair, p.Type, p.GCGraceS})
+}
+
+// quorumJSON is a quorum value as JSON: nil (omitted) when unset, a number when it is a
+// whole number, else the string.
+func quorumJSON(s *string) any {
+	if s == nil {
+		return nil
+	}
+	if n, err := strconv.Atoi(*s); err == nil && strconv.Itoa(n) == *s {
+		return n
+	}
+	return *s
 }
 
 // flexString decodes a JSON string or number into a *string (nil for null/absent).

@@ -114,7 +114,7 @@ retry.
 `+crdtHelp+"\n\n"+quorumHelp)
 	cf := e.addClientFlags(fs, true)
 	q := addQuorumFlags(fs, "w", "pw", "dw")
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseLiteral(fs, args, func(i int) bool { return i >= 2 })
 	if !ok {
 		return code
 	}
@@ -141,7 +141,7 @@ that read saw; a set that does not exist exits 1 with "not found".
 	cf := e.addClientFlags(fs, true)
 	cctx := fs.String("context", "", "causal `context` of the read the remove is based on (default: read it first)")
 	q := addQuorumFlags(fs, "r", "w", "pw", "dw")
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseLiteral(fs, args, func(i int) bool { return i >= 2 })
 	if !ok {
 		return code
 	}

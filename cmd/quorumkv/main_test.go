@@ -229,6 +229,8 @@ func fakeAPI(t *testing.T) (addr string, seen *[]string) {
 		case strings.HasPrefix(p, "/v1/kv/") && (r.Method == "PUT" || r.Method == "DELETE"):
 			w.Header().Set("X-Quorumkv-Context", "new-"+r.Method)
 			w.WriteHeader(204)
+		case p == "/v1/buckets/bad" && r.Method == "PUT":
+			jsonReply(400, `{"error":"n=0 is outside 1..16","code":"bad_request"}`)
 		case p == "/v1/buckets/users" && r.Method == "GET":
 			jsonReply(200, `{"n":3,"r":"quorum","w":"quorum","pr":"0","pw":"0","dw":"0","conflict":"siblings","read_repair":"blocking","type":"kv","gc_grace_s":864000}`)
 		case p == "/v1/buckets/users" && r.Method == "PUT":
@@ -270,14 +272,21 @@ func TestClientVerbs(t *testing.T) {
 		{"put quorum", []string{"put", "b", "slow", "v", "--w", "3"}, "", 1, "", "quorumkv: quorum not reached: 2 of 3 acks (w=3)\n", ""},
 		{"put pw quorum", []string{"put", "b", "slow", "v", "--pw", "3"}, "", 1, "", "(pw=3)\n", ""},
 		{"bad request", []string{"get", "b", "bad", "--r", "x"}, "", 1, "", "quorumkv: bad quorum value \"x\" (bad_request, HTTP 400)\n", ""},
-		{"put", []string{"put", "b", "a/b c", "v1", "--context", "c1", "--w", "all", "--dw", "1"}, "", 0, "new-PUT\n", "", "PUT /v1/kv/b/a%2Fb%20c?dw=1&w=all ctx=c1 body=v1"},
-		{"put stdin", []string{"put", "b", "k", "-"}, "from\nstdin", 0, "new-PUT\n", "", "ctx= body=from\nstdin"},
-		{"delete with context", []string{"delete", "b", "k", "--context", "c9"}, "", 0, "new-DELETE\n", "", "DELETE /v1/kv/b/k? ctx=c9"},
-		{"delete reads first", []string{"delete", "b", "one", "--w", "2"}, "", 0, "new-DELETE\n", "", "DELETE /v1/kv/b/one?w=2 ctx=c1"},
-		{"delete missing", []string{"delete", "b", "missing"}, "", 1, "", "quorumkv: not found\n", "GET /v1/kv/b/missing"},
-		{"bucket", []string{"bucket", "users"}, "", 0, "{\n  \"n\": 3,\n  \"r\": \"quorum\",\n  \"w\": \"quorum\",\n  \"pr\": \"0\",\n  \"pw\": \"0\",\n  \"dw\": \"0\",\n  \"conflict\": \"siblings\",\n  \"read_repair\": \"blocking\",\n  \"type\": \"kv\",\n  \"gc_grace_s\": 864000\n}\n", "", ""},
+		{"put", []string{"put", "b", "a/b c", "v1", "--context", "c1", "--w", "all", "--dw", "1"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/a%2Fb%20c?dw=1&w=all ctx=c1 body=v1"},
+		{"put stdin", []string{"put", "b", "k", "-"}, "from\nstdin", 0, "context: new-PUT\n", "", "ctx= body=from\nstdin"},
+		{"delete with context", []string{"delete", "b", "k", "--context", "c9"}, "", 0, "context: new-DELETE\n", "", "DELETE /v1/kv/b/k? ctx=c9"},
+		{"delete reads first", []string{"delete", "b", "one", "--w", "2"}, "", 0, "context: new-DELETE\n", "", "DELETE /v1/kv/b/one?w=2 ctx=c1"},
+		// Deleting an absent key succeeds, as DELETE /v1/kv answers 204, and writes nothing.
+		{"delete missing", []string{"delete", "b", "missing"}, "", 0, "not found: nothing to delete\n", "", "GET /v1/kv/b/missing"},
+		{"put negative value", []string{"put", "b", "neg", "-5"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/neg? ctx= body=-5"},
+		{"put dash value then flags", []string{"put", "b", "neg", "-x", "--w", "2"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/neg?w=2 ctx= body=-x"},
+		{"put flag-named value after --", []string{"put", "b", "k", "--", "--w"}, "", 0, "context: new-PUT\n", "", "ctx= body=--w"},
+		{"put timeout in ms", []string{"put", "b", "k", "v", "--timeout", "1500"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?timeout=1500 "},
+		{"put timeout as duration", []string{"put", "b", "k", "v", "--timeout", "2s"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?timeout=2000 "},
+		{"bucket", []string{"bucket", "users"}, "", 0, "{\n  \"n\": 3,\n  \"r\": \"quorum\",\n  \"w\": \"quorum\",\n  \"pr\": 0,\n  \"pw\": 0,\n  \"dw\": 0,\n  \"conflict\": \"siblings\",\n  \"read_repair\": \"blocking\",\n  \"type\": \"kv\",\n  \"gc_grace_s\": 864000\n}\n", "", ""},
 		{"bucket set", []string{"bucket", "users", "--set", `{"n":5,"w":"all"}`}, "", 0, "", "", `PUT /v1/buckets/users? ctx= body={"n":5,"w":"all"}`},
 		{"bucket 404", []string{"bucket", "nope"}, "", 1, "", "quorumkv: not found\n", ""},
+		{"bucket set refused", []string{"bucket", "bad", "--set", `{"n":0}`}, "", 1, "", "quorumkv: n=0 is outside 1..16 (bad_request, HTTP 400)\n", `PUT /v1/buckets/bad? ctx= body={"n":0}`},
 		{"status", []string{"status"}, "", 0, "cluster as seen by n2: 3 nodes, 8 partitions\n\n" +
 			"  ID  STATE  ZONE  PARTITIONS  HTTP  RESP  RPC  GOSSIP\n" +
 			"  n1  down   -     3           h1    s1    r1   g1\n" +

@@ -60,15 +60,16 @@ func (e *env) addClientFlags(fs *flag.FlagSet, withTimeout bool) clientFlags {
 	if v := e.getenv(addrEnv); v != "" {
 		def = v
 	}
-	cf := clientFlags{addr: fs.String("addr", def, "`host:port` or URL of any node's HTTP API ($"+addrEnv+" sets the default)")}
+	cf := clientFlags{addr: fs.String("addr", def, "`host:port`, bare port (on 127.0.0.1) or URL of any node's HTTP API ($"+addrEnv+" sets the default)")}
 	if withTimeout {
-		cf.timeout = fs.Duration("timeout", 0, "server-side request `timeout` (e.g. 2s; 0: the server default, 5s)")
+		cf.timeout = new(time.Duration)
+		fs.Var(timeoutFlag{cf.timeout}, "timeout", "server-side request `timeout`: a duration (2s, 1500ms) or milliseconds as in the API's timeout= (1500); 0: the server default, 5s")
 	}
 	return cf
 }
 
 func (cf clientFlags) client() *client.Client {
-	return client.New(*cf.addr, client.WithTimeout(requestTimeout))
+	return client.New(normalizeAddr(*cf.addr), client.WithTimeout(requestTimeout))
 }
 
 // quorumFlags registers the named quorum flags (r, pr, w, pw, dw).
@@ -137,6 +138,9 @@ func (e *env) apiFail(err error, param string) int {
 	case client.IsNotFound(err):
 		return e.fail("not found")
 	default:
+		if why := notHTTP(err); why != "" {
+			return e.fail("%s", why)
+		}
 		msg := strings.TrimPrefix(err.Error(), "client: ")
 		var oe *net.OpError
 		if errors.As(err, &oe) && oe.Op == "dial" {
@@ -228,7 +232,9 @@ func isTerminal(w io.Writer) bool {
 func runPut(e *env, args []string) int {
 	c := lookup("put")
 	fs := e.flags(c, `
-Writes VALUE (or stdin, when VALUE is "-") to BUCKET/KEY and prints the new context.
+Writes VALUE (or stdin, when VALUE is "-") to BUCKET/KEY and prints the new context
+("context: C"). VALUE may start with '-' ("quorumkv put b k -5"); put "--" before a value
+that starts with "--" or names a flag of put ("quorumkv put b k -- --w").
 
 Pass the context of the read this write replaces with --context (see 'quorumkv get
 --json'). Without it the write is blind: it becomes a sibling of any value already
@@ -238,7 +244,7 @@ there, so nothing concurrent is lost.
 	cf := e.addClientFlags(fs, true)
 	cctx := fs.String("context", "", "causal `context` of the read this write supersedes")
 	q := addQuorumFlags(fs, "w", "pw", "dw")
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseLiteral(fs, args, func(i int) bool { return i == 2 })
 	if !ok {
 		return code
 	}
@@ -256,17 +262,20 @@ there, so nothing concurrent is lost.
 	if err != nil {
 		return e.apiFail(err, q.failed(true))
 	}
-	fmt.Fprintln(e.stdout, nc)
+	fmt.Fprintf(e.stdout, "context: %s\n", nc)
 	return exitOK
 }
 
 func runDelete(e *env, args []string) int {
 	c := lookup("delete")
 	fs := e.flags(c, `
-Deletes BUCKET/KEY (writes a tombstone) and prints the tombstone's context.
+Deletes BUCKET/KEY (writes a tombstone) and prints the tombstone's context
+("context: C").
 
 Without --context, delete first reads the key (with the bucket's default R) and
-deletes what that read saw; a key that is already absent exits 1 with "not found".
+deletes what that read saw. Deleting is idempotent, as DELETE /v1/kv is (204 whether or
+not the key existed): a key that is already absent prints "not found: nothing to delete"
+and exits 0, writing nothing.
 
 `+quorumHelp)
 	cf := e.addClientFlags(fs, true)
@@ -288,7 +297,8 @@ deletes what that read saw; a key that is already absent exits 1 with "not found
 			return e.apiFail(err, "r")
 		}
 		if !obj.Found {
-			return e.fail("not found")
+			fmt.Fprintf(e.stdout, "not found: nothing to delete\n")
+			return exitOK
 		}
 		seen = obj.Context
 	}
@@ -296,7 +306,7 @@ deletes what that read saw; a key that is already absent exits 1 with "not found
 	if err != nil {
 		return e.apiFail(err, q.failed(true))
 	}
-	fmt.Fprintln(e.stdout, nc)
+	fmt.Fprintf(e.stdout, "context: %s\n", nc)
 	return exitOK
 }
 
@@ -330,9 +340,9 @@ Example: quorumkv bucket users --set '{"n":5,"w":"all"}'`)
 		err   error
 	)
 	if *set != "" {
-		p, err := parseProps(*set)
-		if err != nil {
-			return usageErr(fs, "bad --set JSON: %v", err)
+		p, perr := parseProps(*set)
+		if perr != nil {
+			return usageErr(fs, "bad --set JSON: %v", perr)
 		}
 		props, err = cl.SetBucket(context.Background(), pos[0], p)
 	} else {

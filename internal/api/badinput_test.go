@@ -87,10 +87,10 @@ func TestBadInput(t *testing.T) {
 		{"bucket props invalid UTF-8", "PUT", "/v1/buckets/%ff", `{"n":3}`, nil, 400, "bad_request"},
 		{"unknown endpoint", "GET", "/v2/kv/b/k", "", nil, 404, "not_found"},
 		{"unknown admin endpoint", "GET", "/v1/admin/nothing", "", nil, 404, "not_found"},
-		// A wrong method is "no such endpoint" (the contract has no 405 code).
-		{"wrong method on kv", "POST", "/v1/kv/b/exists", "new", nil, 404, "not_found"},
-		{"wrong method on buckets", "DELETE", "/v1/buckets/b", "", nil, 404, "not_found"},
-		{"wrong method on healthz", "PUT", "/healthz", "", nil, 404, "not_found"},
+		// A wrong method on a known path is 405 with Allow (TestMethodNotAllowed).
+		{"wrong method on kv", "POST", "/v1/kv/b/exists", "new", nil, 405, "method_not_allowed"},
+		{"wrong method on buckets", "DELETE", "/v1/buckets/b", "", nil, 405, "method_not_allowed"},
+		{"wrong method on healthz", "PUT", "/healthz", "", nil, 405, "method_not_allowed"},
 		{"faults unknown field", "POST", "/v1/debug/faults", `{"drop":[],"partition":true}`, nil, 400, "bad_request"},
 		{"faults empty id", "POST", "/v1/debug/faults", `{"drop":[""]}`, nil, 400, "bad_request"},
 		{"faults negative delay", "POST", "/v1/debug/faults", `{"delay_ms":-5}`, nil, 400, "bad_request"},

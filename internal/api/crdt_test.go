@@ -24,6 +24,7 @@ import (
 type crdtRead struct {
 	Value   json.RawMessage `json:"value"`
 	Context string          `json:"context"`
+	Type    string          `json:"type"` // the key's data type (the bucket's, or a Redis key's own)
 }
 
 // crdtPost POSTs op to bucket/key through n and returns the status and body.
@@ -54,7 +55,7 @@ func crdtGet(t *testing.T, n *node.Node, bucket, key, query string) crdtRead {
 	var r crdtRead
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil || r.Value == nil {
+	if err := dec.Decode(&r); err != nil || r.Value == nil || r.Type == "" {
 		t.Fatalf("GET %s/%s via %s: %v: %q", bucket, key, n.ID(), err, body)
 	}
 	return r

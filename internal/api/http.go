@@ -52,6 +52,7 @@ func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Ha
 	mux.HandleFunc("DELETE /v1/kv/{bucket}/{key...}", s.deleteKV)
 	mux.HandleFunc("POST /v1/crdt/{bucket}/{key...}", s.updateCRDT)
 	mux.HandleFunc("GET /v1/crdt/{bucket}/{key...}", s.getCRDT)
+	mux.HandleFunc("DELETE /v1/crdt/{bucket}/{key...}", s.deleteCRDT)
 	mux.HandleFunc("GET /v1/buckets/{bucket}", s.getBucket)
 	mux.HandleFunc("PUT /v1/buckets/{bucket}", s.putBucket)
 	mux.HandleFunc("GET /v1/cluster", s.cluster)
@@ -72,6 +73,12 @@ func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Ha
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("%s is not allowed on %s: use %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +92,20 @@ func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Ha
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// allowed lists the methods mux serves at r's path (HEAD wherever GET is), or nil when
+// the path is unknown to every method.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // cleanPath is the canonical form ServeMux gives a path: rooted, no "." or ".." elements,
@@ -208,6 +229,9 @@ func (s *server) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bucket, key := pathKey(r)
+	if s.isCRDTBucket(bucket) && s.getKVCRDT(w, r, o) {
+		return
+	}
 	res, err := s.n.Get(r.Context(), bucket, key, o)
 	if err != nil {
 		s.fail(w, err)
@@ -328,7 +352,7 @@ func (s *server) getBucket(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.n.Bucket(r.PathValue("bucket")))
+	writeJSON(w, http.StatusOK, bucketView(s.n.Bucket(r.PathValue("bucket"))))
 }
 
 // smallBody reads the body of a request that takes no query parameters and a small JSON
@@ -356,7 +380,7 @@ func (s *server) putBucket(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, p)
+	writeJSON(w, http.StatusOK, bucketView(p))
 }
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -142,7 +142,7 @@ func checkKey(conn redcon.Conn, keys ...[]byte) bool {
 
 // read reads a key as a CRDT. An empty set is no key, as in Redis.
 func (r *RESP) read(ctx context.Context, c *client, key []byte) (node.CRDTResult, error) {
-	res, err := r.n.GetCRDT(ctx, RedisBucket, string(key), c.readOpts())
+	res, err := readCRDT(ctx, r.n, RedisBucket, string(key), c.readOpts())
 	if err == nil && res.Found && res.State.Type() == crdt.Set && res.State.Len() == 0 {
 		res.Found = false
 	}
@@ -393,6 +393,14 @@ func cmdDel(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]
 	n := 0
 	for _, k := range args[1:] {
 		res, err := r.read(ctx, c, k)
+		if errors.Is(err, node.ErrWrongType) {
+			// Not a CRDT state (plain values, written over HTTP before such writes were
+			// refused): DEL still deletes it, with the context of a plain read.
+			var plain node.ReadResult
+			if plain, err = r.n.Get(ctx, RedisBucket, string(k), c.readOpts()); err == nil {
+				res = node.CRDTResult{Found: plain.Found, Context: plain.Context, State: crdt.New(crdt.Register)}
+			}
+		}
 		if err != nil {
 			r.fail(conn, err)
 			return

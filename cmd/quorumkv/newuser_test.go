@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serveRaw accepts connections on a loopback port chosen at run time and answers each with
+// answer(first line read); it returns the address.
+func serveRaw(t *testing.T, answer func(line string) []byte) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				if b := answer(line); b != nil {
+					_, _ = c.Write(b)
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestWrongPortSaysWhatItIs(t *testing.T) {
+	resp := serveRaw(t, func(line string) []byte {
+		if strings.HasPrefix(line, "PING") {
+			return []byte("+PONG\r\n")
+		}
+		return []byte("-ERR unknown command 'GET', with args beginning with: '/v1/kv/b/k' \r\n")
+	})
+	// An HTTP/2 server's first frame: SETTINGS (type 4) on stream 0.
+	rpc := serveRaw(t, func(string) []byte { return []byte{0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 5, 0, 0, 64, 0} })
+	silent := serveRaw(t, func(string) []byte { return nil })
+	for _, tc := range []struct{ addr, want string }{
+		{resp, "looks like a Redis protocol (RESP) port"},
+		{rpc, "internode RPC port"},
+		{silent, "closes connections without answering"},
+	} {
+		e, out, errb := testEnv("", nil)
+		if code := e.run([]string{"get", "b", "k", "--addr", tc.addr}); code != 1 {
+			t.Fatalf("get --addr %s: exit %d, stderr %q", tc.addr, code, errb)
+		}
+		s := errb.String()
+		if !strings.Contains(s, tc.addr+" is not a node's HTTP API") || !strings.Contains(s, tc.want) ||
+			!strings.Contains(s, "HTTP port") || strings.Count(s, "\n") != 1 || out.String() != "" {
+			t.Errorf("get --addr %s: stderr %q, want %q", tc.addr, s, tc.want)
+		}
+	}
+}
+
+func TestBarePortAddr(t *testing.T) {
+	addr, seen := fakeAPI(t)
+	_, port, _ := net.SplitHostPort(addr)
+	for _, a := range []string{port, ":" + port} {
+		e, out, errb := testEnv("", nil)
+		if code := e.run([]string{"get", "b", "one", "--addr", a}); code != 0 || out.String() != "hello" {
+			t.Fatalf("get --addr %s: exit %d, stdout %q, stderr %q", a, code, out, errb)
+		}
+	}
+	if len(*seen) != 2 {
+		t.Fatalf("requests %q", *seen)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"8081", "127.0.0.1:8081"}, {":8081", "127.0.0.1:8081"}, {"h:1", "h:1"}, {"http://h:1", "http://h:1"},
+		{"99999", "99999"}, {"0", "0"}, {"localhost", "localhost"},
+	} {
+		if got := normalizeAddr(tc.in); got != tc.want {
+			t.Errorf("normalizeAddr(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestTimeoutForms(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{"1500", 1500 * time.Millisecond, ""},
+		{"1", time.Millisecond, ""},
+		{"0", 0, ""},
+		{"2s", 2 * time.Second, ""},
+		{"250ms", 250 * time.Millisecond, ""},
+		{"60000", time.Minute, ""},
+		{"60001", 0, "outside 0..60000"},
+		{"2m", 0, "2m0s is outside 0..1m0s"},
+		{"-1", 0, "outside"},
+		{"1x", 0, "want a duration with a unit (2s, 1500ms) or a number of milliseconds (1500)"},
+		{"10us", 0, "under the API's resolution"},
+	} {
+		got, err := parseTimeout(tc.in)
+		if tc.err == "" && (err != nil || got != tc.want) {
+			t.Errorf("parseTimeout(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+		if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("parseTimeout(%q) = %v, %v; want an error with %q", tc.in, got, err, tc.err)
+		}
+	}
+	e, _, errb := testEnv("", nil)
+	if code := e.run([]string{"get", "b", "k", "--timeout", "1x"}); code != 2 || !strings.Contains(errb.String(), "invalid value \"1x\" for flag -timeout: want a duration") {
+		t.Fatalf("exit %d, stderr %q", code, errb)
+	}
+}
+
+func TestBucketUnreachableFails(t *testing.T) {
+	for _, args := range [][]string{{"bucket", "b"}, {"bucket", "b", "--set", `{"n":2}`}} {
+		e, out, errb := testEnv("", nil)
+		if code := e.run(append(args, "--addr", "127.0.0.1:1")); code != 1 || out.String() != "" ||
+			!strings.Contains(errb.String(), "connection refused") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errb)
+		}
+	}
+}
+
+func TestParseLiteral(t *testing.T) {
+	e, _, _ := testEnv("", nil)
+	for _, tc := range []struct {
+		args []string
+		pos  string
+		ok   bool
+	}{
+		{[]string{"b", "k", "-5"}, "b,k,-5", true},
+		{[]string{"b", "k", "-5", "--w", "2"}, "b,k,-5", true},
+		{[]string{"--w", "-2", "b", "k", "v"}, "b,k,v", true}, // a flag's value, left to the flag
+		{[]string{"b", "-k", "v"}, "", false},                 // only the value may start with '-'
+		{[]string{"b", "k", "-w"}, "", false},                 // names a flag: needs a value
+		{[]string{"b", "k", "--", "-w"}, "b,k,-w", true},
+	} {
+		fs := e.flags(lookup("put"), "")
+		fs.String("w", "", "")
+		pos, _, ok := parseLiteral(fs, tc.args, func(i int) bool { return i == 2 })
+		if ok != tc.ok || (ok && strings.Join(pos, ",") != tc.pos) {
+			t.Errorf("parseLiteral(%q) = %q, %v; want %q, %v", tc.args, pos, ok, tc.pos, tc.ok)
+		}
+	}
+}
