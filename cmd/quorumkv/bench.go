@@ -43,6 +43,7 @@ of the cluster that --addr belongs to.`)
 	cfg.Clients, cfg.Requests, cfg.ValueBytes, cfg.Bucket, cfg.R, cfg.W = *clients, *requests, *size, *bucket, *r, *w
 	cfg.Ops = strings.Split(*ops, ",")
 	cfg.Progress = e.stderr
+	cfg.ProgressLines = !isTerminal(e.stderr)
 	if *addrs != "" {
 		cfg.Addrs = strings.Split(*addrs, ",")
 	} else {

@@ -86,6 +86,8 @@ func (e *env) run(args []string) int {
 	case "-h", "-help", "--help":
 		topUsage(e.stdout)
 		return exitOK
+	case "-version", "--version":
+		return runVersion(e, args[1:])
 	case "help":
 		if len(args) == 1 {
 			topUsage(e.stdout)

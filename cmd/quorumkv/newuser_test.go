@@ -2,7 +2,13 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +153,79 @@ func TestParseLiteral(t *testing.T) {
 		if ok != tc.ok || (ok && strings.Join(pos, ",") != tc.pos) {
 			t.Errorf("parseLiteral(%q) = %q, %v; want %q, %v", tc.args, pos, ok, tc.pos, tc.ok)
 		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		e, out, errb := testEnv("", nil)
+		if code := e.run(args); code != 0 || !strings.HasPrefix(out.String(), "quorumkv ") || !strings.Contains(out.String(), " go1.") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errb)
+		}
+	}
+	var b strings.Builder
+	printVersion(&b, func() (*debug.BuildInfo, bool) {
+		return &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.3.0"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-11-27T09:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}, true
+	})
+	if got, want := b.String(), "quorumkv v0.3.0 (0123456789ab, modified, 2026-11-27T09:00:00Z) go1.26.8\n"; got != want {
+		t.Errorf("printVersion = %q, want %q", got, want)
+	}
+}
+
+func TestMeterPlainLinesOffTerminal(t *testing.T) {
+	var b strings.Builder
+	m := newMeter(&b, "repair") // a strings.Builder is not a terminal
+	now := time.Unix(0, 0)
+	m.now = func() time.Time { return now }
+	for i := 0; i <= 100; i++ {
+		m.update(float64(i)/100, fmt.Sprintf("%d/100 exchanges", i))
+		now = now.Add(100 * time.Millisecond) // 10 s in all: a line every 2 s
+	}
+	m.finish()
+	s := b.String()
+	want := "repair:   0% 0/100 exchanges\nrepair:  20% 20/100 exchanges\nrepair:  40% 40/100 exchanges\n" +
+		"repair:  60% 60/100 exchanges\nrepair:  80% 80/100 exchanges\nrepair: 100% 100/100 exchanges\n"
+	if s != want {
+		t.Fatalf("plain meter wrote\n%q\nwant\n%q", s, want)
+	}
+	// On a terminal: frames on one line, ended by a newline.
+	b.Reset()
+	m = newMeter(&b, "repair")
+	m.tty, m.every = true, ttyEvery
+	m.update(0.5, "1/2 exchanges")
+	m.update(1, "2/2 exchanges")
+	m.finish()
+	if s := b.String(); !strings.HasPrefix(s, "\rrepair [###############               ] 1/2 exchanges\r") || !strings.HasSuffix(s, "2/2 exchanges\n") {
+		t.Fatalf("terminal meter wrote %q", s)
+	}
+}
+
+// TestRepairProgressToAFile: "repair 2>log" gets plain lines, not "\r" frames.
+func TestRepairProgressToAFile(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		for i := 1; i <= 50; i++ {
+			fmt.Fprintf(w, `{"progress":{"done":%d,"total":50}}`+"\n", i)
+		}
+		fmt.Fprintln(w, `{"summary":{"exchanges":50,"partitions_compared":25}}`)
+	}))
+	defer srv.Close()
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	e, out, _ := testEnv("", nil)
+	e.stderr = f
+	if code := e.run([]string{"repair", "--addr", srv.URL}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	log, _ := os.ReadFile(f.Name())
+	if strings.Contains(string(log), "\r") || !strings.HasSuffix(string(log), "repair: 100% 50/50 exchanges\n") || strings.Count(string(log), "\n") > 3 {
+		t.Fatalf("stderr to a file: %q", log)
+	}
+	if !strings.HasPrefix(out.String(), "compared 25 partitions in 50 exchanges") {
+		t.Fatalf("stdout %q", out)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/quorumkv/quorumkv/client"
 )
@@ -18,7 +17,8 @@ func runRepair(e *env, args []string) int {
 	fs := e.flags(c, `
 Asks the node at --addr to compare, now, its hash trees with the other primaries of every
 partition it holds (or of one --partition, or only with one --node), and to repair every
-key that differs. Shows a progress bar, then what it compared, found and repaired.`)
+key that differs. Shows a progress bar (plain lines every 2s when stderr is not a
+terminal), then what it compared, found and repaired.`)
 	cf := e.addClientFlags(fs, false)
 	partition := fs.Int("partition", -1, "only this `partition` (default: all)")
 	peer := fs.String("node", "", "only exchanges with this node `id` (default: all)")
@@ -36,16 +36,11 @@ key that differs. Shows a progress bar, then what it compared, found and repaire
 	}
 	ctx, stop := e.signals()
 	defer stop()
-	drawn := false
+	bar := newMeter(e.stderr, "repair")
 	sum, err := cf.client().Repair(ctx, opts, func(p client.RepairProgress) {
-		const width = 30
-		filled := width * p.Done / max(1, p.Total)
-		fmt.Fprintf(e.stderr, "\rrepair [%s%s] %d/%d exchanges", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), p.Done, p.Total)
-		drawn = true
+		bar.update(float64(p.Done)/float64(max(1, p.Total)), fmt.Sprintf("%d/%d exchanges", p.Done, p.Total))
 	})
-	if drawn {
-		fmt.Fprintln(e.stderr)
-	}
+	bar.finish()
 	if err != nil {
 		return e.apiFail(err, "")
 	}

@@ -31,6 +31,9 @@ type Config struct {
 	Ops         []string
 	R, W        string // quorum query values; "" = bucket default
 	Progress    io.Writer
+	// ProgressLines writes plain progress lines every 2 s instead of redrawing one
+	// terminal line ("\r" frames): for a Progress that is a file or a pipe.
+	ProgressLines bool
 	HTTPTimeout time.Duration
 }
 
@@ -109,7 +112,7 @@ func runOp(ctx context.Context, cfg Config, hc *http.Client, op string, value []
 	case op == "get" && cfg.R != "":
 		query = "?r=" + cfg.R
 	}
-	stopProgress := progress(cfg.Progress, op, cfg.Requests, &done)
+	stopProgress := progress(cfg.Progress, cfg.ProgressLines, op, cfg.Requests, &done)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for c := 0; c < cfg.Clients; c++ {
@@ -173,27 +176,37 @@ func pct(sorted []time.Duration, q float64) time.Duration {
 }
 
 // progress draws a bar on w every 200 ms until stopped.
-func progress(w io.Writer, op string, total int, done *atomic.Int64) func() {
+func progress(w io.Writer, lines bool, op string, total int, done *atomic.Int64) func() {
 	if w == nil {
 		return func() {}
 	}
 	stop := make(chan struct{})
 	finished := make(chan struct{})
+	every := 200 * time.Millisecond
+	if lines {
+		every = 2 * time.Second
+	}
 	draw := func() {
 		d := done.Load()
+		if lines {
+			fmt.Fprintf(w, "%s: %d/%d\n", op, d, total)
+			return
+		}
 		width := 30
 		filled := int(int64(width) * d / int64(total))
 		fmt.Fprintf(w, "\r%-4s [%s%s] %d/%d", op, strings.Repeat("#", filled), strings.Repeat(" ", width-filled), d, total)
 	}
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(200 * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				draw()
-				fmt.Fprintln(w)
+				if !lines {
+					fmt.Fprintln(w)
+				}
 				return
 			case <-t.C:
 				draw()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -60,4 +61,51 @@ func TestValidate(t *testing.T) {
 	if cfg.Validate() == nil {
 		t.Fatal("unknown op accepted")
 	}
+}
+
+// TestProgressLines: with ProgressLines the progress is plain lines, never "\r" frames (a
+// log file or a pipe); without it, one redrawn terminal line.
+func TestProgressLines(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			w.WriteHeader(204)
+			return
+		}
+		_, _ = w.Write([]byte("x"))
+	}))
+	defer srv.Close()
+	for _, lines := range []bool{true, false} {
+		var out syncWriter
+		cfg := DefaultConfig()
+		cfg.Addrs = []string{strings.TrimPrefix(srv.URL, "http://")}
+		cfg.Requests, cfg.Clients = 50, 4
+		cfg.Progress, cfg.ProgressLines = &out, lines
+		if _, err := Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		s := out.String()
+		if lines && (strings.Contains(s, "\r") || !strings.Contains(s, "put: 50/50\n") || !strings.Contains(s, "get: 50/50\n")) {
+			t.Errorf("lines: %q", s)
+		}
+		if !lines && (!strings.Contains(s, "\rput  [") || !strings.Contains(s, "50/50\n")) {
+			t.Errorf("terminal: %q", s)
+		}
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
