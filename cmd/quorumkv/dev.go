@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/quorumkv/quorumkv/client"
+	"github.com/quorumkv/quorumkv/internal/core"
 )
 
 const (
@@ -116,11 +117,15 @@ type devChild struct {
 	done                    chan struct{} // closed when the process has been waited for
 	err                     error         // its exit status, once done
 	readyCh                 chan string
+	join                    string // the --join it was given
 }
 
 func (d *devCluster) run(ctx context.Context) int {
 	e := d.e
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
+		return e.fail("dev: %v", err)
+	}
+	if err := d.checkDirsFree(); err != nil {
 		return e.fail("dev: %v", err)
 	}
 	addrs, err := d.addresses()
@@ -149,6 +154,9 @@ func (d *devCluster) run(ctx context.Context) int {
 				fmt.Fprintln(e.stdout, "quorumkv dev: interrupted")
 				return exitOK
 			}
+			if pid := lockHolder(filepath.Join(d.dir, c.id, "LOCK")); pid != 0 {
+				err = fmt.Errorf("%w; its data directory %s is in use by %s", err, filepath.Join(d.dir, c.id), describeProcess(pid))
+			}
 			return e.fail("dev: %s: %v (log: %s)", c.id, err, c.logPath)
 		}
 		c.up = true
@@ -164,8 +172,62 @@ func (d *devCluster) run(ctx context.Context) int {
 				continue // reported when it failed to start
 			}
 			fmt.Fprintf(e.stdout, "quorumkv dev: node %s exited unexpectedly: %v (log: %s)\n", c.id, exitDesc(c.err), c.logPath)
+			fmt.Fprintf(e.stdout, "quorumkv dev: restart it, with the same addresses and data, in another terminal (this dev will not stop it on Ctrl-C):\n  %s\n",
+				d.restartCommand(c))
 		}
 	}
+}
+
+// checkDirsFree refuses to start when a node's data directory is open in another process
+// (another dev, or a server started by hand): its store's LOCK is held.
+func (d *devCluster) checkDirsFree() error {
+	for i := range d.n {
+		dir := filepath.Join(d.dir, fmt.Sprintf("n%d", i+1))
+		if pid := lockHolder(filepath.Join(dir, "LOCK")); pid != 0 {
+			return fmt.Errorf("data directory %s is in use by %s: stop it (another 'quorumkv dev'?), or give this one another --data", dir, describeProcess(pid))
+		}
+	}
+	return nil
+}
+
+// serverArgs are the arguments of c's "quorumkv server" with the given addresses.
+func (d *devCluster) serverArgs(c *devChild, httpAddr, resp, rpc, gossip string) []string {
+	args := []string{"server", "--id", c.id, "--data", filepath.Join(d.dir, c.id),
+		"--http", httpAddr, "--resp", resp, "--rpc", rpc, "--gossip", gossip,
+		"--log-level", d.logLevel}
+	if c.join != "" {
+		args = append(args, "--join", c.join)
+	}
+	if d.debugFaults {
+		args = append(args, "--debug-faults")
+	}
+	return append(args, d.extra...)
+}
+
+// restartCommand is the shell command that starts c again as it ran: the addresses it
+// bound, its data, its log appended to.
+func (d *devCluster) restartCommand(c *devChild) string {
+	join := c.join
+	if join == "" && len(d.children) > 1 { // n1 joins any other node
+		join = d.children[1].addr("gossip")
+	}
+	cc := *c
+	cc.join = join
+	args := d.serverArgs(&cc, c.addr("http"), c.addr("resp"), c.addr("rpc"), c.addr("gossip"))
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = quoteArg(a)
+	}
+	return quoteArg(d.exe) + " " + strings.Join(quoted, " ") + " >>" + quoteArg(c.logPath) + " 2>&1"
+}
+
+// quoteArg quotes s for a POSIX shell when it needs it (sim.go has its own: the sim's
+// files are another owner's).
+func quoteArg(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:,=@+-%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // addresses returns each node's [http, resp, rpc, gossip] addresses.
@@ -252,17 +314,8 @@ func (d *devCluster) start(stopCtx context.Context, c *devChild, join string) er
 		return err
 	}
 	fmt.Fprintf(logf, "\n=== quorumkv dev: starting %s at %s ===\n", c.id, time.Now().Format(time.RFC3339))
-	args := []string{"server", "--id", c.id, "--data", dataDir,
-		"--http", c.http, "--resp", c.resp, "--rpc", c.rpc, "--gossip", c.gossip,
-		"--log-level", d.logLevel}
-	if join != "" {
-		args = append(args, "--join", join)
-	}
-	if d.debugFaults {
-		args = append(args, "--debug-faults")
-	}
-	args = append(args, d.extra...)
-	cmd := exec.CommandContext(stopCtx, d.exe, args...)
+	c.join = join
+	cmd := exec.CommandContext(stopCtx, d.exe, d.serverArgs(c, c.http, c.resp, c.rpc, c.gossip)...)
 	c.readyCh = make(chan string, 1)
 	cmd.Stdout = &readyWriter{out: logf, ready: c.readyCh}
 	cmd.Stderr = logf
@@ -387,6 +440,13 @@ func (d *devCluster) printReady() {
 	if h1 != defaultAddr {
 		fmt.Fprintf(w, "  export %s=%s\n", addrEnv, h1)
 	}
+	if n := len(d.children); n < core.DefaultBucketProps().N {
+		// The default quorums of a bucket with n=3 can never be met by fewer nodes.
+		fmt.Fprintf(w, "  # buckets keep %d replicas by default, more than %d node(s) can hold: give each bucket n=%d first\n",
+			core.DefaultBucketProps().N, n, n)
+		fmt.Fprintf(w, "  quorumkv bucket demo --set '{\"n\":%d}'\n", n)
+		fmt.Fprintf(w, "  quorumkv bucket redis --set '{\"n\":%d}'      # the Redis keys' bucket\n", n)
+	}
 	fmt.Fprintf(w, "  quorumkv put demo hello world\n")
 	fmt.Fprintf(w, "  quorumkv get demo hello\n")
 	fmt.Fprintf(w, "  quorumkv status\n")
@@ -398,7 +458,12 @@ func (d *devCluster) printReady() {
 			fmt.Fprintf(w, "  redis-cli -p %s INCRBY visits 1\n", port)
 		}
 	}
-	fmt.Fprintln(w, "\nCtrl-C stops the cluster.")
+	if n := len(d.children); n <= core.DefaultBucketProps().N {
+		fmt.Fprintf(w, "\nWith %d node(s) every node is a replica of every key (n=%d): a node that is down has no\n"+
+			"stand-in, so no fallback or hint can be seen. Run 'quorumkv dev --nodes 5' to watch sloppy quorum\n"+
+			"and hinted handoff.\n", n, min(n, core.DefaultBucketProps().N))
+	}
+	fmt.Fprintln(w, "\nCtrl-C stops the cluster. A node that exits is not restarted: dev prints the command that restarts it.")
 }
 
 // addr is the bound address the child reported (or the one it was given).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -26,6 +28,9 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("QKV_TEST_FAKE_SERVER") == "1" {
 		os.Exit(fakeServer(os.Args[1:]))
+	}
+	if p := os.Getenv("QKV_TEST_HOLD_LOCK"); p != "" {
+		os.Exit(holdLock(p))
 	}
 	os.Exit(m.Run())
 }
@@ -395,7 +400,8 @@ func TestDev(t *testing.T) {
 	}
 	waitFor("Ctrl-C stops the cluster")
 	s := out.String()
-	for _, want := range []string{"3 node(s) ready", "NODE  HTTP", "export QUORUMKV_ADDR=127.0.0.1:", "quorumkv put demo hello world", "curl -i"} {
+	for _, want := range []string{"3 node(s) ready", "NODE  HTTP", "export QUORUMKV_ADDR=127.0.0.1:", "quorumkv put demo hello world", "curl -i",
+		"no fallback or hint can be seen. Run 'quorumkv dev --nodes 5'"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
@@ -421,6 +427,39 @@ func TestDev(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("node n3 exited unexpectedly: exit status 3")
+	// dev prints the command that restarts it; the command works.
+	waitFor(" 2>&1\n")
+	restart := ""
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, " server --id n3 ") {
+			restart = strings.TrimSpace(l)
+		}
+	}
+	for _, want := range []string{"--data " + filepath.Join(dir, "n3"), "--http 127.0.0.1:", "--join 127.0.0.1:", ">>" + filepath.Join(dir, "n3.log")} {
+		if !strings.Contains(restart, want) {
+			t.Fatalf("restart command %q lacks %q:\n%s", restart, want, out)
+		}
+	}
+	os.Remove(filepath.Join(dir, "n3", "pid"))
+	if err := exec.Command("sh", "-c", restart+" &").Run(); err != nil {
+		t.Fatalf("restart command: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var restarted int
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "n3", "pid")); err == nil {
+			if restarted, _ = strconv.Atoi(string(b)); restarted > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted n3 wrote no pid")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := syscall.Kill(restarted, syscall.SIGTERM); err != nil {
+		t.Fatalf("stop the restarted n3: %v", err)
+	}
 
 	cancel() // as Ctrl-C
 	select {
@@ -459,3 +498,79 @@ func TestDevChildFailsToStart(t *testing.T) {
 }
 
 func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+// holdLock takes a POSIX write lock on path, as Pebble does on its LOCK file, says
+// "locked" and holds it until stdin closes.
+func holdLock(path string) int {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK}
+	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("locked")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// TestDevDataDirInUse: a data directory whose store another process holds open is named,
+// with that process.
+func TestDevDataDirInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "n2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command(os.Args[0])
+	holder.Env = append(os.Environ(), "QKV_TEST_HOLD_LOCK="+filepath.Join(dir, "n2", "LOCK"))
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = holder.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("lock holder: %q, %v", line, err)
+	}
+	e, out, errb := testEnv("", nil)
+	if code := e.run([]string{"dev", "--nodes", "3", "--base-port", "0", "--data", dir}); code != 1 {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	want := fmt.Sprintf("quorumkv: dev: data directory %s is in use by pid %d (", filepath.Join(dir, "n2"), holder.Process.Pid)
+	if s := errb.String(); !strings.HasPrefix(s, want) || !strings.Contains(s, "another --data") {
+		t.Fatalf("stderr %q, want it to start %q", s, want)
+	}
+}
+
+// TestDevSmallClusterNote: fewer nodes than the default n: dev says to lower the buckets'
+// n before the put it suggests.
+func TestDevSmallClusterNote(t *testing.T) {
+	d := &devCluster{e: &env{}, n: 1, children: []*devChild{{id: "n1", http: "127.0.0.1:1"}}}
+	var b strings.Builder
+	d.e.stdout = &b
+	d.printReady()
+	s := b.String()
+	set := strings.Index(s, `quorumkv bucket demo --set '{"n":1}'`)
+	if set < 0 || set > strings.Index(s, "quorumkv put demo hello world") || !strings.Contains(s, `quorumkv bucket redis --set '{"n":1}'`) {
+		t.Fatalf("dev --nodes 1 output:\n%s", s)
+	}
+	b.Reset()
+	d.n, d.children = 5, append(d.children, &devChild{id: "n2"}, &devChild{id: "n3"}, &devChild{id: "n4"}, &devChild{id: "n5"})
+	d.printReady()
+	if s := b.String(); strings.Contains(s, "--set") || strings.Contains(s, "--nodes 5") {
+		t.Fatalf("dev --nodes 5 output:\n%s", s)
+	}
+}
