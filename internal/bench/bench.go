@@ -22,19 +22,19 @@ import (
 
 // Config configures a run.
 type Config struct {
-	Addrs       []string // HTTP host:port of the nodes; clients are spread round-robin
-	Bucket      string
-	Clients     int    // concurrent clients: 32 is the figure
-	Requests    int    // per operation
-	ValueBytes  int    // 100, redis-benchmark's default is 3; 100 is the contract's figure
-	Prefix      string // key prefix; the default is unique per run
-	Ops         []string
-	R, W        string // quorum query values; "" = bucket default
-	Progress    io.Writer
+	Addrs      []string // HTTP host:port of the nodes; clients are spread round-robin
+	Bucket     string
+	Clients    int    // concurrent clients: 32 is the figure
+	Requests   int    // per operation
+	ValueBytes int    // 100, redis-benchmark's default is 3; 100 is the contract's figure
+	Prefix     string // key prefix; the default is unique per run
+	Ops        []string
+	R, W       string // quorum query values; "" = bucket default
+	Progress   io.Writer
 	// ProgressLines writes plain progress lines every 2 s instead of redrawing one
 	// terminal line ("\r" frames): for a Progress that is a file or a pipe.
 	ProgressLines bool
-	HTTPTimeout time.Duration
+	HTTPTimeout   time.Duration
 }
 
 // DefaultConfig: 32 clients, 20,000 requests per op, 100-byte values.
