@@ -175,8 +175,9 @@ that read saw; a set that does not exist exits 1 with "not found".
 func runCRDT(e *env, args []string) int {
 	c := lookup("crdt")
 	fs := e.flags(c, `
-Reads the counter, set or map BUCKET/KEY and prints its value: a counter's number, a
-set's members one per line (sorted; unprintable ones quoted), a map as indented JSON.
+Reads the counter, set or map BUCKET/KEY (or any Redis key, in the bucket redis) and
+prints its value: a counter's number, a set's members one per line (sorted; unprintable
+ones quoted), a map as indented JSON, a Redis string as its text.
 --json prints {"found":true,"value":...,"context":"..."}, the context being what to
 pass to removes ('quorumkv srem --context', or "context" in 'quorumkv crdt-op').
 
@@ -234,6 +235,12 @@ Exits 1 with "not found" when the key holds nothing.
 			return e.fail("bad value from the server: %v", err)
 		}
 		fmt.Fprintf(e.stdout, "%s\n", buf.Bytes())
+	case len(t) > 0 && t[0] == '"': // a register (a Redis string): its text
+		var str string
+		if err := json.Unmarshal(t, &str); err != nil {
+			return e.fail("bad value from the server: %v", err)
+		}
+		fmt.Fprintln(e.stdout, printable([]byte(str)))
 	default:
 		fmt.Fprintf(e.stdout, "%s\n", t)
 	}

@@ -316,3 +316,49 @@ func (p *propRun) checkReadable() {
 		}
 	}
 }
+
+// TestCLIOnACluster runs the client verbs against a real cluster where the server's
+// answer matters: CRDT and Redis values print readably, wrong-type writes and impossible
+// bucket properties fail with the server's reason, deletes agree with the HTTP API.
+func TestCLIOnACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	w := startWorld(t)
+	ctx := context.Background()
+	if err := w.resp[0].IncrBy(ctx, "cli-visits", 5).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.resp[0].Set(ctx, "cli-greeting", "hello", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		e, out, errb := testEnv("", map[string]string{addrEnv: w.nodes[1].HTTPAddr()})
+		code := e.run(args)
+		return code, out.String(), errb.String()
+	}
+	for _, tc := range []struct {
+		args      []string
+		code      int
+		out, errs string
+	}{
+		{[]string{"sadd", "pset", "cli-s", "b", "-a"}, 0, "", ""},
+		{[]string{"get", "pset", "cli-s"}, 0, `["-a","b"]`, ""},
+		{[]string{"get", "redis", "cli-visits"}, 0, "5", ""},
+		{[]string{"get", "redis", "cli-greeting"}, 0, "hello", ""},
+		{[]string{"crdt", "redis", "cli-greeting"}, 0, "hello\n", ""},
+		{[]string{"put", "pset", "cli-s", "x"}, 1, "", `bucket "pset" holds sets (type set): write them with the CRDT API`},
+		{[]string{"put", "redis", "cli-greeting", "x"}, 1, "", "(wrong_type, HTTP 409)"},
+		{[]string{"get", "redis", "cli-greeting"}, 0, "hello", ""},
+		{[]string{"bucket", "big", "--set", `{"n":4}`}, 1, "", "n=4 but the cluster has 3 node(s)"},
+		{[]string{"delete", "pkv", "never"}, 0, "not found: nothing to delete\n", ""},
+		{[]string{"put", "pkv", "neg", "-5"}, 0, "context: ", ""},
+		{[]string{"get", "pkv", "neg"}, 0, "-5", ""},
+	} {
+		code, out, errs := cli(tc.args...)
+		if code != tc.code || !strings.HasPrefix(out, tc.out) || !strings.Contains(errs, tc.errs) {
+			t.Errorf("quorumkv %q: exit %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, code, out, errs, tc.code, tc.out, tc.errs)
+		}
+	}
+}

@@ -160,6 +160,10 @@ on stderr, the context to write back with: 'quorumkv put BUCKET KEY VALUE --cont
 replaces them all. --json prints the API's JSON form instead:
 {"found":true,"values":["<base64>",...],"context":"..."}.
 
+In a CRDT bucket (and the bucket redis) it prints the value, not its stored encoding:
+a counter's number, a set's members or a map's fields as JSON, a Redis string as its text
+('quorumkv crdt' prints them one per line).
+
 Exits 1 with "not found" when the key is absent or deleted.
 
 `+quorumHelp)
