@@ -19,6 +19,7 @@ import (
 
 	"github.com/quorumkv/quorumkv/client"
 	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/storage"
 )
 
 const (
@@ -154,7 +155,7 @@ func (d *devCluster) run(ctx context.Context) int {
 				fmt.Fprintln(e.stdout, "quorumkv dev: interrupted")
 				return exitOK
 			}
-			if pid := lockHolder(filepath.Join(d.dir, c.id, "LOCK")); pid != 0 {
+			if pid := storage.LockHolder(filepath.Join(d.dir, c.id)); pid != 0 {
 				err = fmt.Errorf("%w; its data directory %s is in use by %s", err, filepath.Join(d.dir, c.id), describeProcess(pid))
 			}
 			return e.fail("dev: %s: %v (log: %s)", c.id, err, c.logPath)
@@ -183,7 +184,7 @@ func (d *devCluster) run(ctx context.Context) int {
 func (d *devCluster) checkDirsFree() error {
 	for i := range d.n {
 		dir := filepath.Join(d.dir, fmt.Sprintf("n%d", i+1))
-		if pid := lockHolder(filepath.Join(dir, "LOCK")); pid != 0 {
+		if pid := storage.LockHolder(dir); pid != 0 {
 			return fmt.Errorf("data directory %s is in use by %s: stop it (another 'quorumkv dev'?), or give this one another --data", dir, describeProcess(pid))
 		}
 	}

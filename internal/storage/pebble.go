@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -145,6 +146,13 @@ func OpenPebble(dir string, cfg PebbleConfig) (*Pebble, error) {
 	opts.EnsureDefaults()
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+			// The LOCK file is locked: another process has the store open.
+			if pid := LockHolder(dir); pid != 0 {
+				return nil, fmt.Errorf("storage: open %s: %w (pid %d)", dir, ErrInUse, pid)
+			}
+			return nil, fmt.Errorf("storage: open %s: %w: %w", dir, ErrInUse, err)
+		}
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
 	return &Pebble{dir: dir, log: logger, db: db}, nil
