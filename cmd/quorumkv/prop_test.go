@@ -355,6 +355,10 @@ func TestCLIOnACluster(t *testing.T) {
 		{[]string{"delete", "pkv", "never"}, 0, "not found: nothing to delete\n", ""},
 		{[]string{"put", "pkv", "neg", "-5"}, 0, "context: ", ""},
 		{[]string{"get", "pkv", "neg"}, 0, "-5", ""},
+		{[]string{"delete", "pset", "cli-s"}, 0, "context: ", ""},
+		{[]string{"crdt", "pset", "cli-s"}, 1, "", "quorumkv: not found"},
+		{[]string{"delete", "redis", "cli-visits"}, 0, "context: ", ""},
+		{[]string{"get", "redis", "cli-visits"}, 1, "", "quorumkv: not found"},
 	} {
 		code, out, errs := cli(tc.args...)
 		if code != tc.code || !strings.HasPrefix(out, tc.out) || !strings.Contains(errs, tc.errs) {
