@@ -231,7 +231,7 @@ func (p *propRun) step() {
 	bucket, key := p.target()
 	path := bucket + "/" + key
 	switch op := rapid.SampledFrom([]string{
-		"http put", "http get", "http delete", "crdt op", "crdt get", "crdt delete", "flip type",
+		"http put", "http get", "http delete", "crdt op", "crdt get", "crdt delete", "flip type", "flip props",
 		"redis set", "redis get", "redis incr", "redis sadd", "redis srem", "redis smembers", "redis del", "redis exists",
 		"cli get", "cli put", "cli delete", "cli incr", "cli sadd", "cli crdt",
 	}).Draw(t, "op"); op {
@@ -257,6 +257,12 @@ func (p *propRun) step() {
 	case "crdt delete":
 		st, body := p.w.http(t, i, "DELETE", "/v1/crdt/"+path, "", nil)
 		p.wantNo500(op+" "+path, st, body)
+	case "flip props":
+		props := rapid.SampledFrom([]string{`{"n":1}`, `{"n":2}`, `{"n":3}`, `{"conflict":"lww"}`, `{"conflict":"siblings"}`, `{"r":1,"w":"all"}`}).Draw(t, "props")
+		st, body := p.w.http(t, i, "PUT", "/v1/buckets/"+p.flip, props, nil)
+		if st != 200 {
+			t.Fatalf("set %s %s: %d %s", p.flip, props, st, body)
+		}
 	case "flip type":
 		typ := rapid.SampledFrom([]string{"kv", "counter", "set", "map"}).Draw(t, "type")
 		st, body := p.w.http(t, i, "PUT", "/v1/buckets/"+p.flip, `{"type":"`+typ+`"}`, nil)
