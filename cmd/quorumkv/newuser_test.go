@@ -229,3 +229,18 @@ func TestRepairProgressToAFile(t *testing.T) {
 		t.Fatalf("stdout %q", out)
 	}
 }
+
+func TestDescribeProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	if got := parentPID(os.Getpid()); got != os.Getppid() {
+		t.Fatalf("parentPID = %d, want %d", got, os.Getppid())
+	}
+	if got, want := describeProcess(os.Getpid()), fmt.Sprintf("pid %d (%s ", os.Getpid(), filepath.Base(os.Args[0])); !strings.HasPrefix(got, want) {
+		t.Fatalf("describeProcess = %q, want it to start %q", got, want)
+	}
+	if got := describeProcess(1 << 30); got != fmt.Sprintf("pid %d", 1<<30) {
+		t.Fatalf("describeProcess of no process = %q", got)
+	}
+}
