@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -53,6 +54,10 @@ Starts a cluster of N 'quorumkv server' processes on 127.0.0.1 (nodes n1..nN, no
 first, the others joining it), waits until every node answers, prints their
 endpoints and some commands to try, and runs until Ctrl-C, which stops every node
 cleanly. Data lives in DIR/n1, DIR/n2, ...; each node's log in DIR/n1.log, ...
+
+A node that exits (it crashed, or you killed it to see hints pile up) stays down until
+you press Enter in dev's terminal: every node that exited is started again on its
+addresses and data. dev also prints the command that restarts it by hand.
 
 Ports: node i (from 0) gets HTTP base+i, Redis protocol base+100+i, internode RPC
 base+200+i and gossip base+300+i. The default base 8080 puts node 1's HTTP API at
@@ -119,6 +124,7 @@ type devChild struct {
 	err                     error         // its exit status, once done
 	readyCh                 chan string
 	join                    string // the --join it was given
+	started                 bool   // in children
 }
 
 func (d *devCluster) run(ctx context.Context) int {
@@ -164,6 +170,17 @@ func (d *devCluster) run(ctx context.Context) int {
 	}
 	d.printReady()
 
+	// A line on stdin (Enter) restarts the nodes that exited.
+	restart := make(chan struct{}, 1)
+	go func() {
+		sc := bufio.NewScanner(e.stdin)
+		for sc.Scan() {
+			select {
+			case restart <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -173,10 +190,49 @@ func (d *devCluster) run(ctx context.Context) int {
 				continue // reported when it failed to start
 			}
 			fmt.Fprintf(e.stdout, "quorumkv dev: node %s exited unexpectedly: %v (log: %s)\n", c.id, exitDesc(c.err), c.logPath)
-			fmt.Fprintf(e.stdout, "quorumkv dev: restart it, with the same addresses and data, in another terminal (this dev will not stop it on Ctrl-C):\n  %s\n",
+			fmt.Fprintf(e.stdout, "quorumkv dev: press Enter here to restart it, or run it yourself in another terminal (this dev will not stop that one):\n  %s\n",
 				d.restartCommand(c))
+		case <-restart:
+			if err := d.restartExited(ctx, stopCtx); err != nil {
+				if ctx.Err() != nil {
+					return exitOK
+				}
+				fmt.Fprintf(e.stdout, "quorumkv dev: %v\n", err)
+			}
 		}
 	}
+}
+
+// restartExited starts again, on the addresses they had bound and their data, the nodes
+// that were up and have exited.
+func (d *devCluster) restartExited(ctx, stopCtx context.Context) error {
+	n := 0
+	for _, c := range d.children {
+		select {
+		case <-c.done:
+		default:
+			continue // running
+		}
+		if !c.up {
+			continue
+		}
+		c.http, c.resp, c.rpc, c.gossip = c.addr("http"), c.addr("resp"), c.addr("rpc"), c.addr("gossip")
+		c.up = false
+		fmt.Fprintf(d.e.stdout, "quorumkv dev: restarting %s\n", c.id)
+		if err := d.start(stopCtx, c, c.join); err != nil {
+			return fmt.Errorf("%s: restart: %w", c.id, err)
+		}
+		if err := d.waitReady(ctx, c); err != nil {
+			return fmt.Errorf("%s: restart: %w (log: %s)", c.id, err, c.logPath)
+		}
+		c.up = true
+		n++
+		fmt.Fprintf(d.e.stdout, "quorumkv dev: node %s is back (pid %d)\n", c.id, c.cmd.Process.Pid)
+	}
+	if n == 0 {
+		fmt.Fprintln(d.e.stdout, "quorumkv dev: every node is running")
+	}
+	return nil
 }
 
 // checkDirsFree refuses to start when a node's data directory is open in another process
@@ -329,7 +385,10 @@ func (d *devCluster) start(stopCtx context.Context, c *devChild, join string) er
 	}
 	c.cmd = cmd
 	c.done = make(chan struct{})
-	d.children = append(d.children, c)
+	if !c.started { // a restart reuses its place
+		d.children = append(d.children, c)
+		c.started = true
+	}
 	go func() {
 		c.err = cmd.Wait()
 		logf.Close()
@@ -464,7 +523,7 @@ func (d *devCluster) printReady() {
 			"stand-in, so no fallback or hint can be seen. Run 'quorumkv dev --nodes 5' to watch sloppy quorum\n"+
 			"and hinted handoff.\n", n, min(n, core.DefaultBucketProps().N))
 	}
-	fmt.Fprintln(w, "\nCtrl-C stops the cluster. A node that exits is not restarted: dev prints the command that restarts it.")
+	fmt.Fprintln(w, "\nCtrl-C stops the cluster. A node that exits stays down until you press Enter here.")
 }
 
 // addr is the bound address the child reported (or the one it was given).

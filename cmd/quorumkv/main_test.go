@@ -382,6 +382,9 @@ func TestDev(t *testing.T) {
 	t.Setenv("QKV_TEST_FAKE_SERVER", "1")
 	dir := t.TempDir()
 	e, out, errb := testEnv("", nil)
+	stdin, typed := io.Pipe() // what a user types in dev's terminal
+	defer typed.Close()
+	e.stdin = stdin
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.signals = func() (context.Context, context.CancelFunc) { return ctx, func() {} }
@@ -427,8 +430,44 @@ func TestDev(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("node n3 exited unexpectedly: exit status 3")
-	// dev prints the command that restarts it; the command works.
-	waitFor(" 2>&1\n")
+	// Enter restarts it, on the same addresses.
+	readPid := func(old int) int {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if b, err := os.ReadFile(filepath.Join(dir, "n3", "pid")); err == nil {
+				if pid, _ := strconv.Atoi(string(b)); pid > 0 && pid != old {
+					return pid
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("n3 wrote no new pid")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if _, err := io.WriteString(typed, "\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("node n3 is back")
+	pids["n3"] = readPid(pids["n3"])
+	if err := syscall.Kill(pids["n3"], 0); err != nil {
+		t.Fatalf("restarted n3 (pid %d) is not running: %v", pids["n3"], err)
+	}
+	// It crashes again; dev prints the command that restarts it; the command works.
+	if err := syscall.Kill(pids["n3"], syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(out.String(), " 2>&1\n") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no second restart command:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := strings.Count(out.String(), "node n3 exited unexpectedly: exit status 3"); n != 2 {
+		t.Fatalf("%d exits of n3 reported:\n%s", n, out)
+	}
 	restart := ""
 	for _, l := range strings.Split(out.String(), "\n") {
 		if strings.Contains(l, " server --id n3 ") {
@@ -440,23 +479,10 @@ func TestDev(t *testing.T) {
 			t.Fatalf("restart command %q lacks %q:\n%s", restart, want, out)
 		}
 	}
-	os.Remove(filepath.Join(dir, "n3", "pid"))
 	if err := exec.Command("sh", "-c", restart+" &").Run(); err != nil {
 		t.Fatalf("restart command: %v", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	var restarted int
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "n3", "pid")); err == nil {
-			if restarted, _ = strconv.Atoi(string(b)); restarted > 0 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the restarted n3 wrote no pid")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	restarted := readPid(pids["n3"])
 	if err := syscall.Kill(restarted, syscall.SIGTERM); err != nil {
 		t.Fatalf("stop the restarted n3: %v", err)
 	}
