@@ -52,7 +52,7 @@ func TestOpenInUse(t *testing.T) {
 		t.Fatalf("LockHolder = %d, want %d", pid, holder.Process.Pid)
 	}
 	_, err = OpenPebble(dir, DefaultPebbleConfig())
-	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), fmt.Sprintf("(pid %d)", holder.Process.Pid)) {
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), fmt.Sprintf("%s is open in pid %d", dir, holder.Process.Pid)) {
 		t.Fatalf("open of a store in use: %v", err)
 	}
 	if pid := LockHolder(t.TempDir()); pid != 0 {

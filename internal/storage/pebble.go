@@ -149,9 +149,9 @@ func OpenPebble(dir string, cfg PebbleConfig) (*Pebble, error) {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
 			// The LOCK file is locked: another process has the store open.
 			if pid := LockHolder(dir); pid != 0 {
-				return nil, fmt.Errorf("storage: open %s: %w (pid %d)", dir, ErrInUse, pid)
+				return nil, fmt.Errorf("%w: %s is open in pid %d", ErrInUse, dir, pid)
 			}
-			return nil, fmt.Errorf("storage: open %s: %w: %w", dir, ErrInUse, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrInUse, dir, err)
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}

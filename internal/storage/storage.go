@@ -11,7 +11,7 @@ var ErrClosed = errors.New("storage: closed")
 
 // ErrInUse is returned by OpenPebble when another process holds the store open; the
 // message names that process's pid when the system tells it.
-var ErrInUse = errors.New("storage: the data directory is in use by another process")
+var ErrInUse = errors.New("storage: data directory in use by another process")
 
 // WriteOptions control a single write.
 type WriteOptions struct {
