@@ -545,7 +545,12 @@ func checkType(props BucketProps, bucket string, m mutation) error {
 // acknowledged operation is ever lost, whichever replicas it reached.
 func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC) (before, after []byte, err error) {
 	cur, found, err := crdt.Fold(local)
-	if err != nil {
+	switch {
+	case err != nil && m.ReplaceType:
+		// Plain values, replaced (Redis SET on a key written over HTTP before the bucket
+		// refused plain values): start from a fresh state.
+		cur, found = crdt.New(m.Type), false
+	case err != nil:
 		// Plain values (written before the bucket became a CRDT bucket): not a state. The
 		// decoding error says nothing a user can act on.
 		return nil, nil, fmt.Errorf("%w: the key holds plain values, not a %s; delete it first or use another key", ErrWrongType, m.Type)

@@ -26,6 +26,7 @@ import (
 //	put name=X k=K v=V via=N [w= pw= dw= ctx=NAME]   a client write (ctx: the context of reply NAME)
 //	delete name=X k=K via=N [ctx=NAME]
 //	incr name=X k=K via=N by=D            a counter increment (bucket must be type counter)
+//	setreg name=X k=K v=V via=N           Redis SET: assign a register, replacing any type
 //	get name=X k=K via=N [r= pr=]
 //	run [for=D]                           move time on (default 100ms), delivering messages
 //	reply name=X                          a reply: ok/err, values, context's clock
@@ -90,7 +91,7 @@ func TestScripts(t *testing.T) {
 				}
 				w = newWorld(t, n, b)
 				return ""
-			case "put", "delete", "incr":
+			case "put", "delete", "incr", "setreg":
 				req := core.ClientRequest{Op: core.OpPut, Bucket: bucketOf(args), Key: args["k"], Value: []byte(args["v"]),
 					Write: core.WriteOptions{W: args["w"], PW: args["pw"], DW: args["dw"]}}
 				req.Write.ContentType = args["ct"]
@@ -114,6 +115,10 @@ func TestScripts(t *testing.T) {
 					by, _ := strconv.ParseInt(args["by"], 10, 64)
 					req.Op = core.OpCRDT
 					req.CRDT = &core.CRDTOp{Type: crdt.Counter, Op: crdt.Op{Increment: &by}}
+				case "setreg": // Redis SET: assign a register, replacing any other type
+					v := args["v"]
+					req.Op, req.Value = core.OpCRDT, nil
+					req.CRDT = &core.CRDTOp{Type: crdt.Register, Op: crdt.Op{Assign: &v}, ReplaceType: true}
 				}
 				w.request(args["name"], args["via"], req)
 				w.run(dur("for", "100ms"))

@@ -169,7 +169,8 @@ func (n *Node) GetCRDT(ctx context.Context, bucket, key string, o ReadOptions) (
 	}
 	s, found, err := FoldCRDT(obj)
 	if err != nil {
-		return CRDTResult{}, err
+		// Plain values under a bucket whose type changed: the wrong type, not a fault.
+		return CRDTResult{}, fmt.Errorf("%w: the key holds plain values, not a CRDT state (%w)", ErrWrongType, err)
 	}
 	res := CRDTResult{State: s, Found: found}
 	if !obj.Empty() {
