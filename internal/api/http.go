@@ -17,6 +17,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -253,20 +254,79 @@ func (s *server) getKV(w http.ResponseWriter, r *http.Request) {
 		for i, v := range res.Values {
 			vals[i] = base64.StdEncoding.EncodeToString(v)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"values": vals, "context": res.Context})
+		out := map[string]any{"values": vals, "context": res.Context}
+		if described(res) {
+			out["described"] = siblingsJSON(res, false)
+		}
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	if len(res.Values) > 1 {
-		sibs := make([]map[string]string, len(res.Values))
-		for i, v := range res.Values {
-			sibs[i] = map[string]string{"value": base64.StdEncoding.EncodeToString(v)}
-		}
-		writeJSON(w, http.StatusMultipleChoices, map[string]any{"siblings": sibs, "context": res.Context})
+		writeJSON(w, http.StatusMultipleChoices, map[string]any{"siblings": siblingsJSON(res, true), "context": res.Context})
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
+	ct := res.ContentTypes[0]
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	w.Header().Set("Content-Type", ct)
+	for _, m := range res.Metas[0] {
+		w.Header().Set(MetaHeaderPrefix+m.Key, m.Value)
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(res.Values[0])
+}
+
+// MetaHeaderPrefix starts the headers that carry a value's user metadata
+// (X-Quorumkv-Meta-Author: ann), kept with the value as Riak keeps its X-Riak-Meta-*.
+const MetaHeaderPrefix = "X-Quorumkv-Meta-"
+
+// described reports whether any value of a read carries a content type or metadata.
+func described(res node.ReadResult) bool {
+	for i := range res.Values {
+		if res.ContentTypes[i] != "" || len(res.Metas[i]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// siblingsJSON describes each value of a read: its bytes (with value), content type and
+// metadata.
+func siblingsJSON(res node.ReadResult, value bool) []map[string]any {
+	out := make([]map[string]any, len(res.Values))
+	for i, v := range res.Values {
+		e := map[string]any{}
+		if value {
+			e["value"] = base64.StdEncoding.EncodeToString(v)
+		}
+		if ct := res.ContentTypes[i]; ct != "" {
+			e["content_type"] = ct
+		}
+		if len(res.Metas[i]) > 0 {
+			m := make(map[string]string, len(res.Metas[i]))
+			for _, x := range res.Metas[i] {
+				m[x.Key] = x.Value
+			}
+			e["meta"] = m
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// describeValue reads what a put says of its value: Content-Type and the metadata headers,
+// keys lower-cased and sorted (a header given twice keeps its values joined by ", ").
+func describeValue(r *http.Request, o *node.WriteOptions) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/octet-stream" { // the default, not kept
+		o.ContentType = ct
+	}
+	for name, vals := range r.Header {
+		if len(name) > len(MetaHeaderPrefix) && strings.EqualFold(name[:len(MetaHeaderPrefix)], MetaHeaderPrefix) {
+			o.Meta = append(o.Meta, version.MetaEntry{Key: strings.ToLower(name[len(MetaHeaderPrefix):]), Value: strings.Join(vals, ", ")})
+		}
+	}
+	slices.SortFunc(o.Meta, func(a, b version.MetaEntry) int { return strings.Compare(a.Key, b.Key) })
 }
 
 func (s *server) writeOptions(r *http.Request) (node.WriteOptions, error) {
@@ -316,6 +376,7 @@ func (s *server) putKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bucket, key := pathKey(r)
+	describeValue(r, &o)
 	ctx, err := s.n.Put(r.Context(), bucket, key, body, o)
 	if err != nil {
 		s.fail(w, err)

@@ -93,10 +93,12 @@ func (n *Node) Endpoints(bucket, key string) (EndpointsInfo, error) {
 
 // LocalSibling is one stored sibling.
 type LocalSibling struct {
-	Value     []byte `json:"value"`
-	Tombstone bool   `json:"tombstone"`
-	Dot       string `json:"dot"`
-	Timestamp string `json:"timestamp"`
+	Value       []byte            `json:"value"`
+	Tombstone   bool              `json:"tombstone"`
+	Dot         string            `json:"dot"`
+	Timestamp   string            `json:"timestamp"`
+	ContentType string            `json:"content_type,omitempty"`
+	Meta        map[string]string `json:"meta,omitempty"`
 }
 
 // LocalCopy is GET /v1/admin/local/{bucket}/{key}: this node's own stored object.
@@ -137,7 +139,14 @@ func (n *Node) Local(bucket, key string) (LocalCopy, error) {
 		lc.Values = append(lc.Values, s.Value)
 	}
 	for _, s := range obj.Siblings {
-		lc.Siblings = append(lc.Siblings, LocalSibling{Value: s.Value, Tombstone: s.Tombstone, Dot: s.Dot.String(), Timestamp: s.Timestamp.String()})
+		ls := LocalSibling{Value: s.Value, Tombstone: s.Tombstone, Dot: s.Dot.String(), Timestamp: s.Timestamp.String(), ContentType: s.ContentType}
+		if len(s.Meta) > 0 {
+			ls.Meta = make(map[string]string, len(s.Meta))
+			for _, m := range s.Meta {
+				ls.Meta[m.Key] = m.Value
+			}
+		}
+		lc.Siblings = append(lc.Siblings, ls)
 	}
 	return lc, nil
 }
