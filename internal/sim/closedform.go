@@ -25,3 +25,21 @@ func binom(n, k int) float64 {
 	}
 	return c
 }
+
+// ClosedFormStaleStoring is ClosedFormStale for a coordinator that is itself one of the N
+// replicas and stores the write at once, before its own acknowledgement (which, like every
+// replica's, comes after a write and an acknowledgement latency): quorumkv's node core,
+// and Dynamo's coordinator (section 4.5 of its paper). When the write is acknowledged the
+// coordinator's acknowledgement is among the first W with probability W/N (latencies are
+// alike), and then exactly W replicas hold the write; otherwise W+1 do. So
+//
+//	P(stale) = W/N · C(N-W, R)/C(N, R) + (1 - W/N) · C(N-W-1, R)/C(N, R).
+//
+// It is 0 for arguments out of range, as ClosedFormStale.
+func ClosedFormStaleStoring(n, r, w int) float64 {
+	if n < 1 || r < 0 || w < 0 || r > n || w > n {
+		return 0
+	}
+	pw := float64(w) / float64(n)
+	return pw*binom(n-w, r)/binom(n, r) + (1-pw)*binom(n-w-1, r)/binom(n, r)
+}

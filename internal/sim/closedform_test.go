@@ -39,3 +39,30 @@ func TestClosedFormStale(t *testing.T) {
 		}
 	}
 }
+
+func TestClosedFormStaleStoring(t *testing.T) {
+	cases := []struct {
+		n, r, w int
+		want    float64
+	}{
+		{3, 1, 1, 4.0 / 9}, // 1/3 · 2/3 + 2/3 · 1/3
+		{3, 1, 2, 2.0 / 9}, // 2/3 · 1/3 + 1/3 · 0
+		{3, 2, 1, 1.0 / 9}, // 1/3 · 1/3 + 2/3 · 0
+		{5, 1, 1, 0.64},    // 1/5 · 4/5 + 4/5 · 3/5
+		{5, 2, 2, 0.18},    // 2/5 · 3/10 + 3/5 · 1/10
+		{5, 1, 3, 0.32},    // 3/5 · 2/5 + 2/5 · 1/5
+		{3, 2, 2, 0},       // strict quorum
+		{1, 1, 1, 0},       // the coordinator is the only replica
+		{3, 4, 1, 0},       // out of range
+		{0, 0, 0, 0},       // out of range
+		{10, 3, 3, 0.3*35/120 + 0.7*20/120},
+	}
+	for _, c := range cases {
+		if got := ClosedFormStaleStoring(c.n, c.r, c.w); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("ClosedFormStaleStoring(%d, %d, %d) = %g, want %g", c.n, c.r, c.w, got, c.want)
+		}
+		if c.n >= 1 && c.r <= c.n && c.w <= c.n && ClosedFormStaleStoring(c.n, c.r, c.w) > ClosedFormStale(c.n, c.r, c.w) {
+			t.Errorf("(%d, %d, %d): a storing coordinator can only be fresher than a proxy", c.n, c.r, c.w)
+		}
+	}
+}

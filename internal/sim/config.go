@@ -33,15 +33,21 @@ type Config struct {
 	Latency Model   // per-message-kind latencies
 	Loss    float64 // probability that a message is lost
 
-	ReadRepair    quorum.RepairMode
+	ReadRepair quorum.RepairMode // the bucket's read_repair mode
+	// HintedHandoff: the cores hand hints to their primaries. Sloppy quorum is the core's
+	// and always on; false makes every handoff batch fail as unreachable (the core has no
+	// switch for handoff), so fallbacks keep their hints to the end.
 	HintedHandoff bool
 	AAE           bool
 	AAEInterval   time.Duration // per node
 
-	RequestTimeout  time.Duration
+	RequestTimeout  time.Duration // the cores' request deadline (core.Config.RequestTimeout)
 	DetectDelay     time.Duration // failure detector: down after being unreachable this long
-	HandoffInterval time.Duration
-	HintWindow      time.Duration
+	HandoffInterval time.Duration // the cores' handoff rounds (core.Config.HandoffInterval)
+	// HandoffTimeout is how long a core waits for a handoff batch's answer
+	// (core.Config.HandoffTimeout); a lost batch holds its target's handoff back this long.
+	HandoffTimeout time.Duration
+	HintWindow     time.Duration // how long a hint is kept (hints.Config.Window)
 
 	Faults []Fault
 
@@ -56,7 +62,9 @@ type Config struct {
 // DefaultConfig: 5 nodes, N=3, R=W=2, 60 s at 1,000 ops/s over 1,000 keys, 80% reads,
 // LAN-like latencies (exponential, 1 ms mean), every repair mechanism on; anti-entropy
 // every 100 ms per node (the server's default is 2 s: a simulated minute would otherwise
-// not see a full rotation).
+// not see a full rotation); a 1 s request timeout, handoff rounds every second and a 5 s
+// handoff batch timeout (the server's are 5 s, 10 s and 30 s), so that short runs see
+// faults play out and heal.
 func DefaultConfig() Config {
 	return Config{
 		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64,
@@ -64,7 +72,7 @@ func DefaultConfig() Config {
 		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1, ReadAfterWrite: -1,
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
 		ReadRepair: quorum.RepairBlocking, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
-		RequestTimeout: time.Second, DetectDelay: 2 * time.Second, HandoffInterval: time.Second,
+		RequestTimeout: time.Second, DetectDelay: 2 * time.Second, HandoffInterval: time.Second, HandoffTimeout: 5 * time.Second,
 		HintWindow: 3 * time.Hour, HealBudget: 60 * time.Second,
 		VisibilityBins: []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 			10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
@@ -102,7 +110,7 @@ func (c Config) Validate() error {
 	if c.Latency.W == nil || c.Latency.A == nil || c.Latency.R == nil || c.Latency.S == nil {
 		errs = append(errs, errors.New("sim: latency model incomplete"))
 	}
-	if c.RequestTimeout <= 0 || c.DetectDelay <= 0 || c.HandoffInterval <= 0 || c.HintWindow <= 0 || c.HealBudget < 0 || (c.AAE && c.AAEInterval <= 0) {
+	if c.RequestTimeout <= 0 || c.DetectDelay <= 0 || c.HandoffInterval <= 0 || c.HandoffTimeout <= 0 || c.HintWindow <= 0 || c.HealBudget < 0 || (c.AAE && c.AAEInterval <= 0) {
 		errs = append(errs, errors.New("sim: timeouts and intervals must be positive"))
 	}
 	for _, f := range c.Faults {

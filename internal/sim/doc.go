@@ -1,22 +1,46 @@
-// Package sim is quorumkv's deterministic simulator: a cluster of simulated nodes that run
-// the protocol's real code — the ring, dotted version vectors and HLC, the coordinator's
-// quorum state machines with read repair, the hint store, the hash trees and the
-// anti-entropy exchange, over the in-memory storage engine — on a simulated network and
-// clock, driven by one seed.
+// Package sim is quorumkv's deterministic simulator: a cluster of simulated nodes, each
+// running the node's own protocol core (package core) — the same coordinators, replica
+// handlers, forwarding, sloppy replica sets with hedged stand-ins, dot minting and actor
+// rules, read repair, hint storage and handoff sessions, anti-entropy exchanges and
+// tombstone reaping the server runs — over the real
+// in-memory storage engine and hint store, on a simulated network and clock, driven by one
+// seed. The simulator owns the world only: it makes no protocol decision.
 //
-// Model: one goroutine and an event queue ordered by (virtual time, sequence number).
-// Everything random (latencies, loss, the workload, which replica a client talks to) draws
-// from one seeded generator in event order, so a seed fully determines a run: the same
-// seed gives the same trace hash. Messages between nodes, and a node's accesses to its own
-// store, go through the network model (per-kind latency distributions, loss, partitions
-// that may be asymmetric), so no replica is favoured. Nodes crash (losing writes that were
-// not synced: the store's crash model), restart, pause (events wait until they resume) and
-// run skewed clocks. Failure detection is an oracle with a delay: a node sees another down
-// once it has been unreachable from it for DetectDelay.
+// Model: one goroutine and an event queue ordered by (virtual time, sequence number). Each
+// node's core is stepped with events — a client request, a peer's request, an answer or a
+// failed send, the failure detector's view, a timer — and its Ready is carried out as the
+// server's loop does: a sync of the store first when asked, then every message through the
+// network model, answers back to their senders, replies to the workload, and a Tick at
+// the core's next timer. Everything random (latencies, loss, the workload, which node a
+// client talks to) draws from one seeded generator in event order, and maps are never
+// iterated unsorted, so a seed fully determines a run: the same seed gives the same trace
+// hash.
 //
-// Checkers run during the run — no read returns a value that was never written, a
-// replica's version vector for a key never goes backwards — and after it: the faults are
-// healed, handoff and anti-entropy run for HealBudget, and then every acknowledged write
-// must be present (as a value or superseded by a write that saw it), all replicas of a key
-// must agree, and no hint may be left.
+// Network: each message takes a latency of its PBS kind (W: a replica write, forwarded
+// write or handoff batch; A: its answer; R: a replica read; S: its answer), plus Remote
+// between two different nodes (the WAN model). A node's messages to itself — the core
+// sends its own replica writes and reads as messages too — take the same latencies and
+// are never lost, so the coordinator's own replica acknowledges like any other, as in
+// PBS's WARS model (its copy is stored at once: the core needs that for its actor rules).
+// A message is lost by chance (Loss) or on a cut link (partitions may be one way); a lost
+// request, or one whose answer is lost or would come after the message's deadline, is
+// answered to its sender as lost (core.ErrLost) at the deadline; a send to a crashed node
+// is refused after one latency (core.ErrUnreachable).
+//
+// Nodes crash (the store keeps only what was synced: storage.Memory's crash model; the
+// node restarts on that with a new core, which picks a new actor), pause (their events
+// wait until they resume) and run skewed wall clocks. Failure detection is an oracle with
+// a delay: a node sees another down once it has been unreachable from it for DetectDelay,
+// and its core is given the new view.
+//
+// Anti-entropy is the core's too: its hash trees, exchanges (tree and key-list questions
+// travel as reads, repairs as writes) and tombstone reaping.
+//
+// Checkers run during the run — no read returns a value that was never written (every
+// minted sibling is recorded through core.Deps.OnMint), no dot is minted twice, a
+// replica's version vector for a key never goes backwards within a run (core.Deps.OnWrite)
+// — and after it: the faults are healed, handoff and anti-entropy run for HealBudget, and
+// then every acknowledged write must be present (as a value or superseded by a write that
+// saw it), counters must lie between their acknowledged and possible sums, all replicas of
+// a key must agree, and no hint may be left.
 package sim

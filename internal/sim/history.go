@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/crdt"
-	"github.com/quorumkv/quorumkv/internal/quorum"
 	"github.com/quorumkv/quorumkv/internal/version"
 )
 
@@ -15,6 +14,7 @@ import (
 type writeRec struct {
 	key   string
 	dot   version.Dot
+	ts    version.HLC
 	value []byte
 	tomb  bool
 	acked bool
@@ -35,12 +35,15 @@ type history struct {
 	counterAcked, counterUnknown map[string]int64
 	kCounts                      map[int]int
 	visHits, visAll              []int
+	// keys are the keys clients wrote, in first-write order (the convergence check's).
+	keys    []string
+	written map[string]bool
 }
 
 func newHistory() *history {
 	return &history{byDot: map[version.Dot]*writeRec{}, acked: map[string][]*writeRec{},
 		lastRead: map[string]version.Object{}, kCounts: map[int]int{},
-		counterAcked: map[string]int64{}, counterUnknown: map[string]int64{}}
+		counterAcked: map[string]int64{}, counterUnknown: map[string]int64{}, written: map[string]bool{}}
 }
 
 func (h *history) violate(format string, args ...any) {
@@ -49,32 +52,58 @@ func (h *history) violate(format string, args ...any) {
 	}
 }
 
-func (h *history) wrote(key string, dot version.Dot, value []byte, tomb bool) {
-	if prev := h.byDot[dot]; prev != nil {
-		h.violate("dot %s minted twice (keys %s and %s)", dot, prev.key, key)
-		return
+// touch notes that a client writes key.
+func (h *history) touch(key string) {
+	if !h.written[key] {
+		h.written[key] = true
+		h.keys = append(h.keys, key)
 	}
-	h.byDot[dot] = &writeRec{key: key, dot: dot, value: bytes.Clone(value), tomb: tomb}
 }
 
-func (h *history) ack(dot version.Dot, at time.Duration) {
-	rec := h.byDot[dot]
-	if rec == nil || rec.acked {
+// wrote records a sibling a core minted (core.Deps.OnMint), acknowledged or not.
+func (h *history) wrote(_, key string, s version.Sibling) {
+	if prev := h.byDot[s.Dot]; prev != nil {
+		h.violate("dot %s minted twice (keys %s and %s)", s.Dot, prev.key, key)
 		return
 	}
+	h.byDot[s.Dot] = &writeRec{key: key, dot: s.Dot, ts: s.Timestamp, value: bytes.Clone(s.Value), tomb: s.Tombstone}
+}
+
+// ack records a write acknowledged to its client at time at, identified as the client
+// can: its reply's context holds the new dot (with the clock the client wrote with) and
+// the new sibling's timestamp.
+func (h *history) ack(key, ctx string, at time.Duration) error {
+	clk, ts, err := version.DecodeContext(ctx)
+	if err != nil {
+		return fmt.Errorf("its context %q: %w", ctx, err)
+	}
+	var rec *writeRec
+	for _, e := range clk {
+		r := h.byDot[version.Dot{Actor: e.Actor, Counter: e.Counter}]
+		if r == nil || r.key != key || r.ts != ts || r.acked {
+			continue
+		}
+		if rec != nil {
+			return fmt.Errorf("its context %s names two new writes, %s and %s", clk, rec.dot, r.dot)
+		}
+		rec = r
+	}
+	if rec == nil {
+		return fmt.Errorf("its context %s at %s names no write minted for it", clk, ts)
+	}
 	rec.acked, rec.ackAt = true, at
-	h.acked[rec.key] = append(h.acked[rec.key], rec)
+	h.acked[key] = append(h.acked[key], rec)
+	return nil
 }
 
 // read checks a read's answer and measures its staleness against the writes acknowledged
 // before it started.
-func (h *history) read(key string, start time.Duration, a *quorum.Answer, bins []time.Duration) {
-	if a.Err != nil {
+func (h *history) read(key string, start time.Duration, obj version.Object, err error, bins []time.Duration) {
+	if err != nil {
 		h.failedReads++
 		return
 	}
 	h.reads++
-	obj := a.Object
 	for _, s := range obj.Siblings {
 		rec := h.byDot[s.Dot]
 		if rec == nil || rec.key != key || !bytes.Equal(rec.value, s.Value) || rec.tomb != s.Tombstone {
@@ -87,7 +116,12 @@ func (h *history) read(key string, start time.Duration, a *quorum.Answer, bins [
 	// Walk back from the newest write acknowledged before the read began: k is how many
 	// of those the read missed before the first one it saw (k-staleness).
 	acked := h.acked[key]
-	i := sort.Search(len(acked), func(i int) bool { return acked[i].ackAt > start }) - 1
+	// Acknowledgements are in time order and a read starts after nearly all of them: walk
+	// back from the newest.
+	i := len(acked) - 1
+	for i >= 0 && acked[i].ackAt > start {
+		i--
+	}
 	var newest *writeRec
 	if i >= 0 {
 		newest = acked[i]
@@ -180,26 +214,23 @@ func (w *world) mergedCopy(key string) version.Object {
 }
 
 func (w *world) primaries(key string) []int {
-	p, _ := w.locate(key)
+	p := w.ring.PartitionOf(simBucket, key)
 	var out []int
 	for _, id := range w.walks[p][:min(w.cfg.N, len(w.walks[p]))] {
-		out = append(out, nodeIndex(id))
+		out = append(out, nodeIndex(string(id)))
 	}
 	return out
 }
 
-// converged reports whether every key's primaries hold equal copies and no hint is left.
+// converged reports whether every written key's primaries hold equal copies and no hint
+// is left (when hints are handed off at all).
 func (w *world) converged() bool {
 	for _, n := range w.nodes {
-		if len(n.hints.Targets()) > 0 {
+		if n.hints == nil || w.cfg.HintedHandoff && len(n.hints.Targets()) > 0 {
 			return false
 		}
 	}
-	for i := 0; i < w.cfg.Keys+counterKeys(w.cfg); i++ {
-		key := keyName(i)
-		if i >= w.cfg.Keys {
-			key = counterName(i - w.cfg.Keys)
-		}
+	for _, key := range w.hist.keys {
 		var first version.Object
 		for x, j := range w.primaries(key) {
 			obj, _ := w.nodes[j].load(key)

@@ -59,10 +59,13 @@ func (m Mixture) String() string { return fmt.Sprintf("mix:%g:(%s):(%s)", m.P, m
 
 // Model gives the latency of each kind of message, as the PBS paper splits them: W a
 // write reaching a replica, A its acknowledgement back, R a read request reaching a
-// replica, S its response back. Other messages (handoff, repair) use W and A.
+// replica, S its response back. Other messages (handoff, repair) use W and A. Remote is
+// added to every message between two different nodes (each node its own datacenter: the
+// WAN model); a node's messages to itself never pay it.
 type Model struct {
 	Name       string
 	W, A, R, S Dist
+	Remote     time.Duration
 }
 
 // Uniform uses one distribution for every kind of message.

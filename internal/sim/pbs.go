@@ -2,7 +2,6 @@ package sim
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
@@ -27,30 +26,18 @@ import (
 // simulator in the same repository (nrw_solver/src/Simulator.java) uses alpha=3.5 for the
 // YMMR write Pareto instead of the table's 3.35; we follow the published table.
 //
-// WAN is an approximation here: the paper routes each operation to a random datacenter so
-// that exactly one of the N=3 replicas is local and the other two are 75 ms away each way.
-// A Model draws every message independently, so a message is local with probability 1/3
-// (WANLocalShare) and remote (75 ms more) otherwise; the expected number of local
-// replicas per operation is still one, but an operation may see zero or several.
+// WAN is a topology here, as in the paper: every node is its own datacenter, so a message
+// between two different nodes takes WANDelay more each way (Model.Remote) and a node's
+// message to itself does not. Reads and writes go through random nodes and every replica
+// write or read is a message (the coordinator's own too), so each operation has exactly
+// one local replica, the coordinator's — the paper's "one replica operation commits
+// quickly while the others are routed remotely" with N=3 nodes.
 
 // PBSModels lists the names PBSModel knows.
 var PBSModels = []string{"lnkd-ssd", "lnkd-disk", "ymmr", "wan"}
 
 // WANDelay is the one-way inter-datacenter delay of the PBS WAN model.
 const WANDelay = 75 * time.Millisecond
-
-// WANLocalShare is the probability that a message of the WAN model stays in its datacenter
-// (one replica of N=3).
-const WANLocalShare = 1.0 / 3
-
-// Shifted adds a constant to another distribution.
-type Shifted struct {
-	By time.Duration
-	D  Dist
-}
-
-func (s Shifted) Sample(r *rand.Rand) time.Duration { return s.By + s.D.Sample(r) }
-func (s Shifted) String() string                    { return fmt.Sprintf("shift:%s:(%s)", s.By, s.D) }
 
 // ms converts fractional milliseconds to a Duration.
 func ms(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
@@ -68,9 +55,44 @@ var (
 	pbsYmmrARS   = paretoExp(0.982, 1.5, 3.8, 0.0217)
 )
 
-func wan(d Dist) Dist {
-	return Mixture{P: WANLocalShare, A: d, B: Shifted{By: WANDelay, D: d}}
+// PBSPoint is a t-visibility figure the PBS paper publishes for one of its models at
+// N=3: the probability that a read started T after a write's commit returns it.
+type PBSPoint struct {
+	Model       string
+	R, W        int
+	T           time.Duration
+	PConsistent float64
 }
+
+// PBSPaperPoints are the paper's section 5.5 figures (N=3, R=W=1): immediately after
+// commit, and 10 ms after.
+var PBSPaperPoints = []PBSPoint{
+	{"lnkd-ssd", 1, 1, 0, 0.975}, {"lnkd-disk", 1, 1, 0, 0.439}, {"ymmr", 1, 1, 0, 0.893},
+	{"lnkd-ssd", 1, 1, 10 * time.Millisecond, 1.0}, {"lnkd-disk", 1, 1, 10 * time.Millisecond, 0.925},
+	{"ymmr", 1, 1, 10 * time.Millisecond, 0.939},
+}
+
+// PBSPaper999 is the paper's Table 4: for each model and (R, W) at N=3, the time after
+// commit from which reads are consistent with probability 99.9% (0: at once). Its text
+// adds LNKD-DISK at R=W=1 for N=2 (45.3 ms) and N=10 (53.7 ms); those are in
+// PBSPaper999N.
+var PBSPaper999 = []PBSPoint{
+	{"ymmr", 1, 1, ms(1364), 0.999}, {"ymmr", 1, 2, ms(1352), 0.999}, {"ymmr", 2, 1, ms(202), 0.999},
+	{"ymmr", 2, 2, 0, 0.999}, {"ymmr", 3, 1, 0, 0.999}, {"ymmr", 1, 3, 0, 0.999},
+	{"wan", 1, 1, ms(113), 0.999}, {"wan", 1, 2, 0, 0.999}, {"wan", 2, 1, ms(30.2), 0.999},
+	{"wan", 2, 2, 0, 0.999}, {"wan", 3, 1, 0, 0.999}, {"wan", 1, 3, 0, 0.999},
+	{"lnkd-ssd", 1, 1, ms(1.85), 0.999}, {"lnkd-ssd", 1, 2, ms(1.79), 0.999}, {"lnkd-ssd", 2, 1, 0, 0.999},
+	{"lnkd-ssd", 2, 2, 0, 0.999}, {"lnkd-ssd", 3, 1, 0, 0.999}, {"lnkd-ssd", 1, 3, 0, 0.999},
+	{"lnkd-disk", 1, 1, ms(45.5), 0.999}, {"lnkd-disk", 1, 2, ms(43.3), 0.999}, {"lnkd-disk", 2, 1, ms(13.6), 0.999},
+	{"lnkd-disk", 2, 2, 0, 0.999}, {"lnkd-disk", 3, 1, 0, 0.999}, {"lnkd-disk", 1, 3, 0, 0.999},
+}
+
+// PBSPaper999N are the paper's 99.9% times for LNKD-DISK, R=W=1, at other N (section 5.7:
+// N=2 and N=10, the ends of its sweep).
+var PBSPaper999N = []struct {
+	N int
+	T time.Duration
+}{{2, ms(45.3)}, {10, ms(53.7)}}
 
 // PBSModel returns one of the PBS paper's latency models: "lnkd-ssd", "lnkd-disk", "ymmr" or
 // "wan" (case-insensitive).
@@ -83,7 +105,7 @@ func PBSModel(name string) (Model, error) {
 	case "ymmr":
 		return Model{Name: "ymmr", W: pbsYmmrW, A: pbsYmmrARS, R: pbsYmmrARS, S: pbsYmmrARS}, nil
 	case "wan":
-		return Model{Name: "wan", W: wan(pbsLnkdDiskW), A: wan(pbsLnkdSSD), R: wan(pbsLnkdSSD), S: wan(pbsLnkdSSD)}, nil
+		return Model{Name: "wan", W: pbsLnkdDiskW, A: pbsLnkdSSD, R: pbsLnkdSSD, S: pbsLnkdSSD, Remote: WANDelay}, nil
 	}
 	names := append([]string(nil), PBSModels...)
 	sort.Strings(names)

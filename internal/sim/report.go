@@ -46,11 +46,16 @@ type Report struct {
 	HintsStored    int `json:"hints_stored"`
 	HintsDelivered int `json:"hints_delivered"`
 	HintsPending   int `json:"hints_pending"`
+	HintsStale     int `json:"hints_stale"`
+	Forwards       int `json:"forwards"`        // writes a node forwarded to a primary of the key
+	FallbackWrites int `json:"fallback_writes"` // stand-ins the coordinators added for primaries that did not answer
 	ReadRepairs    int `json:"read_repairs"`
 	AAEExchanges   int `json:"aae_exchanges"`
 	AAERepairs     int `json:"aae_keys_repaired"`
-	Messages       int `json:"messages"`
-	MessagesLost   int `json:"messages_lost"`
+	// TombstonesReaped: tombstones the cores removed (past gc_grace, held by every primary).
+	TombstonesReaped int `json:"tombstones_reaped"`
+	Messages         int `json:"messages"`
+	MessagesLost     int `json:"messages_lost"`
 
 	Converged        bool     `json:"converged"`
 	ConvergedAfterMs float64  `json:"converged_after_ms"`

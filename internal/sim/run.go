@@ -5,10 +5,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/version"
 )
 
@@ -16,14 +18,17 @@ func runSim(cfg Config, progress func(done, total time.Duration)) (*Report, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	wallStart := time.Now()
 	w, err := newWorld(cfg)
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range w.nodes {
-		w.startTicks(n)
-	}
+	return w.run(progress)
+}
+
+// run runs the workload, heals, and checks.
+func (w *world) run(progress func(done, total time.Duration)) (*Report, error) {
+	cfg := w.cfg
+	wallStart := time.Now()
 	w.scheduleFaults()
 	w.scheduleWorkload()
 
@@ -63,27 +68,6 @@ func runSim(cfg Config, progress func(done, total time.Duration)) (*Report, erro
 		return rep, fmt.Errorf("%w: %s", ErrViolation, strings.Join(rep.Violations, "; "))
 	}
 	return rep, nil
-}
-
-// startTicks schedules a node's periodic work (again after a restart).
-func (w *world) startTicks(n *snode) {
-	jitter := func(d time.Duration) time.Duration { return d/2 + time.Duration(w.rng.Int64N(int64(d))) }
-	if w.cfg.HintedHandoff {
-		var tick func()
-		tick = func() {
-			n.handoff()
-			w.atNode(w.now+w.cfg.HandoffInterval, n.id, tick)
-		}
-		w.atNode(w.now+jitter(w.cfg.HandoffInterval), n.id, tick)
-	}
-	if w.cfg.AAE {
-		var tick func()
-		tick = func() {
-			n.exchange()
-			w.atNode(w.now+w.cfg.AAEInterval, n.id, tick)
-		}
-		w.atNode(w.now+jitter(w.cfg.AAEInterval), n.id, tick)
-	}
 }
 
 // activeFault is a fault in force, and how to undo it.
@@ -146,6 +130,14 @@ func (w *world) apply(f Fault) func() {
 		for _, l := range links {
 			w.cut[l[0]][l[1]] = true
 		}
+		// Requests and answers already on a cut link are lost.
+		for _, l := range links {
+			for _, c := range w.callsOf(l[0]) {
+				if (c.from == l[0] && c.to == l[1]) || (c.from == l[1] && c.to == l[0]) {
+					w.lose(c)
+				}
+			}
+		}
 		return func() {
 			for _, l := range links {
 				w.cut[l[0]][l[1]] = false
@@ -162,14 +154,22 @@ func (w *world) apply(f Fault) func() {
 		}
 	case Pause:
 		for _, i := range f.Groups[0] {
-			w.nodes[i].paused = true
+			n := w.nodes[i]
+			n.paused = true
+			// Its peers' transports give up on what it does not answer in time.
+			for _, c := range w.callsOf(i) {
+				if c.to == i {
+					w.lose(c)
+				}
+			}
 		}
 		return func() {
 			for _, i := range f.Groups[0] {
 				n := w.nodes[i]
 				n.paused = false
 				for _, e := range n.deferred {
-					w.atNode(w.now, n.id, e.fn)
+					e.at = w.now
+					w.push(e)
 				}
 				n.deferred = nil
 			}
@@ -187,8 +187,9 @@ func (w *world) apply(f Fault) func() {
 	return func() {}
 }
 
-// crash kills a node: its pending events die with it, and its store keeps only what was
-// synced.
+// crash kills a node: its pending events die with it, its store keeps only what was
+// synced, its clients' connections break, and what it was asked is lost to its peers at
+// their deadlines.
 func (w *world) crash(n *snode) {
 	if !n.up {
 		return
@@ -196,6 +197,27 @@ func (w *world) crash(n *snode) {
 	n.up, n.paused, n.deferred = false, false, nil
 	n.inc++
 	n.store = n.store.CrashClone()
+	n.core, n.hints = nil, nil
+	for _, c := range w.callsOf(n.id) {
+		if c.from == n.id {
+			c.done = true
+			delete(w.calls, c.id)
+			continue
+		}
+		w.lose(c)
+	}
+	ids := make([]uint64, 0)
+	for id, op := range w.clients {
+		if op.node == n.id {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		op := w.clients[id]
+		delete(w.clients, id)
+		w.clientFailed(op)
+	}
 }
 
 // restart brings a crashed node back on what its store kept.
@@ -203,13 +225,9 @@ func (w *world) restart(n *snode) {
 	if n.up {
 		return
 	}
-	if err := n.open(); err != nil {
+	if err := n.start(); err != nil {
 		w.hist.violate("%s did not restart: %v", n.name, err)
-		return
 	}
-	n.up = true
-	n.hlc = version.HLClock{}
-	w.startTicks(n)
 }
 
 // scheduleWorkload issues client operations as a Poisson process at Rate.
@@ -226,9 +244,11 @@ func (w *world) scheduleWorkload() {
 		}
 		gap := time.Duration(w.rng.ExpFloat64() / w.cfg.Rate * float64(time.Second))
 		if w.cfg.ReadAfterWrite >= 0 {
-			key := keyName(fresh % w.cfg.Keys)
+			// PBS's experiment: every write is to a key never written before, whatever
+			// Keys says, so that no later write to it can land within the read's delay.
+			key := freshKeyName(fresh)
 			fresh++
-			w.clientWriteThen(key, w.rng.IntN(w.cfg.Nodes), func() {
+			w.clientWrite(key, w.rng.IntN(w.cfg.Nodes), false, func() {
 				w.at(w.now+w.cfg.ReadAfterWrite, func() { w.clientRead(key, w.rng.IntN(w.cfg.Nodes)) })
 			})
 			w.at(w.now+gap, next)
@@ -243,139 +263,188 @@ func (w *world) scheduleWorkload() {
 		via := w.rng.IntN(w.cfg.Nodes)
 		switch r := w.rng.Float64(); {
 		case r < w.cfg.ReadRatio:
-			w.clientRead(keyName(ki), via)
+			w.clientRead(w.keyName(ki), via)
 		case r < w.cfg.ReadRatio+(1-w.cfg.ReadRatio)*w.cfg.CounterRatio:
-			w.clientIncrement(counterName(ki%counterKeys(w.cfg)), via)
+			w.clientIncrement(w.counterName(ki%counterKeys(w.cfg)), via)
 		default:
 			tomb := w.rng.Float64() < w.cfg.DeleteRatio
-			w.clientWrite(keyName(ki), via, tomb)
+			w.clientWrite(w.keyName(ki), via, tomb, nil)
 		}
 		w.at(w.now+gap, next)
 	}
 	w.at(0, next)
 }
 
+// opKind is a client operation's kind.
+type opKind byte
+
+const (
+	opRead  opKind = 1
+	opWrite opKind = 2
+	opIncr  opKind = 3
+)
+
+// clientOp is a client request in flight.
+type clientOp struct {
+	kind  opKind
+	key   string
+	node  int
+	start time.Duration
+	then  func() // after an acknowledged write
+	req   core.ClientRequest
+}
+
+// submit hands a client request to node via: the client's connection fails at once if
+// the node is down; a paused node answers once it resumes.
+func (w *world) submit(op *clientOp, req core.ClientRequest) {
+	n := w.nodes[op.node]
+	if !n.up {
+		w.clientFailed(op)
+		return
+	}
+	w.nextClient++
+	req.ID = w.nextClient
+	req.Bucket = simBucket
+	w.clients[req.ID] = op
+	op.req = req
+	e := w.newEvent(w.now, op.node, n.inc, evClient)
+	e.op = op
+	w.push(e)
+}
+
 func (w *world) clientRead(key string, via int) {
-	start := w.now
-	n := w.nodes[via]
-	if !n.up {
-		w.hist.failedReads++
-		return
-	}
-	settled := false
-	w.atNode(w.now, via, func() {
-		n.get(key, func(a *quorum.Answer) {
-			if settled {
-				return
-			}
-			settled = true
-			w.rep.ReadLatencies = append(w.rep.ReadLatencies, msOf(w.now-start))
-			w.hist.read(key, start, a, w.cfg.VisibilityBins)
-			w.traceResult(1, key, a.Err == nil)
-		})
-	})
-	w.at(start+2*w.cfg.RequestTimeout, func() {
-		if !settled {
-			settled = true
-			w.hist.failedReads++
-			w.traceResult(1, key, false)
-		}
-	})
+	w.submit(&clientOp{kind: opRead, key: key, node: via, start: w.now}, core.ClientRequest{Op: core.OpGet, Key: key})
 }
 
-func (w *world) clientWrite(key string, via int, tomb bool) {
-	w.clientWriteOp(key, via, tomb, nil)
-}
-
-// clientWriteThen writes key and runs then once the write is acknowledged.
-func (w *world) clientWriteThen(key string, via int, then func()) {
-	w.clientWriteOp(key, via, false, then)
-}
-
-func (w *world) clientWriteOp(key string, via int, tomb bool, then func()) {
-	start := w.now
-	n := w.nodes[via]
+// clientWrite writes (or deletes) key with the context of the client's latest read of it,
+// as a read-modify-write client does; then runs once the write is acknowledged.
+func (w *world) clientWrite(key string, via int, tomb bool, then func()) {
 	w.rep.Writes++
-	if !n.up {
-		w.failedWrites++
-		return
-	}
-	ctx := w.hist.lastRead[key]
-	w.valueSeq++
-	value := []byte(fmt.Sprintf("%s:%d", key, w.valueSeq))
+	w.hist.touch(key)
+	req := core.ClientRequest{Op: core.OpPut, Key: key}
 	if tomb {
-		value = nil
+		req.Op = core.OpDelete
+	} else {
+		w.valueSeq++
+		req.Value = strconv.AppendInt(append([]byte(key), ':'), int64(w.valueSeq), 10)
 	}
-	settled := false
-	w.atNode(w.now, via, func() {
-		n.put(key, putOp{value: value, tomb: tomb}, ctx.Clock, ctx.MaxTimestamp(), func(ok bool, dot version.Dot) {
-			if settled {
-				return
-			}
-			settled = true
-			w.rep.WriteLatencies = append(w.rep.WriteLatencies, msOf(w.now-start))
-			if ok {
-				w.hist.ack(dot, w.now)
-				if then != nil {
-					then()
-				}
-			} else {
-				w.failedWrites++
-			}
-			w.traceResult(2, key, ok)
-		})
-	})
-	w.at(start+3*w.cfg.RequestTimeout, func() {
-		if !settled {
-			settled = true
-			w.failedWrites++
-			w.traceResult(2, key, false)
-		}
-	})
+	if ctx, ok := w.hist.lastRead[key]; ok {
+		req.Write.Context = version.EncodeContext(ctx.Clock, ctx.MaxTimestamp())
+	}
+	w.submit(&clientOp{kind: opWrite, key: key, node: via, start: w.now, then: then}, req)
 }
 
 // clientIncrement adds one to a counter key. An increment acknowledged must be in the final
 // value; one that failed or timed out may or may not be.
 func (w *world) clientIncrement(key string, via int) {
-	start := w.now
-	n := w.nodes[via]
 	w.rep.Writes++
-	if !n.up {
-		w.failedWrites++
+	w.hist.touch(key)
+	one := int64(1)
+	w.submit(&clientOp{kind: opIncr, key: key, node: via, start: w.now},
+		core.ClientRequest{Op: core.OpCRDT, Key: key, CRDT: &core.CRDTOp{Type: crdt.Counter, Op: crdt.Op{Increment: &one}}})
+}
+
+// reply is a core's reply to a client request.
+func (w *world) reply(n *snode, r core.Reply) {
+	op := w.clients[r.ID]
+	if op == nil {
 		return
 	}
-	settled := false
-	w.atNode(w.now, via, func() {
-		n.put(key, putOp{incr: 1}, nil, version.HLC{}, func(ok bool, dot version.Dot) {
-			if settled {
-				return
-			}
-			settled = true
-			w.rep.WriteLatencies = append(w.rep.WriteLatencies, msOf(w.now-start))
-			if ok {
-				w.hist.ack(dot, w.now)
-				w.hist.counted(key, 1, true)
-			} else {
-				w.failedWrites++
-				w.hist.counted(key, 1, false)
-			}
-			w.traceResult(3, key, ok)
-		})
-	})
-	w.at(start+3*w.cfg.RequestTimeout, func() {
-		if !settled {
-			settled = true
+	delete(w.clients, r.ID)
+	lat := msOf(w.now - op.start)
+	switch op.kind {
+	case opRead:
+		w.rep.ReadLatencies = append(w.rep.ReadLatencies, lat)
+		w.hist.read(op.key, op.start, r.Object, r.Err, w.cfg.VisibilityBins)
+	default:
+		w.rep.WriteLatencies = append(w.rep.WriteLatencies, lat)
+		if r.Err != nil {
 			w.failedWrites++
-			w.hist.counted(key, 1, false)
-			w.traceResult(3, key, false)
+			if op.kind == opIncr {
+				w.hist.counted(op.key, 1, false)
+			}
+			break
 		}
-	})
+		if err := w.hist.ack(op.key, r.Context, w.now); err != nil {
+			w.hist.violate("%s: acknowledged write of %s: %v", n.name, op.key, err)
+		}
+		if op.kind == opIncr {
+			w.hist.counted(op.key, 1, true)
+		}
+		if op.then != nil {
+			op.then()
+		}
+	}
+	w.traceResult(byte(op.kind), op.key, r.Err == nil)
+}
+
+// clientFailed ends a request whose connection broke (its node is down or crashed).
+func (w *world) clientFailed(op *clientOp) {
+	switch op.kind {
+	case opRead:
+		w.hist.failedReads++
+	case opIncr:
+		w.failedWrites++
+		w.hist.counted(op.key, 1, false)
+	default:
+		w.failedWrites++
+	}
+	w.traceResult(byte(op.kind), op.key, false)
+}
+
+// count receives the cores' counters.
+func (w *world) count(c core.Counter, n int) {
+	r := w.rep
+	switch c {
+	case core.CountForward:
+		r.Forwards += n
+	case core.CountFallbackWrite:
+		r.FallbackWrites += n
+	case core.CountHintStored:
+		r.HintsStored += n
+	case core.CountReadRepair:
+		r.ReadRepairs += n
+	case core.CountHintsDelivered:
+		r.HintsDelivered += n
+	case core.CountHintsStale:
+		r.HintsStale += n
+	case core.CountAAEExchangeOK, core.CountAAEExchangeError:
+		r.AAEExchanges += n
+	case core.CountAAEKeysRepaired:
+		r.AAERepairs += n
+	case core.CountTombstonesReaped:
+		r.TombstonesReaped += n
+	}
 }
 
 // counterKeys is how many counter keys the workload uses: a tenth of the key space.
 func counterKeys(cfg Config) int { return max(1, cfg.Keys/10) }
 
 func counterName(i int) string { return fmt.Sprintf("c%06d", i) }
+
+// keyName and counterName, kept: the workload names a key per operation.
+func (w *world) keyName(i int) string {
+	if w.keyNames == nil {
+		w.keyNames = make([]string, w.cfg.Keys)
+	}
+	if w.keyNames[i] == "" {
+		w.keyNames[i] = keyName(i)
+	}
+	return w.keyNames[i]
+}
+
+func (w *world) counterName(i int) string {
+	if w.counterNames == nil {
+		w.counterNames = make([]string, counterKeys(w.cfg))
+	}
+	if w.counterNames[i] == "" {
+		w.counterNames[i] = counterName(i)
+	}
+	return w.counterNames[i]
+}
+
+// freshKeyName names the i-th key of PBS's experiment (never one of keyName's).
+func freshKeyName(i int) string { return fmt.Sprintf("f%08d", i) }
 
 func (w *world) traceResult(kind byte, key string, ok bool) {
 	b := []byte{kind, 0}
@@ -440,6 +509,9 @@ func (w *world) finishReport(convergedAt time.Duration, wall time.Duration) *Rep
 		r.KStaleness = append(r.KStaleness, KPoint{K: k, Fraction: float64(h.kCounts[k]) / float64(total)})
 	}
 	for _, n := range w.nodes {
+		if n.hints == nil {
+			continue
+		}
 		for _, st := range n.hints.Stats() {
 			r.HintsPending += st.Pending
 		}
