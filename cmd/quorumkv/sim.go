@@ -71,8 +71,8 @@ type simOptions struct {
 // simFlagOrder is the order of the flags in a replay command; the first ones are always
 // written, the others when they were given.
 var simFlagOrder = []string{"nodes", "n", "r", "w", "duration", "seed",
-	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "counter-ratio", "read-after-write", "latency", "loss", "read-repair",
-	"handoff", "aae", "aae-interval", "detect-delay", "request-timeout", "handoff-timeout", "heal-budget", "faults"}
+	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "counter-ratio", "read-after-write", "latency", "loss", "read-repair", "conflict",
+	"handoff", "aae", "aae-interval", "detect-delay", "request-timeout", "handoff-timeout", "gc-grace", "heal-budget", "faults"}
 
 const simAlwaysFlags = 6
 
@@ -98,12 +98,14 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	latency := fs.String("latency", "exp:1ms", "latency `model`: lnkd-ssd, lnkd-disk, ymmr, wan, or a distribution")
 	loss := fs.Float64("loss", def.Loss, "probability that a message is lost")
 	repair := fs.String("read-repair", def.ReadRepair.String(), "read repair: `blocking|async|none`")
+	conflict := fs.String("conflict", def.Conflict, "the bucket's conflict mode: `siblings|lww` (counters keep their own bucket)")
 	handoff := fs.Bool("handoff", def.HintedHandoff, "hinted handoff (false: every handoff batch fails; sloppy quorum stays on, as in the node)")
 	aae := fs.Bool("aae", def.AAE, "active anti-entropy (Merkle tree exchange)")
 	aaeInterval := fs.Duration("aae-interval", def.AAEInterval, "anti-entropy exchange interval per node")
 	detect := fs.Duration("detect-delay", def.DetectDelay, "failure detector: a node is down after being unreachable this long")
 	timeout := fs.Duration("request-timeout", def.RequestTimeout, "the nodes' request timeout")
 	handoffTimeout := fs.Duration("handoff-timeout", def.HandoffTimeout, "how long a node waits for a handoff batch's answer (the server's: 30s)")
+	gcGrace := fs.Duration("gc-grace", def.GCGrace, "the bucket's gc_grace (whole seconds): tombstones older than this, held by every primary, are reaped")
 	heal := fs.Duration("heal-budget", def.HealBudget, "virtual time the cluster gets to converge after the workload and faults end")
 	faults := fs.String("faults", "", "fault `schedule` (see above)")
 	fs.BoolVar(&opts.json, "json", false, "print the report as JSON")
@@ -122,7 +124,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	cfg.CounterRatio, cfg.ReadAfterWrite = *counterRatio, *readAfter
 	cfg.HintedHandoff, cfg.AAE, cfg.AAEInterval = *handoff, *aae, *aaeInterval
 	cfg.DetectDelay, cfg.RequestTimeout, cfg.HealBudget = *detect, *timeout, *heal
-	cfg.HandoffTimeout = *handoffTimeout
+	cfg.HandoffTimeout, cfg.GCGrace, cfg.Conflict = *handoffTimeout, *gcGrace, *conflict
 	var err error
 	if cfg.Latency, err = sim.ParseModel(*latency); err != nil {
 		return cfg, opts, usageErr(fs, "--latency: %v", err), false
@@ -274,6 +276,7 @@ func writeSimReport(w io.Writer, rep *sim.Report) {
 	fmt.Fprintf(tw, "hints\tstored %d, delivered %d, pending %d\n", rep.HintsStored, rep.HintsDelivered, rep.HintsPending)
 	fmt.Fprintf(tw, "read repairs\t%d\n", rep.ReadRepairs)
 	fmt.Fprintf(tw, "anti-entropy\t%d exchanges, %d keys repaired\n", rep.AAEExchanges, rep.AAERepairs)
+	fmt.Fprintf(tw, "tombstones\t%d reaped\n", rep.TombstonesReaped)
 	fmt.Fprintf(tw, "messages\t%d (%d lost)\n", rep.Messages, rep.MessagesLost)
 	if rep.Converged {
 		fmt.Fprintf(tw, "converged after\t%s ms\n", strconv.FormatFloat(rep.ConvergedAfterMs, 'f', -1, 64))

@@ -44,8 +44,9 @@ func TestSimFlagsAll(t *testing.T) {
 	e, _, errb := testEnv("", nil)
 	args := []string{"--nodes", "7", "--n", "5", "--r", "1", "--w", "3", "--duration", "90s", "--seed", "42",
 		"--rate", "250", "--keys", "50", "--key-dist", "zipfian", "--read-ratio", "0.5", "--delete-ratio", "0.1",
-		"--latency", "lnkd-disk", "--loss", "0.01", "--read-repair", "async", "--handoff=false", "--aae=false",
-		"--aae-interval", "2s", "--detect-delay", "3s", "--request-timeout", "500ms", "--heal-budget", "30s",
+		"--latency", "lnkd-disk", "--loss", "0.01", "--read-repair", "async", "--conflict", "lww", "--handoff=false", "--aae=false",
+		"--aae-interval", "2s", "--detect-delay", "3s", "--request-timeout", "500ms", "--handoff-timeout", "2s",
+		"--gc-grace", "60s", "--heal-budget", "30s",
 		"--faults", "partition n1,n2|n3,n4,n5 10s@20s; crash n3@30s; skew n2 500ms",
 		"--json", "--plot", "out.svg"}
 	cfg, opts, code, ok := parseSimFlags(e, args)
@@ -56,7 +57,7 @@ func TestSimFlagsAll(t *testing.T) {
 		cfg.Rate != 250 || cfg.Keys != 50 || cfg.KeyDist != "zipfian" || cfg.ReadRatio != 0.5 || cfg.DeleteRatio != 0.1 ||
 		cfg.Loss != 0.01 || cfg.ReadRepair != quorum.RepairAsync || cfg.HintedHandoff || cfg.AAE ||
 		cfg.AAEInterval != 2*time.Second || cfg.DetectDelay != 3*time.Second || cfg.RequestTimeout != 500*time.Millisecond ||
-		cfg.HealBudget != 30*time.Second {
+		cfg.HandoffTimeout != 2*time.Second || cfg.GCGrace != time.Minute || cfg.HealBudget != 30*time.Second || cfg.Conflict != "lww" {
 		t.Errorf("config: %+v", cfg)
 	}
 	if cfg.Latency.Name != "lnkd-disk" {
@@ -69,8 +70,9 @@ func TestSimFlagsAll(t *testing.T) {
 		t.Errorf("options %+v", opts)
 	}
 	want := "quorumkv sim --nodes 7 --n 5 --r 1 --w 3 --duration 1m30s --seed 42 --rate 250 --keys 50 " +
-		"--key-dist zipfian --read-ratio 0.5 --delete-ratio 0.1 --latency lnkd-disk --loss 0.01 --read-repair async " +
-		"--handoff=false --aae=false --aae-interval 2s --detect-delay 3s --request-timeout 500ms --heal-budget 30s " +
+		"--key-dist zipfian --read-ratio 0.5 --delete-ratio 0.1 --latency lnkd-disk --loss 0.01 --read-repair async --conflict lww " +
+		"--handoff=false --aae=false --aae-interval 2s --detect-delay 3s --request-timeout 500ms --handoff-timeout 2s " +
+		"--gc-grace 1m0s --heal-budget 30s " +
 		"--faults 'partition n1,n2|n3,n4,n5 10s@20s; crash n3@30s; skew n2 500ms'"
 	if opts.command != want {
 		t.Errorf("replay command\n%s\nwant\n%s", opts.command, want)
@@ -94,6 +96,8 @@ func TestSimFlagsBad(t *testing.T) {
 		{[]string{"--loss", "1"}, "loss in [0, 1)"},
 		{[]string{"--duration", "0s"}, "must be positive"},
 		{[]string{"--seed", "-1"}, "invalid value"},
+		{[]string{"--gc-grace", "1500ms"}, "gc grace must be whole seconds"},
+		{[]string{"--conflict", "newest"}, `conflict "newest"`},
 	} {
 		e, out, errb := testEnv("", nil)
 		if code := e.run(append([]string{"sim"}, tc.args...)); code != exitUsage {
@@ -127,7 +131,7 @@ func sampleReport() *sim.Report {
 		TVisibility: []sim.VisPoint{{TMs: 0, PConsistent: 0.9, Samples: 100}, {TMs: 1, PConsistent: 0.95, Samples: 90},
 			{TMs: 10, PConsistent: 0.999, Samples: 80}, {TMs: 100, PConsistent: 1, Samples: 70}},
 		KStaleness:  []sim.KPoint{{K: 0, Fraction: 0.98}, {K: 1, Fraction: 0.019}, {K: 2, Fraction: 0.001}},
-		HintsStored: 30, HintsDelivered: 29, HintsPending: 1, ReadRepairs: 17, AAEExchanges: 400, AAERepairs: 5,
+		HintsStored: 30, HintsDelivered: 29, HintsPending: 1, ReadRepairs: 17, AAEExchanges: 400, AAERepairs: 5, TombstonesReaped: 3,
 		Messages: 50000, MessagesLost: 10, Converged: true, ConvergedAfterMs: 1500,
 		TraceHash: "9f2c1a", SimulatedSeconds: 90, WallSeconds: 0.5, Events: 123456,
 	}
@@ -158,6 +162,7 @@ func TestSimReportFormat(t *testing.T) {
 		"hints            stored 30, delivered 29, pending 1\n",
 		"read repairs     17\n",
 		"anti-entropy     400 exchanges, 5 keys repaired\n",
+		"tombstones       3 reaped\n",
 		"messages         50000 (10 lost)\n",
 		"converged after  1500 ms\n",
 		"violations       none\n",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/quorum"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	Loss    float64 // probability that a message is lost
 
 	ReadRepair quorum.RepairMode // the bucket's read_repair mode
+	// Conflict is the plain-value bucket's conflict mode: core.ConflictSiblings or
+	// core.ConflictLWW (counters keep their own bucket, whose states always merge).
+	Conflict string
 	// HintedHandoff: the cores hand hints to their primaries. Sloppy quorum is the core's
 	// and always on; false makes every handoff batch fail as unreachable (the core has no
 	// switch for handoff), so fallbacks keep their hints to the end.
@@ -49,6 +53,12 @@ type Config struct {
 	HandoffTimeout time.Duration
 	HintWindow     time.Duration // how long a hint is kept (hints.Config.Window)
 
+	// GCGrace is the bucket's gc_grace (whole seconds): a tombstone is reaped once it is
+	// this old and every primary holds it. ReapInterval is how often the cores look for
+	// tombstones to reap (core.Config.ReapInterval).
+	GCGrace      time.Duration
+	ReapInterval time.Duration
+
 	Faults []Fault
 
 	// HealBudget is how long, after the workload and every fault end, the cluster gets to
@@ -63,17 +73,19 @@ type Config struct {
 // LAN-like latencies (exponential, 1 ms mean), every repair mechanism on; anti-entropy
 // every 100 ms per node (the server's default is 2 s: a simulated minute would otherwise
 // not see a full rotation); a 1 s request timeout, handoff rounds every second and a 5 s
-// handoff batch timeout (the server's are 5 s, 10 s and 30 s), so that short runs see
-// faults play out and heal.
+// handoff batch timeout and a reaping pass every second (the server's are 5 s, 10 s, 30 s
+// and 10 min), so that short runs see faults play out and heal; the bucket's default
+// gc_grace (10 days), so nothing is reaped unless GCGrace says otherwise.
 func DefaultConfig() Config {
 	return Config{
 		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64,
 		Duration: 60 * time.Second, Rate: 1000, ReadRatio: 0.8, DeleteRatio: 0.05, CounterRatio: 0.1,
 		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1, ReadAfterWrite: -1,
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
-		ReadRepair: quorum.RepairBlocking, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
+		ReadRepair: quorum.RepairBlocking, Conflict: core.ConflictSiblings, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
 		RequestTimeout: time.Second, DetectDelay: 2 * time.Second, HandoffInterval: time.Second, HandoffTimeout: 5 * time.Second,
 		HintWindow: 3 * time.Hour, HealBudget: 60 * time.Second,
+		GCGrace: time.Duration(core.DefaultBucketProps().GCGraceS) * time.Second, ReapInterval: time.Second,
 		VisibilityBins: []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 			10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
 			200 * time.Millisecond, 500 * time.Millisecond, time.Second},
@@ -112,6 +124,12 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 || c.DetectDelay <= 0 || c.HandoffInterval <= 0 || c.HandoffTimeout <= 0 || c.HintWindow <= 0 || c.HealBudget < 0 || (c.AAE && c.AAEInterval <= 0) {
 		errs = append(errs, errors.New("sim: timeouts and intervals must be positive"))
+	}
+	if c.Conflict != core.ConflictSiblings && c.Conflict != core.ConflictLWW {
+		errs = append(errs, fmt.Errorf("sim: conflict %q: siblings or lww", c.Conflict))
+	}
+	if c.GCGrace < 0 || c.GCGrace%time.Second != 0 || c.ReapInterval <= 0 {
+		errs = append(errs, errors.New("sim: gc grace must be whole seconds >= 0 and the reap interval positive"))
 	}
 	for _, f := range c.Faults {
 		for _, id := range f.allNodes() {

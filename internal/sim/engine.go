@@ -214,6 +214,7 @@ func newWorld(cfg Config) (*world, error) {
 		}
 	}
 	w.hist = newHistory()
+	w.hist.lww = cfg.Conflict == core.ConflictLWW
 	w.rep = &Report{Seed: cfg.Seed}
 	for i := 0; i < cfg.Nodes; i++ {
 		w.nodes = append(w.nodes, &snode{w: w, id: i, name: nodeName(i)})

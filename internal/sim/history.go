@@ -38,12 +38,17 @@ type history struct {
 	// keys are the keys clients wrote, in first-write order (the convergence check's).
 	keys    []string
 	written map[string]bool
+	lww     bool // plain keys resolve by last-write-wins
+	// reapedClock joins, per key, the clocks of the tombstones reaped: every write they
+	// cover was deleted, and must never be read again.
+	reapedClock map[string]version.Clock
 }
 
 func newHistory() *history {
 	return &history{byDot: map[version.Dot]*writeRec{}, acked: map[string][]*writeRec{},
 		lastRead: map[string]version.Object{}, kCounts: map[int]int{},
-		counterAcked: map[string]int64{}, counterUnknown: map[string]int64{}, written: map[string]bool{}}
+		counterAcked: map[string]int64{}, counterUnknown: map[string]int64{}, written: map[string]bool{},
+		reapedClock: map[string]version.Clock{}}
 }
 
 func (h *history) violate(format string, args ...any) {
@@ -91,9 +96,39 @@ func (h *history) ack(key, ctx string, at time.Duration) error {
 	if rec == nil {
 		return fmt.Errorf("its context %s at %s names no write minted for it", clk, ts)
 	}
+	// A write that saw another must carry a later timestamp (the hybrid logical clock
+	// observes the context's), whatever the coordinators' clock skew: last-write-wins
+	// then keeps the causally later one.
+	for _, e := range clk {
+		if r := h.byDot[version.Dot{Actor: e.Actor, Counter: e.Counter}]; r != nil && r != rec && r.key == key && r.ts.Compare(ts) >= 0 {
+			return fmt.Errorf("write %s at %s saw write %s at %s: a causally later write got an earlier timestamp", rec.dot, ts, r.dot, r.ts)
+		}
+	}
 	rec.acked, rec.ackAt = true, at
 	h.acked[key] = append(h.acked[key], rec)
 	return nil
+}
+
+// reaped records that a replica reaped key's tombstone, whose clock was clk.
+func (h *history) reaped(key string, clk version.Clock) {
+	h.reapedClock[key] = version.Join(h.reapedClock[key], clk)
+}
+
+// seen reports whether a read's object reflects write dot: its clock covers it, or the
+// key is absent because a tombstone covering it was reaped.
+func (h *history) seen(key string, obj version.Object, dot version.Dot) bool {
+	if obj.Clock.Contains(dot) {
+		return true
+	}
+	return len(obj.Siblings) == 0 && h.reapedClock[key].Contains(dot)
+}
+
+// resurrected reports a value that a reaped delete had superseded. (A tombstone covered
+// by a reaped one may still be read — a replica that has not reaped it yet — and is
+// harmless: the key reads as deleted.)
+func (h *history) resurrected(key string, s version.Sibling) bool {
+	rc := h.reapedClock[key]
+	return !s.Tombstone && len(rc) > 0 && rc.Contains(s.Dot)
 }
 
 // read checks a read's answer and measures its staleness against the writes acknowledged
@@ -104,10 +139,16 @@ func (h *history) read(key string, start time.Duration, obj version.Object, err 
 		return
 	}
 	h.reads++
+	if h.lww && len(obj.Siblings) > 1 {
+		h.violate("read of %s in an lww bucket returned %d siblings", key, len(obj.Siblings))
+	}
 	for _, s := range obj.Siblings {
 		rec := h.byDot[s.Dot]
 		if rec == nil || rec.key != key || !bytes.Equal(rec.value, s.Value) || rec.tomb != s.Tombstone {
 			h.violate("read of %s returned %s=%q, which was never written", key, s.Dot, s.Value)
+		}
+		if h.resurrected(key, s) {
+			h.violate("read of %s returned %s=%q, deleted by a tombstone since reaped: it came back", key, s.Dot, s.Value)
 		}
 	}
 	if prev, ok := h.lastRead[key]; !ok || obj.Clock.Descends(prev.Clock) || !prev.Clock.Descends(obj.Clock) {
@@ -127,14 +168,14 @@ func (h *history) read(key string, start time.Duration, obj version.Object, err 
 		newest = acked[i]
 	}
 	k := 0
-	for ; i >= 0 && !obj.Clock.Contains(acked[i].dot); i-- {
+	for ; i >= 0 && !h.seen(key, obj, acked[i].dot); i-- {
 		k++
 	}
 	h.kCounts[k]++
 	if newest == nil {
 		return
 	}
-	fresh := obj.Clock.Contains(newest.dot)
+	fresh := h.seen(key, obj, newest.dot)
 	if !fresh {
 		h.stale++
 	}
@@ -189,8 +230,16 @@ func (h *history) checkFinal(w *world) {
 	}
 	for _, key := range keys {
 		merged := w.mergedCopy(key)
+		for _, s := range merged.Siblings {
+			if h.resurrected(key, s) {
+				h.violate("%s holds %s=%q, deleted by a tombstone since reaped: it came back", key, s.Dot, s.Value)
+			}
+		}
+		if h.lww && bucketOf(key) == simBucket {
+			h.checkLWW(w, key, merged)
+		}
 		for _, rec := range h.acked[key] {
-			if !merged.Clock.Contains(rec.dot) {
+			if !merged.Clock.Contains(rec.dot) && !h.reapedClock[key].Contains(rec.dot) {
 				h.violate("acknowledged write %s of %s is lost", rec.dot, key)
 				continue
 			}
@@ -199,6 +248,26 @@ func (h *history) checkFinal(w *world) {
 					h.violate("acknowledged write %s of %s holds %q, not %q", rec.dot, key, s.Value, rec.value)
 				}
 			}
+		}
+	}
+}
+
+// checkLWW: in an lww bucket every primary holds at most one sibling, and the one that
+// survives their merge is the latest acknowledged write (by timestamp) not reaped since.
+func (h *history) checkLWW(w *world, key string, merged version.Object) {
+	for _, j := range w.primaries(key) {
+		if obj, _ := w.nodes[j].load(key); len(obj.Siblings) > 1 {
+			h.violate("%s holds %d siblings of %s in an lww bucket", w.nodes[j].name, len(obj.Siblings), key)
+		}
+	}
+	win := merged.LWW()
+	if len(win.Siblings) == 0 {
+		return
+	}
+	for _, rec := range h.acked[key] {
+		if rec.ts.Compare(win.Siblings[0].Timestamp) > 0 && !h.reapedClock[key].Contains(rec.dot) {
+			h.violate("%s: acknowledged write %s at %s is later than the surviving %s at %s", key, rec.dot, rec.ts,
+				win.Siblings[0].Dot, win.Siblings[0].Timestamp)
 		}
 	}
 }
@@ -214,7 +283,7 @@ func (w *world) mergedCopy(key string) version.Object {
 }
 
 func (w *world) primaries(key string) []int {
-	p := w.ring.PartitionOf(simBucket, key)
+	p := w.ring.PartitionOf(bucketOf(key), key)
 	var out []int
 	for _, id := range w.walks[p][:min(w.cfg.N, len(w.walks[p]))] {
 		out = append(out, nodeIndex(string(id)))

@@ -15,7 +15,20 @@ import (
 	"github.com/quorumkv/quorumkv/internal/version"
 )
 
-const simBucket = "sim"
+// The workload's buckets: plain values in simBucket (conflict mode from the scenario),
+// counters in counterBucket (type counter), as a client of the server would keep them.
+const (
+	simBucket     = "sim"
+	counterBucket = "simc"
+)
+
+// bucketOf is the bucket of a workload key: counters are named c…, plain keys k… or f….
+func bucketOf(key string) string {
+	if key != "" && key[0] == 'c' {
+		return counterBucket
+	}
+	return simBucket
+}
 
 // baseWall is the virtual wall clock's origin (Unix ms), so HLC timestamps look real.
 const baseWall = int64(1_800_000_000_000)
@@ -46,18 +59,27 @@ type snode struct {
 	lastClock map[string]version.Clock
 }
 
-// simBuckets gives every bucket the simulated cluster's properties.
-type simBuckets struct{ props core.BucketProps }
+// simBuckets gives the workload's buckets the scenario's properties.
+type simBuckets struct{ props, counters core.BucketProps }
 
 func newSimBuckets(cfg Config) simBuckets {
 	p := core.DefaultBucketProps()
 	p.N = cfg.N
 	p.R, p.W = core.Quorum(fmt.Sprint(cfg.R)), core.Quorum(fmt.Sprint(cfg.W))
 	p.ReadRepair = cfg.ReadRepair.String()
-	return simBuckets{props: p}
+	p.GCGraceS = int64(cfg.GCGrace / time.Second)
+	c := p
+	p.Conflict = cfg.Conflict
+	c.Type = "counter"
+	return simBuckets{props: p, counters: c}
 }
 
-func (b simBuckets) Bucket(string) core.BucketProps { return b.props }
+func (b simBuckets) Bucket(name string) core.BucketProps {
+	if name == counterBucket {
+		return b.counters
+	}
+	return b.props
+}
 
 func (b simBuckets) Ns() []int {
 	if d := core.DefaultBucketProps().N; d != b.props.N {
@@ -89,7 +111,9 @@ func (n *snode) start() error {
 		return fmt.Errorf("sim: %s: hints: %w", n.name, err)
 	}
 	n.hints = h
-	n.lastClock = map[string]version.Clock{}
+	if err := n.loadClocks(); err != nil {
+		return fmt.Errorf("sim: %s: %w", n.name, err)
+	}
 	c, err := core.New(w.coreConfig(n.name), core.Deps{Store: n.store, Hints: h, Buckets: w.buckets,
 		Count: w.count, OnMint: w.hist.wrote, OnWrite: n.onWrite}, n.time())
 	if err != nil {
@@ -119,6 +143,7 @@ func (w *world) coreConfig(id string) core.Config {
 	// Small trees keep a simulated node's memory small; the exchange works alike at any
 	// size (a segment then holds more keys).
 	cfg.AAESegments = merkle.MinSegments
+	cfg.ReapInterval = w.cfg.ReapInterval
 	return cfg
 }
 
@@ -191,10 +216,34 @@ func isHandoff(m core.Message) bool {
 	return ok
 }
 
+// loadClocks notes the clock of every key the store holds (at start: a crash may have
+// lost unsynced writes, so what the store kept is where "never backwards" starts over).
+func (n *snode) loadClocks() error {
+	n.lastClock = map[string]version.Clock{}
+	var bad error
+	err := n.store.Scan([]byte(core.PrefixData), []byte{core.PrefixData[0] + 1}, func(k, v []byte) bool {
+		_, key, ok := core.ParseDataKey(k)
+		obj, err := version.Decode(v)
+		if !ok || err != nil {
+			bad = fmt.Errorf("stored object %q: %v", k, err)
+			return false
+		}
+		n.lastClock[key] = obj.Clock
+		return true
+	})
+	if err == nil {
+		err = bad
+	}
+	return err
+}
+
 // onWrite checks that a replica's version vector for a key never goes backwards within
-// one run of the node (a crash may lose unsynced writes, so a restart starts over).
+// one run of the node, and records what a reaped tombstone covered.
 func (n *snode) onWrite(bucket, key string, raw []byte) {
 	if raw == nil {
+		// Reaped: the tombstone's clock (the last this replica stored) covers every write
+		// the delete superseded; none of them may come back.
+		n.w.hist.reaped(key, n.lastClock[key])
 		delete(n.lastClock, key)
 		return
 	}
@@ -212,7 +261,7 @@ func (n *snode) onWrite(bucket, key string, raw []byte) {
 // load reads this node's own replica of key (never a hint), straight from its store: for
 // the checkers, which only read.
 func (n *snode) load(key string) (version.Object, []byte) {
-	raw, err := n.store.Get(core.DataKey(simBucket, key))
+	raw, err := n.store.Get(core.DataKey(bucketOf(key), key))
 	if errors.Is(err, storage.ErrNotFound) {
 		return version.Object{}, nil
 	}

@@ -304,7 +304,7 @@ func (w *world) submit(op *clientOp, req core.ClientRequest) {
 	}
 	w.nextClient++
 	req.ID = w.nextClient
-	req.Bucket = simBucket
+	req.Bucket = bucketOf(req.Key)
 	w.clients[req.ID] = op
 	op.req = req
 	e := w.newEvent(w.now, op.node, n.inc, evClient)
@@ -470,9 +470,9 @@ func percentiles(xs []float64) Percentiles {
 func (w *world) finishReport(convergedAt time.Duration, wall time.Duration) *Report {
 	r := w.rep
 	h := w.hist
-	r.Config = fmt.Sprintf("nodes=%d n=%d r=%d w=%d duration=%s rate=%g keys=%d dist=%s latency=%s loss=%g read_repair=%s handoff=%v aae=%v",
+	r.Config = fmt.Sprintf("nodes=%d n=%d r=%d w=%d duration=%s rate=%g keys=%d dist=%s latency=%s loss=%g read_repair=%s conflict=%s gc_grace=%s handoff=%v aae=%v",
 		w.cfg.Nodes, w.cfg.N, w.cfg.R, w.cfg.W, w.cfg.Duration, w.cfg.Rate, w.cfg.Keys, w.cfg.KeyDist,
-		w.cfg.Latency.Name, w.cfg.Loss, w.cfg.ReadRepair, w.cfg.HintedHandoff, w.cfg.AAE)
+		w.cfg.Latency.Name, w.cfg.Loss, w.cfg.ReadRepair, w.cfg.Conflict, w.cfg.GCGrace, w.cfg.HintedHandoff, w.cfg.AAE)
 	var fs []string
 	for _, f := range w.cfg.Faults {
 		fs = append(fs, f.String())
