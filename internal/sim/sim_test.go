@@ -80,8 +80,14 @@ func TestRandomSweep(t *testing.T) {
 		if r%2 == 0 {
 			cfg.KeyDist = "zipfian"
 		}
+		if r%3 == 0 {
+			cfg.Conflict = core.ConflictLWW
+		}
+		if r%5 < 2 {
+			cfg.DeleteRatio, cfg.GCGrace = 0.3, time.Second
+		}
 		if _, err := Run(cfg, nil); err != nil {
-			t.Fatalf("seed %d (r=%d w=%d loss=%g): %v", seed, cfg.R, cfg.W, cfg.Loss, err)
+			t.Fatalf("seed %d (r=%d w=%d loss=%g conflict=%s gc_grace=%s): %v", seed, cfg.R, cfg.W, cfg.Loss, cfg.Conflict, cfg.GCGrace, err)
 		}
 	}
 	fmt.Println("sweep:", *sweep, "seeds passed")
