@@ -291,9 +291,12 @@ func (w *world) primaries(key string) []int {
 	return out
 }
 
-// converged reports whether every written key's primaries hold equal copies and no hint
-// is left (when hints are handed off at all).
+// converged reports whether no client request is in flight, every written key's primaries
+// hold equal copies and no hint is left (when hints are handed off at all).
 func (w *world) converged() bool {
+	if len(w.clients) > 0 {
+		return false // a request in flight may still change a key
+	}
 	for _, n := range w.nodes {
 		if n.hints == nil || w.cfg.HintedHandoff && len(n.hints.Targets()) > 0 {
 			return false

@@ -62,6 +62,17 @@ func (w *world) run(progress func(done, total time.Duration)) (*Report, error) {
 	if progress != nil {
 		progress(total, total)
 	}
+	// Requests still unanswered (the heal budget ran out) have an unknown outcome.
+	ids := make([]uint64, 0, len(w.clients))
+	for id := range w.clients {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if op := w.clients[id]; op.kind == opIncr {
+			w.hist.counted(op.key, 1, false)
+		}
+	}
 	w.hist.checkFinal(w)
 	rep := w.finishReport(convergedAt, time.Since(wallStart))
 	if len(rep.Violations) > 0 {
