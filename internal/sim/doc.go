@@ -28,19 +28,23 @@
 // is refused after one latency (core.ErrUnreachable).
 //
 // Nodes crash (the store keeps only what was synced: storage.Memory's crash model; the
-// node restarts on that with a new core, which picks a new actor), pause (their events
-// wait until they resume) and run skewed wall clocks. Failure detection is an oracle with
-// a delay: a node sees another down once it has been unreachable from it for DetectDelay,
-// and its core is given the new view.
+// node restarts on that with a new core, which carries on as the node's actor past its
+// leased dot counters), pause (their events wait until they resume) and run skewed wall
+// clocks. Failure detection is an oracle with a delay: a node sees another down once it
+// has been unreachable from it for DetectDelay, and its core is given the new view.
 //
 // Anti-entropy is the core's too: its hash trees, exchanges (tree and key-list questions
 // travel as reads, repairs as writes) and tombstone reaping.
 //
 // Checkers run during the run — no read returns a value that was never written (every
 // minted sibling is recorded through core.Deps.OnMint), no dot is minted twice, a
-// replica's version vector for a key never goes backwards within a run (core.Deps.OnWrite)
-// — and after it: the faults are healed, handoff and anti-entropy run for HealBudget, and
-// then every acknowledged write must be present (as a value or superseded by a write that
-// saw it), counters must lie between their acknowledged and possible sums, all replicas of
-// a key must agree, and no hint may be left.
+// replica's version vector for a key never goes backwards within a run (core.Deps.OnWrite),
+// a write that saw another has a later timestamp, a read of an lww bucket returns one
+// value, no read returns a value a reaped tombstone deleted — and after it: the faults are
+// healed, handoff and anti-entropy run for HealBudget (and every client request is
+// answered), and then every acknowledged write must be present (as a value or superseded
+// by a write that saw it, or deleted by a reaped tombstone), counters must lie between
+// their acknowledged and possible sums, all replicas of a key must agree, no deleted
+// value may have come back, in an lww bucket the latest acknowledged write must survive,
+// and no hint may be left.
 package sim
