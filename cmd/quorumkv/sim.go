@@ -183,9 +183,10 @@ func runSim(e *env, args []string) int {
 	}
 	if os.Getenv("GOGC") == "" {
 		// The simulator makes many small, short-lived objects (events, messages, decoded
-		// versions): collecting a quarter as often saves about a fifth of the CPU. The soft
-		// limit keeps a long run's memory (its history grows) within 1 GiB while it can.
-		debug.SetGCPercent(400)
+		// versions) and keeps little (its history): collecting an eighth as often saves about
+		// a quarter of the CPU. The soft limit keeps a long run's memory within 1 GiB while
+		// it can (the history grows with the run).
+		debug.SetGCPercent(800)
 		if os.Getenv("GOMEMLIMIT") == "" {
 			debug.SetMemoryLimit(1 << 30)
 		}

@@ -55,7 +55,8 @@ type Config struct {
 
 	// GCGrace is the bucket's gc_grace (whole seconds): a tombstone is reaped once it is
 	// this old and every primary holds it. ReapInterval is how often the cores look for
-	// tombstones to reap (core.Config.ReapInterval).
+	// tombstones to reap (core.Config.ReapInterval; a pass scans the whole store); 0 picks
+	// the grace itself, between 1 s and the server's 10 minutes.
 	GCGrace      time.Duration
 	ReapInterval time.Duration
 
@@ -73,9 +74,9 @@ type Config struct {
 // LAN-like latencies (exponential, 1 ms mean), every repair mechanism on; anti-entropy
 // every 100 ms per node (the server's default is 2 s: a simulated minute would otherwise
 // not see a full rotation); a 1 s request timeout, handoff rounds every second and a 5 s
-// handoff batch timeout and a reaping pass every second (the server's are 5 s, 10 s, 30 s
-// and 10 min), so that short runs see faults play out and heal; the bucket's default
-// gc_grace (10 days), so nothing is reaped unless GCGrace says otherwise.
+// handoff batch timeout (the server's are 5 s, 10 s and 30 s), so that short runs see
+// faults play out and heal; the bucket's default gc_grace (10 days), so nothing is reaped
+// unless GCGrace says otherwise.
 func DefaultConfig() Config {
 	return Config{
 		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64,
@@ -85,7 +86,7 @@ func DefaultConfig() Config {
 		ReadRepair: quorum.RepairBlocking, Conflict: core.ConflictSiblings, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
 		RequestTimeout: time.Second, DetectDelay: 2 * time.Second, HandoffInterval: time.Second, HandoffTimeout: 5 * time.Second,
 		HintWindow: 3 * time.Hour, HealBudget: 60 * time.Second,
-		GCGrace: time.Duration(core.DefaultBucketProps().GCGraceS) * time.Second, ReapInterval: time.Second,
+		GCGrace: time.Duration(core.DefaultBucketProps().GCGraceS) * time.Second, ReapInterval: 0,
 		VisibilityBins: []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 			10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
 			200 * time.Millisecond, 500 * time.Millisecond, time.Second},
@@ -128,8 +129,8 @@ func (c Config) Validate() error {
 	if c.Conflict != core.ConflictSiblings && c.Conflict != core.ConflictLWW {
 		errs = append(errs, fmt.Errorf("sim: conflict %q: siblings or lww", c.Conflict))
 	}
-	if c.GCGrace < 0 || c.GCGrace%time.Second != 0 || c.ReapInterval <= 0 {
-		errs = append(errs, errors.New("sim: gc grace must be whole seconds >= 0 and the reap interval positive"))
+	if c.GCGrace < 0 || c.GCGrace%time.Second != 0 || c.ReapInterval < 0 {
+		errs = append(errs, errors.New("sim: gc grace must be whole seconds >= 0 and the reap interval >= 0"))
 	}
 	for _, f := range c.Faults {
 		for _, id := range f.allNodes() {

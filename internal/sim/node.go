@@ -144,6 +144,9 @@ func (w *world) coreConfig(id string) core.Config {
 	// size (a segment then holds more keys).
 	cfg.AAESegments = merkle.MinSegments
 	cfg.ReapInterval = w.cfg.ReapInterval
+	if cfg.ReapInterval == 0 {
+		cfg.ReapInterval = min(max(w.cfg.GCGrace, time.Second), 10*time.Minute)
+	}
 	return cfg
 }
 
