@@ -35,11 +35,11 @@ Runs a simulated cluster whose every node runs the server's own protocol core
 dots and actors, read repair, hints and handoff, anti-entropy and tombstone reaping) over
 the real in-memory storage engine, on a simulated network and clock, with a client
 workload and a fault schedule; the simulator itself only carries messages, keeps time,
-injects faults and checks. It reports how stale reads were (reads that returned something older than the
-newest write acknowledged before they began), how many writes succeeded, read/write
-latency, t-visibility (the probability that a read started t ms after a write's
-acknowledgement sees it), k-staleness, hints, repairs, and whether the replicas converged
-after healing. The same seed gives the same run (and trace hash). On an invariant
+injects faults and checks. It reports how stale reads were (reads that returned
+something older than the newest write acknowledged before they began), how many writes
+succeeded, read/write latency, t-visibility (the probability that a read started t ms
+after a write's acknowledgement sees it), k-staleness, hints, repairs, tombstones reaped,
+and whether the replicas converged after healing. The same seed gives the same run (and trace hash). On an invariant
 violation it prints the violations, the seed and the command that replays the run, and
 exits 1.
 
