@@ -202,8 +202,11 @@ func (c *Core) write(from origin, bucket, key string, m mutation, o WriteOptions
 	}
 	c.count(CountForward, 1)
 	f := &forward{id: c.newID(), from: from, bucket: bucket, key: key, m: m, o: o, spec: spec, props: props, rs: rs, deadline: deadline}
+	// Forward only to primaries the failure detector sees up: a down one would cost the
+	// write its whole deadline under a partition (the message is lost, not refused). With
+	// none up, the write is coordinated here, sloppily (forwardNext).
 	for _, r := range rs.reps {
-		if r.primary() {
+		if r.primary() && c.alive(r.node) {
 			f.order = append(f.order, r.node)
 		}
 	}
@@ -403,7 +406,11 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 }
 
 func (c *Core) replicate(pc *putCoord, to replica, sync bool) {
-	req := &pb.ReplicateRequest{Bucket: pc.bucket, Key: pc.key, Object: pc.enc, Sync: sync,
+	enc := pc.enc
+	if to.node == c.cfg.ID && to.primary() {
+		enc = nil // this node stored it already: the message only acks (see handleReplicate)
+	}
+	req := &pb.ReplicateRequest{Bucket: pc.bucket, Key: pc.key, Object: enc, Sync: sync,
 		HlcWall: pc.hlc.Wall, HlcLogical: pc.hlc.Logical, HintFor: to.hintFor}
 	c.send(to.node, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: req}}, pc.deadline, pending{owner: pc.id, kind: callReplicate})
 }

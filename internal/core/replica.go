@@ -363,7 +363,7 @@ func (c *Core) peerRequest(r PeerRequest) {
 	case *pb.Envelope_Get:
 		c.answer(r.From, r.ID, c.handleGet(b.Get))
 	case *pb.Envelope_Replicate:
-		c.answer(r.From, r.ID, c.handleReplicate(b.Replicate))
+		c.answer(r.From, r.ID, c.handleReplicate(r.From, b.Replicate))
 	case *pb.Envelope_CoordPut:
 		c.handleCoordPut(r.From, r.ID, b.CoordPut)
 	case *pb.Envelope_Handoff:
@@ -404,9 +404,17 @@ func (c *Core) handleGet(r *pb.GetRequest) *pb.Envelope {
 	return &pb.Envelope{Body: &pb.Envelope_GetResp{GetResp: resp}}
 }
 
-func (c *Core) handleReplicate(r *pb.ReplicateRequest) *pb.Envelope {
+func (c *Core) handleReplicate(from string, r *pb.ReplicateRequest) *pb.Envelope {
 	if err := c.validKey(r.Bucket, r.Key); err != nil {
 		return ErrorEnvelope(err)
+	}
+	if from == c.cfg.ID && len(r.Object) == 0 && r.HintFor == "" {
+		// The coordinator's message to itself: its copy is stored already (coordinate);
+		// what remains is the ack, durable once this turn's sync is done.
+		if r.Sync {
+			c.ready.Sync = true
+		}
+		return &pb.Envelope{Body: &pb.Envelope_ReplicateResp{ReplicateResp: &pb.ReplicateResponse{Durable: r.Sync}}}
 	}
 	c.hlcObserve(version.HLC{Wall: r.HlcWall, Logical: r.HlcLogical})
 	obj, err := version.Decode(r.Object)
