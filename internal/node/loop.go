@@ -307,11 +307,25 @@ func (o *outbox) take(buf []turnOut) []turnOut {
 func (l *loop) syncer(ctx context.Context) {
 	defer close(l.dispatched)
 	var turns []turnOut
+	window := time.NewTimer(time.Hour)
+	window.Stop()
 	for {
 		select {
 		case <-l.out.sig:
 		case <-ctx.Done():
 			return
+		}
+		// Group commit: let the turns of the next moment join this fsync (Cassandra's
+		// batch commit-log window). One fsync costs the node far more CPU than the
+		// window costs a write's latency, and a quorum of other replicas usually acks
+		// meanwhile.
+		if l.n.cfg.SyncWindow > 0 {
+			window.Reset(l.n.cfg.SyncWindow)
+			select {
+			case <-window.C:
+			case <-ctx.Done():
+				return
+			}
 		}
 		turns = l.out.take(turns)
 		if len(turns) == 0 {
