@@ -59,7 +59,9 @@ const:1ms, exp:2ms, pareto:1ms:1.5, mix:0.9:(exp:1ms):(const:50ms).
   skew n2 500ms  /  skew n2 -500ms@10s
 
 A progress bar is drawn on stderr. --json prints the report as JSON; --plot draws the
-t-visibility curve and the read/write latency distributions to a PNG or SVG file.`
+t-visibility curve and the read/write latency distributions to a PNG or SVG file, and under
+them a timeline: per second of virtual time, the stale-read share, the write success rate
+and the write latency (p50, p99), with the fault windows shaded.`
 
 // simOptions is what the sim command's flags asked for besides the configuration.
 type simOptions struct {
@@ -109,7 +111,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	heal := fs.Duration("heal-budget", def.HealBudget, "virtual time the cluster gets to converge after the workload and faults end")
 	faults := fs.String("faults", "", "fault `schedule` (see above)")
 	fs.BoolVar(&opts.json, "json", false, "print the report as JSON")
-	fs.StringVar(&opts.plot, "plot", "", "draw t-visibility and latency distributions to `FILE.png|FILE.svg`")
+	fs.StringVar(&opts.plot, "plot", "", "draw t-visibility, latency distributions and a per-second timeline to `FILE.png|FILE.svg`")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return cfg, opts, code, false

@@ -24,8 +24,13 @@ var plotColors = []color.Color{color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, c
 // cdfPoints is the most points a latency CDF is drawn with.
 const cdfPoints = 2000
 
-// writeSimPlot draws rep's t-visibility curve and its read and write latency distributions
-// (CDFs, log x) side by side into path, a .png or .svg file.
+// faultShade is the colour of the fault windows on the timeline panels.
+var faultShade = color.NRGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0x40}
+
+// writeSimPlot draws into path, a .png or .svg file, rep's t-visibility curve and its read
+// and write latency distributions (CDFs, log x) side by side, and under them the run's
+// timeline: per second of virtual time, the stale-read share and the write success rate,
+// and the write latency (p50, p99), with the fault windows shaded.
 func writeSimPlot(path string, rep *sim.Report) error {
 	vis, err := tVisibilityPlot(rep)
 	if err != nil {
@@ -35,7 +40,15 @@ func writeSimPlot(path string, rep *sim.Report) error {
 	if err != nil {
 		return err
 	}
-	const w, h = 12 * vg.Inch, 4.5 * vg.Inch
+	rates, err := timelineRatesPlot(rep)
+	if err != nil {
+		return err
+	}
+	tlat, err := timelineLatencyPlot(rep)
+	if err != nil {
+		return err
+	}
+	const w, h = 12 * vg.Inch, 9 * vg.Inch
 	var canvas vg.CanvasWriterTo
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
 	case ".png":
@@ -47,12 +60,15 @@ func writeSimPlot(path string, rep *sim.Report) error {
 		return fmt.Errorf("%s: want a .png or .svg file", path)
 	}
 	dc := draw.New(canvas)
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Centimeter, PadTop: vg.Millimeter * 3,
+	tiles := draw.Tiles{Rows: 2, Cols: 2, PadY: vg.Centimeter, PadX: vg.Centimeter, PadTop: vg.Millimeter * 3,
 		PadBottom: vg.Millimeter * 3, PadLeft: vg.Millimeter * 3, PadRight: vg.Millimeter * 5}
-	plots := [][]*plot.Plot{{vis, lat}}
+	plots := [][]*plot.Plot{{vis, lat}, {rates, tlat}}
 	cs := plot.Align(plots, tiles, dc)
-	vis.Draw(cs[0][0])
-	lat.Draw(cs[0][1])
+	for i, row := range plots {
+		for j, p := range row {
+			p.Draw(cs[i][j])
+		}
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -156,4 +172,110 @@ func cdf(v []float64) plotter.XYs {
 		xys = append(xys, plotter.XY{X: s[n-1], Y: 1})
 	}
 	return xys
+}
+
+// timelineRatesPlot: per second of the workload, the share of reads that were stale and
+// the share of writes that succeeded.
+func timelineRatesPlot(rep *sim.Report) (*plot.Plot, error) {
+	p := timelinePlot(rep, "timeline: stale reads and write success", "share of the second's operations")
+	p.Y.Min, p.Y.Max = 0, 1
+	shadeFaults(p, rep, 0, 1)
+	var stale, ok plotter.XYs
+	for _, t := range rep.Timeline {
+		x := float64(t.Second) + 0.5
+		if t.Reads > 0 {
+			stale = append(stale, plotter.XY{X: x, Y: float64(t.Stale) / float64(t.Reads)})
+		}
+		if t.Writes > 0 {
+			ok = append(ok, plotter.XY{X: x, Y: float64(t.OK) / float64(t.Writes)})
+		}
+	}
+	for i, s := range []struct {
+		name string
+		xys  plotter.XYs
+	}{{"stale-read share", stale}, {"write success", ok}} {
+		if len(s.xys) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(s.xys)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = plotColors[i]
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(s.name, l)
+	}
+	return p, nil
+}
+
+// timelineLatencyPlot: per second of the workload, the p50 and p99 write latency.
+func timelineLatencyPlot(rep *sim.Report) (*plot.Plot, error) {
+	p := timelinePlot(rep, "timeline: write latency", "write latency (ms)")
+	var p50, p99 plotter.XYs
+	top := 0.0
+	for _, t := range rep.Timeline {
+		if t.Writes == 0 {
+			continue
+		}
+		x := float64(t.Second) + 0.5
+		p50 = append(p50, plotter.XY{X: x, Y: t.WriteP50Ms})
+		p99 = append(p99, plotter.XY{X: x, Y: t.WriteP99Ms})
+		top = max(top, t.WriteP99Ms)
+	}
+	if top <= 0 {
+		top = 1
+	}
+	p.Y.Min, p.Y.Max = 0, top*1.1
+	shadeFaults(p, rep, 0, p.Y.Max)
+	for i, s := range []struct {
+		name string
+		xys  plotter.XYs
+	}{{"p50", p50}, {"p99", p99}} {
+		if len(s.xys) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(s.xys)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = plotColors[1]
+		l.Width = vg.Points(1.5)
+		if i == 0 {
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		}
+		p.Add(l)
+		p.Legend.Add("write "+s.name, l)
+	}
+	return p, nil
+}
+
+// timelinePlot is an empty timeline panel: x is the workload's seconds; the legend says
+// what the shading is when there are faults.
+func timelinePlot(rep *sim.Report, title, ylabel string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "virtual time (s)"
+	p.Y.Label.Text = ylabel
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = false
+	p.Legend.Left = true
+	p.X.Min, p.X.Max = 0, max(1, float64(len(rep.Timeline)))
+	return p
+}
+
+// shadeFaults shades each fault window of rep from y lo to hi, with one legend entry.
+func shadeFaults(p *plot.Plot, rep *sim.Report, lo, hi float64) {
+	for i, f := range rep.FaultWindows {
+		poly, err := plotter.NewPolygon(plotter.XYs{{X: f.FromS, Y: lo}, {X: f.UntilS, Y: lo}, {X: f.UntilS, Y: hi}, {X: f.FromS, Y: hi}})
+		if err != nil {
+			continue
+		}
+		poly.Color = faultShade
+		poly.LineStyle.Width = 0
+		p.Add(poly)
+		if i == 0 {
+			p.Legend.Add("faults", poly)
+		}
+	}
 }

@@ -348,3 +348,25 @@ func TestSimPlot(t *testing.T) {
 		t.Errorf("%s: %v", path, err)
 	}
 }
+
+// TestSimPlotTimeline: a real run with a partition draws its timeline panel (with the
+// fault window) into the PNG, beside the curves.
+func TestSimPlotTimeline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "timeline.png")
+	e, _, errb := testEnv("", nil)
+	code := e.run([]string{"sim", "--w", "3", "--duration", "10s", "--rate", "300", "--keys", "200",
+		"--heal-budget", "30s", "--faults", "partition n1,n2|n3,n4,n5 4s@3s", "--json", "--plot", path})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 1000 {
+		t.Fatalf("not a PNG (%d bytes)", len(b))
+	}
+	if dst := os.Getenv("SIM_PLOT_OUT"); dst != "" { // to look at it
+		_ = os.WriteFile(dst, b, 0o644)
+	}
+}

@@ -161,6 +161,11 @@ type world struct {
 	failedWrites int
 	valueSeq     int
 
+	// timeline: per second of the workload (by an operation's start), what ended how;
+	// tlLat the write latencies of each second, for its percentiles.
+	timeline []TimelinePoint
+	tlLat    [][]float64
+
 	keyNames, counterNames []string
 }
 

@@ -23,6 +23,28 @@ type KPoint struct {
 	Fraction float64 `json:"fraction"`
 }
 
+// TimelinePoint is one second of the workload's virtual time: the operations that
+// started in it and how they ended. Reads counts answered reads, Stale those that missed
+// the newest write acknowledged before they began; Writes counts writes (and increments)
+// that ended, failed or not, OK those acknowledged; the latencies are of those writes.
+type TimelinePoint struct {
+	Second     int     `json:"second"`
+	Reads      int     `json:"reads"`
+	Stale      int     `json:"stale"`
+	Writes     int     `json:"writes"`
+	OK         int     `json:"ok"`
+	WriteP50Ms float64 `json:"write_p50_ms"`
+	WriteP99Ms float64 `json:"write_p99_ms"`
+}
+
+// FaultWindow is when a scheduled fault was in force, in seconds of virtual time (a fault
+// without a duration lasts to the end of the workload).
+type FaultWindow struct {
+	Fault  string  `json:"fault"`
+	FromS  float64 `json:"from_s"`
+	UntilS float64 `json:"until_s"`
+}
+
 // Report is what a run measured and checked.
 type Report struct {
 	Seed    uint64 `json:"seed"`
@@ -42,6 +64,9 @@ type Report struct {
 	WriteLatencyMs Percentiles `json:"write_latency_ms"`
 	TVisibility    []VisPoint  `json:"t_visibility"`
 	KStaleness     []KPoint    `json:"k_staleness"`
+	// Timeline: per second of the workload, from 0 to Duration.
+	Timeline     []TimelinePoint `json:"timeline"`
+	FaultWindows []FaultWindow   `json:"fault_windows"`
 
 	HintsStored    int `json:"hints_stored"`
 	HintsDelivered int `json:"hints_delivered"`

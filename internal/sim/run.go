@@ -366,9 +366,21 @@ func (w *world) reply(n *snode, r core.Reply) {
 	switch op.kind {
 	case opRead:
 		w.rep.ReadLatencies = append(w.rep.ReadLatencies, lat)
+		reads, stale := w.hist.reads, w.hist.stale
 		w.hist.read(op.key, op.start, r.Object, r.Err, w.cfg.VisibilityBins)
+		if tp := w.second(op.start); tp != nil {
+			tp.Reads += w.hist.reads - reads
+			tp.Stale += w.hist.stale - stale
+		}
 	default:
 		w.rep.WriteLatencies = append(w.rep.WriteLatencies, lat)
+		if tp := w.second(op.start); tp != nil {
+			tp.Writes++
+			if r.Err == nil {
+				tp.OK++
+			}
+			w.tlLat[tp.Second] = append(w.tlLat[tp.Second], lat)
+		}
 		if r.Err != nil {
 			w.failedWrites++
 			if op.kind == opIncr {
@@ -389,6 +401,22 @@ func (w *world) reply(n *snode, r core.Reply) {
 	w.traceResult(byte(op.kind), op.key, r.Err == nil)
 }
 
+// second is the timeline's bucket for an operation started at t, nil past the workload.
+func (w *world) second(t time.Duration) *TimelinePoint {
+	s := int(t / time.Second)
+	if t < 0 || t >= w.cfg.Duration {
+		return nil
+	}
+	if w.timeline == nil {
+		n := int((w.cfg.Duration + time.Second - 1) / time.Second)
+		w.timeline, w.tlLat = make([]TimelinePoint, n), make([][]float64, n)
+		for i := range w.timeline {
+			w.timeline[i].Second = i
+		}
+	}
+	return &w.timeline[s]
+}
+
 // clientFailed ends a request whose connection broke (its node is down or crashed).
 func (w *world) clientFailed(op *clientOp) {
 	switch op.kind {
@@ -399,6 +427,12 @@ func (w *world) clientFailed(op *clientOp) {
 		w.hist.counted(op.key, 1, false)
 	default:
 		w.failedWrites++
+	}
+	if op.kind != opRead {
+		if tp := w.second(op.start); tp != nil {
+			tp.Writes++
+			w.tlLat[tp.Second] = append(w.tlLat[tp.Second], msOf(w.now-op.start))
+		}
 	}
 	w.traceResult(byte(op.kind), op.key, false)
 }
@@ -485,8 +519,17 @@ func (w *world) finishReport(convergedAt time.Duration, wall time.Duration) *Rep
 		w.cfg.Nodes, w.cfg.N, w.cfg.R, w.cfg.W, w.cfg.Duration, w.cfg.Rate, w.cfg.Keys, w.cfg.KeyDist,
 		w.cfg.Latency.Name, w.cfg.Loss, w.cfg.ReadRepair, w.cfg.Conflict, w.cfg.GCGrace, w.cfg.HintedHandoff, w.cfg.AAE)
 	var fs []string
+	r.FaultWindows = []FaultWindow{}
 	for _, f := range w.cfg.Faults {
 		fs = append(fs, f.String())
+		if f.At >= w.cfg.Duration {
+			continue
+		}
+		end := w.cfg.Duration
+		if f.For > 0 && f.At+f.For < end {
+			end = f.At + f.For
+		}
+		r.FaultWindows = append(r.FaultWindows, FaultWindow{Fault: f.String(), FromS: f.At.Seconds(), UntilS: end.Seconds()})
 	}
 	r.Faults = strings.Join(fs, "; ")
 	r.Reads, r.StaleReads, r.FailedReads = h.reads, h.stale, h.failedReads
@@ -508,6 +551,13 @@ func (w *world) finishReport(convergedAt time.Duration, wall time.Duration) *Rep
 		}
 		r.TVisibility = append(r.TVisibility, VisPoint{TMs: msOf(b), PConsistent: float64(h.visHits[i]) / float64(h.visAll[i]), Samples: h.visAll[i]})
 	}
+	w.second(0) // every second of the workload has its point, even an idle one
+	r.Timeline = w.timeline
+	for i := range r.Timeline {
+		p := percentiles(w.tlLat[i])
+		r.Timeline[i].WriteP50Ms, r.Timeline[i].WriteP99Ms = p.P50, p.P99
+	}
+	w.tlLat = nil
 	ks := make([]int, 0, len(h.kCounts))
 	total := 0
 	for k, c := range h.kCounts {
