@@ -58,7 +58,8 @@ const:1ms, exp:2ms, pareto:1ms:1.5, mix:0.9:(exp:1ms):(const:50ms).
   pause n2 5s@12s                    SIGSTOP for 5 s
   skew n2 500ms  /  skew n2 -500ms@10s
 
-A progress bar is drawn on stderr. --json prints the report as JSON; --plot draws the
+Progress goes to stderr: the workload (--duration), then up to --heal-budget of
+healing, both in virtual time (a bar on a terminal, a line every few seconds elsewhere). --json prints the report as JSON; --plot draws the
 t-visibility curve and the read/write latency distributions to a PNG or SVG file, and under
 them a timeline: per second of virtual time, the stale-read share, the write success rate
 and the write latency (p50, p99), with the fault windows shaded.`
@@ -141,12 +142,31 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 		if ext := strings.ToLower(filepath.Ext(opts.plot)); ext != ".png" && ext != ".svg" {
 			return cfg, opts, usageErr(fs, "--plot %q: want a .png or .svg file", opts.plot), false
 		}
+		if err := checkCreatable(opts.plot); err != nil {
+			return cfg, opts, usageErr(fs, "--plot: %v", err), false
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, opts, usageErr(fs, "%s", strings.ReplaceAll(err.Error(), "\n", "; ")), false
 	}
 	opts.command = simReplayCommand(fs)
 	return cfg, opts, 0, true
+}
+
+// checkCreatable reports whether path can be written, before a run that would write it at
+// the end: it opens it for writing (creating it, and removing it again if it was not there)
+// without truncating what is there.
+func checkCreatable(path string) error {
+	_, statErr := os.Lstat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if os.IsNotExist(statErr) {
+		return os.Remove(path)
+	}
+	return nil
 }
 
 // simReplayCommand is the quorumkv sim command line that replays what fs parsed: the
@@ -193,8 +213,10 @@ func runSim(e *env, args []string) int {
 			debug.SetMemoryLimit(1 << 30)
 		}
 	}
-	bar := &progressBar{w: e.stderr, now: time.Now, every: 100 * time.Millisecond}
-	rep, err := simRun(cfg, bar.update)
+	bar := newMeter(e.stderr, "sim")
+	rep, err := simRun(cfg, func(done, total time.Duration) {
+		bar.update(float64(done)/float64(max(total, 1)), simProgress(done, total, cfg.Duration))
+	})
 	bar.finish()
 	violated := errors.Is(err, sim.ErrViolation)
 	if err != nil && !violated {
@@ -252,16 +274,20 @@ func writeSimReport(w io.Writer, rep *sim.Report) {
 	fmt.Fprintf(tw, "stale reads\t%s\t(%d of %d reads; %d failed, read success %s)\n",
 		pct(rep.StaleReadPct/100), rep.StaleReads, rep.Reads, rep.FailedReads, pct(rep.ReadSuccessRate))
 	fmt.Fprintf(tw, "write success\t%s\t(of %d writes)\n", pct(rep.WriteSuccessRate), rep.Writes)
-	fmt.Fprintf(tw, "read latency\t%s\n", percentiles(rep.ReadLatencyMs))
-	fmt.Fprintf(tw, "write latency\t%s\n", percentiles(rep.WriteLatencyMs))
+	fmt.Fprintf(tw, "read latency\t%s\n", percentiles(rep.ReadLatencyMs, rep.RequestTimeoutMs))
+	fmt.Fprintf(tw, "write latency\t%s\n", percentiles(rep.WriteLatencyMs, rep.RequestTimeoutMs))
 	tw.Flush()
 
 	if len(rep.TVisibility) > 0 {
-		fmt.Fprintln(w, "\nt-visibility (P[a read started t after a write's ack sees it]):")
+		fmt.Fprintln(w, "\nt-visibility (P[a read started t after a write's ack sees it]; a row: t up to the next row's t):")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "  t (ms)\tp_consistent\tsamples\t\n")
 		for _, p := range rep.TVisibility {
-			fmt.Fprintf(tw, "  %s\t%.4f\t%d\t\n", strconv.FormatFloat(p.TMs, 'f', -1, 64), p.PConsistent, p.Samples)
+			t := strconv.FormatFloat(p.TMs, 'f', -1, 64)
+			if p.OpenEnded {
+				t = "≥ " + t
+			}
+			fmt.Fprintf(tw, "  %s\t%.4f\t%d\t\n", t, p.PConsistent, p.Samples)
 		}
 		tw.Flush()
 	}
@@ -310,48 +336,29 @@ func writeSimReport(w io.Writer, rep *sim.Report) {
 // pct formats a fraction as a percentage.
 func pct(f float64) string { return strconv.FormatFloat(f*100, 'f', 2, 64) + "%" }
 
-func percentiles(p sim.Percentiles) string {
-	return fmt.Sprintf("p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms", p.P50, p.P99, p.P999)
-}
-
-// progressBar draws the virtual-time progress of a run on one terminal line, at most once
-// per every of wall time; finish draws the last state and ends the line.
-type progressBar struct {
-	w     io.Writer
-	now   func() time.Time
-	every time.Duration
-
-	last        time.Time
-	drawn       bool
-	done, total time.Duration
-}
-
-const progressWidth = 30
-
-func (p *progressBar) update(done, total time.Duration) {
-	p.done, p.total = done, total
-	t := p.now()
-	if p.drawn && t.Sub(p.last) < p.every {
-		return
+// percentiles formats p; a percentile at the request timeout (timeoutMs, when positive) is
+// a request that timed out, and says so: its latency was at least that.
+func percentiles(p sim.Percentiles, timeoutMs float64) string {
+	f := func(v float64) string {
+		if timeoutMs > 0 && v >= timeoutMs {
+			return fmt.Sprintf("≥ %s ms (timeout)", strconv.FormatFloat(timeoutMs, 'f', -1, 64))
+		}
+		return fmt.Sprintf("%.3f ms", v)
 	}
-	p.last, p.drawn = t, true
-	p.draw()
+	return fmt.Sprintf("p50 %s  p99 %s  p99.9 %s", f(p.P50), f(p.P99), f(p.P999))
 }
 
-func (p *progressBar) draw() {
-	frac := 0.0
-	if p.total > 0 {
-		frac = min(max(float64(p.done)/float64(p.total), 0), 1)
+// simProgress describes a run's progress in virtual time: the workload (--duration), then
+// up to the heal budget (--heal-budget) for the cluster to converge, which ends early
+// when it does.
+func simProgress(done, total, workload time.Duration) string {
+	heal := total - workload
+	switch {
+	case done >= total:
+		return fmt.Sprintf("done: workload %s + healing (of a %s heal budget), virtual", workload, heal)
+	case done <= workload:
+		return fmt.Sprintf("workload %s of %s, virtual (then up to %s heal budget)", done.Truncate(time.Second), workload, heal)
+	default:
+		return fmt.Sprintf("workload %s done; healing %s of at most %s (heal budget), virtual", workload, (done - workload).Truncate(time.Second), heal)
 	}
-	n := int(frac * progressWidth)
-	fmt.Fprintf(p.w, "\rsim [%s%s] %3.0f%% %s/%s virtual", strings.Repeat("#", n), strings.Repeat(" ", progressWidth-n),
-		frac*100, p.done.Truncate(time.Second), p.total.Truncate(time.Second))
-}
-
-func (p *progressBar) finish() {
-	if !p.drawn {
-		return
-	}
-	p.draw()
-	fmt.Fprintln(p.w)
 }

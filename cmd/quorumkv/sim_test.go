@@ -154,7 +154,7 @@ func TestSimReportFormat(t *testing.T) {
 		"write success  99.50%  (of 1200 writes)\n",
 		"read latency   p50 1.250 ms  p99 4.500 ms  p99.9 9.125 ms\n",
 		"write latency  p50 2.000 ms  p99 8.000 ms  p99.9 120.000 ms\n",
-		"t-visibility (P[a read started t after a write's ack sees it]):\n",
+		"t-visibility (P[a read started t after a write's ack sees it]; a row: t up to the next row's t):\n",
 		"  t (ms)  p_consistent  samples\n",
 		"       0        0.9000      100\n",
 		"      10        0.9990       80\n",
@@ -197,8 +197,9 @@ func TestSimCommandJSON(t *testing.T) {
 	var got sim.Config
 	stubSim(t, func(cfg sim.Config, progress func(done, total time.Duration)) (*sim.Report, error) {
 		got = cfg
-		for d := time.Duration(0); d <= cfg.Duration; d += cfg.Duration / 4 {
-			progress(d, cfg.Duration)
+		total := cfg.Duration + cfg.HealBudget
+		for d := time.Duration(0); d <= total; d += total / 4 {
+			progress(d, total)
 		}
 		return sampleReport(), nil
 	})
@@ -230,10 +231,12 @@ func TestSimCommandJSON(t *testing.T) {
 	if m["command"] != "quorumkv sim --nodes 5 --n 3 --r 1 --w 1 --duration 30s --seed 7" {
 		t.Errorf("command %v", m["command"])
 	}
-	// The progress bar: drawn once (the others come within 100 ms), then the final state
-	// and a newline.
-	if s := errb.String(); !strings.HasPrefix(s, "\rsim [") || !strings.HasSuffix(s, "100% 30s/30s virtual\n") {
-		t.Errorf("progress %q", s)
+	// Progress, on stderr that is not a terminal: plain lines, the first and the last
+	// (the others come within the meter's interval), naming the workload and heal budget.
+	want := "sim:   0% workload 0s of 30s, virtual (then up to 1m0s heal budget)\n" +
+		"sim: 100% done: workload 30s + healing (of a 1m0s heal budget), virtual\n"
+	if s := errb.String(); s != want {
+		t.Errorf("progress %q, want %q", s, want)
 	}
 }
 
@@ -284,26 +287,79 @@ func TestSimCommandEngineError(t *testing.T) {
 	}
 }
 
-func TestProgressBarThrottle(t *testing.T) {
+func TestSimProgressText(t *testing.T) {
+	const m = time.Minute
+	for _, tc := range []struct {
+		done time.Duration
+		want string
+	}{
+		{0, "workload 0s of 1m0s, virtual (then up to 1m0s heal budget)"},
+		{30*time.Second + 400*time.Millisecond, "workload 30s of 1m0s, virtual (then up to 1m0s heal budget)"},
+		{m + 5*time.Second, "workload 1m0s done; healing 5s of at most 1m0s (heal budget), virtual"},
+		{2 * m, "done: workload 1m0s + healing (of a 1m0s heal budget), virtual"},
+	} {
+		if got := simProgress(tc.done, 2*m, m); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.done, got, tc.want)
+		}
+	}
+}
+
+// TestSimReportLabels: the open-ended last t-visibility bin and percentiles at the request
+// timeout are labelled as such.
+func TestSimReportLabels(t *testing.T) {
+	rep := sampleReport()
+	rep.TVisibility = append(rep.TVisibility, sim.VisPoint{TMs: 1000, PConsistent: 1, Samples: 5000, OpenEnded: true})
+	rep.RequestTimeoutMs = 1000
+	rep.WriteLatencyMs.P999 = 1000
 	var b bytes.Buffer
-	now := time.Unix(0, 0)
-	p := &progressBar{w: &b, now: func() time.Time { return now }, every: 100 * time.Millisecond}
-	total := 10 * time.Second
-	for i := 0; i <= 100; i++ { // 101 updates over 1 s of wall time
-		p.update(total*time.Duration(i)/100, total)
-		now = now.Add(10 * time.Millisecond)
+	writeSimReport(&b, rep)
+	out := b.String()
+	for _, want := range []string{
+		"  ≥ 1000        1.0000     5000\n",
+		"write latency  p50 2.000 ms  p99 8.000 ms  p99.9 ≥ 1000 ms (timeout)\n",
+		"read latency   p50 1.250 ms  p99 4.500 ms  p99.9 9.125 ms\n",
+		"     100        1.0000       70\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
 	}
-	p.finish()
-	if n := strings.Count(b.String(), "\r"); n < 10 || n > 13 {
-		t.Errorf("%d redraws for 1 s of wall time, want ~11", n)
+}
+
+// TestSimRefusedBeforeRunning: a fault after the end of the run and a --plot file that
+// cannot be created are refused before the run starts.
+func TestSimRefusedBeforeRunning(t *testing.T) {
+	ran := false
+	stubSim(t, func(sim.Config, func(done, total time.Duration)) (*sim.Report, error) {
+		ran = true
+		return sampleReport(), nil
+	})
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		errs string
+	}{
+		{[]string{"--duration", "10s", "--faults", "crash n3@20s"}, "fault crash n3@20s starts at 20s, when the workload (duration 10s) is over"},
+		{[]string{"--plot", filepath.Join(dir, "no", "such", "dir", "out.png")}, "--plot: open " + filepath.Join(dir, "no")},
+	} {
+		e, out, errb := testEnv("", nil)
+		if code := e.run(append([]string{"sim"}, tc.args...)); code != exitUsage {
+			t.Errorf("%q: exit %d, want 2", tc.args, code)
+		}
+		if !strings.Contains(errb.String(), tc.errs) || out.String() != "" {
+			t.Errorf("%q: stderr %q (want %q), stdout %q", tc.args, errb, tc.errs, out)
+		}
 	}
-	if !strings.HasSuffix(b.String(), "\rsim ["+strings.Repeat("#", progressWidth)+"] 100% 10s/10s virtual\n") {
-		t.Errorf("last draw %q", b.String()[strings.LastIndex(b.String(), "\r"):])
+	if ran {
+		t.Error("the run started")
 	}
-	b.Reset()
-	(&progressBar{w: &b, now: time.Now}).finish()
-	if b.Len() != 0 {
-		t.Errorf("a bar never drawn printed %q", b.String())
+	// A plot path that can be created is left as it was found: absent.
+	path := filepath.Join(dir, "later.png")
+	if err := checkCreatable(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("checkCreatable left %s: %v", path, err)
 	}
 }
 

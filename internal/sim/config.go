@@ -133,6 +133,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("sim: gc grace must be whole seconds >= 0 and the reap interval >= 0"))
 	}
 	for _, f := range c.Faults {
+		if c.Duration > 0 && f.At >= c.Duration {
+			errs = append(errs, fmt.Errorf("sim: fault %s starts at %s, when the workload (duration %s) is over: it would never happen", f, f.At, c.Duration))
+		}
 		for _, id := range f.allNodes() {
 			if id < 0 || id >= c.Nodes {
 				errs = append(errs, fmt.Errorf("sim: fault %s names node n%d of %d", f, id+1, c.Nodes))

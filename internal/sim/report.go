@@ -9,11 +9,13 @@ type Percentiles struct {
 
 // VisPoint is one point of the t-visibility curve: the probability that a read started t
 // after a write's acknowledgement (the key's newest acknowledged write, none newer since)
-// returns it or something newer.
+// returns it or something newer. A point holds the reads started from TMs up to the next
+// point's t; the last bin of the configuration is open ended (OpenEnded: TMs or later).
 type VisPoint struct {
 	TMs         float64 `json:"t_ms"`
 	PConsistent float64 `json:"p_consistent"`
 	Samples     int     `json:"samples"`
+	OpenEnded   bool    `json:"open_ended,omitempty"`
 }
 
 // KPoint is one point of k-staleness: the share of reads that were K versions behind (0:
@@ -60,10 +62,13 @@ type Report struct {
 	WriteSuccessRate float64 `json:"write_success_rate"`
 	ReadSuccessRate  float64 `json:"read_success_rate"`
 
-	ReadLatencyMs  Percentiles `json:"read_latency_ms"`
-	WriteLatencyMs Percentiles `json:"write_latency_ms"`
-	TVisibility    []VisPoint  `json:"t_visibility"`
-	KStaleness     []KPoint    `json:"k_staleness"`
+	// RequestTimeoutMs is the nodes' request timeout: a latency percentile equal to it is
+	// a request that timed out.
+	RequestTimeoutMs float64     `json:"request_timeout_ms"`
+	ReadLatencyMs    Percentiles `json:"read_latency_ms"`
+	WriteLatencyMs   Percentiles `json:"write_latency_ms"`
+	TVisibility      []VisPoint  `json:"t_visibility"`
+	KStaleness       []KPoint    `json:"k_staleness"`
 	// Timeline: per second of the workload, from 0 to Duration.
 	Timeline     []TimelinePoint `json:"timeline"`
 	FaultWindows []FaultWindow   `json:"fault_windows"`

@@ -542,6 +542,7 @@ func (w *world) finishReport(convergedAt time.Duration, wall time.Duration) *Rep
 	if r.Writes > 0 {
 		r.WriteSuccessRate = float64(r.Writes-w.failedWrites) / float64(r.Writes)
 	}
+	r.RequestTimeoutMs = msOf(w.cfg.RequestTimeout)
 	r.ReadLatencyMs = percentiles(r.ReadLatencies)
 	r.WriteLatencyMs = percentiles(r.WriteLatencies)
 	r.TVisibility = []VisPoint{}
@@ -549,7 +550,8 @@ func (w *world) finishReport(convergedAt time.Duration, wall time.Duration) *Rep
 		if i >= len(h.visAll) || h.visAll[i] == 0 {
 			continue
 		}
-		r.TVisibility = append(r.TVisibility, VisPoint{TMs: msOf(b), PConsistent: float64(h.visHits[i]) / float64(h.visAll[i]), Samples: h.visAll[i]})
+		r.TVisibility = append(r.TVisibility, VisPoint{TMs: msOf(b), PConsistent: float64(h.visHits[i]) / float64(h.visAll[i]), Samples: h.visAll[i],
+			OpenEnded: i == len(w.cfg.VisibilityBins)-1})
 	}
 	w.second(0) // every second of the workload has its point, even an idle one
 	r.Timeline = w.timeline

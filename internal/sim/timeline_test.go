@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,5 +53,46 @@ func TestTimeline(t *testing.T) {
 	// A write that times out inside the window is seen in its latency.
 	if p := rep.Timeline[4]; p.WriteP99Ms < float64(cfg.RequestTimeout/time.Millisecond)/2 {
 		t.Errorf("second 4: write p99 %.1f ms, want near the timeout", p.WriteP99Ms)
+	}
+}
+
+// TestFaultAfterTheEndRefused: a fault scheduled at or after the end of the workload would
+// never be applied; Validate says so instead of ignoring it.
+func TestFaultAfterTheEndRefused(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Duration = 10 * time.Second
+	for spec, bad := range map[string]bool{"crash n3@9s": false, "crash n3@10s": true, "partition n1|n2 5s@1m": true} {
+		f, err := ParseFaults(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Faults = f
+		err = cfg.Validate()
+		if bad != (err != nil) || (bad && !strings.Contains(err.Error(), "when the workload (duration 10s) is over")) {
+			t.Errorf("%s: %v", spec, err)
+		}
+	}
+}
+
+// TestLastVisibilityBinOpenEnded: the last bin of the t-visibility curve holds every read
+// started that long or longer after the ack, and says so.
+func TestLastVisibilityBinOpenEnded(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Duration, cfg.Rate, cfg.Keys = 3*time.Second, 300, 50
+	rep, err := Run(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv := rep.TVisibility
+	if len(tv) == 0 || !tv[len(tv)-1].OpenEnded || tv[len(tv)-1].TMs != 1000 {
+		t.Fatalf("t-visibility %+v: want the last point open ended at 1000 ms", tv)
+	}
+	for _, p := range tv[:len(tv)-1] {
+		if p.OpenEnded {
+			t.Errorf("%+v is not the last bin", p)
+		}
+	}
+	if rep.RequestTimeoutMs != 1000 {
+		t.Errorf("request timeout %v ms", rep.RequestTimeoutMs)
 	}
 }
