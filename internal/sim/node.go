@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"strings"
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/core"
@@ -259,6 +260,26 @@ func (n *snode) onWrite(bucket, key string, raw []byte) {
 		n.w.hist.violate("%s: the version vector of %s went backwards: %v after %v", n.name, key, obj.Clock, prev)
 	}
 	n.lastClock[key] = obj.Clock
+	checkEntries(n.w.hist, n.name, key, obj.Clock)
+}
+
+// checkEntries: a node keeps one actor across restarts, crash or clean (stores are never
+// wiped here, so every node has one epoch), so a clock holds at most one entry per node
+// besides the one-off actors of sloppy coordination ("actor#n"). Restarts used to add an
+// entry each.
+func checkEntries(h *history, node, key string, clk version.Clock) {
+	seen := map[string]string{}
+	for _, e := range clk {
+		if strings.Contains(e.Actor, "#") {
+			continue
+		}
+		owner, _, _ := strings.Cut(e.Actor, ".")
+		if prev, ok := seen[owner]; ok {
+			h.violate("%s: the clock of %s holds two actors of node %s (%s and %s): a restart added an entry", node, key, owner, prev, e.Actor)
+			return
+		}
+		seen[owner] = e.Actor
+	}
 }
 
 // load reads this node's own replica of key (never a hint), straight from its store: for
