@@ -66,7 +66,16 @@ type aaeState struct {
 	rotation int
 	resumeAt time.Duration // throttle: no scheduled exchange before
 	repairs  []*repairRun
+	// The scheduled rotation's pairs, kept while the ring and the n in use stay the same
+	// (recomputing them every tick was a tenth of a simulated node's CPU), and refreshed
+	// every pairsTTL ticks for trees of an n no longer in use.
+	pairs     []exchangePair
+	pairsRing *ring.Ring
+	pairsNs   []int
+	pairsAge  int
 }
+
+const pairsTTL = 64
 
 type repairRun struct {
 	id    uint64
@@ -162,7 +171,7 @@ func (c *Core) aaeTick() {
 	if c.aae.cur != nil || len(c.aae.repairs) > 0 || !c.trees.ready || c.now.Mono < c.aae.resumeAt {
 		return
 	}
-	pairs, err := c.exchangePairs(-1, "")
+	pairs, err := c.scheduledPairs()
 	if err != nil || len(pairs) == 0 {
 		return
 	}
@@ -175,6 +184,22 @@ func (c *Core) aaeTick() {
 			return
 		}
 	}
+}
+
+// scheduledPairs is exchangePairs(-1, "") for the rotation, cached (see aaeState).
+func (c *Core) scheduledPairs() ([]exchangePair, error) {
+	a := &c.aae
+	ns := c.deps.Buckets.Ns()
+	if a.pairs != nil && a.pairsRing == c.view.Ring && slices.Equal(a.pairsNs, ns) && a.pairsAge < pairsTTL {
+		a.pairsAge++
+		return a.pairs, nil
+	}
+	pairs, err := c.exchangePairs(-1, "")
+	if err != nil {
+		return nil, err
+	}
+	a.pairs, a.pairsRing, a.pairsNs, a.pairsAge = pairs, c.view.Ring, slices.Clone(ns), 0
+	return pairs, nil
 }
 
 func (c *Core) startRepair(e StartRepair) {

@@ -463,10 +463,28 @@ func (c *Core) Advance() { c.ready = Ready{} }
 // NextTimer is the Mono time of the core's earliest timer, and false when it has none:
 // the driver steps a Tick then.
 func (c *Core) NextTimer() (time.Duration, bool) {
+	// Timers of requests that finished are dropped here rather than cancelled when they
+	// finish: the driver is then never woken for nothing.
+	for len(c.timers) > 0 && c.deadTimer(c.timers[0]) {
+		heap.Pop(&c.timers)
+	}
 	if len(c.timers) == 0 {
 		return 0, false
 	}
 	return c.timers[0].at, true
+}
+
+// deadTimer reports a timer whose request has finished.
+func (c *Core) deadTimer(t timer) bool {
+	switch t.kind {
+	case timerPutDeadline, timerPutHedge:
+		return c.puts[t.owner] == nil
+	case timerGetDeadline:
+		return c.gets[t.owner] == nil
+	case timerFwdDeadline:
+		return c.fwds[t.owner] == nil
+	}
+	return false
 }
 
 func (c *Core) advanceTime(now Time) {
