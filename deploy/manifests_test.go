@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/testbin"
 	"io"
 	"maps"
 	"os"
@@ -26,23 +27,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "quorumkv-deploy-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "quorumkv")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/quorumkv")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building quorumkv:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m, "../cmd/quorumkv", &binary)) }
 
 // obj is a decoded YAML mapping with path lookups.
 type obj map[string]any

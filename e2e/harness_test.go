@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/quorumkv/quorumkv/internal/testbin"
 	"net"
 	"os"
 	"os/exec"
@@ -20,23 +21,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "quorumkv-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "quorumkv")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/quorumkv")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building quorumkv:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m, "../cmd/quorumkv", &binary)) }
 
 // freePort asks the kernel for an unused loopback port.
 func freePort(t *testing.T) string {
