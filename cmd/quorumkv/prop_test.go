@@ -16,6 +16,7 @@ import (
 
 	"github.com/quorumkv/quorumkv/internal/api"
 	"github.com/quorumkv/quorumkv/internal/node"
+	"github.com/quorumkv/quorumkv/internal/testcluster"
 )
 
 // TestNoSequenceBreaksAKey drives random sequences of HTTP, Redis-protocol and CLI
@@ -72,22 +73,11 @@ type world struct {
 func startWorld(t *testing.T) *world {
 	t.Helper()
 	w := &world{hc: &http.Client{Timeout: 20 * time.Second}}
-	var seed string
-	for i := 1; i <= 3; i++ {
-		cfg := node.DefaultConfig()
-		cfg.ID = fmt.Sprintf("n%d", i)
-		cfg.DataDir = t.TempDir()
-		cfg.HTTPAddr, cfg.RPCAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	nodes := testcluster.Start(t, 3, func(cfg *node.Config) {
 		cfg.RequestTimeout = 5 * time.Second
-		if seed != "" {
-			cfg.Join = []string{seed}
-		}
 		cfg.HTTPHandler = api.Handler(nil, false, cfg.MaxValueBytes)
-		n, err := node.Start(context.Background(), cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", cfg.ID, err)
-		}
-		t.Cleanup(func() { _ = n.Close(context.Background()) })
+	})
+	for _, n := range nodes {
 		r := api.NewRESP(n, nil)
 		if err := r.Listen("127.0.0.1:0"); err != nil {
 			t.Fatal(err)
@@ -95,21 +85,11 @@ func startWorld(t *testing.T) *world {
 		t.Cleanup(func() { _ = r.Close() }) // before the node closes
 		c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { _ = c.Close() })
-		if seed == "" {
-			seed = n.GossipAddr()
-		}
 		w.nodes, w.resp = append(w.nodes, n), append(w.resp, c)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for _, n := range w.nodes {
-		for alive(n) < len(w.nodes) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s sees %d alive members", n.ID(), alive(n))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+
 	// The fixed-type buckets, set once and waited for on every node.
+	deadline := time.Now().Add(15 * time.Second)
 	for b, typ := range map[string]string{"pcnt": "counter", "pset": "set", "pmap": "map"} {
 		w.setBucket(t, b, typ)
 		for _, n := range w.nodes {
@@ -122,16 +102,6 @@ func startWorld(t *testing.T) *world {
 		}
 	}
 	return w
-}
-
-func alive(n *node.Node) int {
-	k := 0
-	for _, m := range n.Members() {
-		if m.State == "alive" {
-			k++
-		}
-	}
-	return k
 }
 
 func (w *world) setBucket(t fataler, bucket, typ string) {

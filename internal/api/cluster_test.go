@@ -1,67 +1,25 @@
 package api_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/quorumkv/quorumkv/internal/api"
 	"github.com/quorumkv/quorumkv/internal/node"
+	"github.com/quorumkv/quorumkv/internal/testcluster"
 )
 
 // startCluster starts n in-process nodes on loopback ports chosen at run time and waits
 // until every node sees every member alive.
 func startCluster(t testing.TB, size int) []*node.Node {
 	t.Helper()
-	var nodes []*node.Node
-	var seed string
-	for i := 1; i <= size; i++ {
-		cfg := node.DefaultConfig()
-		cfg.ID = fmt.Sprintf("n%d", i)
-		cfg.DataDir = t.TempDir()
-		cfg.HTTPAddr, cfg.RPCAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	return testcluster.Start(t, size, func(cfg *node.Config) {
 		cfg.DebugFaults = true
-		cfg.RequestTimeout = 2 * time.Second
-		if seed != "" {
-			cfg.Join = []string{seed}
-		}
 		cfg.HTTPHandler = api.Handler(nil, true, cfg.MaxValueBytes)
-		n, err := node.Start(context.Background(), cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", cfg.ID, err)
-		}
-		t.Cleanup(func() { _ = n.Close(context.Background()) })
-		if seed == "" {
-			seed = n.GossipAddr()
-		}
-		nodes = append(nodes, n)
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ok := true
-		for _, n := range nodes {
-			alive := 0
-			for _, m := range n.Members() {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			if alive != size {
-				ok = false
-			}
-		}
-		if ok {
-			return nodes
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster did not converge on %d alive members", size)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
 }
 
 func do(t *testing.T, method, url, body string, hdr map[string]string) (*http.Response, string) {

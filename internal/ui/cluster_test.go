@@ -1,7 +1,6 @@
 package ui_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/quorumkv/quorumkv/internal/api"
 	"github.com/quorumkv/quorumkv/internal/node"
+	"github.com/quorumkv/quorumkv/internal/testcluster"
 	"github.com/quorumkv/quorumkv/internal/ui"
 )
 
@@ -24,19 +24,10 @@ import (
 // charts within seconds.
 func startCluster(t testing.TB, size int, sample time.Duration) []*node.Node {
 	t.Helper()
-	var nodes []*node.Node
-	var seed string
-	for i := 1; i <= size; i++ {
-		cfg := node.DefaultConfig()
-		cfg.ID = fmt.Sprintf("n%d", i)
-		cfg.DataDir = t.TempDir()
-		cfg.HTTPAddr, cfg.RPCAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-		cfg.RequestTimeout = 2 * time.Second
-		if seed != "" {
-			cfg.Join = []string{seed}
-		}
+	return testcluster.Start(t, size, func(cfg *node.Config) {
 		cfg.HTTPHandler = api.Handler(nil, false, cfg.MaxValueBytes)
 		if sample > 0 {
+			maxValue := cfg.MaxValueBytes
 			cfg.HTTPHandler = func(n *node.Node) http.Handler {
 				uc := ui.DefaultConfig()
 				uc.Interval = sample
@@ -46,35 +37,11 @@ func startCluster(t testing.TB, size int, sample time.Duration) []*node.Node {
 				}
 				mux := http.NewServeMux()
 				mux.Handle("/ui/", u)
-				mux.Handle("/", api.New(n, nil, false, cfg.MaxValueBytes))
+				mux.Handle("/", api.New(n, nil, false, maxValue))
 				return mux
 			}
 		}
-		n, err := node.Start(context.Background(), cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", cfg.ID, err)
-		}
-		t.Cleanup(func() { _ = n.Close(context.Background()) })
-		if seed == "" {
-			seed = n.GossipAddr()
-		}
-		nodes = append(nodes, n)
-	}
-	waitFor(t, 15*time.Second, fmt.Sprintf("%d members alive on every node", size), func() bool {
-		for _, n := range nodes {
-			alive := 0
-			for _, m := range n.Members() {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			if alive != size {
-				return false
-			}
-		}
-		return true
 	})
-	return nodes
 }
 
 // waitFor polls cond until it holds or the deadline passes.
