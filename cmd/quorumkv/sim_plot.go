@@ -190,23 +190,34 @@ func timelineRatesPlot(rep *sim.Report) (*plot.Plot, error) {
 			ok = append(ok, plotter.XY{X: x, Y: float64(t.OK) / float64(t.Writes)})
 		}
 	}
-	for i, s := range []struct {
-		name string
-		xys  plotter.XYs
-	}{{"stale-read share", stale}, {"write success", ok}} {
+	err := addLines(p, []series{{"stale-read share", stale}, {"write success", ok}}, func(i int, l *plotter.Line) {
+		l.Color = plotColors[i]
+	})
+	return p, err
+}
+
+// series is one named line of a panel.
+type series struct {
+	name string
+	xys  plotter.XYs
+}
+
+// addLines adds each non-empty series as a 1.5 pt line with a legend entry, styled by style.
+func addLines(p *plot.Plot, ss []series, style func(i int, l *plotter.Line)) error {
+	for i, s := range ss {
 		if len(s.xys) == 0 {
 			continue
 		}
 		l, err := plotter.NewLine(s.xys)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		l.Color = plotColors[i]
 		l.Width = vg.Points(1.5)
+		style(i, l)
 		p.Add(l)
 		p.Legend.Add(s.name, l)
 	}
-	return p, nil
+	return nil
 }
 
 // timelineLatencyPlot: per second of the workload, the p50 and p99 write latency.
@@ -228,26 +239,13 @@ func timelineLatencyPlot(rep *sim.Report) (*plot.Plot, error) {
 	}
 	p.Y.Min, p.Y.Max = 0, top*1.1
 	shadeFaults(p, rep, 0, p.Y.Max)
-	for i, s := range []struct {
-		name string
-		xys  plotter.XYs
-	}{{"p50", p50}, {"p99", p99}} {
-		if len(s.xys) == 0 {
-			continue
-		}
-		l, err := plotter.NewLine(s.xys)
-		if err != nil {
-			return nil, err
-		}
+	err := addLines(p, []series{{"write p50", p50}, {"write p99", p99}}, func(i int, l *plotter.Line) {
 		l.Color = plotColors[1]
-		l.Width = vg.Points(1.5)
 		if i == 0 {
 			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		}
-		p.Add(l)
-		p.Legend.Add("write "+s.name, l)
-	}
-	return p, nil
+	})
+	return p, err
 }
 
 // timelinePlot is an empty timeline panel: x is the workload's seconds; the legend says
