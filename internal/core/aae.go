@@ -139,12 +139,7 @@ func (c *Core) exchangePairs(partition int, peer string) ([]exchangePair, error)
 			ids = append(ids, id)
 		}
 	}
-	slices.SortFunc(ids, func(a, b treeID) int {
-		if a.p != b.p {
-			return a.p - b.p
-		}
-		return a.n - b.n
-	})
+	slices.SortFunc(ids, compareTreeIDs)
 	var out []exchangePair
 	for _, id := range slices.Compact(ids) {
 		if partition >= 0 && id.p != partition {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 	"github.com/quorumkv/quorumkv/internal/hints"
 	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/storage"
-	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
 // world is a small virtual-time cluster of cores for protocol scripts: messages take one
@@ -296,19 +293,4 @@ func (w *world) restart(id string) {
 	nd := w.node(id)
 	w.open(nd)
 	w.pushViews()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-// describe prints an envelope's kind, for traces.
-func describe(env *pb.Envelope) string {
-	s := fmt.Sprintf("%T", env.Body)
-	return strings.TrimPrefix(s, "*pb.Envelope_")
 }

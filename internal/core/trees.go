@@ -119,12 +119,7 @@ func (ts *treeSet) ids() []treeID {
 			out = append(out, id)
 		}
 	}
-	slices.SortFunc(out, func(a, b treeID) int {
-		if a.p != b.p {
-			return a.p - b.p
-		}
-		return a.n - b.n
-	})
+	slices.SortFunc(out, compareTreeIDs)
 	return out
 }
 
@@ -276,12 +271,7 @@ func unionIDs(a, b map[treeID]*merkle.Tree) []treeID {
 			}
 		}
 	}
-	slices.SortFunc(out, func(x, y treeID) int {
-		if x.p != y.p {
-			return x.p - y.p
-		}
-		return x.n - y.n
-	})
+	slices.SortFunc(out, compareTreeIDs)
 	return out
 }
 
@@ -319,4 +309,12 @@ func (c *Core) Trees(roots bool) TreeInfo {
 		}
 	}
 	return ti
+}
+
+// compareTreeIDs orders trees by partition, then n.
+func compareTreeIDs(a, b treeID) int {
+	if a.p != b.p {
+		return a.p - b.p
+	}
+	return a.n - b.n
 }
