@@ -142,7 +142,7 @@ func (c *Core) exchangePairs(partition int, peer string) ([]exchangePair, error)
 	slices.SortFunc(ids, compareTreeIDs)
 	var out []exchangePair
 	for _, id := range slices.Compact(ids) {
-		if partition >= 0 && id.p != partition {
+		if partition >= 0 && id.p != partition || !c.owns(id.p) {
 			continue
 		}
 		prefs := r.Preference(id.p, id.n)
@@ -578,6 +578,9 @@ func (c *Core) checkTree(p, partitions, segments, n int32) (treeID, error) {
 	}
 	if p < 0 || int(p) >= c.cfg.Partitions {
 		return treeID{}, fmt.Errorf("%w: partition %d out of range", ErrBadRequest, p)
+	}
+	if !c.owns(int(p)) {
+		return treeID{}, fmt.Errorf("core: partition %d asked of shard %d, which does not own it", p, c.cfg.Shard)
 	}
 	if n == 0 {
 		n = int32(DefaultBucketProps().N)

@@ -20,6 +20,9 @@ import (
 type Config struct {
 	ID         string // this node's name
 	Partitions int    // Q, the ring's fixed number of partitions
+	// Shard and Shards: this core serves shard Shard of Shards (see ShardConfig; 0 and 1
+	// when the node runs one core).
+	Shard, Shards int
 
 	MaxKeyBytes    int // 8 KiB: the contract's key limit (413 beyond)
 	MaxValueBytes  int // 4 MiB: the contract's value limit (413 beyond)
@@ -109,6 +112,9 @@ func (c Config) Validate() error {
 	if c.Partitions <= 0 || c.Partitions&(c.Partitions-1) != 0 {
 		errs = append(errs, fmt.Errorf("core: partitions %d is not a power of two", c.Partitions))
 	}
+	if c.Shards > 1 && (c.Shard < 0 || c.Shard >= c.Shards || c.Shards > c.Partitions) {
+		errs = append(errs, fmt.Errorf("core: shard %d of %d (at most one shard per partition)", c.Shard, c.Shards))
+	}
 	if c.MaxKeyBytes <= 0 || c.MaxValueBytes <= 0 || c.MaxSiblings <= 0 || c.MaxObjectBytes <= 0 {
 		errs = append(errs, errors.New("core: limits must be positive"))
 	}
@@ -172,6 +178,9 @@ type Deps struct {
 	OnMint func(bucket, key string, s version.Sibling)
 	// OnWrite, when set, is told of every data-key write (nil raw: deleted).
 	OnWrite func(bucket, key string, raw []byte)
+	// Minter mints this node's dots; shards of one node share it. Nil: the core loads
+	// its own from Store (LoadIdentity) and records it on Stop.
+	Minter Minter
 }
 
 // Time is the current time as the driver sees it.
@@ -189,7 +198,8 @@ type Core struct {
 	deps Deps
 
 	now   Time
-	id    identity
+	id    Minter
+	ownID *Identity // the Minter when this core loaded its own (Deps.Minter unset)
 	hlc   version.HLClock
 	view  View
 	ready Ready
@@ -238,8 +248,13 @@ func New(cfg Config, deps Deps, now Time) (*Core, error) {
 	}
 	c := &Core{cfg: cfg, deps: deps, now: now,
 		calls: map[uint64]pending{}, puts: map[uint64]*putCoord{}, fwds: map[uint64]*forward{}, gets: map[uint64]*getCoord{}}
-	if err := c.id.load(cfg.ID, deps.Store); err != nil {
-		return nil, err
+	c.id = deps.Minter
+	if c.id == nil {
+		id, err := LoadIdentity(cfg.ID, deps.Store)
+		if err != nil {
+			return nil, err
+		}
+		c.id, c.ownID = id, id
 	}
 	c.handoff.init(now)
 	if cfg.AAE {
@@ -254,7 +269,7 @@ func New(cfg Config, deps Deps, now Time) (*Core, error) {
 }
 
 // Actor is this run's version-vector actor.
-func (c *Core) Actor() string { return c.id.actor }
+func (c *Core) Actor() string { return c.id.Actor() }
 
 // Config returns the core's configuration.
 func (c *Core) Config() Config { return c.cfg }

@@ -43,8 +43,11 @@ func (h *handoffState) init(now Time) {
 	h.next = now.Mono
 }
 
-// kickHandoff asks for a round now.
+// kickHandoff asks for a round now (on shard 0: the one that hands hints off).
 func (c *Core) kickHandoff() {
+	if c.cfg.Shard != 0 {
+		return
+	}
 	c.handoff.next = c.now.Mono
 	c.at(c.now.Mono, timerHandoff, 0)
 }

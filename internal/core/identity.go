@@ -26,13 +26,40 @@ const counterLease = 100_000
 // counter space.
 const maxContextCounter = 1 << 48
 
-// identity is the node's version-vector actor and its dot counter.
-type identity struct {
+// Minter is a node's version-vector actor and its dot counter. A node whose cores are
+// sharded shares one Minter among them (the server wraps an Identity in a lock), so every
+// shard mints under one actor and no dot twice.
+type Minter interface {
+	// Actor is the node's actor: its id and its store's epoch.
+	Actor() string
+	// Mint returns a dot counter greater than floor and than any minted before.
+	Mint(floor uint64) (uint64, error)
+	// Minted is the last counter minted.
+	Minted() uint64
+}
+
+// Identity is the Minter over the node's store. Not safe for concurrent use.
+type Identity struct {
 	st      storage.Store
 	actor   string
 	counter uint64 // the last counter minted
 	bound   uint64 // counters up to here are leased (persisted)
 }
+
+// LoadIdentity reads the node's epoch (InitEpoch first) and leases its dot counter.
+func LoadIdentity(nodeID string, st storage.Store) (*Identity, error) {
+	id := &Identity{}
+	if err := id.load(nodeID, st); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// Actor implements Minter.
+func (id *Identity) Actor() string { return id.actor }
+
+// Minted implements Minter.
+func (id *Identity) Minted() uint64 { return id.counter }
 
 // InitEpoch gives a fresh store its epoch (fresh, chosen by the driver: random in the
 // server) and leaves a store that has one alone. A node whose store was wiped so gets a
@@ -67,7 +94,7 @@ func InitEpoch(st storage.Store, fresh string) error {
 // later dot may supersede it, as a lost unacknowledged write may be. CRDT states are synced
 // before they leave (see coordinate). A store that lost everything (a wiped disk) gets a
 // new epoch, hence a new actor.
-func (id *identity) load(nodeID string, st storage.Store) error {
+func (id *Identity) load(nodeID string, st storage.Store) error {
 	id.st = st
 	epoch, err := st.Get([]byte(keyEpoch))
 	if err != nil {
@@ -90,7 +117,7 @@ func (id *identity) load(nodeID string, st storage.Store) error {
 	return id.extendLease(id.counter)
 }
 
-func (id *identity) extendLease(from uint64) error {
+func (id *Identity) extendLease(from uint64) error {
 	bound := from + counterLease
 	if err := id.st.Put([]byte(keyCounter), []byte(strconv.FormatUint(bound, 10)), storage.WriteOptions{Sync: true}); err != nil {
 		return fmt.Errorf("core: lease dot counter: %w", err)
@@ -99,8 +126,8 @@ func (id *identity) extendLease(from uint64) error {
 	return nil
 }
 
-// mint returns a dot counter greater than floor and than any this node minted.
-func (id *identity) mint(floor uint64) (uint64, error) {
+// Mint implements Minter: a dot counter greater than floor and than any this node minted.
+func (id *Identity) Mint(floor uint64) (uint64, error) {
 	c := max(id.counter, floor) + 1
 	if c > id.bound {
 		if err := id.extendLease(c); err != nil {
@@ -111,10 +138,18 @@ func (id *identity) mint(floor uint64) (uint64, error) {
 	return c, nil
 }
 
+// Stop records a clean stop of a core that owns its identity (Deps.Minter unset); see
+// Identity.Stop. The driver calls it last, once nothing else will be written.
+func (c *Core) Stop() error {
+	if c.ownID == nil {
+		return nil
+	}
+	return c.ownID.Stop()
+}
+
 // Stop records a clean stop: the exact dot counter, so the next run carries on from it
 // rather than past the lease. The driver calls it last, once nothing else will be written.
-func (c *Core) Stop() error {
-	id := &c.id
+func (id *Identity) Stop() error {
 	if err := id.st.Put([]byte(keyCounter), []byte(strconv.FormatUint(id.counter, 10)), storage.WriteOptions{Sync: true}); err != nil {
 		return fmt.Errorf("core: record clean stop: %w", err)
 	}
@@ -129,8 +164,9 @@ func (c *Core) checkContext(clk version.Clock) error {
 			return fmt.Errorf("%w: context counter %d for %s is out of range", ErrBadRequest, e.Counter, e.Actor)
 		}
 	}
-	if n := clk.Get(c.id.actor); n > c.id.counter {
-		return fmt.Errorf("%w: context names write %d of %s, which was never made", ErrBadRequest, n, c.id.actor)
+	actor := c.id.Actor()
+	if n := clk.Get(actor); n > c.id.Minted() {
+		return fmt.Errorf("%w: context names write %d of %s, which was never made", ErrBadRequest, n, actor)
 	}
 	return nil
 }

@@ -321,7 +321,8 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		}
 	}
 	now := c.hlcNow(local.MaxTimestamp(), ts)
-	n, err := c.id.mint(local.Clock.Get(c.id.actor))
+	actor := c.id.Actor()
+	n, err := c.id.Mint(local.Clock.Get(actor))
 	if err != nil {
 		fail(err)
 		return
@@ -332,9 +333,8 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	// coordination), a dot of the node's actor could cover earlier ones the copy lacks,
 	// and replicas would drop those writes as seen; a one-off actor cannot cover anything.
 	// The same holds for a CRDT actor's counters.
-	actor := c.id.actor
 	if !selfIn || !self.primary() {
-		actor = fmt.Sprintf("%s#%d", c.id.actor, n)
+		actor = fmt.Sprintf("%s#%d", actor, n)
 	}
 	dot := version.Dot{Actor: actor, Counter: n}
 	value, tomb := m.value, m.tomb

@@ -57,7 +57,8 @@ func (c *Core) beginReapPass() {
 	if c.reap.running {
 		return
 	}
-	c.reap = reapState{next: c.reap.next, running: true, cursor: []byte(PrefixData), waiting: c.reap.waiting}
+	lo, _ := c.dataRange()
+	c.reap = reapState{next: c.reap.next, running: true, cursor: lo, waiting: c.reap.waiting}
 	c.at(c.now.Mono, timerReap, 0)
 }
 
@@ -88,7 +89,8 @@ func (c *Core) reapStep() {
 	}
 	n := 0
 	var last []byte
-	err := c.deps.Store.Scan(rs.cursor, []byte{PrefixData[0] + 1}, func(k, v []byte) bool {
+	_, hi := c.dataRange()
+	err := c.deps.Store.Scan(rs.cursor, hi, func(k, v []byte) bool {
 		if n >= c.cfg.ReapChunk {
 			return false
 		}

@@ -96,6 +96,13 @@ func (c *Core) loadRaw(k []byte) (version.Object, []byte, error) {
 // together. newRaw nil deletes. oldRaw is what the key held (nil: nothing). durable asks
 // for the write to be synced before this turn's Ready leaves.
 func (c *Core) writeData(bucket, key string, k, oldRaw, newRaw []byte, durable bool) error {
+	if c.cfg.Shards > 1 {
+		if lo, hi := c.dataRange(); bytes.Compare(k, lo) < 0 || bytes.Compare(k, hi) >= 0 {
+			// The driver routed a key to the wrong shard: two shards writing one key would
+			// race. A bug, refused rather than risked.
+			return fmt.Errorf("core: key %s/%s is not shard %d's", bucket, key, c.cfg.Shard)
+		}
+	}
 	var err error
 	if newRaw == nil {
 		err = c.deps.Store.Delete(k, storage.WriteOptions{})

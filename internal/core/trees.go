@@ -136,6 +136,14 @@ func (ts *treeSet) segmentRange(p, seg int) (lo, hi []byte) {
 	return lo, binary.BigEndian.AppendUint32([]byte(PrefixData), uint32(end))
 }
 
+// hashPrefix is the key-hash prefix of a data key, as a number (2^32 past the last).
+func hashPrefix(k []byte) uint64 {
+	if len(k) < len(PrefixData)+4 {
+		return 1 << 32
+	}
+	return uint64(binary.BigEndian.Uint32(k[len(PrefixData):]))
+}
+
 // memoryBytes is what the trees hold.
 func (ts *treeSet) memoryBytes() int {
 	total := 0
@@ -166,7 +174,8 @@ func (c *Core) startRebuild() {
 		c.at(ts.nextAt, timerRebuild, 0)
 		return
 	}
-	ts.rb = &rebuild{snap: snap, cursor: []byte(PrefixData), fresh: map[treeID]*merkle.Tree{}, delta: map[treeID]*merkle.Tree{}, started: c.now.Mono}
+	lo, _ := c.dataRange()
+	ts.rb = &rebuild{snap: snap, cursor: lo, fresh: map[treeID]*merkle.Tree{}, delta: map[treeID]*merkle.Tree{}, started: c.now.Mono}
 	ts.progress = 0
 	c.at(c.now.Mono, timerRebuild, 0)
 }
@@ -187,7 +196,9 @@ func (c *Core) rebuildStep() {
 	n := 0
 	var last []byte
 	var bad int
-	err := rb.snap.Scan(rb.cursor, []byte{PrefixData[0] + 1}, func(k, v []byte) bool {
+	lo, hi := c.dataRange()
+	span := float64(hashPrefix(hi) - hashPrefix(lo))
+	err := rb.snap.Scan(rb.cursor, hi, func(k, v []byte) bool {
 		if n >= c.cfg.RebuildChunk {
 			return false
 		}
@@ -200,7 +211,7 @@ func (c *Core) rebuildStep() {
 		}
 		p, seg := ts.locate(bucket, key)
 		updateIn(rb.fresh, treeID{p, c.deps.Buckets.Bucket(bucket).N}, seg, 0, itemOf(bucket, key, v), ts.newTree)
-		ts.progress = float64(binary.BigEndian.Uint32(k[len(PrefixData):])) / (1 << 32)
+		ts.progress = float64(hashPrefix(k)-hashPrefix(lo)) / span
 		return true
 	})
 	if bad > 0 {

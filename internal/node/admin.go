@@ -69,7 +69,7 @@ func (n *Node) Endpoints(bucket, key string) (EndpointsInfo, error) {
 	props := n.Bucket(bucket)
 	var rs core.ReplicaSet
 	var err error
-	if derr := n.loop.do(context.Background(), func(c *core.Core) { rs, err = c.Replicas(bucket, key) }); derr != nil {
+	if derr := n.loopFor(bucket, key).do(context.Background(), func(c *core.Core) { rs, err = c.Replicas(bucket, key) }); derr != nil {
 		return EndpointsInfo{}, derr
 	}
 	if err != nil {
@@ -119,7 +119,7 @@ func (n *Node) Local(bucket, key string) (LocalCopy, error) {
 	var obj version.Object
 	var hinted string
 	var err error
-	if derr := n.loop.do(context.Background(), func(c *core.Core) { obj, hinted, err = c.Local(bucket, key) }); derr != nil {
+	if derr := n.loopFor(bucket, key).do(context.Background(), func(c *core.Core) { obj, hinted, err = c.Local(bucket, key) }); derr != nil {
 		return LocalCopy{}, derr
 	}
 	if err != nil {
@@ -194,7 +194,7 @@ func (n *Node) CurrentFaults() Faults {
 func (n *Node) replicas(ctx context.Context, bucket, key string) (core.ReplicaSet, error) {
 	var rs core.ReplicaSet
 	var err error
-	if derr := n.loop.do(ctx, func(c *core.Core) { rs, err = c.Replicas(bucket, key) }); derr != nil {
+	if derr := n.loopFor(bucket, key).do(ctx, func(c *core.Core) { rs, err = c.Replicas(bucket, key) }); derr != nil {
 		return rs, derr
 	}
 	return rs, err
@@ -219,7 +219,7 @@ func (n *Node) call(ctx context.Context, to string, req *pb.Envelope) (*pb.Envel
 // writeRaw replaces this node's copy of a key (nil deletes), on the loop: for tests.
 func (n *Node) writeRaw(bucket, key string, raw []byte) error {
 	var err error
-	if derr := n.loop.do(context.Background(), func(c *core.Core) { err = c.WriteRaw(bucket, key, raw) }); derr != nil {
+	if derr := n.loopFor(bucket, key).do(context.Background(), func(c *core.Core) { err = c.WriteRaw(bucket, key, raw) }); derr != nil {
 		return derr
 	}
 	return err

@@ -1,15 +1,16 @@
 package node
 
 import (
-	"github.com/quorumkv/quorumkv/internal/core"
-
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/quorumkv/quorumkv/internal/core"
 )
 
 // Config configures a Node.
@@ -25,6 +26,12 @@ type Config struct {
 
 	// DebugFaults enables POST /v1/debug/faults.
 	DebugFaults bool
+
+	// Loops: the event loops that run the node's protocol core, each owning a contiguous
+	// range of partitions (core.ShardConfig). 0 means one per CPU (GOMAXPROCS), as
+	// ScyllaDB runs a shard per core: one node's work spreads over its CPUs with no lock
+	// per key. At most Partitions.
+	Loops int
 
 	// Partitions is Q, the fixed number of ring partitions: 256 balances to within 1/256
 	// for clusters up to a few dozen nodes and keeps per-partition state small.
@@ -152,7 +159,18 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
 	}
+	if c.Loops < 0 || c.Loops > c.Partitions {
+		errs = append(errs, fmt.Errorf("node: loops %d must be 0 (one per CPU) to partitions (%d)", c.Loops, c.Partitions))
+	}
 	return errors.Join(errs...)
+}
+
+// loops is how many event loops the node runs.
+func (c Config) loops() int {
+	if c.Loops > 0 {
+		return c.Loops
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), c.Partitions))
 }
 
 // coreConfig is the core's share of the configuration.

@@ -45,24 +45,32 @@ func (n *Node) Repair(ctx context.Context, partition int, peer string, progress 
 	if n.cfg.NoAAE {
 		return sum, fmt.Errorf("%w: anti-entropy is off on this node (--no-aae)", ErrUnavailable)
 	}
-	watch := newRepairWatch()
-	var id uint64
-	if err := n.loop.do(ctx, func(*core.Core) {
-		id = n.loop.watchRepair(watch)
-		n.loop.step(core.StartRepair{ID: id, Partition: partition, Peer: peer})
-	}); err != nil {
-		return sum, err
+	// Each shard exchanges its own partitions' trees; the run is done when all are.
+	loops := n.loops
+	if partition >= 0 && partition < n.cfg.Partitions {
+		loops = []*loop{n.loopForPartition(partition)}
 	}
-	defer n.loop.submit(func() { delete(n.loop.repairs, id) })
+	watch := newRepairWatch()
+	for _, l := range loops {
+		var id uint64
+		if err := l.do(ctx, func(*core.Core) {
+			id = l.watchRepair(watch)
+			l.step(core.StartRepair{ID: id, Partition: partition, Peer: peer})
+		}); err != nil {
+			return sum, err
+		}
+		defer l.submit(func() { delete(l.repairs, id) })
+	}
 	compared := map[int]bool{}
 	differed := map[int]bool{}
-	for finished := false; !finished; {
+	done, total := map[int]int{}, map[int]int{} // by shard
+	for finished := 0; finished < len(loops); {
 		select {
 		case <-watch.sig:
 		case <-ctx.Done():
 			return sum, ctx.Err()
-		case <-n.loop.done:
-			return sum, fmt.Errorf("%w: node %s is stopping", ErrUnavailable, n.cfg.ID)
+		case <-n.ctx.Done():
+			return sum, n.stoppedErr()
 		}
 		for _, u := range watch.take() {
 			if u.Err != nil {
@@ -85,11 +93,14 @@ func (n *Node) Repair(ctx context.Context, partition int, peer string, progress 
 						sum.FailedExchanges = append(sum.FailedExchanges, er)
 					}
 				}
+				done[u.shard], total[u.shard] = u.Done, u.Total
 				if progress != nil {
-					progress(RepairProgress{Done: u.Done, Total: u.Total})
+					progress(sumProgress(done, total))
 				}
 			}
-			finished = finished || u.Finished
+			if u.Finished {
+				finished++
+			}
 		}
 	}
 	sum.PartitionsCompared = len(compared)
@@ -100,23 +111,40 @@ func (n *Node) Repair(ctx context.Context, partition int, peer string, progress 
 	return sum, nil
 }
 
-// ReapTombstones runs one reaping pass now and returns how many tombstones it reaped.
+// sumProgress is a run's progress over its shards (each knows its own total from the start).
+func sumProgress(done, total map[int]int) RepairProgress {
+	var p RepairProgress
+	for s, t := range total {
+		p.Done += done[s]
+		p.Total += t
+	}
+	return p
+}
+
+// ReapTombstones runs one reaping pass now (every shard over its own keys) and returns
+// how many tombstones it reaped.
 func (n *Node) ReapTombstones(ctx context.Context) (int, error) {
-	ch := make(chan core.ReapDone, 1)
-	if err := n.loop.do(ctx, func(*core.Core) {
-		id := n.loop.watchReap(ch)
-		n.loop.step(core.StartReap{ID: id})
-	}); err != nil {
-		return 0, err
+	ch := make(chan core.ReapDone, len(n.loops))
+	for _, l := range n.loops {
+		if err := l.do(ctx, func(*core.Core) {
+			id := l.watchReap(ch)
+			l.step(core.StartReap{ID: id})
+		}); err != nil {
+			return 0, err
+		}
 	}
-	select {
-	case d := <-ch:
-		return d.Reaped, nil
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-n.loop.done:
-		return 0, fmt.Errorf("%w: node %s is stopping", ErrUnavailable, n.cfg.ID)
+	reaped := 0
+	for range n.loops {
+		select {
+		case d := <-ch:
+			reaped += d.Reaped
+		case <-ctx.Done():
+			return reaped, ctx.Err()
+		case <-n.ctx.Done():
+			return reaped, n.stoppedErr()
+		}
 	}
+	return reaped, nil
 }
 
 // PartitionRoot is one tree's root.
@@ -138,9 +166,9 @@ type AAEInfo struct {
 }
 
 func (n *Node) treeInfo(roots bool) core.TreeInfo {
-	var ti core.TreeInfo
-	_ = n.loop.do(context.Background(), func(c *core.Core) { ti = c.Trees(roots) })
-	return ti
+	parts := make([]core.TreeInfo, 0, len(n.loops))
+	_ = n.eachCore(context.Background(), func(c *core.Core) { parts = append(parts, c.Trees(roots)) })
+	return mergeTreeInfo(parts)
 }
 
 // AAE describes this node's hash trees: the root of every tree holding data.

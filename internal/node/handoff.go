@@ -38,7 +38,7 @@ func (n *Node) Hints() HintsInfo {
 	now := n.physMs()
 	hi := HintsInfo{Node: n.cfg.ID, WindowS: n.cfg.HintWindow.Seconds(), MaxBytes: n.cfg.HintMaxBytes, Targets: []HintTarget{}}
 	var running map[string]bool
-	_ = n.loop.do(context.Background(), func(c *core.Core) { running = c.HandoffRunning() })
+	_ = n.loops[0].do(context.Background(), func(c *core.Core) { running = c.HandoffRunning() }) // shard 0 hands hints off
 	for _, st := range n.hints.Stats() {
 		ht := HintTarget{Target: st.Target, State: "down", Pending: st.Pending, Bytes: st.Bytes,
 			Delivered: st.Delivered, Expired: st.Expired, Dropped: st.Dropped, Handoff: running[st.Target]}

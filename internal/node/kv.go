@@ -74,7 +74,7 @@ func resultLabel(err error) string {
 func (n *Node) write(ctx context.Context, req core.ClientRequest) (core.Reply, error) {
 	start := time.Now()
 	props := n.Bucket(req.Bucket)
-	r, err := n.loop.request(ctx, req)
+	r, err := n.loopFor(req.Bucket, req.Key).request(ctx, req)
 	n.metrics.latency.WithLabelValues(req.Op.String(), quorumOf(req.Write.W, props.W, props.N)).Observe(time.Since(start).Seconds())
 	n.metrics.writes.WithLabelValues(resultLabel(err)).Inc()
 	return r, err
@@ -141,7 +141,7 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 func (n *Node) getObject(ctx context.Context, bucket, key string, o ReadOptions) (version.Object, error) {
 	start := time.Now()
 	props := n.Bucket(bucket)
-	r, err := n.loop.request(ctx, core.ClientRequest{Op: core.OpGet, Bucket: bucket, Key: key, Read: o})
+	r, err := n.loopFor(bucket, key).request(ctx, core.ClientRequest{Op: core.OpGet, Bucket: bucket, Key: key, Read: o})
 	n.metrics.latency.WithLabelValues("get", quorumOf(o.R, props.R, props.N)).Observe(time.Since(start).Seconds())
 	label := resultLabel(err)
 	if err == nil && len(r.Object.Live()) == 0 {

@@ -14,14 +14,16 @@ import (
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
-// loop drives the node's core (package core) from one goroutine: every protocol decision
-// is the core's; the loop feeds it what happens (client requests, peer requests, answers,
-// membership views, time) and carries out its Ready — one fsync for the turn's durable
-// writes, then messages to peers, answers to peers, replies to clients. Nothing else
-// touches the core, so it needs no lock; other goroutines hand the loop closures.
+// loop drives one shard of the node's core (package core) from one goroutine: every
+// protocol decision is the core's; the loop feeds it what happens (client requests, peer
+// requests, answers, membership views, time) and carries out its Ready — one fsync for
+// the turn's durable writes, then messages to peers, answers to peers, replies to
+// clients. Nothing else touches the core, so it needs no lock; other goroutines hand the
+// loop closures.
 type loop struct {
 	n     *Node
 	c     *core.Core
+	shard int
 	log   *slog.Logger
 	start time.Time
 	self  string
@@ -44,8 +46,8 @@ type loop struct {
 	dispatched chan struct{} // closed when the dispatcher has stopped
 }
 
-func newLoop(n *Node, c *core.Core) *loop {
-	return &loop{n: n, c: c, log: n.log, start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
+func newLoop(n *Node, c *core.Core, shard int) *loop {
+	return &loop{n: n, c: c, shard: shard, log: n.log.With("shard", shard), start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]func(*pb.Envelope){},
 		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{},
 		out: outbox{sig: make(chan struct{}, 1)}, dispatched: make(chan struct{})}
@@ -102,25 +104,6 @@ func (l *loop) request(ctx context.Context, req core.ClientRequest) (core.Reply,
 	}
 }
 
-// peerRequest serves a peer's request and waits for the core's answer.
-func (l *loop) peerRequest(ctx context.Context, from string, env *pb.Envelope) *pb.Envelope {
-	ch := make(chan *pb.Envelope, 1)
-	l.submit(func() {
-		l.nextID++
-		id := l.nextID
-		l.peers[id] = func(e *pb.Envelope) { ch <- e }
-		l.step(core.PeerRequest{From: from, ID: id, Env: env})
-	})
-	select {
-	case a := <-ch:
-		return a
-	case <-ctx.Done():
-		return core.ErrorEnvelope(fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err()))
-	case <-l.done:
-		return core.ErrorEnvelope(fmt.Errorf("%w: node %s is stopping", ErrUnavailable, l.self))
-	}
-}
-
 func (l *loop) run(ctx context.Context) {
 	defer close(l.done)
 	go l.syncer(ctx)
@@ -172,7 +155,7 @@ func (l *loop) flush(ctx context.Context) {
 		l.c.Advance()
 		out := turnOut{sync: rd.Sync}
 		for _, m := range rd.Messages {
-			if m.To == l.self {
+			if m.To == l.self && l.n.shardOf(m.Env) == l.shard {
 				out.local = append(out.local, core.PeerRequest{From: l.self, ID: m.ID, Env: m.Env})
 				continue
 			}
@@ -234,7 +217,7 @@ func (l *loop) carryOut(ctx context.Context, t *turnOut) {
 		r.ch <- r.r
 	}
 	for _, r := range t.repairs {
-		r.w.put(r.u)
+		r.w.put(l.shard, r.u)
 	}
 	for _, r := range t.reaps {
 		r.ch <- r.d
@@ -383,16 +366,23 @@ func (l *loop) failTurn(t *turnOut, err error) {
 		r.ch <- core.Reply{ID: r.r.ID, Err: err}
 	}
 	for _, r := range t.repairs {
-		r.w.put(r.u)
+		r.w.put(l.shard, r.u)
 	}
 	for _, r := range t.reaps {
 		r.ch <- r.d
 	}
 }
 
-// send hands a message to the transport; its answer, or failure, comes back to the loop.
+// send hands a message to the transport (or, for this node itself, to the shard that
+// serves it); its answer, or failure, comes back to the loop.
 func (l *loop) send(ctx context.Context, m core.Message) {
 	id := m.ID
+	if m.To == l.self {
+		l.n.serve(l.self, m.Env, func(e *pb.Envelope) {
+			l.submit(func() { l.step(core.Response{ID: id, Env: e}) })
+		})
+		return
+	}
 	dctx := deadlineCtx{Context: ctx, deadline: l.start.Add(m.Deadline)}
 	l.n.tr.Call(dctx, m.To, m.Env, func(e *pb.Envelope, err error) {
 		l.submit(func() { l.step(core.Response{ID: id, Env: e, Err: sendError(err)}) })
@@ -426,19 +416,24 @@ func (l *loop) watchRepair(w *repairWatch) uint64 {
 	return l.nextID
 }
 
-// repairWatch queues a repair run's updates without bound: the loop never waits for the
-// caller reading them.
+// repairWatch queues a repair run's updates, from every shard taking part, without bound:
+// the loops never wait for the caller reading them.
 type repairWatch struct {
 	mu  sync.Mutex
-	q   []core.RepairUpdate
+	q   []shardUpdate
 	sig chan struct{}
+}
+
+type shardUpdate struct {
+	shard int
+	core.RepairUpdate
 }
 
 func newRepairWatch() *repairWatch { return &repairWatch{sig: make(chan struct{}, 1)} }
 
-func (w *repairWatch) put(u core.RepairUpdate) {
+func (w *repairWatch) put(shard int, u core.RepairUpdate) {
 	w.mu.Lock()
-	w.q = append(w.q, u)
+	w.q = append(w.q, shardUpdate{shard, u})
 	w.mu.Unlock()
 	select {
 	case w.sig <- struct{}{}:
@@ -447,7 +442,7 @@ func (w *repairWatch) put(u core.RepairUpdate) {
 }
 
 // take returns the queued updates, if any.
-func (w *repairWatch) take() []core.RepairUpdate {
+func (w *repairWatch) take() []shardUpdate {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q := w.q

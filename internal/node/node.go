@@ -1,17 +1,20 @@
 // Package node is the server shell: it wires the store, the gossip membership, the
 // internode transport and the HTTP listener to the node's protocol core (package core).
 //
-// Model: one loop goroutine owns the core. Client requests (the HTTP and Redis front
-// ends), peer requests (the transport's handler), answers to the core's messages, the
-// failure detector's view and timers become core events; each loop turn steps them, then
-// carries out the core's Ready: one fsync if any write of the turn must be durable, then
-// the messages to peers (one batch per peer, by the transport), the answers and the client
-// replies. Messages the core sends to this node itself are answered in the same turn. The
-// shell owns every goroutine, socket, timer and disk handle; every protocol decision is
-// the core's, so the simulator runs the same decisions.
+// Model: a few loop goroutines (about one per CPU) each own one shard of the core, a
+// contiguous range of the ring's partitions (shards.go). Client requests (the HTTP and
+// Redis front ends), peer requests (the transport's handler), answers to the core's
+// messages, the failure detector's view and timers become core events for the shard they
+// concern; each loop turn steps them, then carries out the shard's Ready: one fsync if any
+// write of the turn must be durable, then the messages to peers (one batch per peer, by
+// the transport), the answers and the client replies. Messages a shard sends to this node
+// itself are answered in the same turn. The shell owns every goroutine, socket, timer and
+// disk handle; every protocol decision is the core's, so the simulator runs the same
+// decisions.
 //
-// Invariants: only the loop touches the core; nothing that claims durability leaves
-// before the turn's sync; a transport callback never blocks (it queues an event).
+// Invariants: only its loop touches a shard's core, and a key is only ever served by its
+// partition's shard; nothing that claims durability leaves before the turn's sync; a
+// transport callback never blocks (it queues an event).
 package node
 
 import (
@@ -61,7 +64,8 @@ type Node struct {
 	skew atomic.Int64 // clock skew in ms (fault injection)
 
 	coreCfg core.Config
-	loop    *loop
+	loops   []*loop // one per shard of the core
+	minter  *sharedMinter
 	actor   string
 
 	buckets *bucketCache
@@ -130,18 +134,28 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.metrics.reg.MustRegister(newTreeCollector(n))
 
 	n.coreCfg = cfg.coreConfig()
-	deps := core.Deps{Store: st, Hints: n.hints, Buckets: n, Count: n.metrics.count, Log: coreLogger(log)}
-	c, err := core.New(n.coreCfg, deps, core.Time{Wall: n.physMs()})
+	ident, err := core.LoadIdentity(cfg.ID, st)
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 	}
-	n.actor = c.Actor()
-	n.loop = newLoop(n, c)
-	n.bg.Add(1)
-	go func() {
-		defer n.bg.Done()
-		n.loop.run(n.ctx)
-	}()
+	n.minter = &sharedMinter{id: ident}
+	n.actor = ident.Actor()
+	shards := cfg.loops()
+	for s := range shards {
+		deps := core.Deps{Store: st, Hints: n.hints, Buckets: n, Count: n.metrics.count, Log: coreLogger(log), Minter: n.minter}
+		c, err := core.New(core.ShardConfig(n.coreCfg, s, shards), deps, core.Time{Wall: n.physMs()})
+		if err != nil {
+			return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
+		}
+		n.loops = append(n.loops, newLoop(n, c, s))
+	}
+	for _, l := range n.loops {
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			l.run(n.ctx)
+		}()
+	}
 
 	n.tr, err = listenTransport(transport.Config{
 		NodeID:         cfg.ID,
@@ -180,7 +194,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.refreshMembers()
 	n.bg.Add(1)
 	go n.watchMembers()
-	n.loop.submit(func() { n.loop.c.Start() })
+	for _, l := range n.loops {
+		l.submit(func() { l.c.Start() })
+	}
 	n.ready.Store(true)
 
 	if cfg.HTTPHandler != nil {
@@ -198,7 +214,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			}
 		}()
 	}
-	log.Info("node started", "actor", n.actor, "http", n.HTTPAddr(), "rpc", n.RPCAddr(), "gossip", n.GossipAddr(), "members", len(n.Members()))
+	log.Info("node started", "actor", n.actor, "loops", len(n.loops), "http", n.HTTPAddr(), "rpc", n.RPCAddr(), "gossip", n.GossipAddr(), "members", len(n.Members()))
 	return n, nil
 }
 
@@ -270,10 +286,12 @@ func (n *Node) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	n.bg.Wait()
-	// The loop has stopped: nothing else writes. Recording a clean stop (synced after every
-	// write) lets the next run carry on as the same actor.
-	if err := n.loop.c.Stop(); err != nil {
-		errs = append(errs, err)
+	// The loops have stopped: nothing else writes. Recording a clean stop (synced after
+	// every write) lets the next run carry on as the same actor.
+	if n.minter != nil {
+		if err := n.minter.stop(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("store close: %w", err))
@@ -340,8 +358,7 @@ func (n *Node) pushView() {
 			alive[m.ID] = true
 		}
 	}
-	v := core.View{Ring: n.Ring(), Alive: alive}
-	n.loop.submit(func() { n.loop.step(core.SetView{View: v}) })
+	n.broadcast(core.SetView{View: core.View{Ring: n.Ring(), Alive: alive}})
 }
 
 func sortedRingMembers(rm []ring.Member) []ring.Member {

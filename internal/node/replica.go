@@ -3,32 +3,98 @@ package node
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
 // Handle serves internode requests (transport.Handler): they go to the core through the
-// loop.
+// loop of the shard that owns them.
 func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.Envelope {
-	if !n.ready.Load() {
-		return core.ErrorEnvelope(fmt.Errorf("%w: node %s is starting", ErrUnavailable, n.cfg.ID))
+	ch := make(chan *pb.Envelope, 1)
+	n.HandleAsync(ctx, from, req, func(e *pb.Envelope) { ch <- e })
+	select {
+	case a := <-ch:
+		return a
+	case <-ctx.Done():
+		return core.ErrorEnvelope(fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err()))
 	}
-	return n.loop.peerRequest(ctx, from, req)
 }
 
 // HandleAsync takes an internode request without holding a goroutine
-// (transport.AsyncHandler): the loop answers it through respond.
+// (transport.AsyncHandler): the owning shard's loop answers it through respond.
 func (n *Node) HandleAsync(ctx context.Context, from string, req *pb.Envelope, respond func(*pb.Envelope)) {
 	if !n.ready.Load() {
 		respond(core.ErrorEnvelope(fmt.Errorf("%w: node %s is starting", ErrUnavailable, n.cfg.ID)))
 		return
 	}
-	n.loop.submit(func() {
-		n.loop.nextID++
-		id := n.loop.nextID
-		n.loop.peers[id] = respond
-		n.loop.step(core.PeerRequest{From: from, ID: id, Env: req})
+	n.serve(from, req, respond)
+}
+
+// serve hands a peer's request to the loop of the shard that owns it; a handoff batch,
+// which spans shards, is checked whole, split, and answered once every shard has merged
+// its part.
+func (n *Node) serve(from string, req *pb.Envelope, respond func(*pb.Envelope)) {
+	if ho := req.GetHandoff(); ho != nil && len(n.loops) > 1 {
+		n.serveHandoff(from, ho, respond)
+		return
+	}
+	n.loops[n.shardOf(req)].peerRequestAsync(from, req, respond)
+}
+
+func (n *Node) serveHandoff(from string, ho *pb.HandoffRequest, respond func(*pb.Envelope)) {
+	parts, err := core.SplitHandoff(n.coreCfg, ho, len(n.loops))
+	if err != nil {
+		respond(core.ErrorEnvelope(err))
+		return
+	}
+	var (
+		mu      sync.Mutex
+		left    int
+		applied int32
+		failed  *pb.Envelope
+	)
+	for _, p := range parts {
+		if p != nil {
+			left++
+		}
+	}
+	if left == 0 {
+		respond(&pb.Envelope{Body: &pb.Envelope_HandoffResp{HandoffResp: &pb.HandoffResponse{}}})
+		return
+	}
+	for s, p := range parts {
+		if p == nil {
+			continue
+		}
+		n.loops[s].peerRequestAsync(from, &pb.Envelope{Body: &pb.Envelope_Handoff{Handoff: p}}, func(e *pb.Envelope) {
+			mu.Lock()
+			defer mu.Unlock()
+			if r := e.GetHandoffResp(); r != nil {
+				applied += r.GetApplied()
+			} else if failed == nil {
+				failed = e
+			}
+			if left--; left > 0 {
+				return
+			}
+			if failed != nil {
+				respond(failed) // the sender resends the whole batch: merging twice changes nothing
+				return
+			}
+			respond(&pb.Envelope{Body: &pb.Envelope_HandoffResp{HandoffResp: &pb.HandoffResponse{Applied: applied}}})
+		})
+	}
+}
+
+// peerRequestAsync steps a peer's request on the loop; respond gets the core's answer.
+func (l *loop) peerRequestAsync(from string, req *pb.Envelope, respond func(*pb.Envelope)) {
+	l.submit(func() {
+		l.nextID++
+		id := l.nextID
+		l.peers[id] = respond
+		l.step(core.PeerRequest{From: from, ID: id, Env: req})
 	})
 }
 
