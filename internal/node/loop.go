@@ -24,6 +24,7 @@ type loop struct {
 	n     *Node
 	c     *core.Core
 	shard int
+	batch *storage.TurnBatch // the core's store: a turn's writes commit as one batch
 	log   *slog.Logger
 	start time.Time
 	self  string
@@ -46,8 +47,8 @@ type loop struct {
 	dispatched chan struct{} // closed when the dispatcher has stopped
 }
 
-func newLoop(n *Node, c *core.Core, shard int) *loop {
-	return &loop{n: n, c: c, shard: shard, log: n.log.With("shard", shard), start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
+func newLoop(n *Node, c *core.Core, shard int, batch *storage.TurnBatch) *loop {
+	return &loop{n: n, c: c, shard: shard, batch: batch, log: n.log.With("shard", shard), start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]func(*pb.Envelope){},
 		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{},
 		out: outbox{sig: make(chan struct{}, 1)}, dispatched: make(chan struct{})}
@@ -72,7 +73,14 @@ func (l *loop) submit(f func()) {
 // do runs f on the loop and waits for it.
 func (l *loop) do(ctx context.Context, f func(c *core.Core)) error {
 	ran := make(chan struct{})
-	l.submit(func() { f(l.c); close(ran) })
+	l.submit(func() {
+		f(l.c)
+		// What f wrote is in the store when do returns (a caller may read it directly).
+		if err := l.batch.Commit(); err != nil {
+			l.log.Error("store write failed", "err", err)
+		}
+		close(ran)
+	})
 	select {
 	case <-ran:
 		return nil
@@ -132,6 +140,8 @@ func (l *loop) run(ctx context.Context) {
 
 // flush carries out the core's Ready until it has nothing left, then arms the timer.
 //
+// The turn's writes are committed first, as one batch (storage.TurnBatch).
+//
 // A turn that wrote nothing that must be durable is carried out at once: messages to this
 // node itself (it is one of the replicas) and their answers are stepped here, the rest is
 // handed to the transport and to the waiting callers, none of which blocks. A turn that
@@ -190,6 +200,11 @@ func (l *loop) flush(ctx context.Context) {
 				delete(l.reaps, d.ID)
 				out.reaps = append(out.reaps, reapOut{ch, d})
 			}
+		}
+		if err := l.batch.Commit(); err != nil {
+			l.log.Error("store write failed", "err", err)
+			l.failTurn(&out, fmt.Errorf("store: %w", err)) // nothing that relies on the writes may leave
+			continue
 		}
 		if out.sync {
 			l.out.push(out)

@@ -142,12 +142,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.actor = ident.Actor()
 	shards := cfg.loops()
 	for s := range shards {
-		deps := core.Deps{Store: st, Hints: n.hints, Buckets: n, Count: n.metrics.count, Log: coreLogger(log), Minter: n.minter}
+		// A shard's writes of one loop turn commit as one batch (the loop commits it).
+		batch := storage.NewTurnBatch(st)
+		deps := core.Deps{Store: batch, Hints: n.hints, Buckets: n, Count: n.metrics.count, Log: coreLogger(log), Minter: n.minter}
 		c, err := core.New(core.ShardConfig(n.coreCfg, s, shards), deps, core.Time{Wall: n.physMs()})
 		if err != nil {
 			return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 		}
-		n.loops = append(n.loops, newLoop(n, c, s))
+		n.loops = append(n.loops, newLoop(n, c, s, batch))
 	}
 	for _, l := range n.loops {
 		n.bg.Add(1)
