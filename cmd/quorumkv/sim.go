@@ -73,7 +73,7 @@ type simOptions struct {
 
 // simFlagOrder is the order of the flags in a replay command; the first ones are always
 // written, the others when they were given.
-var simFlagOrder = []string{"nodes", "n", "r", "w", "duration", "seed",
+var simFlagOrder = []string{"nodes", "n", "r", "w", "duration", "seed", "shards",
 	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "counter-ratio", "read-after-write", "latency", "loss", "read-repair", "conflict",
 	"handoff", "aae", "aae-interval", "detect-delay", "request-timeout", "handoff-timeout", "gc-grace", "heal-budget", "faults"}
 
@@ -89,6 +89,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	n := fs.Int("n", def.N, "replicas per key (`N`)")
 	r := fs.Int("r", def.R, "read quorum (`R`)")
 	w := fs.Int("w", def.W, "write quorum (`W`)")
+	shards := fs.Int("shards", def.Shards, "protocol cores per node, each owning a range of partitions (the server runs one per CPU)")
 	duration := fs.Duration("duration", def.Duration, "how long the workload runs, in virtual time")
 	seed := fs.Uint64("seed", def.Seed, "random `seed`; the same seed replays the same run")
 	rate := fs.Float64("rate", def.Rate, "client operations per virtual second, over the cluster")
@@ -122,6 +123,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	}
 	cfg = def
 	cfg.Seed, cfg.Nodes, cfg.N, cfg.R, cfg.W = *seed, *nodes, *n, *r, *w
+	cfg.Shards = *shards
 	cfg.Duration, cfg.Rate, cfg.Keys, cfg.KeyDist = *duration, *rate, *keys, *keyDist
 	cfg.ReadRatio, cfg.DeleteRatio, cfg.Loss = *readRatio, *deleteRatio, *loss
 	cfg.CounterRatio, cfg.ReadAfterWrite = *counterRatio, *readAfter

@@ -139,3 +139,47 @@ func SplitHandoff(cfg Config, r *pb.HandoffRequest, shards int) ([]*pb.HandoffRe
 	}
 	return out, nil
 }
+
+// HandoffGather combines the shards' answers to the parts of a split handoff batch into
+// the one answer the sender waits for: the items applied, or the first failure (the sender
+// then resends the whole batch; merging an item twice changes nothing).
+type HandoffGather struct {
+	left    int
+	applied int32
+	failed  *pb.Envelope
+}
+
+// NewHandoffGather waits for the answers of parts (SplitHandoff's non-nil entries).
+func NewHandoffGather(parts []*pb.HandoffRequest) *HandoffGather {
+	g := &HandoffGather{}
+	for _, p := range parts {
+		if p != nil {
+			g.left++
+		}
+	}
+	return g
+}
+
+// Waiting reports whether answers are still due.
+func (g *HandoffGather) Waiting() bool { return g.left > 0 }
+
+// Add takes one shard's answer; once the last is in, it returns the batch's answer.
+func (g *HandoffGather) Add(e *pb.Envelope) (*pb.Envelope, bool) {
+	if r := e.GetHandoffResp(); r != nil {
+		g.applied += r.GetApplied()
+	} else if g.failed == nil {
+		g.failed = e
+	}
+	if g.left--; g.left > 0 {
+		return nil, false
+	}
+	return g.Answer(), true
+}
+
+// Answer is the batch's answer from what came in.
+func (g *HandoffGather) Answer() *pb.Envelope {
+	if g.failed != nil {
+		return g.failed
+	}
+	return &pb.Envelope{Body: &pb.Envelope_HandoffResp{HandoffResp: &pb.HandoffResponse{Applied: g.applied}}}
+}

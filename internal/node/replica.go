@@ -49,19 +49,10 @@ func (n *Node) serveHandoff(from string, ho *pb.HandoffRequest, respond func(*pb
 		respond(core.ErrorEnvelope(err))
 		return
 	}
-	var (
-		mu      sync.Mutex
-		left    int
-		applied int32
-		failed  *pb.Envelope
-	)
-	for _, p := range parts {
-		if p != nil {
-			left++
-		}
-	}
-	if left == 0 {
-		respond(&pb.Envelope{Body: &pb.Envelope_HandoffResp{HandoffResp: &pb.HandoffResponse{}}})
+	var mu sync.Mutex
+	g := core.NewHandoffGather(parts)
+	if !g.Waiting() {
+		respond(g.Answer())
 		return
 	}
 	for s, p := range parts {
@@ -70,20 +61,11 @@ func (n *Node) serveHandoff(from string, ho *pb.HandoffRequest, respond func(*pb
 		}
 		n.loops[s].peerRequestAsync(from, &pb.Envelope{Body: &pb.Envelope_Handoff{Handoff: p}}, func(e *pb.Envelope) {
 			mu.Lock()
-			defer mu.Unlock()
-			if r := e.GetHandoffResp(); r != nil {
-				applied += r.GetApplied()
-			} else if failed == nil {
-				failed = e
+			ans, done := g.Add(e)
+			mu.Unlock()
+			if done {
+				respond(ans)
 			}
-			if left--; left > 0 {
-				return
-			}
-			if failed != nil {
-				respond(failed) // the sender resends the whole batch: merging twice changes nothing
-				return
-			}
-			respond(&pb.Envelope{Body: &pb.Envelope_HandoffResp{HandoffResp: &pb.HandoffResponse{Applied: applied}}})
 		})
 	}
 }

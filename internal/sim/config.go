@@ -16,6 +16,9 @@ type Config struct {
 	Nodes      int // cluster size
 	N, R, W    int // replicas per key, read and write quorums
 	Partitions int // ring partitions (Q); 64 keeps small runs fast
+	// Shards is how many cores each node runs, each owning a range of partitions, as the
+	// server runs one per CPU (core.ShardConfig); 1 by default.
+	Shards int
 
 	Duration     time.Duration // how long the workload runs (virtual time)
 	Rate         float64       // client operations per second (virtual), over the cluster
@@ -79,7 +82,7 @@ type Config struct {
 // unless GCGrace says otherwise.
 func DefaultConfig() Config {
 	return Config{
-		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64,
+		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64, Shards: 1,
 		Duration: 60 * time.Second, Rate: 1000, ReadRatio: 0.8, DeleteRatio: 0.05, CounterRatio: 0.1,
 		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1, ReadAfterWrite: -1,
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
@@ -107,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.Partitions < 1 || c.Partitions&(c.Partitions-1) != 0 {
 		errs = append(errs, fmt.Errorf("sim: partitions %d: want a power of two", c.Partitions))
+	}
+	if c.Shards < 1 || c.Shards > c.Partitions {
+		errs = append(errs, fmt.Errorf("sim: shards %d: want 1..partitions (%d)", c.Shards, c.Partitions))
 	}
 	if c.Duration <= 0 || c.Rate <= 0 || c.Keys <= 0 {
 		errs = append(errs, errors.New("sim: duration, rate and keys must be positive"))

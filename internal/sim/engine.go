@@ -19,15 +19,16 @@ import (
 // (a message or an answer arriving, a message lost at its deadline, a core's timer, a
 // client request) are typed, so scheduling them allocates no closure; events are reused.
 type event struct {
-	at   time.Duration
-	seq  uint64
-	node int
-	inc  int
-	kind evKind
-	due  time.Duration // evTick: the timer it was scheduled for (at moves if deferred)
-	c    *call
-	op   *clientOp
-	fn   func()
+	at    time.Duration
+	seq   uint64
+	node  int
+	inc   int
+	kind  evKind
+	due   time.Duration // evTick: the timer it was scheduled for (at moves if deferred)
+	shard int           // evTick: the shard whose timer it is
+	c     *call
+	op    *clientOp
+	fn    func()
 }
 
 type evKind uint8
@@ -148,6 +149,8 @@ type world struct {
 	// the ID their target's core sees.
 	calls    map[uint64]*call
 	nextCall uint64
+	// parts are the parts of split handoff batches being merged, by their PeerRequest ID.
+	parts map[uint64]*splitCall
 	// clients are the client requests in flight, by request ID.
 	clients    map[uint64]*clientOp
 	nextClient uint64
@@ -172,15 +175,16 @@ type world struct {
 // call is one core Message on its way: the request to its target, then the answer (or
 // the failure) back to its sender, who gets exactly one Response for it.
 type call struct {
-	id       uint64 // the PeerRequest ID the target sees
-	from, to int
-	fromInc  int
-	msgID    uint64 // the sender's Message ID
-	req, ans *pb.Envelope
-	kind     msgKind
-	deadline time.Duration
-	done     bool // the sender got its Response (or died)
-	losing   bool // a lost-at-deadline Response is scheduled
+	id        uint64 // the PeerRequest ID the target sees
+	from, to  int
+	fromShard int // the sender's shard
+	fromInc   int
+	msgID     uint64 // the sender's Message ID
+	req, ans  *pb.Envelope
+	kind      msgKind
+	deadline  time.Duration
+	done      bool // the sender got its Response (or died)
+	losing    bool // a lost-at-deadline Response is scheduled
 }
 
 // Errors the simulated transport reports to a sender's core.
@@ -191,7 +195,7 @@ var (
 
 func newWorld(cfg Config) (*world, error) {
 	w := &world{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), trace: xxhash.New(),
-		calls: map[uint64]*call{}, clients: map[uint64]*clientOp{}}
+		calls: map[uint64]*call{}, parts: map[uint64]*splitCall{}, clients: map[uint64]*clientOp{}}
 	members := make([]ring.Member, cfg.Nodes)
 	for i := range members {
 		members[i] = ring.Member{ID: ring.NodeID(nodeName(i))}
@@ -309,20 +313,20 @@ func (w *world) step(until time.Duration) bool {
 	case evFunc:
 		e.fn()
 	case evRequest:
-		c := e.c
-		w.nodes[c.to].step(core.PeerRequest{From: w.nodes[c.from].name, ID: c.id, Env: c.req})
+		w.deliver(e.c)
 	case evAnswer:
 		w.respond(e.c, core.Response{ID: e.c.msgID, Env: e.c.ans})
 	case evLost:
 		w.respond(e.c, core.Response{ID: e.c.msgID, Err: errLost})
 	case evTick:
 		n := w.nodes[e.node]
-		if n.tickAt == e.due {
-			n.tickAt = -1
-			n.step(core.Tick{})
+		if n.tickAt[e.shard] == e.due {
+			n.tickAt[e.shard] = -1
+			n.step(e.shard, core.Tick{})
 		}
 	case evClient:
-		w.nodes[e.op.node].step(e.op.req)
+		n := w.nodes[e.op.node]
+		n.step(n.shardOfKey(e.op.key), e.op.req)
 	}
 	*e = event{}
 	w.free = append(w.free, e)
@@ -336,7 +340,45 @@ func (w *world) respond(c *call, r core.Response) {
 	}
 	c.done = true
 	delete(w.calls, c.id)
-	w.nodes[c.from].step(r)
+	w.nodes[c.from].step(c.fromShard, r)
+}
+
+// deliver hands c's request to the shard of its target that serves it; a handoff batch
+// spanning shards is checked whole and split, and its parts' answers gathered into one.
+func (w *world) deliver(c *call) {
+	n := w.nodes[c.to]
+	from := w.nodes[c.from].name
+	k, q := len(n.cores), w.cfg.Partitions
+	ho := c.req.GetHandoff()
+	if ho == nil || k == 1 {
+		s, _ := core.Route(c.req, q, k)
+		n.step(s, core.PeerRequest{From: from, ID: c.id, Env: c.req})
+		return
+	}
+	parts, err := core.SplitHandoff(n.cores[0].Config(), ho, k)
+	if err != nil {
+		w.sendAnswer(n, core.Answer{To: from, ID: c.id, Env: core.ErrorEnvelope(err)})
+		return
+	}
+	g := core.NewHandoffGather(parts)
+	if !g.Waiting() {
+		w.sendAnswer(n, core.Answer{To: from, ID: c.id, Env: g.Answer()})
+		return
+	}
+	for s, p := range parts {
+		if p == nil {
+			continue
+		}
+		w.nextCall++
+		w.parts[w.nextCall] = &splitCall{call: c.id, g: g}
+		n.step(s, core.PeerRequest{From: from, ID: w.nextCall, Env: &pb.Envelope{Body: &pb.Envelope_Handoff{Handoff: p}}})
+	}
+}
+
+// splitCall is one shard's part of a split handoff batch.
+type splitCall struct {
+	call uint64 // the batch's call
+	g    *core.HandoffGather
 }
 
 // latency draws the latency of a message of kind k from node i to node j.
@@ -373,11 +415,11 @@ func (w *world) dropped(i, j int) bool {
 // kind the target's core gets it as a PeerRequest. A lost request, or one whose answer is
 // lost or late, is answered to the sender as lost at the message's deadline; a target
 // that is down refuses the connection after one latency (unreachable).
-func (w *world) sendMessage(from *snode, m core.Message) {
+func (w *world) sendMessage(from *snode, shard int, m core.Message) {
 	w.rep.Messages++
 	to := nodeIndex(m.To)
 	w.nextCall++
-	c := &call{id: w.nextCall, from: from.id, to: to, fromInc: from.inc, msgID: m.ID, kind: requestKind(m.Env), deadline: m.Deadline}
+	c := &call{id: w.nextCall, from: from.id, fromShard: shard, to: to, fromInc: from.inc, msgID: m.ID, kind: requestKind(m.Env), deadline: m.Deadline}
 	d := w.latency(c.kind, from.id, to)
 	if w.dropped(from.id, to) {
 		w.rep.MessagesLost++
@@ -386,7 +428,7 @@ func (w *world) sendMessage(from *snode, m core.Message) {
 		return
 	}
 	if !w.nodes[to].up {
-		w.atInc(w.now+d, from.id, from.inc, func() { from.step(core.Response{ID: m.ID, Err: errUnreachable}) })
+		w.atInc(w.now+d, from.id, from.inc, func() { from.step(shard, core.Response{ID: m.ID, Err: errUnreachable}) })
 		return
 	}
 	w.calls[c.id] = c
@@ -401,6 +443,14 @@ func (w *world) sendMessage(from *snode, m core.Message) {
 
 // sendAnswer carries a core Answer back to the sender of the request it answers.
 func (w *world) sendAnswer(from *snode, a core.Answer) {
+	if sp := w.parts[a.ID]; sp != nil {
+		delete(w.parts, a.ID)
+		ans, done := sp.g.Add(a.Env)
+		if !done {
+			return
+		}
+		a = core.Answer{To: a.To, ID: sp.call, Env: ans}
+	}
 	c := w.calls[a.ID]
 	if c == nil || c.done {
 		return // the sender got its Response already (lost at its deadline) or died

@@ -49,11 +49,13 @@ type snode struct {
 
 	store *storage.Memory
 	hints *hints.Store
-	core  *core.Core
+	cores []*core.Core // one per shard (Config.Shards), sharing the node's identity
 	skew  time.Duration
 
-	seen   uint64        // the failure detector's view last given to the core (alive bits)
-	tickAt time.Duration // the time of the Tick scheduled for the core's next timer; -1: none
+	seen uint64 // the failure detector's view last given to the cores (alive bits)
+	// tickAt is, per shard, the time of the Tick scheduled for its core's next timer
+	// (-1: none).
+	tickAt []time.Duration
 
 	// lastClock is the clock of each key this incarnation stored, for the "never goes
 	// backwards" checker.
@@ -115,18 +117,27 @@ func (n *snode) start() error {
 	if err := n.loadClocks(); err != nil {
 		return fmt.Errorf("sim: %s: %w", n.name, err)
 	}
-	c, err := core.New(w.coreConfig(n.name), core.Deps{Store: n.store, Hints: h, Buckets: w.buckets,
-		Count: w.count, OnMint: w.hist.wrote, OnWrite: n.onWrite}, n.time())
+	id, err := core.LoadIdentity(n.name, n.store)
 	if err != nil {
-		return fmt.Errorf("sim: %s: core: %w", n.name, err)
+		return fmt.Errorf("sim: %s: %w", n.name, err)
 	}
-	n.core = c
+	k := w.cfg.Shards
+	n.cores, n.tickAt = make([]*core.Core, k), make([]time.Duration, k)
+	for s := range k {
+		c, err := core.New(core.ShardConfig(w.coreConfig(n.name), s, k), core.Deps{Store: n.store, Hints: h, Buckets: w.buckets,
+			Count: w.count, OnMint: w.hist.wrote, OnWrite: n.onWrite, Minter: id}, n.time())
+		if err != nil {
+			return fmt.Errorf("sim: %s: core: %w", n.name, err)
+		}
+		n.cores[s], n.tickAt[s] = c, -1
+	}
 	n.up = true
-	n.tickAt = -1
 	n.seen = w.aliveMask(n.id)
-	n.step(core.SetView{View: n.view(n.seen)})
-	n.core.Start()
-	n.drain()
+	n.broadcast(core.SetView{View: n.view(n.seen)})
+	for s, c := range n.cores {
+		c.Start()
+		n.drain(s)
+	}
 	return nil
 }
 
@@ -166,23 +177,37 @@ func (n *snode) view(mask uint64) core.View {
 func (n *snode) pushView() {
 	if m := n.w.aliveMask(n.id); m != n.seen {
 		n.seen = m
-		n.step(core.SetView{View: n.view(m)})
+		n.broadcast(core.SetView{View: n.view(m)})
 	}
 }
 
-// step feeds one event to the node's core and carries out what it asks.
-func (n *snode) step(ev core.Event) {
-	n.core.Step(n.time(), ev)
-	n.drain()
+// step feeds one event to shard s's core and carries out what it asks.
+func (n *snode) step(s int, ev core.Event) {
+	n.cores[s].Step(n.time(), ev)
+	n.drain(s)
 }
 
-// drain carries out the core's Ready: the sync first (nothing that claims durability
+// broadcast feeds an event to every shard's core.
+func (n *snode) broadcast(ev core.Event) {
+	for s := range n.cores {
+		n.step(s, ev)
+	}
+}
+
+// shardOfKey is the shard serving a workload key.
+func (n *snode) shardOfKey(key string) int {
+	q := n.w.cfg.Partitions
+	return core.ShardOf(core.PartitionOf(bucketOf(key), key, q), q, len(n.cores))
+}
+
+// drain carries out shard s's Ready: the sync first (nothing that claims durability
 // leaves before it), then messages, answers and replies, and a Tick for its next timer.
-func (n *snode) drain() {
+func (n *snode) drain(s int) {
 	w := n.w
-	for n.core.HasReady() {
-		rd := n.core.Ready()
-		n.core.Advance()
+	c := n.cores[s]
+	for c.HasReady() {
+		rd := c.Ready()
+		c.Advance()
 		if rd.Sync {
 			if err := n.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
 				panic(fmt.Sprintf("sim: %s: sync: %v", n.name, err))
@@ -193,10 +218,10 @@ func (n *snode) drain() {
 				// --handoff=false: hand-off batches never get through (the core has no switch
 				// for it); each fails at once as if its target could not be reached.
 				id := m.ID
-				w.atInc(w.now, n.id, n.inc, func() { n.step(core.Response{ID: id, Err: errUnreachable}) })
+				w.atInc(w.now, n.id, n.inc, func() { n.step(s, core.Response{ID: id, Err: errUnreachable}) })
 				continue
 			}
-			w.sendMessage(n, m)
+			w.sendMessage(n, s, m)
 		}
 		for _, a := range rd.Answers {
 			w.sendAnswer(n, a)
@@ -205,12 +230,12 @@ func (n *snode) drain() {
 			w.reply(n, r)
 		}
 	}
-	if t, ok := n.core.NextTimer(); ok && (n.tickAt < 0 || t < n.tickAt) {
+	if t, ok := c.NextTimer(); ok && (n.tickAt[s] < 0 || t < n.tickAt[s]) {
 		// A Tick scheduled for a later timer stays queued; it finds tickAt moved and does
 		// nothing.
-		n.tickAt = t
+		n.tickAt[s] = t
 		e := w.newEvent(t, n.id, n.inc, evTick)
-		e.due = t
+		e.due, e.shard = t, s
 		w.push(e)
 	}
 }

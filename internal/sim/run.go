@@ -208,7 +208,7 @@ func (w *world) crash(n *snode) {
 	n.up, n.paused, n.deferred = false, false, nil
 	n.inc++
 	n.store = n.store.CrashClone()
-	n.core, n.hints = nil, nil
+	n.cores, n.hints = nil, nil
 	for _, c := range w.callsOf(n.id) {
 		if c.from == n.id {
 			c.done = true

@@ -51,11 +51,16 @@ func TestSameSeedSameTrace(t *testing.T) {
 
 // TestFixedSeedsWithFaults: partitions (both ways and one way), a crash with restart, a
 // pause and a skewed clock; every invariant holds, and the cluster converges after healing.
+// Seeds 6 and 7 run three cores per node, as a server on a 3-CPU machine does.
 func TestFixedSeedsWithFaults(t *testing.T) {
-	for _, seed := range []uint64{1, 2, 3, 4, 5} {
-		rep, err := Run(faultyConfig(seed), nil)
+	for _, seed := range []uint64{1, 2, 3, 4, 5, 6, 7} {
+		cfg := faultyConfig(seed)
+		if seed >= 6 {
+			cfg.Shards = 3
+		}
+		rep, err := Run(cfg, nil)
 		if err != nil {
-			t.Fatalf("seed %d: %v\nreplay: quorumkv sim --seed %d --duration 8s --rate 400 --keys 300 --faults %q", seed, err, seed, rep.Faults)
+			t.Fatalf("seed %d: %v\nreplay: quorumkv sim --seed %d --shards %d --duration 8s --rate 400 --keys 300 --faults %q", seed, err, seed, cfg.Shards, rep.Faults)
 		}
 		if !rep.Converged || rep.Reads == 0 || rep.Writes == 0 || rep.HintsStored == 0 {
 			t.Fatalf("seed %d: %+v", seed, rep)
@@ -86,8 +91,9 @@ func TestRandomSweep(t *testing.T) {
 		if r%5 < 2 {
 			cfg.DeleteRatio, cfg.GCGrace = 0.3, time.Second
 		}
+		cfg.Shards = 1 + int(r/7%4)
 		if _, err := Run(cfg, nil); err != nil {
-			t.Fatalf("seed %d (r=%d w=%d loss=%g conflict=%s gc_grace=%s): %v", seed, cfg.R, cfg.W, cfg.Loss, cfg.Conflict, cfg.GCGrace, err)
+			t.Fatalf("seed %d (r=%d w=%d loss=%g conflict=%s gc_grace=%s shards=%d): %v", seed, cfg.R, cfg.W, cfg.Loss, cfg.Conflict, cfg.GCGrace, cfg.Shards, err)
 		}
 	}
 	fmt.Println("sweep:", *sweep, "seeds passed")
@@ -100,6 +106,7 @@ func TestReapingUnderFaults(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3} {
 		cfg := faultyConfig(seed)
 		cfg.Keys, cfg.DeleteRatio, cfg.GCGrace = 100, 0.5, time.Second
+		cfg.Shards = int(seed) // each shard reaps its own range
 		rep, err := Run(cfg, nil)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
