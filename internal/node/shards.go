@@ -111,4 +111,6 @@ func mergeTreeInfo(parts []core.TreeInfo) core.TreeInfo {
 }
 
 // stoppedErr is the error of a request to a node that is stopping.
-func (n *Node) stoppedErr() error { return fmt.Errorf("%w: node %s is stopping", ErrUnavailable, n.cfg.ID) }
+func (n *Node) stoppedErr() error {
+	return fmt.Errorf("%w: node %s is stopping", ErrUnavailable, n.cfg.ID)
+}
