@@ -71,6 +71,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	aaeSegments := fs.Int("aae-segments", def.AAESegments, "hash tree `segments` per partition (a power of two)")
 	reapInterval := fs.Duration("reap-interval", def.ReapInterval, "time between two scans for tombstones to reap")
 	hedge := fs.Duration("hedge-delay", def.HedgeDelay, "a write waits this long for a primary before also sending to a fallback")
+	loops := fs.Int("loops", 0, "event loops running the protocol, each owning a range of partitions (0: one per CPU)")
 	conf := addConfigFlags(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -108,7 +109,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	cfg.MaxKeyBytes, cfg.MaxValueBytes, cfg.MaxSiblings, cfg.MaxObjectBytes = *maxKey, *maxValue, *maxSiblings, *maxObject
 	cfg.RequestTimeout = *reqTimeout
 	cfg.HintWindow, cfg.HintMaxBytes, cfg.HintRate, cfg.HandoffInterval = *hintWindow, *hintMax, *hintRate, *handoffEvery
-	cfg.HedgeDelay = *hedge
+	cfg.HedgeDelay, cfg.Loops = *hedge, *loops
 	cfg.NoAAE, cfg.AAEInterval, cfg.AAESegments, cfg.ReapInterval = *noAAE, *aaeInterval, *aaeSegments, *reapInterval
 	cfg.ID = *id
 	cfg.DataDir = *data
