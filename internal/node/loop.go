@@ -42,16 +42,12 @@ type loop struct {
 	timer   *time.Timer
 	repairs map[uint64]*repairWatch
 	reaps   map[uint64]chan core.ReapDone
-
-	out        outbox
-	dispatched chan struct{} // closed when the dispatcher has stopped
 }
 
 func newLoop(n *Node, c *core.Core, shard int, batch *storage.TurnBatch) *loop {
 	return &loop{n: n, c: c, shard: shard, batch: batch, log: n.log.With("shard", shard), start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]func(*pb.Envelope){},
-		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{},
-		out: outbox{sig: make(chan struct{}, 1)}, dispatched: make(chan struct{})}
+		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{}}
 }
 
 // now is the core's time: the wall clock (skewed by fault injection) and a monotonic clock.
@@ -114,8 +110,6 @@ func (l *loop) request(ctx context.Context, req core.ClientRequest) (core.Reply,
 
 func (l *loop) run(ctx context.Context) {
 	defer close(l.done)
-	go l.syncer(ctx)
-	defer func() { <-l.dispatched }()
 	l.timer = time.NewTimer(time.Hour)
 	defer l.timer.Stop()
 	var batch []func()
@@ -207,7 +201,8 @@ func (l *loop) flush(ctx context.Context) {
 			continue
 		}
 		if out.sync {
-			l.out.push(out)
+			out.l = l
+			l.n.out.push(out)
 			continue
 		}
 		l.local = append(l.local, out.local...)
@@ -241,6 +236,7 @@ func (l *loop) carryOut(ctx context.Context, t *turnOut) {
 
 // turnOut is what one turn sends out of the node.
 type turnOut struct {
+	l       *loop // the loop whose turn it is
 	sync    bool
 	local   []core.Event // for this node's own core
 	msgs    []core.Message
@@ -300,16 +296,16 @@ func (o *outbox) take(buf []turnOut) []turnOut {
 	return buf
 }
 
-// syncer carries out the turns that must be durable, in order: one fsync for every turn
-// queued, then their outputs, their events for this node's own core back to the loop.
-func (l *loop) syncer(ctx context.Context) {
-	defer close(l.dispatched)
+// syncer carries out the turns of every loop that must be durable, in order: one fsync
+// for every turn queued (whichever loop it came from), then their outputs, their events
+// for this node's own cores back to their loops.
+func (n *Node) syncer(ctx context.Context) {
 	var turns []turnOut
 	window := time.NewTimer(time.Hour)
 	window.Stop()
 	for {
 		select {
-		case <-l.out.sig:
+		case <-n.out.sig:
 		case <-ctx.Done():
 			return
 		}
@@ -317,37 +313,39 @@ func (l *loop) syncer(ctx context.Context) {
 		// batch commit-log window). One fsync costs the node far more CPU than the
 		// window costs a write's latency, and a quorum of other replicas usually acks
 		// meanwhile.
-		if l.n.cfg.SyncWindow > 0 {
-			window.Reset(l.n.cfg.SyncWindow)
+		if n.cfg.SyncWindow > 0 {
+			window.Reset(n.cfg.SyncWindow)
 			select {
 			case <-window.C:
 			case <-ctx.Done():
 				return
 			}
 		}
-		turns = l.out.take(turns)
+		turns = n.out.take(turns)
 		if len(turns) == 0 {
 			continue
 		}
 		var serr error
-		if err := l.n.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
-			l.log.Error("store sync failed", "err", err)
+		if err := n.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
+			n.log.Error("store sync failed", "err", err)
 			serr = fmt.Errorf("sync: %w", err)
 		}
-		var local []core.Event
+		local := make(map[*loop][]core.Event)
 		for i := range turns {
 			t := &turns[i]
 			if serr != nil {
-				l.failTurn(t, serr) // nothing that claims durability may leave
+				t.l.failTurn(t, serr) // nothing that claims durability may leave
 			} else {
-				l.carryOut(ctx, t)
-				local = append(local, t.local...)
+				t.l.carryOut(ctx, t)
+				if len(t.local) > 0 {
+					local[t.l] = append(local[t.l], t.local...)
+				}
 			}
 			*t = turnOut{}
 		}
-		if len(local) > 0 {
+		for l, evs := range local {
 			l.submit(func() {
-				for _, ev := range local {
+				for _, ev := range evs {
 					l.step(ev)
 				}
 			})

@@ -65,6 +65,7 @@ type Node struct {
 
 	coreCfg core.Config
 	loops   []*loop // one per shard of the core
+	out     outbox  // the loops' turns waiting for the syncer's fsync
 	minter  *sharedMinter
 	actor   string
 
@@ -151,6 +152,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.loops = append(n.loops, newLoop(n, c, s, batch))
 	}
+	n.out.sig = make(chan struct{}, 1)
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.syncer(n.ctx)
+	}()
 	for _, l := range n.loops {
 		n.bg.Add(1)
 		go func() {
