@@ -88,6 +88,8 @@ type Envelope struct {
 	//	*Envelope_TreeResp
 	//	*Envelope_TreeKeys
 	//	*Envelope_TreeKeysResp
+	//	*Envelope_Transfer
+	//	*Envelope_TransferResp
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -254,6 +256,24 @@ func (x *Envelope) GetTreeKeysResp() *TreeKeysResponse {
 	return nil
 }
 
+func (x *Envelope) GetTransfer() *TransferRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Transfer); ok {
+			return x.Transfer
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetTransferResp() *TransferResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_TransferResp); ok {
+			return x.TransferResp
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -310,6 +330,14 @@ type Envelope_TreeKeysResp struct {
 	TreeKeysResp *TreeKeysResponse `protobuf:"bytes,22,opt,name=tree_keys_resp,json=treeKeysResp,proto3,oneof"`
 }
 
+type Envelope_Transfer struct {
+	Transfer *TransferRequest `protobuf:"bytes,23,opt,name=transfer,proto3,oneof"`
+}
+
+type Envelope_TransferResp struct {
+	TransferResp *TransferResponse `protobuf:"bytes,24,opt,name=transfer_resp,json=transferResp,proto3,oneof"`
+}
+
 func (*Envelope_Get) isEnvelope_Body() {}
 
 func (*Envelope_GetResp) isEnvelope_Body() {}
@@ -335,6 +363,10 @@ func (*Envelope_TreeResp) isEnvelope_Body() {}
 func (*Envelope_TreeKeys) isEnvelope_Body() {}
 
 func (*Envelope_TreeKeysResp) isEnvelope_Body() {}
+
+func (*Envelope_Transfer) isEnvelope_Body() {}
+
+func (*Envelope_TransferResp) isEnvelope_Body() {}
 
 // GetRequest asks a replica for its stored object of a key.
 type GetRequest struct {
@@ -1464,13 +1496,145 @@ func (x *TreeKey) GetItem() uint64 {
 	return 0
 }
 
+// TransferRequest asks a current replica of a partition for its next stored objects, in
+// store order after the cursor `after` (empty: from the start), up to about max_bytes: a
+// node that will own the partition streams it before taking it over.
+type TransferRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partitions    int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	After         []byte                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	MaxBytes      int32                  `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferRequest) Reset() {
+	*x = TransferRequest{}
+	mi := &file_internode_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferRequest) ProtoMessage() {}
+
+func (x *TransferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
+func (*TransferRequest) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TransferRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *TransferRequest) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *TransferRequest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *TransferRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type TransferResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*HandoffItem         `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// next is the cursor of the following batch; done says there is none.
+	Next          []byte `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	Done          bool   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferResponse) Reset() {
+	*x = TransferResponse{}
+	mi := &file_internode_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferResponse) ProtoMessage() {}
+
+func (x *TransferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
+func (*TransferResponse) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TransferResponse) GetItems() []*HandoffItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *TransferResponse) GetNext() []byte {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+func (x *TransferResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 var File_internode_proto protoreflect.FileDescriptor
 
 const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"\x0finternode.proto\x12\x15quorumkv.internode.v1\"<\n" +
 	"\x05Batch\x123\n" +
-	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\xaa\a\n" +
+	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\xc0\b\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x03get\x18\n" +
@@ -1486,7 +1650,9 @@ const file_internode_proto_rawDesc = "" +
 	"\x04tree\x18\x13 \x01(\v2\".quorumkv.internode.v1.TreeRequestH\x00R\x04tree\x12B\n" +
 	"\ttree_resp\x18\x14 \x01(\v2#.quorumkv.internode.v1.TreeResponseH\x00R\btreeResp\x12E\n" +
 	"\ttree_keys\x18\x15 \x01(\v2&.quorumkv.internode.v1.TreeKeysRequestH\x00R\btreeKeys\x12O\n" +
-	"\x0etree_keys_resp\x18\x16 \x01(\v2'.quorumkv.internode.v1.TreeKeysResponseH\x00R\ftreeKeysRespB\x06\n" +
+	"\x0etree_keys_resp\x18\x16 \x01(\v2'.quorumkv.internode.v1.TreeKeysResponseH\x00R\ftreeKeysResp\x12D\n" +
+	"\btransfer\x18\x17 \x01(\v2&.quorumkv.internode.v1.TransferRequestH\x00R\btransfer\x12N\n" +
+	"\rtransfer_resp\x18\x18 \x01(\v2'.quorumkv.internode.v1.TransferResponseH\x00R\ftransferRespB\x06\n" +
 	"\x04body\"Q\n" +
 	"\n" +
 	"GetRequest\x12\x16\n" +
@@ -1579,7 +1745,18 @@ const file_internode_proto_rawDesc = "" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
 	"\asegment\x18\x03 \x01(\x05R\asegment\x12\x12\n" +
-	"\x04item\x18\x04 \x01(\x06R\x04item2U\n" +
+	"\x04item\x18\x04 \x01(\x06R\x04item\"\x82\x01\n" +
+	"\x0fTransferRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\x05R\n" +
+	"partitions\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\fR\x05after\x12\x1b\n" +
+	"\tmax_bytes\x18\x04 \x01(\x05R\bmaxBytes\"t\n" +
+	"\x10TransferResponse\x128\n" +
+	"\x05items\x18\x01 \x03(\v2\".quorumkv.internode.v1.HandoffItemR\x05items\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\fR\x04next\x12\x12\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done2U\n" +
 	"\tInternode\x12H\n" +
 	"\x06Stream\x12\x1c.quorumkv.internode.v1.Batch\x1a\x1c.quorumkv.internode.v1.Batch(\x010\x01B4Z2github.com/quorumkv/quorumkv/internal/transport/pbb\x06proto3"
 
@@ -1595,7 +1772,7 @@ func file_internode_proto_rawDescGZIP() []byte {
 	return file_internode_proto_rawDescData
 }
 
-var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_internode_proto_goTypes = []any{
 	(*Batch)(nil),             // 0: quorumkv.internode.v1.Batch
 	(*Envelope)(nil),          // 1: quorumkv.internode.v1.Envelope
@@ -1615,6 +1792,8 @@ var file_internode_proto_goTypes = []any{
 	(*TreeKeysRequest)(nil),   // 15: quorumkv.internode.v1.TreeKeysRequest
 	(*TreeKeysResponse)(nil),  // 16: quorumkv.internode.v1.TreeKeysResponse
 	(*TreeKey)(nil),           // 17: quorumkv.internode.v1.TreeKey
+	(*TransferRequest)(nil),   // 18: quorumkv.internode.v1.TransferRequest
+	(*TransferResponse)(nil),  // 19: quorumkv.internode.v1.TransferResponse
 }
 var file_internode_proto_depIdxs = []int32{
 	1,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
@@ -1631,16 +1810,19 @@ var file_internode_proto_depIdxs = []int32{
 	14, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
 	15, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
 	16, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
-	7,  // 14: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
-	11, // 15: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
-	17, // 16: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
-	0,  // 17: quorumkv.internode.v1.Internode.Stream:input_type -> quorumkv.internode.v1.Batch
-	0,  // 18: quorumkv.internode.v1.Internode.Stream:output_type -> quorumkv.internode.v1.Batch
-	18, // [18:19] is the sub-list for method output_type
-	17, // [17:18] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	18, // 14: quorumkv.internode.v1.Envelope.transfer:type_name -> quorumkv.internode.v1.TransferRequest
+	19, // 15: quorumkv.internode.v1.Envelope.transfer_resp:type_name -> quorumkv.internode.v1.TransferResponse
+	7,  // 16: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
+	11, // 17: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
+	17, // 18: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
+	11, // 19: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
+	0,  // 20: quorumkv.internode.v1.Internode.Stream:input_type -> quorumkv.internode.v1.Batch
+	0,  // 21: quorumkv.internode.v1.Internode.Stream:output_type -> quorumkv.internode.v1.Batch
+	21, // [21:22] is the sub-list for method output_type
+	20, // [20:21] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_internode_proto_init() }
@@ -1662,6 +1844,8 @@ func file_internode_proto_init() {
 		(*Envelope_TreeResp)(nil),
 		(*Envelope_TreeKeys)(nil),
 		(*Envelope_TreeKeysResp)(nil),
+		(*Envelope_Transfer)(nil),
+		(*Envelope_TransferResp)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1669,7 +1853,7 @@ func file_internode_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internode_proto_rawDesc), len(file_internode_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
