@@ -3,6 +3,8 @@
 # cluster, drive it with redis-benchmark, read the servers' CPU time from /proc, and take
 # medians. Every server started goes into $work and is stopped when the script exits.
 #
+# KEEP=FILE keeps the raw per-round figures ($work/results) in FILE.
+#
 # After bench_init: $work (a temporary directory), $hz (clock ticks per second).
 # After start_system: $port (Redis port, or RESP port of node n1), $http (HTTP address
 # of n1, quorumkv only), $pattern (what pgrep -f matches for the server processes).
@@ -27,6 +29,7 @@ bench_cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ] && [ -f "$work/results" ]; then cp "$work/results" "$KEEP"; fi
   rm -rf "$work"
 }
 

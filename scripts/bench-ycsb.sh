@@ -5,11 +5,12 @@
 # round), each on a bucket of its own: the load phase (RECORDS records of 10 fields × 100
 # bytes), then the run phase (OPERATIONS ops from CLIENTS clients, Zipfian keys; d: latest),
 # with the servers' CPU time read from /proc around the run phase. The table gives, per
-# workload and op type, the medians over the rounds, and the lowest and highest run
-# throughput beside the median.
+# workload and op type, the medians over the rounds, the lowest and highest throughput
+# beside the median, and each workload's run throughput as a ratio to workload c's (all
+# reads) in the same round, the median of those ratios.
 #
 # Needs jq. Usage: [ROUNDS=3] [RECORDS=10000] [OPERATIONS=50000] [CLIENTS=32]
-#   [QUORUMKV=binary] scripts/bench-ycsb.sh
+#   [QUORUMKV=binary] [KEEP=file-for-the-raw-figures] scripts/bench-ycsb.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -52,19 +53,25 @@ done
 fig() { awk -F'\t' -v w="$1" -v o="$2" -v c="$3" '$1==w && $3==o {print $c}' "$results" | median; }
 range() { awk -F'\t' -v w="$1" -v o="$2" '$1==w && $3==o {print $4}' "$results" | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f–%.0f", lo, hi}'; }
 ms() { awk -v us="$1" 'BEGIN {printf "%.2f", us / 1000}'; }
+# vs_c WORKLOAD: the median over the rounds of the workload's run throughput over workload
+# c's (all reads) in the same round and cluster.
+vs_c() {
+  awk -F'\t' -v w="$1" '$3=="total" && $1==w {a[$2]=$4} $3=="total" && $1=="c" {c[$2]=$4}
+    END {for (r in a) if (c[r] > 0) print a[r] / c[r]}' "$results" | median | awk '{printf "%.2f", $1}'
+}
 
 echo
 echo "quorumkv bench --workload W --records $records --operations $operations --clients $clients (load phase run first);"
 echo "3-node quorumkv dev cluster, N=3, R=W=quorum, lww buckets; medians of $rounds rounds"
 echo
-echo "| workload | op | ops/s | lowest–highest | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | server CPU µs/op |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| workload | op | ops/s | lowest–highest | ops/s vs c | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | server CPU µs/op |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for wl in "${workloads[@]}"; do
   for op in "insert (load)" read update insert read_modify_write total; do
     awk -F'\t' -v w="$wl" -v o="$op" '$1==w && $3==o {f=1} END {exit !f}' "$results" || continue
-    cpu=-
-    [ "$op" = total ] && cpu=$(fig "$wl" total 10)
-    printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$wl" "$op" "$(fig "$wl" "$op" 4)" "$(range "$wl" "$op")" \
+    cpu=- ratio=-
+    [ "$op" = total ] && cpu=$(fig "$wl" total 10) && ratio=$(vs_c "$wl")
+    printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$wl" "$op" "$(fig "$wl" "$op" 4)" "$(range "$wl" "$op")" "$ratio" \
       "$(ms "$(fig "$wl" "$op" 5)")" "$(ms "$(fig "$wl" "$op" 6)")" "$(ms "$(fig "$wl" "$op" 7)")" \
       "$(ms "$(fig "$wl" "$op" 8)")" "$(ms "$(fig "$wl" "$op" 9)")" "$cpu"
   done
