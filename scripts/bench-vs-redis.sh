@@ -6,11 +6,13 @@
 # on keys written first: SET and GET unpipelined and with -P 16, the SET p99, and the
 # server CPU per op from /proc/PID/stat (utime+stime), summed over the three quorumkv
 # nodes. The systems take turns in each round (which goes first alternates); the table
-# gives the medians of the rounds and quorumkv's figures as a share of Redis's.
+# gives the medians of the rounds and quorumkv's figures as a share of Redis's. A second
+# table gives the same quorumkv clusters over HTTP (`quorumkv bench`, 32 clients, put then
+# get, HTTP_N requests each; HTTP_N=0 skips it), for issue 11's HTTP goal.
 #
 # Needs redis-server, redis-cli and redis-benchmark (Debian: apt-get install redis-server
 # redis-tools).
-# Usage: [ROUNDS=3] [N=200000] [QUORUMKV=binary] [KEEP=file] scripts/bench-vs-redis.sh
+# Usage: [ROUNDS=3] [N=200000] [HTTP_N=50000] [QUORUMKV=binary] [KEEP=file] scripts/bench-vs-redis.sh
 #   ROUNDS and N shorten it (ROUNDS=1 N=20000 takes about a minute; the defaults about
 #   4 minutes); QUORUMKV measures that binary instead of building this checkout; KEEP
 #   keeps the raw figures of every round. scripts/bench-resp.sh runs the same
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
 rounds=${ROUNDS:-3}
 requests=${N:-200000}
+http_requests=${HTTP_N:-50000}
 need_tools redis-server redis-cli redis-benchmark
 bench_init
 declare -A bin
@@ -42,6 +45,16 @@ for round in $(seq "$rounds"); do
         echo "$sys $t $p $(resp_bench "$t" "$p" "$requests")" >>"$results"
       done
     done
+    if [ "$sys" = quorumkv ] && [ "$http_requests" -gt 0 ]; then
+      for op in put get; do
+        before=$(cpu_ticks "$pattern")
+        line=$("${bin[quorumkv]}" bench --addr "$http" --requests "$http_requests" --ops "$op" 2>/dev/null)
+        after=$(cpu_ticks "$pattern")
+        # "put 50000 req 11146 ops/s p50 2.440 ms p99 9.310 ms p99.9 14.0 ms errors 0"
+        echo "$line" | awk -v cpu=$(((after - before) * 1000000 / hz)) -v n="$http_requests" \
+          '{printf "http %s 1 %s %s %s %.1f %s\n", $1, $4, $7, $10, cpu / n, $13}' >>"$results"
+      done
+    fi
     stop_last
     echo "round $round of $rounds: $sys done" >&2
   done
@@ -82,3 +95,18 @@ printf '| quorumkv / Redis | %s | %s | %s | %s | %s | %s | %s |\n' \
 echo
 echo "quorumkv with -P 16 against Redis unpipelined: SET $(pct "${row[quorumkv set 16]}" "${row[redis set 1]}"), GET $(pct "${row[quorumkv get 16]}" "${row[redis get 1]}")."
 echo "Issue 11's goals: SET and GET >= 35% of Redis's; SET p99 <= 3 ms; -P 16 >= 100% of Redis's unpipelined rate; <= 40 µs of server CPU per quorum write."
+if [ "$http_requests" -gt 0 ]; then
+  echo
+  echo "The same quorumkv clusters over HTTP: quorumkv bench --requests $http_requests (32 clients, 100-byte values, every put a fresh key), medians of $rounds rounds"
+  echo
+  echo "| op | ops/s | vs Redis (same op, unpipelined) | p50 ms | p99 ms | p99.9 ms | server CPU µs/op |"
+  echo "|---|---|---|---|---|---|---|"
+  for op in put get; do
+    t=set; [ $op = get ] && t=get
+    ops=$(fig http $op 1 4)
+    printf '| %s | %.0f | %s | %s | %s | %s | %.0f |\n' "$op" "$ops" "$(pct "$ops" "${row[redis $t 1]}")" \
+      "$(fig http $op 1 5)" "$(fig http $op 1 6)" "$(fig http $op 1 8)" "$(fig http $op 1 7)"
+  done
+  echo
+  echo "Issue 11's goal: HTTP puts and gets >= 2x the 11K/s of 2026-11-21."
+fi
