@@ -212,7 +212,7 @@ func runYCSB(ctx context.Context, cfg YCSBConfig, stores []Store) (*YCSBReport, 
 	if cfg.Load {
 		// The load phase inserts record n as op n, like YCSB's load with insertorder=hashed.
 		load, err := runPhase(ctx, cfg, stores, "load", cfg.Records, func(w *worker, n int64) (Op, outcome) {
-			return OpInsert, w.put(ctx, cfg.Prefix+KeyName(n), "")
+			return OpInsert, w.put(ctx, cfg.Prefix+KeyName(n))
 		})
 		if err != nil {
 			return nil, err
@@ -247,21 +247,24 @@ func runYCSB(ctx context.Context, cfg YCSBConfig, stores []Store) (*YCSBReport, 
 		case OpInsert:
 			n := ack.Next()
 			defer ack.Ack(n) // YCSB acknowledges a failed insert too
-			return op, w.put(ctx, cfg.Prefix+KeyName(n), "")
+			return op, w.put(ctx, cfg.Prefix+KeyName(n))
 		case OpUpdate:
-			return op, w.put(ctx, cfg.Prefix+KeyName(w.keys(w.r)), "")
+			return op, w.put(ctx, cfg.Prefix+KeyName(w.keys(w.r)))
 		case OpReadModifyWrite:
-			key := cfg.Prefix + KeyName(w.keys(w.r))
-			found, causal, err := w.store.Get(ctx, key)
-			if err != nil {
-				return op, outcome{err: err}
-			}
-			o := w.put(ctx, key, causal)
-			o.notFound = !found
-			return op, o
+			key, v := cfg.Prefix+KeyName(w.keys(w.r)), w.value()
+			return op, timed(func() (bool, error) {
+				found, causal, err := w.store.Get(ctx, key)
+				if err != nil {
+					return false, err
+				}
+				return found, w.store.Put(ctx, key, v, causal)
+			})
 		default:
-			found, _, err := w.store.Get(ctx, cfg.Prefix+KeyName(w.keys(w.r)))
-			return OpRead, outcome{err: err, notFound: err == nil && !found}
+			key := cfg.Prefix + KeyName(w.keys(w.r))
+			return OpRead, timed(func() (bool, error) {
+				found, _, err := w.store.Get(ctx, key)
+				return found, err
+			})
 		}
 	})
 	if err != nil {
@@ -287,18 +290,38 @@ type worker struct {
 	size  int
 }
 
+// outcome is one op's: its latency counts the store calls only, not drawing the key or
+// making the value (YCSB times the database calls).
 type outcome struct {
 	err      error
 	notFound bool
+	lat      time.Duration
 }
 
-// put writes a fresh record: YCSB writes random field values.
-func (w *worker) put(ctx context.Context, key, causal string) outcome {
+// timed runs the store calls of one op; found false is a read that found no value.
+func timed(f func() (found bool, err error)) outcome {
+	t0 := time.Now()
+	found, err := f()
+	return outcome{err: err, notFound: err == nil && !found, lat: time.Since(t0)}
+}
+
+// value makes a record of random printable bytes, as YCSB's RandomByteIterator does.
+func (w *worker) value() []byte {
 	v := make([]byte, w.size)
-	for i := range v {
-		v[i] = ' ' + byte(w.r.IntN(95)) // printable ASCII, as YCSB's RandomByteIterator
+	for i := 0; i < len(v); i += 8 {
+		x := w.r.Uint64()
+		for j := i; j < min(i+8, len(v)); j++ {
+			v[j] = ' ' + byte(x%95)
+			x /= 95
+		}
 	}
-	return outcome{err: w.store.Put(ctx, key, v, causal)}
+	return v
+}
+
+// put writes a fresh record blindly (no causal context).
+func (w *worker) put(ctx context.Context, key string) outcome {
+	v := w.value()
+	return timed(func() (bool, error) { return true, w.store.Put(ctx, key, v, "") })
 }
 
 // opStats accumulates one op type's outcomes over all workers of a phase.
@@ -313,7 +336,7 @@ type opStats struct {
 // maxLatencyUS is the highest latency the histograms hold; slower ops count as this.
 const maxLatencyUS = int64(10 * time.Minute / time.Microsecond)
 
-func (s *opStats) record(lat time.Duration, o outcome) {
+func (s *opStats) record(o outcome) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ops++
@@ -327,7 +350,7 @@ func (s *opStats) record(lat time.Duration, o outcome) {
 	if s.hist == nil {
 		s.hist = hdrhistogram.New(1, maxLatencyUS, 3)
 	}
-	us := min(max(lat.Microseconds(), 1), maxLatencyUS)
+	us := min(max(o.lat.Microseconds(), 1), maxLatencyUS)
 	_ = s.hist.RecordValue(us) // within the trackable range by the clamp above
 }
 
@@ -350,13 +373,11 @@ func runPhase(ctx context.Context, cfg YCSBConfig, stores []Store, phase string,
 				if n >= total {
 					return
 				}
-				t0 := time.Now()
 				op, o := do(w, n)
-				lat := time.Since(t0)
 				if o.err != nil && ctx.Err() != nil {
 					return // cancelled mid-op: not a failure of the store
 				}
-				stats[op].record(lat, o)
+				stats[op].record(o)
 				if o.err != nil {
 					firstErr.CompareAndSwap(nil, &o.err)
 				}
