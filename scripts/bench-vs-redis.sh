@@ -13,10 +13,10 @@
 # Needs redis-server, redis-cli and redis-benchmark (Debian: apt-get install redis-server
 # redis-tools).
 # Usage: [ROUNDS=3] [N=200000] [HTTP_N=50000] [QUORUMKV=binary] [KEEP=file] scripts/bench-vs-redis.sh
-#   ROUNDS and N shorten it (ROUNDS=1 N=20000 takes about a minute; the defaults about
-#   4 minutes); QUORUMKV measures that binary instead of building this checkout; KEEP
-#   keeps the raw figures of every round. scripts/bench-resp.sh runs the same
-#   measurements for several builds, one row per op.
+#   ROUNDS and N shorten it (ROUNDS=1 N=20000 HTTP_N=0 takes about a minute; the
+#   defaults 5-8 minutes on the 2-core CI machine). QUORUMKV measures that binary instead
+#   of building this checkout; KEEP keeps the raw figures of every round.
+#   scripts/bench-resp.sh runs the same measurements for several builds, one row per op.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
