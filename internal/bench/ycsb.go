@@ -190,7 +190,10 @@ func setLWW(ctx context.Context, clients []*client.Client, bucket string) error 
 				return fmt.Errorf("bench: waiting for bucket %s: %w", bucket, ctx.Err())
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("bench: node %s does not see bucket %s as lww after 15 s (last error: %v)", c.Addr(), bucket, err)
+				if err != nil {
+					return fmt.Errorf("bench: node %s does not see bucket %s as lww after 15 s: %w", c.Addr(), bucket, err)
+				}
+				return fmt.Errorf("bench: node %s does not see bucket %s as lww after 15 s", c.Addr(), bucket)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
