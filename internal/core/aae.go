@@ -70,7 +70,7 @@ type aaeState struct {
 	// (recomputing them every tick was a tenth of a simulated node's CPU), and refreshed
 	// every pairsTTL ticks for trees of an n no longer in use.
 	pairs     []exchangePair
-	pairsRing *ring.Ring
+	pairsView uint64 // the view they were computed for (Core.viewSeq)
 	pairsNs   []int
 	pairsAge  int
 }
@@ -78,9 +78,11 @@ type aaeState struct {
 const pairsTTL = 64
 
 type repairRun struct {
-	id    uint64
-	pairs []exchangePair
-	done  int
+	id       uint64
+	pairs    []exchangePair
+	done     int
+	failed   int
+	transfer *xfer // the check of a partition transfer (reported to it, not in Ready)
 }
 
 // exchange is one exchange in progress.
@@ -145,7 +147,7 @@ func (c *Core) exchangePairs(partition int, peer string) ([]exchangePair, error)
 		if partition >= 0 && id.p != partition || !c.owns(id.p) {
 			continue
 		}
-		prefs := r.Preference(id.p, id.n)
+		prefs := c.ringFor(id.p).Preference(id.p, id.n)
 		if !slices.Contains(prefs, ring.NodeID(c.cfg.ID)) {
 			continue
 		}
@@ -185,7 +187,7 @@ func (c *Core) aaeTick() {
 func (c *Core) scheduledPairs() ([]exchangePair, error) {
 	a := &c.aae
 	ns := c.deps.Buckets.Ns()
-	if a.pairs != nil && a.pairsRing == c.view.Ring && slices.Equal(a.pairsNs, ns) && a.pairsAge < pairsTTL {
+	if a.pairs != nil && a.pairsView == c.viewSeq && slices.Equal(a.pairsNs, ns) && a.pairsAge < pairsTTL {
 		a.pairsAge++
 		return a.pairs, nil
 	}
@@ -193,7 +195,7 @@ func (c *Core) scheduledPairs() ([]exchangePair, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.pairs, a.pairsRing, a.pairsNs, a.pairsAge = pairs, c.view.Ring, slices.Clone(ns), 0
+	a.pairs, a.pairsView, a.pairsNs, a.pairsAge = pairs, c.viewSeq, slices.Clone(ns), 0
 	return pairs, nil
 }
 
@@ -508,10 +510,18 @@ func (c *Core) finishExchange(x *exchange, err error) {
 	c.count(CountAAEBytes, x.res.Bytes)
 	if run := x.run; run != nil {
 		run.done++
+		if err != nil {
+			run.failed++
+		}
 		fin := run.done == len(run.pairs)
-		c.ready.Repairs = append(c.ready.Repairs, RepairUpdate{ID: run.id, Done: run.done, Total: len(run.pairs), Result: x.res, Finished: fin})
+		if run.transfer == nil {
+			c.ready.Repairs = append(c.ready.Repairs, RepairUpdate{ID: run.id, Done: run.done, Total: len(run.pairs), Result: x.res, Finished: fin})
+		}
 		if fin {
 			c.aae.repairs = c.aae.repairs[1:]
+			if run.transfer != nil {
+				c.transferChecked(run.transfer, run.failed)
+			}
 		}
 		c.nextRepairExchange()
 		return

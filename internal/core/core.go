@@ -49,6 +49,9 @@ type Config struct {
 	// HintRate: 16 MiB/s of handoff per target (0: unthrottled), so a returning node
 	// catches up quickly without starving client traffic on either side.
 	HintRate int64
+	// TransferRate: 16 MiB/s of partition transfer per node taking partitions over (0:
+	// unthrottled), as for handoff: a joining node fills quickly without starving clients.
+	TransferRate int64
 
 	// AAE turns anti-entropy on: hash trees, exchanges and tombstone reaping. Without it
 	// cold keys never converge (for measuring what it costs).
@@ -91,6 +94,7 @@ func DefaultConfig() Config {
 		HandoffBatchBytes: 1 << 20,
 		HandoffTimeout:    30 * time.Second,
 		HintRate:          16 << 20,
+		TransferRate:      16 << 20,
 
 		AAE:                 true,
 		AAESegments:         1 << 16,
@@ -119,7 +123,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("core: limits must be positive"))
 	}
 	if c.RequestTimeout <= 0 || c.HedgeDelay <= 0 || c.HandoffInterval <= 0 || c.HandoffRetry <= 0 ||
-		c.HandoffBatchBytes <= 0 || c.HandoffTimeout <= 0 || c.HintRate < 0 {
+		c.HandoffBatchBytes <= 0 || c.HandoffTimeout <= 0 || c.HintRate < 0 || c.TransferRate < 0 {
 		errs = append(errs, errors.New("core: timeouts, intervals and batch sizes must be positive, hint rate >= 0"))
 	}
 	if c.AAE && (c.AAESegments <= 0 || c.AAEInterval <= 0 || c.AAERate < 0 || c.TreeRebuildInterval <= 0 ||
@@ -151,6 +155,9 @@ const (
 	CountAAEKeysRepaired                    // keys repaired on either side
 	CountAAEBytes                           // exchange and repair bytes on the wire
 	CountTombstonesReaped                   // tombstones removed
+	CountTransferKeys                       // objects received by partition transfers
+	CountTransferBytes                      // bytes received by partition transfers
+	CountPendingWrite                       // a write also sent to a partition's pending owner
 )
 
 // LogLevel is a log record's level.
@@ -214,6 +221,8 @@ type Core struct {
 	trees   *treeSet // nil: anti-entropy off
 	aae     aaeState
 	reap    reapState
+	xfers   xferState
+	viewSeq uint64 // bumps on every SetView
 }
 
 // pending is what an outstanding message belongs to.
@@ -234,6 +243,8 @@ const (
 	callHandoff
 	callAAE
 	callReap
+	callTransfer
+	callPendingWrite
 )
 
 // New builds a core over deps, restoring its identity (store epoch, dot counter) from the
@@ -286,9 +297,14 @@ func (c *Core) log(level LogLevel, msg string, kv ...any) {
 	}
 }
 
-// View is the cluster as the failure detector sees it.
+// View is the cluster as the failure detector and the membership see it.
 type View struct {
-	Ring  *ring.Ring      // nil until there are members
+	Ring *ring.Ring // the ownership in force; nil until there are members
+	// Next is the ownership after the pending membership changes (nil: none), and Moved
+	// says, by partition, which have been taken over already: those follow Next, the
+	// others Ring (see transfer.go).
+	Next  *ring.Ring
+	Moved []bool
 	Alive map[string]bool // members seen up (or suspect)
 }
 
@@ -399,12 +415,15 @@ type Ready struct {
 	Repairs []RepairUpdate
 	// Reaped reports on-demand reaping passes (StartReap).
 	Reaped []ReapDone
+	// TransfersChanged: a partition transfer completed (Transfers), to publish once this
+	// Ready's sync is done.
+	TransfersChanged bool
 }
 
 // Empty reports whether there is nothing to do.
 func (r *Ready) Empty() bool {
 	return !r.Sync && len(r.Messages) == 0 && len(r.Answers) == 0 && len(r.Replies) == 0 &&
-		len(r.Repairs) == 0 && len(r.Reaped) == 0
+		len(r.Repairs) == 0 && len(r.Reaped) == 0 && !r.TransfersChanged
 }
 
 // Message is a request to a peer.
@@ -544,6 +563,8 @@ func (c *Core) response(r Response) {
 		c.aaeResponse(p, r)
 	case callReap:
 		c.reapResponse(p, r)
+	case callTransfer:
+		c.transferResponse(p, r)
 	}
 }
 
@@ -560,6 +581,7 @@ const (
 	timerRebuild
 	timerAAE
 	timerReap
+	timerTransfer
 )
 
 type timer struct {
@@ -627,6 +649,8 @@ func (c *Core) runTimers() {
 			c.aaeTick()
 		case timerReap:
 			c.reapStep()
+		case timerTransfer:
+			c.transferStep()
 		}
 	}
 }
@@ -634,6 +658,8 @@ func (c *Core) runTimers() {
 func (c *Core) setView(v View) {
 	was := c.view.Alive
 	c.view = v
+	c.viewSeq++
+	c.planTransfers()
 	back := false
 	for id := range v.Alive {
 		if !was[id] {

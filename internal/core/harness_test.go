@@ -24,6 +24,8 @@ type world struct {
 	q       evq
 	nodes   []*wnode
 	ring    *ring.Ring
+	next    *ring.Ring         // the ring after a pending change (nil: none)
+	moved   []bool             // by partition: taken over (follows next)
 	cut     map[[2]string]bool // one-way: from→to fails at once (unreachable)
 	hole    map[[2]string]bool // one-way: from→to silently lost
 	buckets fixedBuckets
@@ -94,20 +96,19 @@ const hop = time.Millisecond
 // baseWall is the virtual wall clock's origin (Unix ms), so HLC timestamps look real.
 const baseWall = int64(1_800_000_000_000)
 
-func newWorld(t *testing.T, n int, buckets fixedBuckets) *world {
+// newWorld starts n nodes; the ring holds those named in ringOf (all when empty).
+func newWorld(t *testing.T, n int, buckets fixedBuckets, ringOf []string) *world {
 	w := &world{t: t, cut: map[[2]string]bool{}, hole: map[[2]string]bool{}, buckets: buckets, replies: map[string]*core.Reply{},
 		names: map[uint64]string{}, counts: map[core.Counter]int{}, wallOff: map[string]time.Duration{}}
-	var members []ring.Member
 	for i := 1; i <= n; i++ {
-		id := fmt.Sprintf("n%d", i)
-		members = append(members, ring.Member{ID: ring.NodeID(id)})
-		w.nodes = append(w.nodes, &wnode{id: id, store: storage.NewMemory(), up: true})
+		w.nodes = append(w.nodes, &wnode{id: fmt.Sprintf("n%d", i), store: storage.NewMemory(), up: true})
 	}
-	r, err := ring.New(ring.Config{Partitions: 64}, members)
-	if err != nil {
-		t.Fatal(err)
+	if len(ringOf) == 0 {
+		for _, nd := range w.nodes {
+			ringOf = append(ringOf, nd.id)
+		}
 	}
-	w.ring = r
+	w.ring = w.newRing(ringOf)
 	for _, nd := range w.nodes {
 		if err := core.InitEpoch(nd.store, "e"+nd.id[1:]); err != nil {
 			t.Fatal(err)
@@ -116,6 +117,19 @@ func newWorld(t *testing.T, n int, buckets fixedBuckets) *world {
 	}
 	w.pushViews()
 	return w
+}
+
+// newRing is the ring of the named members.
+func (w *world) newRing(ids []string) *ring.Ring {
+	var members []ring.Member
+	for _, id := range ids {
+		members = append(members, ring.Member{ID: ring.NodeID(id)})
+	}
+	r, err := ring.New(ring.Config{Partitions: 64}, members)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return r
 }
 
 func (w *world) time(nd *wnode) core.Time {
@@ -165,7 +179,7 @@ func (w *world) pushViews() {
 	}
 	for _, nd := range w.nodes {
 		if nd.up {
-			w.step(nd, core.SetView{View: core.View{Ring: w.ring, Alive: alive}})
+			w.step(nd, core.SetView{View: core.View{Ring: w.ring, Next: w.next, Moved: slices.Clone(w.moved), Alive: alive}})
 		}
 	}
 }

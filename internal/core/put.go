@@ -396,6 +396,13 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		}
 		c.replicate(pc, r, sync)
 	}
+	// A partition moving to new replicas: they get the write too (their copy must be
+	// complete when they take over), but their acks count toward nothing.
+	for _, node := range rs.pending {
+		req := &pb.ReplicateRequest{Bucket: bucket, Key: key, Object: enc, HlcWall: pc.hlc.Wall, HlcLogical: pc.hlc.Logical}
+		c.send(node, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: req}}, deadline, pending{owner: pc.id, kind: callPendingWrite})
+		c.count(CountPendingWrite, 1)
+	}
 	c.at(deadline, timerPutDeadline, pc.id)
 	// A primary that has not answered by the hedge delay (paused, overloaded, partitioned
 	// one way) also gets a stand-in, while its own answer may still come: the write then

@@ -192,6 +192,7 @@ type replicaSet struct {
 	primaries []string
 	reps      []replica
 	spares    []string
+	pending   []string // new replicas while the partition moves: written to, never counted
 }
 
 // ReplicaSet describes a key's replicas as this node sees them now.
@@ -222,12 +223,11 @@ func (c *Core) Replicas(bucket, key string) (ReplicaSet, error) {
 // and for each one it sees down, the next healthy node past the primaries on the ring
 // (Dynamo's sloppy quorum; with no healthy node left the down primary is tried anyway).
 func (c *Core) replicas(bucket, key string, nrep int) (*replicaSet, error) {
-	r := c.view.Ring
-	if r == nil {
+	if c.view.Ring == nil {
 		return nil, fmt.Errorf("%w: the ring has no members yet", ErrUnavailable)
 	}
-	p := r.PartitionOf(bucket, key)
-	walk := r.Walk(p)
+	p := PartitionOf(bucket, key, c.cfg.Partitions)
+	walk := c.ringFor(p).Walk(p)
 	k := min(nrep, len(walk))
 	rs := &replicaSet{partition: p, primaries: make([]string, k), reps: make([]replica, 0, k)}
 	for _, id := range walk[k:] {
@@ -247,6 +247,7 @@ func (c *Core) replicas(bucket, key string, nrep int) (*replicaSet, error) {
 		}
 		rs.reps = append(rs.reps, replica{node: string(id)})
 	}
+	rs.pending = c.pendingOwners(p, k, rs.primaries)
 	return rs, nil
 }
 
@@ -379,6 +380,8 @@ func (c *Core) peerRequest(r PeerRequest) {
 		c.answer(r.From, r.ID, c.handleTree(b.Tree))
 	case *pb.Envelope_TreeKeys:
 		c.answer(r.From, r.ID, c.handleTreeKeys(b.TreeKeys))
+	case *pb.Envelope_Transfer:
+		c.answer(r.From, r.ID, c.handleTransfer(b.Transfer))
 	default:
 		c.answer(r.From, r.ID, ErrorEnvelope(fmt.Errorf("%w: unknown internode request %T from %s", ErrBadRequest, r.Env.Body, r.From)))
 	}

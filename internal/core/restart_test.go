@@ -12,7 +12,7 @@ import (
 // afterwards (6 restarts, 6 entries). A key written after each of 100 restarts — kill -9
 // and clean stops mixed — now carries one entry for the node, and no write is lost.
 func TestRestartsAddNoClockEntries(t *testing.T) {
-	w := newWorld(t, 3, fixedBuckets{})
+	w := newWorld(t, 3, fixedBuckets{}, nil)
 	n1 := w.node("n1")
 	for i := range 100 {
 		if i%2 == 0 {

@@ -37,6 +37,10 @@ import (
 //	crash N / restart N                   kill -9 (unsynced writes lost) and start again
 //	skew N ms=D                           N's wall clock is D ms off
 //	counts                                the counters the cores reported
+//	cluster ... ring=A,B                  only A and B are ring members at first
+//	change next=A,B,C                     a membership change to that ring, nothing moved
+//	transfers N                           the partitions N is taking over, with their phase
+//	commit                                move every partition whose gainers all finished
 func TestScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		var w *world
@@ -89,8 +93,24 @@ func TestScripts(t *testing.T) {
 					}
 					b[name] = p
 				}
-				w = newWorld(t, n, b)
+				var members []string
+				if v := args["ring"]; v != "" {
+					members = strings.Split(v, ",")
+				}
+				w = newWorld(t, n, b, members)
 				return ""
+			case "change":
+				// A membership change: next= names the ring after it; nothing has moved yet.
+				w.next = w.newRing(strings.Split(args["next"], ","))
+				w.moved = make([]bool, 64)
+				w.pushViews()
+				return ""
+			case "transfers":
+				return describeTransfers(w.node(pos[0]).core.Transfers())
+			case "commit":
+				// Every partition whose gaining nodes all report it complete moves to next;
+				// once all have, next becomes the ring.
+				return w.commitTransfers()
 			case "put", "delete", "incr", "setreg":
 				req := core.ClientRequest{Op: core.OpPut, Bucket: bucketOf(args), Key: args["k"], Value: []byte(args["v"]),
 					Write: core.WriteOptions{W: args["w"], PW: args["pw"], DW: args["dw"]}}
@@ -208,7 +228,8 @@ func TestScripts(t *testing.T) {
 			case "counts":
 				names := map[core.Counter]string{core.CountForward: "forward", core.CountFallbackWrite: "fallback_write",
 					core.CountHintStored: "hint_stored", core.CountReadRepair: "read_repair", core.CountStaleRead: "stale_read",
-					core.CountHintsDelivered: "hints_delivered", core.CountHintsStale: "hints_stale", core.CountHandoffReceived: "handoff_received"}
+					core.CountHintsDelivered: "hints_delivered", core.CountHintsStale: "hints_stale", core.CountHandoffReceived: "handoff_received",
+					core.CountTransferKeys: "transfer_keys", core.CountPendingWrite: "pending_write"}
 				var out []string
 				for k, name := range names {
 					if v := w.counts[k]; v > 0 {
@@ -345,4 +366,61 @@ func describeRepair(us []core.RepairUpdate) string {
 		return "pending"
 	}
 	return fmt.Sprintf("exchanges=%d keys_differed=%d keys_repaired=%d errors=%d", exchanges, differed, repaired, errs)
+}
+
+func describeTransfers(ts []core.TransferStatus) string {
+	phases := map[string]int{}
+	keys := int64(0)
+	sources := map[string]int{}
+	for _, t := range ts {
+		phases[t.Phase]++
+		keys += t.Keys
+		sources[t.Source]++
+	}
+	var ps, ss []string
+	for p, n := range phases {
+		ps = append(ps, fmt.Sprintf("%s=%d", p, n))
+	}
+	for s, n := range sources {
+		ss = append(ss, fmt.Sprintf("%s=%d", s, n))
+	}
+	sort.Strings(ps)
+	sort.Strings(ss)
+	return fmt.Sprintf("partitions=%d %s keys=%d sources: %s", len(ts), strings.Join(ps, " "), keys, strings.Join(ss, " "))
+}
+
+// commitTransfers moves every partition whose gaining nodes all report it done (the rule
+// the server's shell applies to what the nodes publish: core.MovedPartitions).
+func (w *world) commitTransfers() string {
+	if w.next == nil {
+		return "no change pending"
+	}
+	done := map[string]map[int]bool{}
+	for _, nd := range w.nodes {
+		done[nd.id] = map[int]bool{}
+		if !nd.up {
+			continue
+		}
+		for _, t := range nd.core.Transfers() {
+			if t.Phase == "done" {
+				done[nd.id][t.Partition] = true
+			}
+		}
+	}
+	before := w.moved
+	w.moved = core.MovedPartitions(w.ring, w.next, w.buckets.Ns(), before, func(node string, p int) bool { return done[node][p] })
+	moved, waiting := 0, 0
+	for p, m := range w.moved {
+		switch {
+		case !m:
+			waiting++
+		case p >= len(before) || !before[p]:
+			moved++
+		}
+	}
+	if waiting == 0 {
+		w.ring, w.next, w.moved = w.next, nil, nil
+	}
+	w.pushViews()
+	return fmt.Sprintf("moved=%d waiting=%d", moved, waiting)
 }

@@ -113,6 +113,8 @@ func Route(env *pb.Envelope, partitions, shards int) (int, error) {
 		return byPartition(b.Tree.GetPartition()), nil
 	case *pb.Envelope_TreeKeys:
 		return byPartition(b.TreeKeys.GetPartition()), nil
+	case *pb.Envelope_Transfer:
+		return byPartition(b.Transfer.GetPartition()), nil
 	case *pb.Envelope_Handoff:
 		return 0, ErrSplit
 	}

@@ -1,0 +1,441 @@
+package core
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/ring"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
+	"github.com/quorumkv/quorumkv/internal/version"
+)
+
+// Partition transfers: when the membership changes (a node joins, leaves, replaces or
+// removes another), the driver's View carries the ring in force (Ring) and the ring after
+// the change (Next), and says which partitions have been taken over already (Moved). A
+// partition not yet moved keeps its replicas from Ring: reads go there only, writes go
+// there and also to Next's new replicas of the key (pending owners), whose acks count
+// toward nothing. A node that gains a partition streams it from a current replica, the
+// owner first (TransferRequest, in store order, throttled to TransferRate), merging every
+// object with the normal version rules, then runs an anti-entropy exchange of each of the
+// partition's trees with that replica — equal roots end it at once — and only then reports
+// the partition complete (Transfers). The driver publishes that; a partition moves once
+// every node gaining it has reported it complete, so a read never meets a new replica that
+// is missing an acknowledged write. A node that restarts mid-transfer streams the partition
+// again (merging twice changes nothing).
+
+// TransferStatus is one partition this node is taking over.
+type TransferStatus struct {
+	Partition int
+	Source    string // the replica it streams from ("" while none is reachable)
+	Phase     string // "waiting", "streaming", "checking", "done"
+	Keys      int64  // objects received
+	Bytes     int64
+	Started   time.Duration // Mono time the streaming started (0: not yet)
+	Elapsed   time.Duration // streaming and checking so far
+}
+
+type xferPhase uint8
+
+const (
+	xferWaiting xferPhase = iota
+	xferStreaming
+	xferChecking
+	xferDone
+)
+
+func (p xferPhase) String() string {
+	return [...]string{"waiting", "streaming", "checking", "done"}[p]
+}
+
+// xfer is one partition being taken over.
+type xfer struct {
+	p        int
+	trees    []int // the n of the trees this node gains in p
+	phase    xferPhase
+	source   string
+	cursor   []byte
+	keys     int64
+	bytes    int64
+	started  time.Duration
+	finished time.Duration
+	id       uint64 // owner of its messages
+	// awaitTrees: the check waits for this node's hash trees to be built.
+	awaitTrees bool
+}
+
+type xferState struct {
+	next     *ring.Ring     // the Next these transfers are for
+	parts    map[int]*xfer  // by partition
+	order    []int          // partitions, in the order they are taken
+	cur      *xfer          // streaming or checking: one at a time
+	resumeAt time.Duration  // throttle
+	byID     map[uint64]int // message owner → partition
+}
+
+// ringFor is the ring that places partition p now: Next once p has moved, Ring before.
+func (c *Core) ringFor(p int) *ring.Ring {
+	if v := c.view; v.Next != nil && p < len(v.Moved) && v.Moved[p] {
+		return v.Next
+	}
+	return c.view.Ring
+}
+
+// pendingOwners are Next's replicas of (p, n) that Ring's lack, while p has not moved.
+func (c *Core) pendingOwners(p, n int, primaries []string) []string {
+	v := c.view
+	if v.Next == nil || p < len(v.Moved) && v.Moved[p] {
+		return nil
+	}
+	var out []string
+	for _, id := range v.Next.Preference(p, n) {
+		if !slices.Contains(primaries, string(id)) && c.alive(string(id)) {
+			out = append(out, string(id))
+		}
+	}
+	return out
+}
+
+// Gainers are the nodes that take partition p over between r and next: among next's
+// replicas of (p, n) but not r's, for some n in ns. Sorted.
+func Gainers(r, next *ring.Ring, p int, ns []int) []string {
+	var out []string
+	for _, n := range ns {
+		old := r.Preference(p, n)
+		for _, id := range next.Preference(p, n) {
+			if !slices.Contains(old, id) && !slices.Contains(out, string(id)) {
+				out = append(out, string(id))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// MovedPartitions says which partitions have been taken over between r and next: those
+// moved before (prev, by partition; nil: none) and those whose every gainer reports them
+// complete (done). Every node computes it from what the gainers published, so all agree
+// once they have heard the same reports.
+func MovedPartitions(r, next *ring.Ring, ns []int, prev []bool, done func(node string, p int) bool) []bool {
+	out := make([]bool, r.Partitions())
+	for p := range out {
+		if p < len(prev) && prev[p] {
+			out[p] = true
+			continue
+		}
+		all := true
+		for _, g := range Gainers(r, next, p, ns) {
+			if !done(g, p) {
+				all = false
+				break
+			}
+		}
+		out[p] = all
+	}
+	return out
+}
+
+// planTransfers lists the partitions of this shard that this node gains between Ring and
+// Next, keeping the progress of those it was already taking for the same Next.
+func (c *Core) planTransfers() {
+	v := c.view
+	x := &c.xfers
+	if v.Next == nil || v.Ring == nil {
+		*x = xferState{}
+		return
+	}
+	if x.next != nil && slices.Equal(x.next.Members(), v.Next.Members()) {
+		x.next = v.Next
+		return // the same change: keep going
+	}
+	*x = xferState{next: v.Next, parts: map[int]*xfer{}, byID: map[uint64]int{}}
+	self := ring.NodeID(c.cfg.ID)
+	ns := c.deps.Buckets.Ns()
+	lo, hi := ShardPartitions(c.cfg.Shard, c.cfg.Partitions, c.cfg.Shards)
+	for p := lo; p < hi; p++ {
+		if p < len(v.Moved) && v.Moved[p] {
+			continue
+		}
+		var trees []int
+		for _, n := range ns {
+			if slices.Contains(v.Next.Preference(p, n), self) && !slices.Contains(v.Ring.Preference(p, n), self) {
+				trees = append(trees, n)
+			}
+		}
+		if len(trees) > 0 {
+			x.parts[p] = &xfer{p: p, trees: trees}
+			x.order = append(x.order, p)
+		}
+	}
+	if len(x.order) > 0 {
+		c.log(LevelInfo, "partition transfers planned", "partitions", len(x.order))
+		c.at(c.now.Mono, timerTransfer, 0)
+	}
+}
+
+// Transfers reports the partitions this core is taking over, in order.
+func (c *Core) Transfers() []TransferStatus {
+	x := &c.xfers
+	out := make([]TransferStatus, 0, len(x.order))
+	for _, p := range x.order {
+		t := x.parts[p]
+		st := TransferStatus{Partition: p, Source: t.source, Phase: t.phase.String(), Keys: t.keys, Bytes: t.bytes, Started: t.started}
+		switch {
+		case t.phase == xferDone:
+			st.Elapsed = t.finished - t.started
+		case t.started > 0:
+			st.Elapsed = c.now.Mono - t.started
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// transferStep starts the next transfer when none runs and the throttle allows.
+func (c *Core) transferStep() {
+	x := &c.xfers
+	if t := x.cur; t != nil {
+		if t.awaitTrees {
+			t.awaitTrees = false
+			c.checkTransfer(t)
+		}
+		return
+	}
+	if x.next == nil {
+		return
+	}
+	if c.now.Mono < x.resumeAt {
+		c.at(x.resumeAt, timerTransfer, 0)
+		return
+	}
+	for _, p := range x.order {
+		t := x.parts[p]
+		if t.phase == xferDone {
+			continue
+		}
+		src := c.transferSource(p)
+		if src == "" {
+			t.source = ""
+			c.at(c.now.Mono+c.cfg.HandoffRetry, timerTransfer, 0) // no replica reachable yet
+			return
+		}
+		if t.started == 0 {
+			t.started = max(c.now.Mono, 1)
+		}
+		if src != t.source {
+			t.source, t.cursor = src, nil // another replica: from the start
+		}
+		t.phase = xferStreaming
+		x.cur = t
+		c.askTransfer(t)
+		return
+	}
+}
+
+// transferSource is the replica to stream partition p from: the first of Ring's replicas
+// seen up, the owner first (it holds the keys of every n).
+func (c *Core) transferSource(p int) string {
+	maxN := slices.Max(c.deps.Buckets.Ns())
+	for _, id := range c.view.Ring.Preference(p, maxN) {
+		if string(id) != c.cfg.ID && c.alive(string(id)) {
+			return string(id)
+		}
+	}
+	return ""
+}
+
+func (c *Core) askTransfer(t *xfer) {
+	t.id = c.newID()
+	c.xfers.byID[t.id] = t.p
+	req := &pb.TransferRequest{Partition: int32(t.p), Partitions: int32(c.cfg.Partitions), After: t.cursor, MaxBytes: int32(c.cfg.HandoffBatchBytes)}
+	c.send(t.source, &pb.Envelope{Body: &pb.Envelope_Transfer{Transfer: req}}, c.now.Mono+c.cfg.HandoffTimeout, pending{owner: t.id, kind: callTransfer})
+}
+
+func (c *Core) transferResponse(p pending, r Response) {
+	x := &c.xfers
+	t := x.cur
+	if t == nil || t.id != p.owner || t.phase != xferStreaming {
+		return // a transfer for another Next, or one given up
+	}
+	tr := r.Env.GetTransferResp()
+	if r.Err != nil || tr == nil {
+		err := r.Err
+		if err == nil {
+			err = remoteErr(r.Env)
+		}
+		c.log(LevelWarn, "partition transfer batch failed; retrying", "partition", t.p, "source", t.source, "err", err)
+		x.cur = nil
+		x.resumeAt = c.now.Mono + c.cfg.HandoffRetry
+		c.at(x.resumeAt, timerTransfer, 0)
+		return
+	}
+	size, err := c.mergeTransfer(t, tr)
+	if err != nil {
+		c.log(LevelError, "partition transfer refused a batch; retrying", "partition", t.p, "source", t.source, "err", err)
+		x.cur = nil
+		x.resumeAt = c.now.Mono + c.cfg.HandoffRetry
+		c.at(x.resumeAt, timerTransfer, 0)
+		return
+	}
+	if c.cfg.TransferRate > 0 && size > 0 {
+		x.resumeAt = c.now.Mono + time.Duration(float64(size)/float64(c.cfg.TransferRate)*float64(time.Second))
+	}
+	if !tr.Done {
+		t.cursor = tr.Next
+		if c.now.Mono < x.resumeAt {
+			x.cur = nil // the next batch after the throttle; the cursor keeps its place
+			c.at(x.resumeAt, timerTransfer, 0)
+			return
+		}
+		c.askTransfer(t)
+		return
+	}
+	c.checkTransfer(t)
+}
+
+// mergeTransfer checks a batch whole (every key of partition t.p, every object valid),
+// then merges each object; the batch is durable before anything of this turn leaves.
+func (c *Core) mergeTransfer(t *xfer, tr *pb.TransferResponse) (int, error) {
+	objs := make([]version.Object, len(tr.Items))
+	size := 0
+	for i, it := range tr.Items {
+		if err := c.validKey(it.Bucket, it.Key); err != nil {
+			return 0, fmt.Errorf("item %d: %w", i, err)
+		}
+		if p := PartitionOf(it.Bucket, it.Key, c.cfg.Partitions); p != t.p {
+			return 0, fmt.Errorf("%w: item %d (%s/%s) is of partition %d, not %d", ErrBadRequest, i, it.Bucket, it.Key, p, t.p)
+		}
+		obj, err := version.Decode(it.Object)
+		if err != nil {
+			return 0, fmt.Errorf("%w: item %d (%s/%s): %w", ErrBadRequest, i, it.Bucket, it.Key, err)
+		}
+		objs[i] = obj
+		size += len(it.Key) + len(it.Object)
+	}
+	if !tr.Done && len(tr.Next) == 0 {
+		return 0, fmt.Errorf("%w: a batch that is not the last without a cursor", ErrBadRequest)
+	}
+	for i, it := range tr.Items {
+		if _, err := c.applyMerge(it.Bucket, it.Key, objs[i], c.deps.Buckets.Bucket(it.Bucket).LWW(), true); err != nil {
+			return 0, fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	t.keys += int64(len(tr.Items))
+	t.bytes += int64(size)
+	c.count(CountTransferKeys, len(tr.Items))
+	c.count(CountTransferBytes, size)
+	return size, nil
+}
+
+// checkTransfer compares each tree this node gains in the partition with the source's,
+// by an anti-entropy exchange (equal roots end it at once; a difference — a write that
+// reached one side only meanwhile — is repaired both ways). Without anti-entropy the
+// streamed copy stands.
+func (c *Core) checkTransfer(t *xfer) {
+	t.phase = xferChecking
+	if c.trees == nil {
+		c.finishTransfer(t)
+		return
+	}
+	if !c.trees.ready {
+		t.awaitTrees = true
+		c.after(c.cfg.HandoffRetry, timerTransfer, 0)
+		return
+	}
+	var pairs []exchangePair
+	for _, n := range t.trees {
+		if slices.Contains(c.view.Ring.Preference(t.p, n), ring.NodeID(t.source)) {
+			pairs = append(pairs, exchangePair{tree: treeID{t.p, n}, peer: t.source})
+		}
+	}
+	if len(pairs) == 0 {
+		c.finishTransfer(t)
+		return
+	}
+	run := &repairRun{id: t.id, pairs: pairs, transfer: t}
+	c.aae.repairs = append(c.aae.repairs, run)
+	c.nextRepairExchange()
+}
+
+// transferChecked ends the check of run's transfer: done when every exchange succeeded,
+// streamed again otherwise.
+func (c *Core) transferChecked(t *xfer, failed int) {
+	x := &c.xfers
+	if x.cur != t {
+		return
+	}
+	if failed > 0 {
+		c.log(LevelWarn, "partition transfer check failed; streaming the partition again", "partition", t.p, "source", t.source)
+		t.phase, t.cursor = xferWaiting, nil
+		x.cur = nil
+		x.resumeAt = c.now.Mono + c.cfg.HandoffRetry
+		c.at(x.resumeAt, timerTransfer, 0)
+		return
+	}
+	c.finishTransfer(t)
+}
+
+func (c *Core) finishTransfer(t *xfer) {
+	t.phase, t.finished = xferDone, c.now.Mono
+	c.xfers.cur = nil
+	c.ready.Sync = true // what was merged is on disk before the partition is reported complete
+	c.ready.TransfersChanged = true
+	c.log(LevelInfo, "partition transfer complete", "partition", t.p, "source", t.source, "keys", t.keys, "bytes", t.bytes, "elapsed", t.finished-t.started)
+	c.at(c.now.Mono, timerTransfer, 0)
+}
+
+// handleTransfer answers a new owner's request for a partition's next stored objects.
+func (c *Core) handleTransfer(r *pb.TransferRequest) *pb.Envelope {
+	if int(r.Partitions) != c.cfg.Partitions || r.Partition < 0 || int(r.Partition) >= c.cfg.Partitions {
+		return ErrorEnvelope(fmt.Errorf("%w: transfer of partition %d of %d (this node has %d)", ErrBadRequest, r.Partition, r.Partitions, c.cfg.Partitions))
+	}
+	p := int(r.Partition)
+	if !c.owns(p) {
+		return ErrorEnvelope(fmt.Errorf("core: partition %d asked of shard %d, which does not own it", p, c.cfg.Shard))
+	}
+	lo, hi := partitionStart(p, c.cfg.Partitions), partitionStart(p+1, c.cfg.Partitions)
+	start := lo
+	if len(r.After) > 0 {
+		if bytes.Compare(r.After, lo) < 0 || bytes.Compare(r.After, hi) >= 0 {
+			return ErrorEnvelope(fmt.Errorf("%w: transfer cursor outside partition %d", ErrBadRequest, p))
+		}
+		start = r.After
+	}
+	limit := int(r.MaxBytes)
+	if limit <= 0 || limit > c.cfg.HandoffBatchBytes {
+		limit = c.cfg.HandoffBatchBytes
+	}
+	resp := &pb.TransferResponse{Done: true}
+	size := 0
+	var last []byte
+	err := c.deps.Store.Scan(start, hi, func(k, v []byte) bool {
+		if size >= limit {
+			resp.Done = false
+			return false
+		}
+		bucket, key, ok := ParseDataKey(k)
+		if !ok {
+			return true
+		}
+		resp.Items = append(resp.Items, &pb.HandoffItem{Bucket: bucket, Key: key, Object: bytes.Clone(v)})
+		size += len(k) + len(v)
+		last = append(last[:0], k...)
+		return true
+	})
+	if err != nil {
+		return ErrorEnvelope(fmt.Errorf("transfer of partition %d: %w", p, err))
+	}
+	if !resp.Done {
+		resp.Next = append(last, 0) // the next key after the last one sent
+	}
+	return &pb.Envelope{Body: &pb.Envelope_TransferResp{TransferResp: resp}}
+}
+
+// remoteErr is the error an error envelope carries (or says there was none).
+func remoteErr(env *pb.Envelope) error {
+	if e := env.GetError(); e != nil {
+		return RemoteError(e.Code, e.Message)
+	}
+	return fmt.Errorf("%w: unexpected answer %T", ErrBadRequest, env.GetBody())
+}
