@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/ring"
@@ -67,6 +68,7 @@ type xfer struct {
 
 type xferState struct {
 	next     *ring.Ring     // the Next these transfers are for
+	ring     *ring.Ring     // and the Ring they start from
 	parts    map[int]*xfer  // by partition
 	order    []int          // partitions, in the order they are taken
 	cur      *xfer          // streaming or checking: one at a time
@@ -142,21 +144,28 @@ func (c *Core) planTransfers() {
 	v := c.view
 	x := &c.xfers
 	if v.Next == nil || v.Ring == nil {
+		if x.next != nil {
+			c.ready.TransfersChanged = true // no change pending any more
+		}
 		*x = xferState{}
 		return
 	}
-	if x.next != nil && slices.Equal(x.next.Members(), v.Next.Members()) {
-		x.next = v.Next
+	if x.next != nil && slices.Equal(x.next.Members(), v.Next.Members()) && x.ring != nil && slices.Equal(x.ring.Members(), v.Ring.Members()) {
+		x.next, x.ring = v.Next, v.Ring
 		return // the same change: keep going
 	}
-	*x = xferState{next: v.Next, parts: map[int]*xfer{}, byID: map[uint64]int{}}
+	// A new plan. A partition complete for the same Next stays complete (the writes kept
+	// reaching this node, a pending owner, since); one under way starts again.
+	old := x.parts
+	if x.next == nil || !slices.Equal(x.next.Members(), v.Next.Members()) {
+		old = nil
+	}
+	*x = xferState{next: v.Next, ring: v.Ring, parts: map[int]*xfer{}, byID: map[uint64]int{}}
+	c.ready.TransfersChanged = true // a new plan: what it has done so far is to be published
 	self := ring.NodeID(c.cfg.ID)
 	ns := c.deps.Buckets.Ns()
 	lo, hi := ShardPartitions(c.cfg.Shard, c.cfg.Partitions, c.cfg.Shards)
 	for p := lo; p < hi; p++ {
-		if p < len(v.Moved) && v.Moved[p] {
-			continue
-		}
 		var trees []int
 		for _, n := range ns {
 			if slices.Contains(v.Next.Preference(p, n), self) && !slices.Contains(v.Ring.Preference(p, n), self) {
@@ -164,7 +173,11 @@ func (c *Core) planTransfers() {
 			}
 		}
 		if len(trees) > 0 {
-			x.parts[p] = &xfer{p: p, trees: trees}
+			t := &xfer{p: p, trees: trees}
+			if o := old[p]; o != nil && o.phase == xferDone && slices.Equal(o.trees, trees) {
+				t = o
+			}
+			x.parts[p] = t
 			x.order = append(x.order, p)
 		}
 	}
@@ -172,6 +185,20 @@ func (c *Core) planTransfers() {
 		c.log(LevelInfo, "partition transfers planned", "partitions", len(x.order))
 		c.at(c.now.Mono, timerTransfer, 0)
 	}
+}
+
+// TransferPlan is the change the transfers are for (the members of Next, sorted, joined
+// by commas; "" when none is pending) and their status.
+func (c *Core) TransferPlan() (string, []TransferStatus) {
+	if c.xfers.next == nil {
+		return "", nil
+	}
+	ids := make([]string, 0, len(c.xfers.next.Members()))
+	for _, m := range c.xfers.next.Members() {
+		ids = append(ids, string(m.ID))
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ","), c.Transfers()
 }
 
 // Transfers reports the partitions this core is taking over, in order.

@@ -31,23 +31,7 @@ func startNodes(t *testing.T, size int) []*Node {
 	var nodes []*Node
 	seed := ""
 	for i := 1; i <= size; i++ {
-		cfg := DefaultConfig()
-		cfg.ID = fmt.Sprintf("n%d", i)
-		cfg.DataDir = t.TempDir()
-		cfg.HTTPAddr, cfg.RPCAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-		cfg.RequestTimeout = 5 * time.Second
-		cfg.AAEInterval, cfg.ReapInterval = time.Hour, time.Hour
-		// Shard counts differ between nodes (and from the machine's CPUs): a tree
-		// exchange or a handoff must not depend on how the other side shards.
-		cfg.Loops = []int{1, 3, 2}[(i-1)%3]
-		if seed != "" {
-			cfg.Join = []string{seed}
-		}
-		n, err := Start(context.Background(), cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", cfg.ID, err)
-		}
-		t.Cleanup(func() { _ = n.Close(context.Background()) })
+		n := startNode(t, i, seed)
 		if seed == "" {
 			seed = n.GossipAddr()
 		}
@@ -67,6 +51,29 @@ func startNodes(t *testing.T, size int) []*Node {
 		return true
 	})
 	return nodes
+}
+
+// startNode starts node n<i> (no HTTP; 1, 3 or 2 loops by i) joining seed ("": none).
+func startNode(t *testing.T, i int, seed string) *Node {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.ID = fmt.Sprintf("n%d", i)
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr, cfg.RPCAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.RequestTimeout = 5 * time.Second
+	cfg.AAEInterval, cfg.ReapInterval = time.Hour, time.Hour
+	// Shard counts differ between nodes (and from the machine's CPUs): a tree exchange, a
+	// handoff or a transfer must not depend on how the other side shards.
+	cfg.Loops = []int{1, 3, 2}[(i-1)%3]
+	if seed != "" {
+		cfg.Join = []string{seed}
+	}
+	n, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start %s: %v", cfg.ID, err)
+	}
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	return n
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {

@@ -22,6 +22,7 @@ type Config struct {
 	RPCAddr    string   // host:port of internode gRPC
 	GossipAddr string   // host:port of memberlist gossip
 	Join       []string // gossip addresses of seed nodes
+	Replace    string   // a dead member this node takes over (--replace)
 	Zone       string   // failure zone; preference lists spread over zones first
 
 	// DebugFaults enables POST /v1/debug/faults.

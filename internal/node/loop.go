@@ -42,6 +42,10 @@ type loop struct {
 	timer   *time.Timer
 	repairs map[uint64]*repairWatch
 	reaps   map[uint64]chan core.ReapDone
+
+	// xfer is the core's transfer status as of its last durable change (published).
+	xferMu sync.Mutex
+	xfer   xferSnapshot
 }
 
 func newLoop(n *Node, c *core.Core, shard int, batch *storage.TurnBatch) *loop {
@@ -195,6 +199,10 @@ func (l *loop) flush(ctx context.Context) {
 				out.reaps = append(out.reaps, reapOut{ch, d})
 			}
 		}
+		if rd.TransfersChanged {
+			next, ts := l.c.TransferPlan()
+			out.xfer = &xferSnapshot{next, ts}
+		}
 		if err := l.batch.Commit(); err != nil {
 			l.log.Error("store write failed", "err", err)
 			l.failTurn(&out, fmt.Errorf("store: %w", err)) // nothing that relies on the writes may leave
@@ -232,6 +240,28 @@ func (l *loop) carryOut(ctx context.Context, t *turnOut) {
 	for _, r := range t.reaps {
 		r.ch <- r.d
 	}
+	if t.xfer != nil {
+		l.xferMu.Lock()
+		l.xfer = *t.xfer
+		l.xferMu.Unlock()
+		select {
+		case l.n.xferSig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// xferSnapshot is a core's transfer plan and status (core.Core.TransferPlan).
+type xferSnapshot struct {
+	next string
+	ts   []core.TransferStatus
+}
+
+// transferSnapshot is the loop's transfer status as of its last durable change.
+func (l *loop) transferSnapshot() (string, []core.TransferStatus) {
+	l.xferMu.Lock()
+	defer l.xferMu.Unlock()
+	return l.xfer.next, l.xfer.ts
 }
 
 // turnOut is what one turn sends out of the node.
@@ -244,6 +274,7 @@ type turnOut struct {
 	replies []clientReply
 	repairs []repairOut
 	reaps   []reapOut
+	xfer    *xferSnapshot // a transfer completed: publish once durable
 }
 
 type peerAnswer struct {
@@ -267,7 +298,7 @@ type reapOut struct {
 }
 
 func (o *turnOut) empty() bool {
-	return !o.sync && len(o.local) == 0 && len(o.msgs) == 0 && len(o.answers) == 0 && len(o.replies) == 0 && len(o.repairs) == 0 && len(o.reaps) == 0
+	return !o.sync && len(o.local) == 0 && len(o.msgs) == 0 && len(o.answers) == 0 && len(o.replies) == 0 && len(o.repairs) == 0 && len(o.reaps) == 0 && o.xfer == nil
 }
 
 // outbox queues turns for the dispatcher without bound (the loop never waits for it).

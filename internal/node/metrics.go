@@ -30,6 +30,9 @@ type Metrics struct {
 	hintsStale      prometheus.Counter
 	handoffBytes    prometheus.Counter
 	handoffReceived prometheus.Counter
+	transferKeys    prometheus.Counter
+	transferBytes   prometheus.Counter
+	pendingWrites   prometheus.Counter
 
 	aaeExchanges        *prometheus.CounterVec
 	aaeSegmentsCompared prometheus.Counter
@@ -103,6 +106,16 @@ func newMetrics() *Metrics {
 	})
 	m.reg.MustRegister(m.aaeExchanges, m.aaeSegmentsCompared, m.aaeSegmentsDiffered, m.aaeKeysRepaired, m.aaeBytes, m.tombstonesReaped)
 	m.reg.MustRegister(m.hintsStale)
+	m.transferKeys = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_transfer_keys_total", Help: "Objects received by partition transfers (this node taking partitions over).",
+	})
+	m.transferBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_transfer_bytes_total", Help: "Bytes received by partition transfers.",
+	})
+	m.pendingWrites = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_pending_owner_writes_total", Help: "Writes also sent to a moving partition's new replica (its ack not counted).",
+	})
+	m.reg.MustRegister(m.transferKeys, m.transferBytes, m.pendingWrites)
 	m.reg.MustRegister(m.fallbackWrites, m.hintsStored, m.hintsDelivered, m.handoffBytes, m.handoffReceived)
 	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -155,6 +168,12 @@ func (m *Metrics) count(c core.Counter, n int) {
 		m.aaeBytes.Add(v)
 	case core.CountTombstonesReaped:
 		m.tombstonesReaped.Add(v)
+	case core.CountTransferKeys:
+		m.transferKeys.Add(v)
+	case core.CountTransferBytes:
+		m.transferBytes.Add(v)
+	case core.CountPendingWrite:
+		m.pendingWrites.Add(v)
 	}
 }
 

@@ -58,8 +58,11 @@ type Node struct {
 	http  *http.Server
 	hlis  net.Listener
 
-	ring    atomic.Pointer[ring.Ring]
+	ring    atomic.Pointer[ring.Ring] // the ring in force
+	view    atomic.Pointer[clusterView]
+	rings   ringSet
 	members atomic.Pointer[[]membership.Member]
+	xferSig chan struct{} // a loop completed a partition transfer (durably)
 
 	skew atomic.Int64 // clock skew in ms (fault injection)
 
@@ -102,7 +105,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
-	n := &Node{cfg: cfg, log: log, store: st, clock: cfg.Clock}
+	n := &Node{cfg: cfg, log: log, store: st, clock: cfg.Clock, xferSig: make(chan struct{}, 1)}
 	if n.clock == nil {
 		n.clock = wallClock{}
 	}
@@ -123,6 +126,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	var eb [6]byte
 	if _, err := rand.Read(eb[:]); err != nil {
 		return fail(fmt.Errorf("node %s: epoch: %w", cfg.ID, err))
+	}
+	// A store that was never a member of a cluster: as a joining node, it must stream its
+	// partitions before it serves them.
+	fresh := false
+	if _, err := st.Get([]byte(keyMember)); errors.Is(err, storage.ErrNotFound) {
+		fresh = true
 	}
 	if err := core.InitEpoch(st, hex.EncodeToString(eb[:])); err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
@@ -200,9 +209,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 	}
+	if err := n.initMemberState(fresh); err != nil {
+		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
+	}
 	n.refreshMembers()
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go n.watchMembers()
+	go n.watchTransfers()
 	for _, l := range n.loops {
 		l.submit(func() { l.c.Start() })
 	}
@@ -323,51 +336,16 @@ func (n *Node) Ring() *ring.Ring { return n.ring.Load() }
 
 func (n *Node) watchMembers() {
 	defer n.bg.Done()
-	ch := n.ms.Subscribe()
+	ch, meta := n.ms.Subscribe(), n.ms.SubscribeMeta()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-ch:
-			n.refreshMembers()
+		case <-meta: // member states and transfer reports live in the metadata
 		}
+		n.refreshMembers()
 	}
-}
-
-func (n *Node) refreshMembers() {
-	ms := n.ms.Members()
-	n.members.Store(&ms)
-	for _, m := range ms {
-		if m.ID != n.cfg.ID && m.State == membership.Alive && n.tr != nil {
-			n.tr.ResetBackoff(m.ID) // a member back up is reachable now, not after a backoff
-		}
-	}
-	defer n.pushView()
-	rm := make([]ring.Member, 0, len(ms))
-	for _, m := range ms {
-		rm = append(rm, ring.Member{ID: ring.NodeID(m.ID), Zone: m.Zone})
-	}
-	if old := n.ring.Load(); old != nil && slices.Equal(old.Members(), sortedRingMembers(rm)) {
-		return
-	}
-	r, err := ring.New(ring.Config{Partitions: n.cfg.Partitions}, rm)
-	if err != nil {
-		n.log.Error("ring rebuild failed", "err", err, "members", len(rm))
-		return
-	}
-	n.ring.Store(r)
-	n.log.Info("ring updated", "members", len(rm))
-}
-
-// pushView gives the core the ring and the failure detector's view.
-func (n *Node) pushView() {
-	alive := map[string]bool{}
-	for _, m := range n.Members() {
-		if m.State == membership.Alive || m.State == membership.Suspect {
-			alive[m.ID] = true
-		}
-	}
-	n.broadcast(core.SetView{View: core.View{Ring: n.Ring(), Alive: alive}})
 }
 
 func sortedRingMembers(rm []ring.Member) []ring.Member {

@@ -15,7 +15,8 @@ import (
 // Start starts size nodes n1..nSIZE with node.DefaultConfig, a 2 s request timeout and
 // temporary data directories; configure (may be nil) adjusts each node's configuration
 // (its HTTP handler, say) before it starts. It returns once every node sees every member
-// alive, and fails the test after 15 s otherwise.
+// alive and in the ring (the joining nodes have taken their partitions over), and fails
+// the test after 15 s otherwise.
 func Start(t testing.TB, size int, configure func(*node.Config)) []*node.Node {
 	t.Helper()
 	var nodes []*node.Node
@@ -44,9 +45,9 @@ func Start(t testing.TB, size int, configure func(*node.Config)) []*node.Node {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for _, n := range nodes {
-		for Alive(n) < size {
+		for Alive(n) < size || !n.RingSettled() || len(n.Ring().Members()) < size {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s sees %d of %d members alive", n.ID(), Alive(n), size)
+				t.Fatalf("%s sees %d of %d members alive, ring settled %v", n.ID(), Alive(n), size, n.RingSettled())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

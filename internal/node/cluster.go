@@ -1,0 +1,444 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/membership"
+	"github.com/quorumkv/quorumkv/internal/ring"
+)
+
+// Cluster changes (join, leave, replace, remove). Every member has a state in the
+// cluster metadata (gossiped, persisted): joining, active, leaving or left; a member
+// without one is joining. The ring in force is made of the active and leaving members;
+// the ring after the pending changes of the active and joining ones. While they differ,
+// the cores stream the partitions their node gains (core/transfer.go) and this node
+// publishes which it has completed; a partition moves to the new ring once every node
+// gaining it has (core.MovedPartitions), so every node decides the same from the same
+// reports. When every partition has moved, a joining node marks itself active and any
+// node marks a leaving one left: the next ring is then the ring in force.
+
+// MemberState is a member's place in the ring.
+type MemberState string
+
+// The member states.
+const (
+	StateJoining MemberState = "joining" // streaming the partitions it will own
+	StateActive  MemberState = "active"
+	StateLeaving MemberState = "leaving" // handing its partitions to the others
+	StateLeft    MemberState = "left"    // owns nothing
+)
+
+const (
+	metaMemberPrefix   = "member/"   // member/<id> → memberRecord
+	metaTransferPrefix = "transfer/" // transfer/<id> → transferRecord
+)
+
+type memberRecord struct {
+	State MemberState `json:"state"`
+}
+
+// transferRecord is what a node has taken over of the change to the ring of Next.
+type transferRecord struct {
+	Next string `json:"next"` // the members of the ring after the change, comma-separated
+	Done []int  `json:"done"` // partitions complete
+}
+
+// memberState is id's state (joining when it has none yet).
+func (n *Node) memberState(id string) MemberState {
+	raw, ok := n.ms.GetMeta(metaMemberPrefix + id)
+	if !ok {
+		return StateJoining
+	}
+	var r memberRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		n.log.Error("bad member record in cluster metadata", "member", id, "err", err)
+		return StateActive // as before records existed: a member is in the ring
+	}
+	return r.State
+}
+
+func (n *Node) setMemberState(id string, st MemberState) error {
+	raw, _ := json.Marshal(memberRecord{State: st})
+	if err := n.ms.SetMeta(metaMemberPrefix+id, raw); err != nil {
+		return fmt.Errorf("record %s as %s: %w", id, st, err)
+	}
+	n.log.Info("member state", "member", id, "state", string(st))
+	return nil
+}
+
+// initMemberState gives this node its state when it has none: a node with data of its
+// own (a restart, or a cluster from before member states) or none to join is active at
+// once; a fresh node joining a cluster is joining, active once it holds its partitions
+// (at once, if the cluster holds nothing).
+func (n *Node) initMemberState(fresh bool) error {
+	if _, ok := n.ms.GetMeta(metaMemberPrefix + n.cfg.ID); ok {
+		return nil
+	}
+	st := StateActive
+	if fresh && len(n.cfg.Join) > 0 {
+		st = StateJoining
+	}
+	if n.cfg.Replace != "" {
+		if err := n.checkReplace(n.cfg.Replace); err != nil {
+			return err
+		}
+		st = StateJoining
+		if err := n.setMemberState(n.cfg.Replace, StateLeaving); err != nil {
+			return err
+		}
+	}
+	return n.setMemberState(n.cfg.ID, st)
+}
+
+// ringSet caches the rings built for member lists (building one costs a pass over
+// every partition).
+type ringSet struct {
+	mu    sync.Mutex
+	rings map[string]*ring.Ring
+}
+
+func (rs *ringSet) get(partitions int, ms []ring.Member) (*ring.Ring, error) {
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	key := ringKey(ms)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r := rs.rings[key]; r != nil {
+		return r, nil
+	}
+	r, err := ring.New(ring.Config{Partitions: partitions}, ms)
+	if err != nil {
+		return nil, err
+	}
+	if rs.rings == nil || len(rs.rings) > 8 {
+		rs.rings = map[string]*ring.Ring{}
+	}
+	rs.rings[key] = r
+	return r, nil
+}
+
+func ringKey(ms []ring.Member) string {
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = string(m.ID)
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ",")
+}
+
+// clusterView is the ownership as this node sees it now.
+type clusterView struct {
+	cur, next *ring.Ring
+	moved     []bool
+	states    map[string]MemberState
+	nextKey   string
+}
+
+// computeView derives the rings from the members and their states, and which partitions
+// have moved from the transfer reports.
+func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
+	v := clusterView{states: map[string]MemberState{}}
+	var cur, next []ring.Member
+	for _, m := range ms {
+		st := n.memberState(m.ID)
+		v.states[m.ID] = st
+		rm := ring.Member{ID: ring.NodeID(m.ID), Zone: m.Zone}
+		switch st {
+		case StateActive:
+			cur, next = append(cur, rm), append(next, rm)
+		case StateLeaving:
+			cur = append(cur, rm)
+		case StateJoining:
+			next = append(next, rm)
+		}
+	}
+	var err error
+	if v.cur, err = n.rings.get(n.cfg.Partitions, cur); err != nil {
+		return v, err
+	}
+	if v.cur == nil || ringKey(cur) == ringKey(next) {
+		return v, nil
+	}
+	if v.next, err = n.rings.get(n.cfg.Partitions, next); err != nil {
+		return v, err
+	}
+	v.nextKey = ringKey(next)
+	done := map[string]map[int]bool{}
+	for _, k := range n.ms.MetaKeys(metaTransferPrefix) {
+		raw, _ := n.ms.GetMeta(k)
+		var r transferRecord
+		if json.Unmarshal(raw, &r) != nil || r.Next != v.nextKey {
+			continue // about another change
+		}
+		d := map[int]bool{}
+		for _, p := range r.Done {
+			d[p] = true
+		}
+		done[strings.TrimPrefix(k, metaTransferPrefix)] = d
+	}
+	v.moved = core.MovedPartitions(v.cur, v.next, n.Ns(), nil, func(node string, p int) bool { return done[node][p] })
+	return v, nil
+}
+
+// refreshMembers recomputes the members, the rings and the moved partitions, gives the
+// cores the new view, and finishes a change once every partition has moved.
+func (n *Node) refreshMembers() {
+	ms := n.ms.Members()
+	n.members.Store(&ms)
+	for _, m := range ms {
+		if m.ID != n.cfg.ID && m.State == membership.Alive && n.tr != nil {
+			n.tr.ResetBackoff(m.ID) // a member back up is reachable now, not after a backoff
+		}
+	}
+	v, err := n.computeView(ms)
+	if err != nil {
+		n.log.Error("ring rebuild failed", "err", err)
+		return
+	}
+	if v.cur == nil && v.states[n.cfg.ID] == StateJoining {
+		// Nobody holds anything yet (every member is new): the cluster starts here.
+		if err := n.setMemberState(n.cfg.ID, StateActive); err != nil {
+			n.log.Error("bootstrap", "err", err)
+		}
+		return // the metadata change brings us back
+	}
+	if old := n.ring.Load(); v.cur != nil && (old == nil || !slices.Equal(old.Members(), v.cur.Members())) {
+		n.log.Info("ring updated", "members", len(v.cur.Members()))
+	}
+	n.ring.Store(v.cur)
+	n.view.Store(&v)
+	n.pushView()
+	if v.next != nil && !slices.Contains(v.moved, false) {
+		n.finishChange(v)
+	}
+}
+
+// finishChange records the end of a change whose partitions have all moved: this node
+// active if it was joining, every leaving member left.
+func (n *Node) finishChange(v clusterView) {
+	var errs []error
+	if v.states[n.cfg.ID] == StateJoining {
+		errs = append(errs, n.setMemberState(n.cfg.ID, StateActive))
+	}
+	for id, st := range v.states {
+		if st == StateLeaving {
+			errs = append(errs, n.setMemberState(id, StateLeft))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		n.log.Error("finishing a cluster change", "err", err)
+		return
+	}
+	n.log.Info("cluster change complete", "ring", v.nextKey)
+}
+
+// pushView gives the cores the rings and the failure detector's view.
+func (n *Node) pushView() {
+	alive := map[string]bool{}
+	for _, m := range n.Members() {
+		if m.State == membership.Alive || m.State == membership.Suspect {
+			alive[m.ID] = true
+		}
+	}
+	cv := core.View{Ring: n.Ring(), Alive: alive}
+	if v := n.view.Load(); v != nil {
+		cv.Next, cv.Moved = v.next, v.moved
+	}
+	n.broadcast(core.SetView{View: cv})
+}
+
+// publishTransfers publishes the partitions this node's cores have taken over, for the
+// change they are taking them over for.
+func (n *Node) publishTransfers() {
+	rec := transferRecord{}
+	for _, l := range n.loops {
+		next, ts := l.transferSnapshot()
+		if next == "" {
+			continue
+		}
+		if rec.Next != "" && rec.Next != next {
+			return // the shards have not all seen the same change yet: the next one will
+		}
+		rec.Next = next
+		for _, t := range ts {
+			if t.Phase == "done" {
+				rec.Done = append(rec.Done, t.Partition)
+			}
+		}
+	}
+	if rec.Next == "" {
+		return
+	}
+	slices.Sort(rec.Done)
+	raw, _ := json.Marshal(rec)
+	if old, ok := n.ms.GetMeta(metaTransferPrefix + n.cfg.ID); ok && string(old) == string(raw) {
+		return
+	}
+	if err := n.ms.SetMeta(metaTransferPrefix+n.cfg.ID, raw); err != nil {
+		n.log.Error("publishing transfers", "err", err)
+	}
+}
+
+// watchTransfers publishes transfer progress, at most every 100 ms.
+func (n *Node) watchTransfers() {
+	defer n.bg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.xferSig:
+		}
+		n.publishTransfers()
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Transfer is one partition a node is taking over (GET /v1/cluster/transfers).
+type Transfer struct {
+	Partition int     `json:"partition"`
+	From      string  `json:"from"` // the replica it streams from
+	To        string  `json:"to"`   // this node
+	Phase     string  `json:"phase"`
+	KeysDone  int64   `json:"keys_done"`
+	BytesDone int64   `json:"bytes_done"`
+	ElapsedS  float64 `json:"elapsed_s"`
+}
+
+// TransfersInfo is GET /v1/cluster/transfers on one node.
+type TransfersInfo struct {
+	Node    string            `json:"node"`
+	Pending bool              `json:"pending"` // a change is under way
+	Ring    []string          `json:"ring"`
+	Next    []string          `json:"next,omitempty"`
+	Moved   int               `json:"partitions_moved"`
+	Waiting int               `json:"partitions_waiting"`
+	States  map[string]string `json:"states"`
+	// Transfers are this node's.
+	Transfers []Transfer `json:"transfers"`
+}
+
+// Transfers describes the change under way, if any, and this node's part in it.
+func (n *Node) Transfers() TransfersInfo {
+	info := TransfersInfo{Node: n.cfg.ID, States: map[string]string{}, Transfers: []Transfer{}}
+	v := n.view.Load()
+	if v == nil {
+		return info
+	}
+	for id, st := range v.states {
+		info.States[id] = string(st)
+	}
+	if v.cur != nil {
+		for _, m := range v.cur.Members() {
+			info.Ring = append(info.Ring, string(m.ID))
+		}
+	}
+	if v.next != nil {
+		info.Pending = true
+		for _, m := range v.next.Members() {
+			info.Next = append(info.Next, string(m.ID))
+		}
+		for _, m := range v.moved {
+			if m {
+				info.Moved++
+			} else {
+				info.Waiting++
+			}
+		}
+	}
+	for _, l := range n.loops {
+		_, ts := l.transferSnapshot()
+		for _, t := range ts {
+			info.Transfers = append(info.Transfers, Transfer{Partition: t.Partition, From: t.Source, To: n.cfg.ID, Phase: t.Phase,
+				KeysDone: t.Keys, BytesDone: t.Bytes, ElapsedS: t.Elapsed.Seconds()})
+		}
+	}
+	slices.SortFunc(info.Transfers, func(a, b Transfer) int { return a.Partition - b.Partition })
+	return info
+}
+
+// Leave starts handing node id's partitions to the others; it leaves the ring once they
+// all have them. Refused when fewer active nodes would remain than a bucket's n.
+func (n *Node) Leave(ctx context.Context, id string) error {
+	st, err := n.changeable(id)
+	if err != nil {
+		return err
+	}
+	if st == StateLeaving {
+		return nil // already leaving
+	}
+	return n.setMemberState(id, StateLeaving)
+}
+
+// Remove drops a dead node: its partitions are rebuilt on the others from the surviving
+// replicas, then it leaves the ring. Refused for a node seen up (use Leave).
+func (n *Node) Remove(ctx context.Context, id string) error {
+	if n.alive(id) && id != n.cfg.ID {
+		return fmt.Errorf("%w: %s is up: use leave, which streams its partitions from it", ErrBadRequest, id)
+	}
+	return n.Leave(ctx, id)
+}
+
+// changeable checks that id may leave the ring.
+func (n *Node) changeable(id string) (MemberState, error) {
+	if _, ok := n.member(id); !ok {
+		return "", fmt.Errorf("%w: %s is not a member", ErrBadRequest, id)
+	}
+	st := n.memberState(id)
+	if st == StateLeft {
+		return st, fmt.Errorf("%w: %s has left already", ErrBadRequest, id)
+	}
+	remain := 0
+	for _, m := range n.Members() {
+		if s := n.memberState(m.ID); m.ID != id && (s == StateActive || s == StateJoining) {
+			remain++
+		}
+	}
+	for _, nrep := range n.Ns() {
+		if remain < nrep {
+			return st, fmt.Errorf("%w: %s leaving would leave %d node(s), fewer than the %d replicas a bucket keeps", ErrBadRequest, id, remain, nrep)
+		}
+	}
+	return st, nil
+}
+
+// checkReplace checks that old may be replaced by this node.
+func (n *Node) checkReplace(old string) error {
+	if old == n.cfg.ID {
+		return fmt.Errorf("%w: a node cannot replace itself", ErrBadRequest)
+	}
+	if _, ok := n.member(old); !ok {
+		return fmt.Errorf("%w: --replace %s: not a member of the cluster joined", ErrBadRequest, old)
+	}
+	if n.alive(old) {
+		return fmt.Errorf("%w: --replace %s: it is up; stop it first, or use cluster leave", ErrBadRequest, old)
+	}
+	return nil
+}
+
+// RingSettled reports whether no change is under way and the ring holds every member
+// that has not left (for tests and readiness).
+func (n *Node) RingSettled() bool {
+	v := n.view.Load()
+	if v == nil || v.cur == nil || v.next != nil {
+		return false
+	}
+	for _, st := range v.states {
+		if st == StateJoining || st == StateLeaving {
+			return false
+		}
+	}
+	return true
+}
