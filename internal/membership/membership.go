@@ -104,6 +104,11 @@ type Config struct {
 	Seeds    []string // gossip addresses of nodes to join
 	Store    StateStore
 	Logger   *slog.Logger
+	// GossipKeys, when set, encrypt and authenticate all gossip (memberlist's keyring,
+	// AES-GCM): the first key sends, every key is tried on what arrives, and what no
+	// key opens is refused. Keys are 16, 24 or 32 bytes. A host without a key of the
+	// ring cannot join, probe or spread metadata.
+	GossipKeys [][]byte
 
 	ProbeInterval    time.Duration
 	ProbeTimeout     time.Duration
@@ -158,6 +163,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: ProbeTimeout %v must be shorter than ProbeInterval %v",
 			ErrInvalidInput, c.ProbeTimeout, c.ProbeInterval)
 	}
+	for i, k := range c.GossipKeys {
+		if len(k) != 16 && len(k) != 24 && len(k) != 32 {
+			return fmt.Errorf("%w: gossip key %d is %d bytes, want 16, 24 or 32", ErrInvalidInput, i+1, len(k))
+		}
+	}
 	if c.SuspicionMult < 1 {
 		return fmt.Errorf("%w: SuspicionMult must be at least 1, got %d", ErrInvalidInput, c.SuspicionMult)
 	}
@@ -205,7 +215,12 @@ type Membership struct {
 	shutErr  error
 	closed   atomic.Bool
 	numLive  atomic.Int64 // alive+suspect nodes incl. self, from memberlist events
+	rejected atomic.Uint64 // gossip messages refused for want of the gossip key
 }
+
+// GossipRejected is how many gossip messages and streams this node refused because no
+// key of its keyring opened them (or they came unencrypted while it has keys).
+func (m *Membership) GossipRejected() uint64 { return m.rejected.Load() }
 
 // Start creates the memberlist instance, loads the persisted state, and
 // joins the seeds and the known ring members. When none is reachable (a node
@@ -250,7 +265,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership: resolving bind address %q: %w", cfg.BindAddr, err)
 	}
-	stdlog := newStdLogger(log)
+	stdlog := newStdLogger(log, &m.rejected)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{ip}, BindPort: port, Logger: stdlog,
 	})
@@ -321,6 +336,15 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	mc.Conflict = (*events)(m)
 	mc.Logger = stdlog
 	mc.LogOutput = nil
+	if len(cfg.GossipKeys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.GossipKeys[1:], cfg.GossipKeys[0])
+		if err != nil {
+			_ = nt.Shutdown()
+			return nil, fmt.Errorf("membership: gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 
 	list, err := memberlist.Create(mc)
 	if err != nil {
