@@ -53,6 +53,7 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]string // verified pair → the record's hash at the time
+	users map[string]decoded           // decoded records, by name, while their bytes hold
 
 	failures  atomic.Uint64
 	successes atomic.Uint64
@@ -89,7 +90,7 @@ func New(cfg Config) (*Authenticator, error) {
 		return nil, err
 	}
 	return &Authenticator{cfg: cfg, log: log.With("component", "auth"), secret: secret, dummy: dummy,
-		backoff: NewBackoff(cfg.Backoff, cfg.Now), cache: map[[sha256.Size]byte]string{}}, nil
+		backoff: NewBackoff(cfg.Backoff, cfg.Now), cache: map[[sha256.Size]byte]string{}, users: map[string]decoded{}}, nil
 }
 
 // Failures is how many authentications failed since start.
@@ -127,20 +128,45 @@ func (a *Authenticator) Authenticate(ctx context.Context, remote, name, pw strin
 	return u, nil
 }
 
+type decoded struct {
+	raw string
+	u   *User
+}
+
+// Current returns user name as stored now, decoded once per change of its record. The
+// user is shared: read it, never change it (Lookup returns a copy to change).
+func (a *Authenticator) Current(name string) (*User, error) {
+	raw, ok := a.cfg.Store.UserRecord(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNoUser, clipName(name))
+	}
+	a.mu.Lock()
+	e, hit := a.users[name]
+	a.mu.Unlock()
+	if hit && e.raw == string(raw) {
+		return e.u, nil
+	}
+	u, err := DecodeUser(raw)
+	if err != nil || u.Name != name {
+		a.log.Error("unreadable user record in cluster metadata", "user", clipName(name))
+		return nil, fmt.Errorf("%w: %q", ErrNoUser, clipName(name))
+	}
+	a.mu.Lock()
+	if len(a.users) >= a.cfg.CacheSize {
+		clear(a.users)
+	}
+	a.users[name] = decoded{raw: string(raw), u: u}
+	a.mu.Unlock()
+	return u, nil
+}
+
 // check verifies the pair, through the cache when it can.
 func (a *Authenticator) check(name, pw string) (*User, bool) {
 	if len(name) > MaxNameBytes || len(pw) > MaxPasswordBytes {
 		return nil, false
 	}
-	raw, found := a.cfg.Store.UserRecord(name)
-	var u *User
-	if found {
-		var err error
-		if u, err = DecodeUser(raw); err != nil || u.Name != name {
-			a.log.Error("unreadable user record in cluster metadata", "user", clipName(name))
-			found = false
-		}
-	}
+	u, err := a.Current(name)
+	found := err == nil
 	key := cacheKey(a.secret, name, pw)
 	if found {
 		a.mu.Lock()
@@ -166,13 +192,15 @@ func (a *Authenticator) check(name, pw string) (*User, bool) {
 	return u, true
 }
 
-// Lookup returns a user by name.
+// Lookup returns a copy of user name, free to change.
 func (a *Authenticator) Lookup(name string) (*User, error) {
-	raw, ok := a.cfg.Store.UserRecord(name)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNoUser, clipName(name))
+	u, err := a.Current(name)
+	if err != nil {
+		return nil, err
 	}
-	return DecodeUser(raw)
+	c := *u
+	c.Grants = slices.Clone(u.Grants)
+	return &c, nil
 }
 
 // List returns every user, sorted by name, without hashes.
