@@ -214,7 +214,7 @@ type Membership struct {
 	shutOnce sync.Once
 	shutErr  error
 	closed   atomic.Bool
-	numLive  atomic.Int64 // alive+suspect nodes incl. self, from memberlist events
+	numLive  atomic.Int64  // alive+suspect nodes incl. self, from memberlist events
 	rejected atomic.Uint64 // gossip messages refused for want of the gossip key
 }
 
