@@ -100,6 +100,9 @@ type User struct {
 // Can reports whether u holds role on bucket. bucket "" asks for a grant on every bucket
 // (cluster-wide endpoints).
 func (u *User) Can(role Role, bucket string) bool {
+	if role.rank() == 0 {
+		return false
+	}
 	for _, g := range u.Grants {
 		if g.Role.rank() >= role.rank() && (g.Bucket == "" || (bucket != "" && g.Bucket == bucket)) {
 			return true
@@ -219,7 +222,7 @@ func HashPassword(pw string, p Params) (string, error) {
 
 // maxParams bounds the cost a stored hash may ask for, so that a corrupt or hostile
 // record cannot make a check take a gigabyte or a minute.
-var maxParams = Params{Memory: 1 << 20, Time: 16, Threads: 16}
+var maxParams = Params{Memory: 256 << 10, Time: 10, Threads: 16}
 
 // parseHash reads a PHC argon2id string.
 func parseHash(h string) (p Params, salt, key []byte, err error) {
