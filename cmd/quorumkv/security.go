@@ -162,9 +162,25 @@ func (cf clientFlags) securityOptions() ([]client.Option, error) {
 
 // failingClient is an HTTP client whose every request fails with err.
 func failingClient(err error) *http.Client {
-	return &http.Client{Transport: failingTransport{err}}
+	return &http.Client{Transport: failingTransport{setupError{err}}}
 }
 
 type failingTransport struct{ err error }
 
 func (f failingTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
+
+// setupError is a client configuration the user got wrong (no password, an unreadable
+// CA file): nothing was sent, so there is no port to look at.
+type setupError struct{ err error }
+
+func (e setupError) Error() string { return e.err.Error() }
+func (e setupError) Unwrap() error { return e.err }
+
+// tlsHint explains the 400 a plaintext client gets from a TLS port.
+func tlsHint(err error) string {
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest && strings.Contains(ae.Message, "HTTPS server") {
+		return "the node speaks HTTPS: give the cluster CA with --tls-ca FILE (or $" + tlsCAEnv + ")"
+	}
+	return ""
+}

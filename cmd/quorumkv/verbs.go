@@ -153,6 +153,9 @@ func (e *env) apiFail(err error, param string) int {
 		if why := notHTTP(err); why != "" {
 			return e.fail("%s", why)
 		}
+		if why := tlsHint(err); why != "" {
+			return e.fail("%s", why)
+		}
 		msg := strings.TrimPrefix(err.Error(), "client: ")
 		var oe *net.OpError
 		if errors.As(err, &oe) && oe.Op == "dial" {
