@@ -3,7 +3,9 @@
 // Model: a thin translation between HTTP and the node's operations. Every input is
 // validated before anything is written: unknown query parameters, bad quorum values, bad
 // contexts, invalid bucket names, oversized keys or values and truncated bodies answer a
-// 4xx JSON error {"error","code"} and change nothing.
+// 4xx JSON error {"error","code"} and change nothing. With Options.RequireAuth every
+// route but GET /healthz checks HTTP basic auth and the grant the route needs before its
+// handler runs (auth.go): a refused request (401, 403) reads and changes nothing.
 package api
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -293,9 +294,9 @@ func (a *Authenticator) Remove(name string) error {
 }
 
 func (a *Authenticator) save(u *User) error {
-	raw, err := jsonMarshal(u)
+	raw, err := json.Marshal(u)
 	if err != nil {
-		return err
+		return fmt.Errorf("auth: encode user: %w", err)
 	}
 	if err := a.cfg.Store.SetUserRecord(u.Name, raw); err != nil {
 		return fmt.Errorf("auth: store user: %w", err)

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"encoding/json"
 	"slices"
 	"sync"
 	"time"
@@ -119,5 +118,3 @@ func (b *Backoff) evict() {
 		}
 	}
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

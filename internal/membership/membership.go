@@ -30,6 +30,11 @@
 // by gossip broadcast, and repaired by the periodic push-pull full-state sync,
 // so every node converges on the same map and keeps it across restarts.
 //
+// With Config.GossipKeys all gossip (packets and push-pull streams, hence the
+// metadata, which holds users' password hashes) is encrypted and authenticated
+// with memberlist's keyring; what no key opens is refused and counted
+// (GossipRejected), so a host without the key cannot join.
+//
 // Invariants: merge of member records and of metadata entries is
 // commutative, associative and idempotent; the persisted state only grows
 // in version order; a corrupt remote state is logged and ignored, a corrupt

@@ -7,6 +7,11 @@
 // than N syscalls. Call never blocks: it enqueues and returns; the callback runs exactly once,
 // with the response or an error (unreachable peer, overload, timeout, broken stream).
 //
+// Security: with Config.ServerTLS and ClientTLS every connection is mutual TLS; a peer
+// whose certificate the cluster CA did not sign (or a plaintext one) fails the handshake
+// before any message is read, either way round, and is counted in Stats.TLSRejected and
+// logged (tls.go). The sender id a stream carries is trusted among members.
+//
 // A fault layer (SetFaults) drops traffic to and from named peers and delays outbound
 // messages. It serves tests and demonstrations and is enabled only with --debug-faults.
 package transport
