@@ -184,3 +184,11 @@ func tlsHint(err error) string {
 	}
 	return ""
 }
+
+// peerTLS is how the dashboard asks the other nodes' HTTP APIs (nil: plain HTTP).
+func (s *security) peerTLS() *tls.Config {
+	if s.bundle == nil {
+		return nil
+	}
+	return s.bundle.InternodeClient()
+}

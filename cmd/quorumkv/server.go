@@ -148,7 +148,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	cfg.HTTPHandler = func(n *node.Node) http.Handler {
 		authn, authErr = auth.New(auth.Config{Store: n, Logger: log.With("node", cfg.ID)})
 		return api.NewWithOptions(n, api.Options{Logger: log.With("node", cfg.ID), DebugFaults: cfg.DebugFaults,
-			MaxValue: cfg.MaxValueBytes, Auth: authn, RequireAuth: sec.auth})
+			MaxValue: cfg.MaxValueBytes, Auth: authn, RequireAuth: sec.auth, PeerTLS: sec.peerTLS()})
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageErr(fs, "%v", err)

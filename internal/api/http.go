@@ -9,6 +9,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,9 @@ type Options struct {
 	Auth *auth.Authenticator
 	// RequireAuth: every request but GET /healthz needs HTTP basic auth and a grant.
 	RequireAuth bool
+	// PeerTLS, when set, is how the dashboard asks the other nodes (HTTPS, the cluster
+	// CA's check: pki.Bundle.InternodeClient); nil asks them over plain HTTP.
+	PeerTLS *tls.Config
 }
 
 // New returns the HTTP handler of n, open to every client (no authentication).
@@ -117,7 +121,9 @@ func NewWithOptions(n *node.Node, o Options) http.Handler {
 	handleFunc("POST /v1/users/{name}/revoke", s.grantUser(true))
 	handleFunc("GET /healthz", s.healthz)
 	handle("GET /metrics", n.MetricsHandler())
-	handle("/ui/", ui.Handler(n, log))
+	uiCfg := ui.DefaultConfig()
+	uiCfg.PeerTLS = o.PeerTLS
+	handle("/ui/", ui.HandlerWith(n, log, uiCfg))
 	if o.DebugFaults {
 		handleFunc("POST /v1/debug/faults", s.setFaults)
 		handleFunc("GET /v1/debug/faults", s.getFaults)

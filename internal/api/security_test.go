@@ -7,9 +7,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -362,6 +364,44 @@ func TestSecureHTTP(t *testing.T) {
 		}
 		if st, _ := sc.do(t, 0, "admin", adminPW, "GET", "/healthz", ""); st != 200 {
 			t.Errorf("the node after a plaintext client: %d", st)
+		}
+	})
+
+	t.Run("the dashboard reaches the other nodes over TLS with the caller's login", func(t *testing.T) {
+		// The test cluster's HTTP handlers have no PeerTLS: a node asks its peers over plain
+		// HTTP, so this subtest builds the handler the server builds, with it.
+		var view struct {
+			Nodes []struct {
+				ID        string `json:"id"`
+				Reachable bool   `json:"reachable"`
+				Error     string `json:"error"`
+			} `json:"nodes"`
+		}
+		cf, kf := pki.NodeFiles("n1")
+		b, err := pki.Load(filepath.Join(sc.dir, cf), filepath.Join(sc.dir, kf), filepath.Join(sc.dir, pki.CAFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Without PeerTLS every other node shows unreachable (400: plain HTTP to a TLS port).
+		h := api.NewWithOptions(sc.nodes[0], api.Options{Auth: sc.auths[0], RequireAuth: true, PeerTLS: b.InternodeClient(), MaxValue: 1 << 20})
+		get := func(user, pw string) *httptest.ResponseRecorder {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/ui/api/cluster", nil)
+			req.SetBasicAuth(user, pw)
+			h.ServeHTTP(rec, req)
+			return rec
+		}
+		rec := get("reader", readerPW)
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &view) != nil || len(view.Nodes) != 3 {
+			t.Fatalf("cluster view as reader: %d %s", rec.Code, rec.Body)
+		}
+		for _, n := range view.Nodes {
+			if !n.Reachable {
+				t.Errorf("the dashboard of n1 cannot reach %s: %s", n.ID, n.Error)
+			}
+		}
+		if rec := get("mine", minePW); rec.Code != 403 {
+			t.Errorf("cluster view as a user without read on every bucket: %d", rec.Code)
 		}
 	})
 

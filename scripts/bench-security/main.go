@@ -1,7 +1,8 @@
 // Command bench-security measures what TLS and --auth cost: two 3-node clusters of real
 // 'quorumkv server' processes on loopback, one open and one with TLS, mutual TLS between
 // nodes, an encrypted gossip and --auth, driven by the same workload in alternating
-// rounds (open, secured, open, ...), so that both see the same machine. It prints the
+// pairs (per operation: open then secured, then the other way round), so that both see
+// the same machine. It prints the
 // median throughput and p99 latency of each operation and their ratio.
 //
 //	go run ./scripts/bench-security [-rounds 3] [-requests 10000] [-clients 32]
@@ -95,12 +96,22 @@ func run(rounds, requests, clients int) error {
 	for _, c := range []*cluster{open, secured} {
 		results[c.name] = map[string][]sample{}
 	}
-	for r := 0; r < rounds; r++ {
-		for _, c := range []*cluster{open, secured} {
-			for _, op := range ops {
-				rps, p99, err := c.load(op, requests, clients, r)
+	// Per operation, the two modes run back to back, in alternating order from round to
+	// round, after one warm-up pair: on a shared machine whose load drifts, each pair sees
+	// about the same load, and the medians compare like with like.
+	for r := -1; r < rounds; r++ {
+		for _, op := range ops {
+			pair := []*cluster{open, secured}
+			if r%2 != 0 {
+				pair = []*cluster{secured, open}
+			}
+			for _, c := range pair {
+				rps, p99, err := c.load(op, requests, clients, r+1)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", c.name, op, err)
+				}
+				if r < 0 {
+					continue // warm-up
 				}
 				results[c.name][op] = append(results[c.name][op], sample{rps, p99})
 				fmt.Fprintf(os.Stderr, "round %d %-8s %-9s %8.0f req/s  p99 %6.2f ms\n", r+1, c.name, op, rps, p99)
