@@ -44,6 +44,20 @@ func DefaultConfig() Config {
 	return Config{Params: DefaultParams, Backoff: DefaultBackoff(), CacheSize: 4096}
 }
 
+// Validate reports a configuration error (zero Params, CacheSize and Now take their
+// defaults in New).
+func (c Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("auth: Store is required")
+	case c.Params.Memory != 0 && (c.Params.Time == 0 || c.Params.Threads == 0 || c.Params.Memory < 8*uint32(c.Params.Threads)):
+		return errors.New("auth: argon2id parameters need time >= 1, threads >= 1, memory >= 8 KiB per thread")
+	case c.Backoff.MaxAddrs < 0 || c.Backoff.Base < 0 || c.Backoff.Max < 0:
+		return errors.New("auth: backoff values must not be negative")
+	}
+	return nil
+}
+
 // Authenticator checks credentials against the Store. Safe for concurrent use.
 type Authenticator struct {
 	cfg     Config
@@ -62,8 +76,8 @@ type Authenticator struct {
 
 // New returns an Authenticator over cfg.Store.
 func New(cfg Config) (*Authenticator, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("auth: Store is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Params.Memory == 0 {
 		cfg.Params = DefaultParams
