@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -588,6 +589,28 @@ func TestSecureRESP(t *testing.T) {
 		defer bad.Close()
 		if err := bad.Set(ctx, "lib", "evil", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
 			t.Errorf("go-redis SET as reader: %v, want NOPERM", err)
+		}
+	})
+
+	t.Run("redis-cli --tls with a user", func(t *testing.T) {
+		cli := needTool(t, "redis-cli", "redis-tools")
+		host, port, _ := net.SplitHostPort(sc.resps[1].Addr())
+		run := func(args ...string) string {
+			base := []string{"-h", host, "-p", port, "--tls", "--cacert", filepath.Join(sc.dir, pki.CAFile), "--no-auth-warning"}
+			out, _ := exec.Command(cli, append(base, args...)...).CombinedOutput()
+			return strings.TrimSpace(string(out))
+		}
+		if got := run("--user", "writer", "--pass", writerPW, "SET", "cli", "v"); got != "OK" {
+			t.Errorf("redis-cli --tls --user writer SET: %q", got)
+		}
+		if got := run("SET", "cli", "evil"); !strings.Contains(got, "NOAUTH") {
+			t.Errorf("redis-cli --tls without a user: %q", got)
+		}
+		if got := run("--user", "reader", "--pass", readerPW, "SET", "cli", "evil"); !strings.Contains(got, "NOPERM") {
+			t.Errorf("redis-cli --tls --user reader SET: %q", got)
+		}
+		if got := admin.cmd("GET", "cli"); got != "v" {
+			t.Errorf("cli = %q after refused writes, want v", got)
 		}
 	})
 
