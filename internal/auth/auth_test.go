@@ -205,7 +205,29 @@ func TestUserManagement(t *testing.T) {
 	if l := a.List(); len(l) != 0 {
 		t.Errorf("list after remove: %v", l)
 	}
+
+	// The last admin on every bucket stays one.
+	if _, err := a.Put("root", "root-password", []Grant{{Role: RoleAdmin}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, err := range map[string]error{
+		"remove":  a.Remove("root"),
+		"revoke":  errOf(a.Revoke("root", Grant{Role: RoleAdmin})),
+		"regrant": errOf(a.Put("root", "", []Grant{{Role: RoleAdmin, Bucket: "b"}})),
+	} {
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s of the last admin: %v", name, err)
+		}
+	}
+	if _, err := a.Put("root2", "root-password", []Grant{{Role: RoleAdmin}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Remove("root"); err != nil {
+		t.Errorf("removing an admin while another remains: %v", err)
+	}
 }
+
+func errOf(_ any, err error) error { return err }
 
 func errString(_ any, err error) string {
 	if err == nil {

@@ -261,12 +261,34 @@ func (a *Authenticator) Put(name, pw string, grants []Grant) (*User, error) {
 		}
 	}
 	if grants != nil {
+		wasAdmin := u.Can(RoleAdmin, "")
 		u.Grants = nil
 		for _, g := range grants {
 			u.AddGrant(g)
 		}
+		if err := a.keepsAnAdmin(u.Name, wasAdmin, u.Can(RoleAdmin, "")); err != nil {
+			return nil, err
+		}
 	}
 	return u, a.save(u)
+}
+
+// keepsAnAdmin refuses a change that takes the admin role on every bucket from the last
+// user who has it: nobody could then manage users, and $QUORUMKV_ADMIN_PASSWORD makes a
+// first admin only in a cluster with no user at all.
+func (a *Authenticator) keepsAnAdmin(name string, wasAdmin, isAdmin bool) error {
+	if !wasAdmin || isAdmin {
+		return nil
+	}
+	for _, n := range a.cfg.Store.UserNames() {
+		if n == name {
+			continue
+		}
+		if o, err := a.Current(n); err == nil && o.Can(RoleAdmin, "") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s is the last user with the admin role on every bucket; grant it to another user first", ErrInvalid, clipName(name))
 }
 
 // Grant adds g to user name.
@@ -290,15 +312,23 @@ func (a *Authenticator) Revoke(name string, g Grant) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
+	wasAdmin := u.Can(RoleAdmin, "")
 	if !u.RemoveGrant(g) {
 		return nil, fmt.Errorf("%w: user %s has no grant %s", ErrInvalid, u.Name, g)
+	}
+	if err := a.keepsAnAdmin(u.Name, wasAdmin, u.Can(RoleAdmin, "")); err != nil {
+		return nil, err
 	}
 	return u, a.save(u)
 }
 
 // Remove deletes user name.
 func (a *Authenticator) Remove(name string) error {
-	if _, err := a.Lookup(name); err != nil {
+	u, err := a.Lookup(name)
+	if err != nil {
+		return err
+	}
+	if err := a.keepsAnAdmin(name, u.Can(RoleAdmin, ""), false); err != nil {
 		return err
 	}
 	if err := a.cfg.Store.DeleteUserRecord(name); err != nil {
