@@ -117,21 +117,11 @@ func helloAuth(r *RESP, ctx context.Context, c *client, conn redcon.Conn, name, 
 	return true
 }
 
-// isAuthCommand reports whether args is a command that carries a password (AUTH, or
-// HELLO with AUTH), which must never be echoed in an error or a log line.
-func isAuthCommand(args [][]byte) bool {
-	if len(args) == 0 {
-		return false
-	}
-	n := strings.ToLower(string(args[0]))
-	if n == "auth" {
-		return true
-	}
-	if n == "hello" {
-		for _, a := range args[1:] {
-			if strings.EqualFold(string(a), "auth") {
-				return true
-			}
+// hasAuthOption reports whether a HELLO carries the AUTH option.
+func hasAuthOption(args [][]byte) bool {
+	for _, a := range args[min(2, len(args)):] {
+		if strings.EqualFold(string(a), "auth") {
+			return true
 		}
 	}
 	return false

@@ -212,6 +212,10 @@ func cmdHello(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args []
 			return
 		}
 	}
+	if r.RequireAuth && c.user == "" && !hasAuthOption(args) {
+		conn.WriteError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
+	}
 	name := c.name
 	for i := 2; i < len(args); i++ {
 		switch strings.ToLower(string(args[i])) {

@@ -567,6 +567,9 @@ func TestSecureRESP(t *testing.T) {
 
 	t.Run("HELLO AUTH", func(t *testing.T) {
 		c := dialRESP(t, sc, 0)
+		if got := c.cmd("HELLO", "2"); !strings.HasPrefix(got, "-NOAUTH HELLO must be called") {
+			t.Errorf("HELLO 2 before a login: %q", got)
+		}
 		if got := c.cmd("HELLO", "2", "AUTH", "writer", wrongPW); !strings.HasPrefix(got, "-WRONGPASS") {
 			t.Errorf("HELLO with a wrong password: %q", got)
 		}
