@@ -605,7 +605,9 @@ func TestCorruptHandoffBatchChangesNothing(t *testing.T) {
 	cfg.NodeID, cfg.ListenAddr, cfg.Handler = "evil", "127.0.0.1:0", noHandler{}
 	cfg.Resolve = func(string) (string, bool) { return target.rpc, true }
 	if target.sec != nil {
-		// A member gone bad: its certificate is the cluster's, its batch is not.
+		// A member gone bad: its certificate is the cluster's (n3's, so it speaks as n3),
+		// its batch is not.
+		cfg.NodeID = "n3"
 		cfg.ServerTLS, cfg.ClientTLS = memberTLS(t, target.sec.dir, "n3")
 	}
 	evil, err := transport.Listen(cfg)

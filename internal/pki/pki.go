@@ -3,8 +3,8 @@
 //
 // Model: one CA per cluster. A node's certificate serves clients (HTTP and Redis over
 // TLS, checked by name as any TLS client does) and authenticates the node to its peers
-// (mutual TLS on the internode port). Between nodes the check is the chain alone: any
-// certificate the cluster CA signed is a member, whatever address it is dialled at, so
+// (mutual TLS on the internode port). Between nodes the check is the chain (here) and the
+// node id the certificate names (the transport's), not the address it is dialled at, so
 // the CA must be the cluster's own and its key kept off the nodes. The gossip key is a
 // separate, symmetric secret (memberlist's keyring): a file of base64 keys, one a line,
 // the first used to send, all tried to receive, which is how a key is rotated.
@@ -268,7 +268,8 @@ func (b *Bundle) InternodeServer() *tls.Config {
 }
 
 // InternodeClient is the configuration a node dials its peers with: its certificate, and
-// the peer's chain checked against the cluster CA (not its name: see the package doc).
+// the peer's chain checked against the cluster CA (not its address: the transport checks
+// that it names the node dialled; see the package doc).
 func (b *Bundle) InternodeClient() *tls.Config {
 	cas := b.CAs
 	return &tls.Config{

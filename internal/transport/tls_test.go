@@ -138,3 +138,48 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCertificateNamesNode: a member's certificate speaks for its own node only. A
+// member claiming another id is refused by the receiver; a peer answering at another
+// node's address is refused by the dialler.
+func TestCertificateNamesNode(t *testing.T) {
+	certs := bundles(t, "a", "b", "c")
+	log := slog.New(slog.DiscardHandler)
+	net := &tlsNet{addrs: map[string]string{}}
+	a := net.listen(t, "a", certs["a"], log)
+	// "c" runs with b's certificate: a member pretending to be another.
+	impostor := net.listen(t, "c", certs["b"], log)
+	ctx := context.Background()
+	before := a.Stats.TLSRejected.Load()
+	if _, err := callSync(impostor, ctx, "a", "k"); err == nil {
+		t.Fatal("a stream from c over b's certificate was answered")
+	}
+	waitUntil(t, "a counts the impostor", func() bool { return a.Stats.TLSRejected.Load() > before })
+
+	// a dials "b", but b's address leads to c's listener (which shows b's certificate,
+	// fine) ... and then to a listener with c's own certificate, which is not b.
+	net.mu.Lock()
+	net.addrs["b"] = impostor.Addr()
+	net.mu.Unlock()
+	if _, err := callSync(a, ctx, "b", "k"); err != nil {
+		t.Fatalf("a → b's certificate at b's address: %v", err)
+	}
+	honestC := net.listen(t, "c2", certs["c"], log)
+	net.mu.Lock()
+	net.addrs["b"] = honestC.Addr()
+	net.mu.Unlock()
+	a.ResetBackoff("b")
+	a.mu.Lock()
+	if p := a.peers["b"]; p != nil { // forget the connection to the old address
+		delete(a.peers, "b")
+		p.close(ErrClosed)
+	}
+	a.mu.Unlock()
+	before = a.Stats.TLSRejected.Load()
+	if _, err := callSync(a, ctx, "b", "k"); err == nil {
+		t.Fatal("a accepted c's certificate when it dialled b")
+	}
+	if a.Stats.TLSRejected.Load() == before {
+		t.Error("the dialler did not count the wrong certificate")
+	}
+}

@@ -10,7 +10,10 @@
 // Security: with Config.ServerTLS and ClientTLS every connection is mutual TLS; a peer
 // whose certificate the cluster CA did not sign (or a plaintext one) fails the handshake
 // before any message is read, either way round, and is counted in Stats.TLSRejected and
-// logged (tls.go). The sender id a stream carries is trusted among members.
+// logged (tls.go). A member's certificate must name its node id (common name or DNS
+// name): a stream whose claimed sender the certificate does not name is refused, and a
+// dialled peer must show a certificate naming the node dialled, so no member speaks for
+// another.
 //
 // A fault layer (SetFaults) drops traffic to and from named peers and delays outbound
 // messages. It serves tests and demonstrations and is enabled only with --debug-faults.
@@ -392,7 +395,7 @@ type peer struct {
 
 func newPeer(t *Transport, id, addr string) (*peer, error) {
 	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(t.clientCreds()),
+		grpc.WithTransportCredentials(t.clientCreds(id)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(t.cfg.MaxMsgBytes), grpc.MaxCallSendMsgSize(t.cfg.MaxMsgBytes)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
@@ -604,6 +607,9 @@ func (s *server) Stream(stream pb.Internode_StreamServer) error {
 	}
 	if from == "" {
 		return errors.New("transport: stream without sender id")
+	}
+	if err := t.checkSender(stream.Context(), from); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
