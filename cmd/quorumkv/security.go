@@ -32,7 +32,7 @@ type securityFlags struct {
 
 func addSecurityFlags(fs *flag.FlagSet) securityFlags {
 	return securityFlags{
-		tlsCert:   fs.String("tls-cert", "", "PEM certificate `file` of this node: TLS on the HTTP and Redis ports, and its identity to other nodes (with --tls-key and --tls-ca)"),
+		tlsCert:   fs.String("tls-cert", "", "PEM certificate `file` of this node: TLS on the HTTP and Redis ports, and its identity to other nodes, so it must name --id as common name or DNS name (with --tls-key and --tls-ca)"),
 		tlsKey:    fs.String("tls-key", "", "PEM private key `file` of --tls-cert"),
 		tlsCA:     fs.String("tls-ca", "", "PEM `file` of the cluster CA: nodes talk mutual TLS and accept only peers whose certificate it signed"),
 		gossipKey: fs.String("gossip-key", "", "`file` of base64 gossip keys, one a line (first sends, all receive): encrypts gossip; 'quorumkv certs' writes one"),
