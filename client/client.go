@@ -32,6 +32,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,6 +57,10 @@ const (
 	CodeQuorumFailed    = "quorum_failed"
 	CodeUnavailable     = "unavailable"
 	CodeInternal        = "internal"
+	// CodeUnauthorized: no credentials, or wrong ones (HTTP 401); see WithCredentials.
+	CodeUnauthorized = "unauthorized"
+	// CodeForbidden: the user lacks the grant the request needs (HTTP 403).
+	CodeForbidden = "forbidden"
 )
 
 // DefaultTimeout bounds one request when WithTimeout is not given. It is longer than
@@ -72,6 +77,10 @@ type Client struct {
 	baseErr error    // a bad address, reported by every call
 	hc      *http.Client
 	timeout time.Duration
+
+	user, password string
+	creds          bool
+	tls            *tls.Config
 }
 
 // Option configures a Client.
@@ -81,6 +90,17 @@ type Option func(*Client)
 // TLS, or tests). The Client never modifies hc.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
+// WithCredentials sends name and password with every request (HTTP basic auth), for
+// nodes started with --auth. Use it with TLS: basic auth sends the password as it is.
+func WithCredentials(name, password string) Option {
+	return func(c *Client) { c.user, c.password, c.creds = name, password, true }
+}
+
+// WithTLS talks HTTPS with cfg (its RootCAs holding the cluster CA, say); an address
+// without a scheme then means https://. Ignored with WithHTTPClient, whose transport
+// decides.
+func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
+
 // WithTimeout bounds every request (including reading the response) to d; 0 means no
 // bound beyond the caller's context. The default is DefaultTimeout.
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
@@ -88,13 +108,25 @@ func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = 
 // New returns a client for the node at addr: "host:port" (HTTP is assumed) or a URL
 // "http://host:port" / "https://host:port". A malformed addr is reported by every call.
 func New(addr string, opts ...Option) *Client {
-	c := &Client{hc: &http.Client{}, timeout: DefaultTimeout}
+	c := &Client{timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(c)
 	}
+	if c.hc == nil {
+		c.hc = &http.Client{}
+		if c.tls != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = c.tls
+			c.hc.Transport = tr
+		}
+	}
 	raw := strings.TrimSpace(addr)
 	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw
+		if c.tls != nil {
+			raw = "https://" + raw
+		} else {
+			raw = "http://" + raw
+		}
 	}
 	u, err := url.Parse(raw)
 	switch {
@@ -278,6 +310,9 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, err
 	}
 	if r.context != "" {
 		req.Header.Set(ContextHeader, r.context)
+	}
+	if c.creds {
+		req.SetBasicAuth(c.user, c.password)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -60,6 +60,9 @@ func (c *Client) Repair(ctx context.Context, opts RepairOptions, progress func(R
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/x-ndjson")
+	if c.creds {
+		req.SetBasicAuth(c.user, c.password)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)

@@ -463,3 +463,42 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("the health check does not run 'quorumkv healthcheck'")
 	}
 }
+
+// TestComposeTLS checks the override that secures the compose cluster: every node gets
+// its own certificate, the CA, the gossip key and --auth, turns --insecure off, and reads
+// the certificates from one read-only mount.
+func TestComposeTLS(t *testing.T) {
+	docs := decodeAll(t, "compose.tls.yaml")
+	if len(docs) != 1 {
+		t.Fatalf("compose.tls.yaml holds %d documents", len(docs))
+	}
+	base := decodeAll(t, "compose.yaml")[0].m("services")
+	services := docs[0].m("services")
+	if len(services) != len(base) {
+		t.Fatalf("%d services, compose.yaml has %d", len(services), len(base))
+	}
+	flags := serverFlags(t)
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		s, _ := asMap(services[name])
+		env := map[string]string{}
+		for k, v := range s.m("environment") {
+			env[k] = fmt.Sprint(v)
+		}
+		delete(env, "QUORUMKV_ADMIN_PASSWORD") // the first admin's password: not a flag
+		checkEnvNames(t, name, env, flags)
+		want := map[string]string{
+			"QUORUMKV_TLS_CERT": "/certs/" + name + ".pem", "QUORUMKV_TLS_KEY": "/certs/" + name + "-key.pem",
+			"QUORUMKV_TLS_CA": "/certs/ca.pem", "QUORUMKV_GOSSIP_KEY": "/certs/gossip.key",
+			"QUORUMKV_AUTH": "true", "QUORUMKV_INSECURE": "false",
+		}
+		for k, v := range want {
+			if env[k] != v {
+				t.Errorf("%s: %s=%q, want %q", name, k, env[k], v)
+			}
+		}
+		vols, _ := s["volumes"].([]any)
+		if len(vols) != 1 || vols[0] != "./certs:/certs:ro" {
+			t.Errorf("%s: volumes %v, want ./certs:/certs:ro", name, vols)
+		}
+	}
+}

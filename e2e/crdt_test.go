@@ -89,7 +89,7 @@ func TestCRDTWorkloadUnderFaults(t *testing.T) {
 	const workers = 10
 	for w := 0; w < workers; w++ {
 		p := c.procs[w%len(c.procs)]
-		cl := client.New(p.http, client.WithTimeout(3*time.Second))
+		cl := p.clientWith(client.WithTimeout(3 * time.Second))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

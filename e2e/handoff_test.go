@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,7 +105,7 @@ func (c *cluster) hintSums(target string) (pending int, delivered, expired uint6
 // ("" when none).
 func (p *proc) metrics(t *testing.T, name string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.http + "/metrics")
+	resp, err := p.httpGet("/metrics")
 	if err != nil {
 		t.Fatalf("metrics of %s: %v", p.id, err)
 	}
@@ -547,7 +545,7 @@ func TestDoomstone(t *testing.T) {
 		t.Fatalf("%s's hints after a failed handoff: want 1 pending, got %+v %v", f.id, h, err)
 	}
 	// The CLI shows it.
-	out, err := exec.Command(binary, "hints", "--addr", f.http).CombinedOutput()
+	out, err := f.cli("hints").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "hints kept by "+f.id+": 1 pending") || !regexpLine(string(out), "n5", "alive", "1") {
 		t.Errorf("quorumkv hints: %v\n%s", err, out)
 	}
@@ -606,6 +604,12 @@ func TestCorruptHandoffBatchChangesNothing(t *testing.T) {
 	cfg := transport.DefaultConfig()
 	cfg.NodeID, cfg.ListenAddr, cfg.Handler = "evil", "127.0.0.1:0", noHandler{}
 	cfg.Resolve = func(string) (string, bool) { return target.rpc, true }
+	if target.sec != nil {
+		// A member gone bad: its certificate is the cluster's (n3's, so it speaks as n3),
+		// its batch is not.
+		cfg.NodeID = "n3"
+		cfg.ServerTLS, cfg.ClientTLS = memberTLS(t, target.sec.dir, "n3")
+	}
 	evil, err := transport.Listen(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -5,9 +5,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"fmt"
-	"github.com/quorumkv/quorumkv/internal/testbin"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +19,48 @@ import (
 	"time"
 
 	"github.com/quorumkv/quorumkv/client"
+	"github.com/quorumkv/quorumkv/internal/pki"
+	"github.com/quorumkv/quorumkv/internal/testbin"
 )
 
 var binary string
+
+// secureMode runs every cluster of the suite as a production node runs: TLS for clients,
+// mutual TLS between nodes, an encrypted gossip, --auth (CI runs the suite once so).
+var secureMode = os.Getenv("QUORUMKV_E2E_SECURE") == "1"
+
+// e2eAdminPassword is the first admin's password in secure clusters.
+const e2eAdminPassword = "e2e-admin-password"
+
+// secure is a cluster's certificates, gossip key and the client settings to reach it.
+type secure struct {
+	dir string
+	tls *tls.Config
+}
+
+// newSecure writes a CA, certificates for n1..nSize and a gossip key under dir.
+func newSecure(t *testing.T, dir string, size int) *secure {
+	t.Helper()
+	var names []string
+	for i := 1; i <= size; i++ {
+		names = append(names, fmt.Sprintf("n%d", i))
+	}
+	if _, err := pki.Generate(dir, pki.Options{Nodes: names}); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pki.LoadCAs(filepath.Join(dir, pki.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &secure{dir: dir, tls: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+}
+
+// serverArgs are node id's security flags.
+func (s *secure) serverArgs(id string) []string {
+	cf, kf := pki.NodeFiles(id)
+	return []string{"--tls-cert", filepath.Join(s.dir, cf), "--tls-key", filepath.Join(s.dir, kf),
+		"--tls-ca", filepath.Join(s.dir, pki.CAFile), "--gossip-key", filepath.Join(s.dir, pki.GossipFile), "--auth"}
+}
 
 func TestMain(m *testing.M) { os.Exit(testbin.Run(m, "../cmd/quorumkv", &binary)) }
 
@@ -42,6 +83,7 @@ type proc struct {
 	http, resp, rpc, gossip string
 	join                    []string
 	extra                   []string // extra server flags (startClusterWith)
+	sec                     *secure  // nil: plaintext, no auth
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
 	logPath                 string
@@ -63,11 +105,22 @@ func startCluster(t *testing.T, size int) *cluster {
 // restarts), e.g. "--hint-window", "2s".
 func startClusterWith(t *testing.T, size int, extra ...string) *cluster {
 	t.Helper()
+	return startClusterMode(t, size, secureMode, extra...)
+}
+
+// startClusterMode is startClusterWith in the given mode: secured (TLS, mTLS, gossip
+// key, --auth) or open.
+func startClusterMode(t *testing.T, size int, secured bool, extra ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t}
 	root := t.TempDir()
+	var sec *secure
+	if secured {
+		sec = newSecure(t, filepath.Join(root, "certs"), size)
+	}
 	for i := 1; i <= size; i++ {
 		p := &proc{t: t, id: fmt.Sprintf("n%d", i), data: filepath.Join(root, fmt.Sprintf("n%d", i)),
-			http: freePort(t), resp: freePort(t), rpc: freePort(t), gossip: freePort(t), extra: extra}
+			http: freePort(t), resp: freePort(t), rpc: freePort(t), gossip: freePort(t), extra: extra, sec: sec}
 		p.logPath = filepath.Join(root, p.id+".log")
 		if i > 1 {
 			p.join = []string{c.procs[0].gossip}
@@ -123,8 +176,14 @@ func (p *proc) tryStart() bool {
 	if len(p.join) > 0 {
 		args = append(args, "--join", strings.Join(p.join, ","))
 	}
+	if p.sec != nil {
+		args = append(args, p.sec.serverArgs(p.id)...)
+	}
 	args = append(args, p.extra...)
 	cmd := exec.Command(binary, args...)
+	if p.sec != nil {
+		cmd.Env = append(os.Environ(), "QUORUMKV_ADMIN_PASSWORD="+e2eAdminPassword)
+	}
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +240,56 @@ func (p *proc) kill() {
 	<-p.exited
 }
 
-func (p *proc) client() *client.Client { return client.New(p.http) }
+func (p *proc) client() *client.Client { return p.clientWith() }
+
+// clientWith is a client of p's HTTP API with opts, over TLS as admin in a secure cluster.
+func (p *proc) clientWith(opts ...client.Option) *client.Client {
+	if p.sec != nil {
+		opts = append(opts, client.WithTLS(p.sec.tls), client.WithCredentials("admin", e2eAdminPassword))
+	}
+	return client.New(p.http, opts...)
+}
+
+// httpGet GETs path from p's HTTP API (HTTPS as admin in a secure cluster).
+func (p *proc) httpGet(path string) (*http.Response, error) {
+	if p.sec == nil {
+		return http.Get("http://" + p.http + path)
+	}
+	req, err := http.NewRequest(http.MethodGet, "https://"+p.http+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth("admin", e2eAdminPassword)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: p.sec.tls}, Timeout: 10 * time.Second}
+	return hc.Do(req)
+}
+
+// dialHTTP opens a raw connection to p's HTTP port (TLS in a secure cluster) and returns
+// the Authorization header line a request on it needs ("" in an open cluster).
+func (p *proc) dialHTTP() (net.Conn, string, error) {
+	if p.sec == nil {
+		c, err := net.Dial("tcp", p.http)
+		return c, "", err
+	}
+	c, err := tls.Dial("tcp", p.http, p.sec.tls)
+	if err != nil {
+		return nil, "", err
+	}
+	cred := base64.StdEncoding.EncodeToString([]byte("admin:" + e2eAdminPassword))
+	return c, "Authorization: Basic " + cred + "\r\n", nil
+}
+
+// cli runs the quorumkv binary against p with the client flags and environment its
+// cluster needs.
+func (p *proc) cli(args ...string) *exec.Cmd {
+	args = append(args, "--addr", p.http)
+	cmd := exec.Command(binary, args...)
+	if p.sec != nil {
+		cmd.Env = append(os.Environ(), "QUORUMKV_USER=admin", "QUORUMKV_PASSWORD="+e2eAdminPassword,
+			"QUORUMKV_TLS_CA="+filepath.Join(p.sec.dir, pki.CAFile))
+	}
+	return cmd
+}
 
 func (c *cluster) node(id string) *proc {
 	for _, p := range c.procs {

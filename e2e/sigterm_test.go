@@ -39,7 +39,7 @@ func TestSIGTERMFinishesInFlightAndLosesNothing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := client.New(p.http, client.WithTimeout(5*time.Second))
+			cl := p.clientWith(client.WithTimeout(5 * time.Second))
 			for i := 0; ; i++ {
 				select {
 				case <-stopWriters:
@@ -65,12 +65,12 @@ func TestSIGTERMFinishesInFlightAndLosesNothing(t *testing.T) {
 	// A request in flight: its headers sent with Expect: 100-continue, so the server's
 	// "100 Continue" shows the handler has started and is reading the body.
 	body := bytes.Repeat([]byte("x"), 64<<10)
-	conn, err := net.Dial("tcp", p.http)
+	conn, authz, err := p.dialHTTP()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "PUT /v1/kv/term/inflight HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", p.http, len(body))
+	fmt.Fprintf(conn, "PUT /v1/kv/term/inflight HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", p.http, authz, len(body))
 	br := bufio.NewReader(conn)
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	line, err := br.ReadString('\n')

@@ -82,7 +82,8 @@ const probeTimeout = 2 * time.Second
 // or the port looks like HTTP after all.
 func notHTTP(err error) string {
 	var ue *url.Error
-	if !errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	var se setupError
+	if !errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &se) {
 		return ""
 	}
 	var oe *net.OpError

@@ -25,9 +25,11 @@ Asks a node's GET /healthz and exits 0 when it answers 200, 1 otherwise: the ima
 HEALTHCHECK runs it. Without --addr it asks the server configured in the same
 environment: the address of $QUORUMKV_HTTP (or "http" in the file $QUORUMKV_CONFIG),
 with a wildcard host (0.0.0.0, ::) replaced by loopback; else $QUORUMKV_ADDR, else
-127.0.0.1:8080.`)
+127.0.0.1:8080. With $QUORUMKV_TLS_CA set (as for a server started with TLS) it asks
+over HTTPS.`)
 	addr := fs.String("addr", "", "`host:port` or URL of the node's HTTP API (default: see above)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	tlsCA := fs.String("tls-ca", e.getenv(tlsCAEnv), "PEM `file` of the cluster CA: ask over HTTPS ($"+tlsCAEnv+" sets the default; /healthz needs no password)")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -44,7 +46,12 @@ with a wildcard host (0.0.0.0, ::) replaced by loopback; else $QUORUMKV_ADDR, el
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := client.New(target).Health(ctx); err != nil {
+	cf := clientFlags{tlsCA: tlsCA, getenv: e.getenv}
+	opts, err := cf.securityOptions()
+	if err != nil {
+		return e.fail("healthcheck: %v", err)
+	}
+	if err := client.New(target, opts...).Health(ctx); err != nil {
 		return e.fail("healthcheck %s: %v", target, err)
 	}
 	return exitOK

@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/api"
+	"github.com/quorumkv/quorumkv/internal/auth"
 	"github.com/quorumkv/quorumkv/internal/node"
 )
 
@@ -20,7 +23,7 @@ func init() {
 	register(&command{
 		name:    "server",
 		group:   "Running",
-		args:    "--id ID --data DIR --http ADDR --resp ADDR --rpc ADDR --gossip ADDR [--join ADDR,...] [--zone Z]",
+		args:    "--id ID --data DIR --http ADDR --resp ADDR --rpc ADDR --gossip ADDR [--join ADDR,...] [--zone Z] [--tls-cert F --tls-key F --tls-ca F] [--gossip-key F] [--auth] [--insecure]",
 		summary: "run one node",
 		run:     runServer,
 	})
@@ -41,6 +44,13 @@ goes to stdout with the bound addresses:
   quorumkv ready id=n1 http=127.0.0.1:8080 resp=127.0.0.1:6379 rpc=127.0.0.1:7070 gossip=127.0.0.1:7946
 
 Logs go to stderr.
+
+Secure by default: a node with any listener off loopback refuses to start without TLS
+(--tls-cert, --tls-key, --tls-ca: HTTPS and Redis over TLS for clients, mutual TLS
+between nodes), --gossip-key (encrypted gossip) and --auth (users and roles), unless
+--insecure is given. With --auth and no user yet, $QUORUMKV_ADMIN_PASSWORD creates the
+user "admin" with the admin role. 'quorumkv certs' writes a CA, node certificates and a
+gossip key; docs/security.md explains each part.
 
 Every flag can also be set in a TOML file named by --config, with keys named as the
 flags (hint-window = "3h", join = ["n1:7946", "n2:7946"]), or by an environment
@@ -72,6 +82,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	reapInterval := fs.Duration("reap-interval", def.ReapInterval, "time between two scans for tombstones to reap")
 	hedge := fs.Duration("hedge-delay", def.HedgeDelay, "a write waits this long for a primary before also sending to a fallback")
 	loops := fs.Int("loops", 0, "event loops running the protocol, each owning a range of partitions (0: one per CPU)")
+	secFlags := addSecurityFlags(fs)
 	conf := addConfigFlags(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -103,6 +114,14 @@ the environment, which wins over the file. --print-config shows the result.`)
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageErr(fs, "bad --log-level %q: want debug, info, warn or error", *logLevel)
 	}
+	sec, err := secFlags.load()
+	if err != nil {
+		return usageErr(fs, "%v", err)
+	}
+	if err := sec.check(*secFlags.insecure, *httpAddr, *respAddr, *rpcAddr, *gossipAddr); err != nil {
+		fmt.Fprintf(e.stderr, "quorumkv server: %v\n", err)
+		return exitUsage
+	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg := def
@@ -121,7 +140,16 @@ the environment, which wins over the file. --print-config shows the result.`)
 	cfg.Zone = *zone
 	cfg.DebugFaults = *debugFaults
 	cfg.Logger = log
-	cfg.HTTPHandler = api.Handler(log.With("node", cfg.ID), cfg.DebugFaults, cfg.MaxValueBytes)
+	respTLS := sec.apply(&cfg)
+	// The authenticator is made with the HTTP handler (it needs the node) and shared with
+	// the Redis front end.
+	var authn *auth.Authenticator
+	var authErr error
+	cfg.HTTPHandler = func(n *node.Node) http.Handler {
+		authn, authErr = auth.New(auth.Config{Store: n, Logger: log.With("node", cfg.ID)})
+		return api.NewWithOptions(n, api.Options{Logger: log.With("node", cfg.ID), DebugFaults: cfg.DebugFaults,
+			MaxValue: cfg.MaxValueBytes, Auth: authn, RequireAuth: sec.auth, PeerTLS: sec.peerTLS()})
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageErr(fs, "%v", err)
 	}
@@ -137,6 +165,9 @@ the environment, which wins over the file. --print-config shows the result.`)
 		}
 		respLn = ln
 		cfg.RESPAddr = ln.Addr().String()
+		if respTLS != nil {
+			respLn = tls.NewListener(ln, respTLS)
+		}
 	}
 
 	tuneGC(e.getenv)
@@ -150,10 +181,21 @@ the environment, which wins over the file. --print-config shows the result.`)
 		log.Error("start failed", "err", err)
 		return e.fail("server %s: %v", cfg.ID, err)
 	}
+	if authErr != nil {
+		_ = n.Close(context.Background())
+		return e.fail("server %s: %v", cfg.ID, authErr)
+	}
+	if sec.auth {
+		if err := bootstrapAdmin(e, authn, log); err != nil {
+			_ = n.Close(context.Background())
+			return e.fail("server %s: %v", cfg.ID, err)
+		}
+	}
 	var resp *api.RESP
 	if respLn != nil {
 		resp = api.NewRESP(n, log.With("node", cfg.ID))
 		resp.MaxValueBytes = cfg.MaxValueBytes
+		resp.Auth, resp.RequireAuth = authn, sec.auth
 		if err := resp.Serve(respLn); err != nil {
 			_ = n.Close(context.Background())
 			return e.fail("server %s: --resp: %v", cfg.ID, err)
@@ -203,4 +245,18 @@ func tuneGC(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
+}
+
+// bootstrapAdmin makes the first admin from $QUORUMKV_ADMIN_PASSWORD when no user exists
+// (after the node joined, so that it sees the users the cluster has), and warns when
+// --auth is on with no user at all: every request would then be refused.
+func bootstrapAdmin(e *env, a *auth.Authenticator, log *slog.Logger) error {
+	made, err := a.Bootstrap(firstAdmin, e.getenv(adminPasswordEnv))
+	if err != nil {
+		return fmt.Errorf("$%s: %w", adminPasswordEnv, err)
+	}
+	if !made && len(a.List()) == 0 {
+		log.Warn("--auth is on and no user exists: every client request will be refused; set " + adminPasswordEnv + " to create the first admin")
+	}
+	return nil
 }

@@ -53,6 +53,9 @@ value takes the bucket's default.`
 type clientFlags struct {
 	addr    *string
 	timeout *time.Duration
+	user    *string
+	tlsCA   *string
+	getenv  func(string) string
 }
 
 func (e *env) addClientFlags(fs *flag.FlagSet, withTimeout bool) clientFlags {
@@ -60,7 +63,11 @@ func (e *env) addClientFlags(fs *flag.FlagSet, withTimeout bool) clientFlags {
 	if v := e.getenv(addrEnv); v != "" {
 		def = v
 	}
-	cf := clientFlags{addr: fs.String("addr", def, "`host:port`, bare port (on 127.0.0.1) or URL of any node's HTTP API ($"+addrEnv+" sets the default)")}
+	cf := clientFlags{addr: fs.String("addr", def, "`host:port`, bare port (on 127.0.0.1) or URL of any node's HTTP API ($"+addrEnv+" sets the default)"),
+		user:   fs.String("user", e.getenv(userEnv), "user `name` for nodes started with --auth; the password comes from $"+passwordEnv+" ($"+userEnv+" sets the default)"),
+		tlsCA:  fs.String("tls-ca", e.getenv(tlsCAEnv), "PEM `file` of the CA that signed the nodes' certificates: talk HTTPS ($"+tlsCAEnv+" sets the default)"),
+		getenv: e.getenv,
+	}
 	if withTimeout {
 		cf.timeout = new(time.Duration)
 		fs.Var(timeoutFlag{cf.timeout}, "timeout", "server-side request `timeout`: a duration (2s, 1500ms) or milliseconds as in the API's timeout= (1500); 0: the server default, 5s")
@@ -69,7 +76,12 @@ func (e *env) addClientFlags(fs *flag.FlagSet, withTimeout bool) clientFlags {
 }
 
 func (cf clientFlags) client() *client.Client {
-	return client.New(normalizeAddr(*cf.addr), client.WithTimeout(requestTimeout))
+	opts, err := cf.securityOptions()
+	if err != nil {
+		// Every call of this client reports err: the callers print a call's error already.
+		return client.New(normalizeAddr(*cf.addr), client.WithTimeout(requestTimeout), client.WithHTTPClient(failingClient(err)))
+	}
+	return client.New(normalizeAddr(*cf.addr), append(opts, client.WithTimeout(requestTimeout))...)
 }
 
 // quorumFlags registers the named quorum flags (r, pr, w, pw, dw).
@@ -139,6 +151,9 @@ func (e *env) apiFail(err error, param string) int {
 		return e.fail("not found")
 	default:
 		if why := notHTTP(err); why != "" {
+			return e.fail("%s", why)
+		}
+		if why := tlsHint(err); why != "" {
 			return e.fail("%s", why)
 		}
 		msg := strings.TrimPrefix(err.Error(), "client: ")

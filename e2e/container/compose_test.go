@@ -8,6 +8,10 @@
 // update must be on every node, nothing never written may appear, and the replicas must
 // converge.
 //
+// With QUORUMKV_E2E_SECURE=1 the cluster runs secured, as deploy/compose.tls.yaml sets it
+// up: certificates from 'quorumkv certs', TLS for HTTP and Redis, mutual TLS between the
+// nodes, an encrypted gossip and --auth; the workloads log in as the first admin.
+//
 // It needs a Docker engine and docker-compose (or the compose plugin); without them it
 // skips, saying what is missing, except under CI=true, where it fails. The host ports
 // and the network's subnet are chosen at run time, and the compose project has a name of
@@ -19,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -35,6 +40,7 @@ import (
 	"time"
 
 	"github.com/quorumkv/quorumkv/client"
+	"github.com/quorumkv/quorumkv/internal/pki"
 )
 
 // nodeNames are the services of deploy/compose.yaml.
@@ -213,7 +219,63 @@ type node struct {
 	resp      string // host:port published for the Redis protocol
 }
 
-func (n *node) client() *client.Client { return client.New(n.http, client.WithTimeout(10*time.Second)) }
+func (n *node) client() *client.Client { return n.clientWith(10 * time.Second) }
+
+// secureMode runs the suite's cluster secured (see the package doc).
+var secureMode = os.Getenv("QUORUMKV_E2E_SECURE") == "1"
+
+// adminPassword is the first admin's password in a secured cluster.
+const adminPassword = "container-admin-password"
+
+// clientTLS trusts the secured cluster's CA (nil: an open cluster).
+var clientTLS *tls.Config
+
+// clientWith is a client of the node's HTTP API with a timeout, over TLS as admin in a
+// secured cluster.
+func (n *node) clientWith(d time.Duration) *client.Client {
+	opts := []client.Option{client.WithTimeout(d)}
+	if clientTLS != nil {
+		opts = append(opts, client.WithTLS(clientTLS), client.WithCredentials("admin", adminPassword))
+	}
+	return client.New(n.http, opts...)
+}
+
+// secureFiles writes certificates for the five nodes into a directory the containers'
+// user can read, and returns the compose override that mounts them there.
+func secureFiles(t *testing.T) (override string, env []string) {
+	t.Helper()
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if _, err := pki.Generate(certs, pki.Options{Nodes: nodeNames}); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pki.LoadCAs(filepath.Join(certs, pki.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	// The node's user (65532) reads its key: the files are the test's, in its temporary
+	// directory, so they are made readable rather than chowned (which needs root).
+	entries, _ := os.ReadDir(certs)
+	for _, e := range entries {
+		if err := os.Chmod(filepath.Join(certs, e.Name()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(certs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for _, n := range nodeNames {
+		fmt.Fprintf(&b, "  %s:\n    volumes:\n      - %s:/certs:ro\n", n, certs)
+	}
+	override = filepath.Join(dir, "certs.yaml")
+	if err := os.WriteFile(override, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return override, []string{"QKV_ADMIN_PASSWORD=" + adminPassword}
+}
 
 // cluster is a compose project started from deploy/compose.yaml plus an override.
 type cluster struct {
@@ -254,6 +316,12 @@ func startCluster(t *testing.T, tl tools, img image) (*cluster, time.Duration) {
 			t.Fatal(err)
 		}
 		c.files = []string{filepath.Join(repoRoot(t), "deploy", "compose.yaml"), override}
+		if secureMode {
+			certsOverride, env := secureFiles(t)
+			c.files = []string{filepath.Join(repoRoot(t), "deploy", "compose.yaml"),
+				filepath.Join(repoRoot(t), "deploy", "compose.tls.yaml"), certsOverride, override}
+			c.env = append(c.env, env...)
+		}
 		start := time.Now()
 		_, err := c.compose(3*time.Minute, "up", "-d")
 		if err == nil {
@@ -343,7 +411,7 @@ func (c *cluster) waitServing(d time.Duration) {
 	err := poll(d, func() bool {
 		for _, n := range c.nodes {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			ci, err := client.New(n.http, client.WithTimeout(2*time.Second)).Cluster(ctx)
+			ci, err := n.clientWith(2 * time.Second).Cluster(ctx)
 			cancel()
 			if err != nil {
 				last = fmt.Sprintf("%s: %v", n.name, err)

@@ -84,12 +84,16 @@ type workload struct {
 func newWorkload(nodes []*node) *workload {
 	w := &workload{nodes: nodes, l: newLedger(), redis: map[string]*redis.Client{}, http: map[string]*client.Client{}}
 	for _, n := range nodes {
-		w.redis[n.name] = redis.NewClient(&redis.Options{
+		o := &redis.Options{
 			Addr: n.resp, DialTimeout: 2 * time.Second, ReadTimeout: 8 * time.Second, WriteTimeout: 8 * time.Second,
 			// No retries: a retried INCRBY whose first try took effect would count twice.
 			MaxRetries: -1, PoolSize: 8,
-		})
-		w.http[n.name] = client.New(n.http, client.WithTimeout(8*time.Second))
+		}
+		if clientTLS != nil {
+			o.TLSConfig, o.Username, o.Password = clientTLS, "admin", adminPassword
+		}
+		w.redis[n.name] = redis.NewClient(o)
+		w.http[n.name] = n.clientWith(8 * time.Second)
 	}
 	return w
 }

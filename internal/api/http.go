@@ -3,10 +3,13 @@
 // Model: a thin translation between HTTP and the node's operations. Every input is
 // validated before anything is written: unknown query parameters, bad quorum values, bad
 // contexts, invalid bucket names, oversized keys or values and truncated bodies answer a
-// 4xx JSON error {"error","code"} and change nothing.
+// 4xx JSON error {"error","code"} and change nothing. With Options.RequireAuth every
+// route but GET /healthz checks HTTP basic auth and the grant the route needs before its
+// handler runs (auth.go): a refused request (401, 403) reads and changes nothing.
 package api
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,6 +25,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quorumkv/quorumkv/internal/auth"
 	"github.com/quorumkv/quorumkv/internal/node"
 	"github.com/quorumkv/quorumkv/internal/quorum"
 	"github.com/quorumkv/quorumkv/internal/ui"
@@ -39,41 +45,94 @@ type server struct {
 	log *slog.Logger
 	// maxValue is the largest value accepted; bodies are read up to one byte past it.
 	maxValue int64
+
+	auth         *auth.Authenticator
+	requireAuth  bool
+	authFailures *prometheus.CounterVec
 }
 
-// New returns the HTTP handler of n.
+// Options configure the HTTP API.
+type Options struct {
+	Logger *slog.Logger
+	// DebugFaults serves POST /v1/debug/faults and /debug/pprof/ (admin only with auth).
+	DebugFaults bool
+	// MaxValue is the largest value accepted, in bytes.
+	MaxValue int
+	// Auth checks credentials and keeps users; nil makes one over the node (users can
+	// then be managed, but nothing is required of clients unless RequireAuth).
+	Auth *auth.Authenticator
+	// RequireAuth: every request but GET /healthz needs HTTP basic auth and a grant.
+	RequireAuth bool
+	// PeerTLS, when set, is how the dashboard asks the other nodes (HTTPS, the cluster
+	// CA's check: pki.Bundle.InternodeClient); nil asks them over plain HTTP.
+	PeerTLS *tls.Config
+}
+
+// New returns the HTTP handler of n, open to every client (no authentication).
 func New(n *node.Node, log *slog.Logger, debugFaults bool, maxValue int) http.Handler {
+	return NewWithOptions(n, Options{Logger: log, DebugFaults: debugFaults, MaxValue: maxValue})
+}
+
+// NewWithOptions returns the HTTP handler of n.
+func NewWithOptions(n *node.Node, o Options) http.Handler {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{n: n, log: log, maxValue: int64(maxValue)}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/kv/{bucket}/{key...}", s.getKV)
-	mux.HandleFunc("PUT /v1/kv/{bucket}/{key...}", s.putKV)
-	mux.HandleFunc("DELETE /v1/kv/{bucket}/{key...}", s.deleteKV)
-	mux.HandleFunc("POST /v1/crdt/{bucket}/{key...}", s.updateCRDT)
-	mux.HandleFunc("GET /v1/crdt/{bucket}/{key...}", s.getCRDT)
-	mux.HandleFunc("DELETE /v1/crdt/{bucket}/{key...}", s.deleteCRDT)
-	mux.HandleFunc("GET /v1/buckets/{bucket}", s.getBucket)
-	mux.HandleFunc("PUT /v1/buckets/{bucket}", s.putBucket)
-	mux.HandleFunc("GET /v1/cluster", s.cluster)
-	mux.HandleFunc("GET /v1/admin/endpoints/{bucket}/{key...}", s.endpoints)
-	mux.HandleFunc("GET /v1/admin/local/{bucket}/{key...}", s.local)
-	mux.HandleFunc("GET /v1/admin/hints", s.hints)
-	mux.HandleFunc("POST /v1/admin/repair", s.repair)
-	mux.HandleFunc("GET /v1/admin/aae", s.aae)
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", n.MetricsHandler())
-	mux.Handle("/ui/", ui.Handler(n, log))
-	if debugFaults {
-		mux.HandleFunc("POST /v1/debug/faults", s.setFaults)
-		mux.HandleFunc("GET /v1/debug/faults", s.getFaults)
-		// Profiling rides on the same debug switch: it is for operators chasing a problem.
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if o.Auth == nil {
+		a, err := auth.New(auth.Config{Store: n, Logger: log, Params: auth.DefaultParams})
+		if err != nil {
+			panic(err) // only a broken random source fails here
+		}
+		o.Auth = a
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	s := &server{n: n, log: log, maxValue: int64(o.MaxValue), auth: o.Auth, requireAuth: o.RequireAuth,
+		authFailures: authMetrics(n.Registry())}
+	mux := http.NewServeMux()
+	// handle registers h behind the route's authorization check, which sees the route's
+	// path values (the bucket) and runs before anything is read or changed.
+	handle := func(pattern string, h http.Handler) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if s.authorize(w, r, pattern) {
+				h.ServeHTTP(w, r)
+			}
+		})
+	}
+	handleFunc := func(pattern string, h http.HandlerFunc) { handle(pattern, h) }
+	handleFunc("GET /v1/kv/{bucket}/{key...}", s.getKV)
+	handleFunc("PUT /v1/kv/{bucket}/{key...}", s.putKV)
+	handleFunc("DELETE /v1/kv/{bucket}/{key...}", s.deleteKV)
+	handleFunc("POST /v1/crdt/{bucket}/{key...}", s.updateCRDT)
+	handleFunc("GET /v1/crdt/{bucket}/{key...}", s.getCRDT)
+	handleFunc("DELETE /v1/crdt/{bucket}/{key...}", s.deleteCRDT)
+	handleFunc("GET /v1/buckets/{bucket}", s.getBucket)
+	handleFunc("PUT /v1/buckets/{bucket}", s.putBucket)
+	handleFunc("GET /v1/cluster", s.cluster)
+	handleFunc("GET /v1/admin/endpoints/{bucket}/{key...}", s.endpoints)
+	handleFunc("GET /v1/admin/local/{bucket}/{key...}", s.local)
+	handleFunc("GET /v1/admin/hints", s.hints)
+	handleFunc("POST /v1/admin/repair", s.repair)
+	handleFunc("GET /v1/admin/aae", s.aae)
+	handleFunc("GET /v1/users", s.listUsers)
+	handleFunc("GET /v1/users/{name}", s.getUser)
+	handleFunc("PUT /v1/users/{name}", s.putUser)
+	handleFunc("DELETE /v1/users/{name}", s.deleteUser)
+	handleFunc("POST /v1/users/{name}/grant", s.grantUser(false))
+	handleFunc("POST /v1/users/{name}/revoke", s.grantUser(true))
+	handleFunc("GET /healthz", s.healthz)
+	handle("GET /metrics", n.MetricsHandler())
+	uiCfg := ui.DefaultConfig()
+	uiCfg.PeerTLS = o.PeerTLS
+	handle("/ui/", ui.HandlerWith(n, log, uiCfg))
+	if o.DebugFaults {
+		handleFunc("POST /v1/debug/faults", s.setFaults)
+		handleFunc("GET /v1/debug/faults", s.getFaults)
+		// Profiling rides on the same debug switch: it is for operators chasing a problem.
+		handleFunc("GET /debug/pprof/", pprof.Index)
+		handleFunc("GET /debug/pprof/profile", pprof.Profile)
+		handleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	handleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowed(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
@@ -123,6 +182,11 @@ func cleanPath(p string) string {
 		np += "/"
 	}
 	return np
+}
+
+// HandlerWithOptions adapts NewWithOptions to node.Config.HTTPHandler.
+func HandlerWithOptions(o Options) func(*node.Node) http.Handler {
+	return func(n *node.Node) http.Handler { return NewWithOptions(n, o) }
 }
 
 // Handler adapts New to node.Config.HTTPHandler.

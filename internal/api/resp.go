@@ -22,6 +22,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,8 +34,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/redcon"
 
+	"github.com/quorumkv/quorumkv/internal/auth"
 	"github.com/quorumkv/quorumkv/internal/node"
 )
 
@@ -71,6 +74,12 @@ type RESP struct {
 	MaxValueBytes int
 	// MaxClients is the most connections served at once; set it before Listen.
 	MaxClients int
+	// Auth checks AUTH and HELLO AUTH; RequireAuth makes every command but AUTH, HELLO
+	// and QUIT wait for a login (resp_auth.go). Set both before Listen.
+	Auth        *auth.Authenticator
+	RequireAuth bool
+
+	authFailures *prometheus.CounterVec
 
 	base       context.Context // parent of every connection's context
 	cancelBase context.CancelFunc
@@ -95,6 +104,7 @@ func NewRESP(n *node.Node, log *slog.Logger) *RESP {
 		MaxValueBytes: node.DefaultConfig().MaxValueBytes,
 		MaxClients:    defaultMaxClients,
 		base:          ctx, cancelBase: cancel,
+		authFailures: authMetrics(n.Registry()),
 	}
 }
 
@@ -168,6 +178,7 @@ type client struct {
 	addr string
 	name string
 	r, w string // QKV.QUORUM; "" takes the bucket's
+	user string // the logged-in user ("" before AUTH)
 }
 
 func (r *RESP) accept(conn redcon.Conn) bool {
@@ -287,6 +298,13 @@ func (g *guardConn) readLoop() {
 			}
 		}
 		if err != nil {
+			// A plaintext client on a TLS port: tell it so in its own protocol before
+			// the connection closes, rather than leaving it with a bare reset.
+			var rhe tls.RecordHeaderError
+			if errors.As(err, &rhe) && rhe.Conn != nil {
+				_ = rhe.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = rhe.Conn.Write(redcon.AppendError(nil, "ERR this port speaks TLS: connect with TLS (redis-cli --tls --cacert CA)"))
+			}
 			// EOF or a broken connection: the client is gone, and so are its commands.
 			g.rerr = err
 			g.cancel()

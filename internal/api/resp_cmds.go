@@ -43,6 +43,7 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		"ping":       {-1, cmdPing},
+		"auth":       {-2, cmdAuth},
 		"echo":       {2, cmdEcho},
 		"quit":       {-1, cmdQuit},
 		"select":     {2, cmdSelect},
@@ -73,6 +74,9 @@ func init() {
 func (r *RESP) dispatch(ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
 	name := strings.ToLower(string(args[0]))
 	cmd, ok := commands[name]
+	if !r.admit(c, conn, name) {
+		return
+	}
 	if !ok {
 		conn.WriteError(unknownCommand(args))
 		return
@@ -196,7 +200,7 @@ func cmdSelect(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][
 
 // cmdHello answers HELLO [protover [AUTH user pass] [SETNAME name]]. Only RESP2 is
 // spoken: HELLO 3 answers NOPROTO, on which clients (go-redis) carry on in RESP2.
-func cmdHello(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdHello(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
 	if len(args) > 1 {
 		v, err := strconv.Atoi(string(args[1]))
 		if err != nil {
@@ -208,12 +212,22 @@ func cmdHello(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]
 			return
 		}
 	}
+	if r.RequireAuth && c.user == "" && !hasAuthOption(args) {
+		conn.WriteError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
+	}
 	name := c.name
 	for i := 2; i < len(args); i++ {
 		switch strings.ToLower(string(args[i])) {
 		case "auth":
-			conn.WriteError("ERR AUTH is not supported: quorumkv has no users or passwords")
-			return
+			if i+2 >= len(args) {
+				conn.WriteError("ERR syntax error in HELLO option 'auth'")
+				return
+			}
+			if !helloAuth(r, ctx, c, conn, args[i+1], args[i+2]) {
+				return
+			}
+			i += 2
 		case "setname":
 			if i+1 >= len(args) {
 				conn.WriteError("ERR syntax error in HELLO option 'setname'")

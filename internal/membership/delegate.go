@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -213,12 +214,25 @@ func (ev *events) NotifyConflict(existing, other *memberlist.Node) {
 }
 
 // slogWriter routes memberlist's standard-library logger to slog at debug
-// level.
-type slogWriter struct{ log *slog.Logger }
+// level; a message memberlist refused because it could not decrypt it (a host
+// without the gossip key, or with the wrong one) is counted in rejected and
+// logged as a warning.
+type slogWriter struct {
+	log      *slog.Logger
+	rejected *atomic.Uint64
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Debug(strings.TrimSpace(string(p)), "source", "memberlist")
+	line := strings.TrimSpace(string(p))
+	if w.rejected != nil && strings.HasPrefix(line, "[ERR]") && strings.Contains(strings.ToLower(line), "crypt") {
+		w.rejected.Add(1)
+		w.log.Warn("gossip refused: not encrypted with a key of this node's keyring", "detail", line, "source", "memberlist")
+		return len(p), nil
+	}
+	w.log.Debug(line, "source", "memberlist")
 	return len(p), nil
 }
 
-func newStdLogger(l *slog.Logger) *log.Logger { return log.New(slogWriter{l}, "", 0) }
+func newStdLogger(l *slog.Logger, rejected *atomic.Uint64) *log.Logger {
+	return log.New(slogWriter{l, rejected}, "", 0)
+}

@@ -30,6 +30,11 @@
 // by gossip broadcast, and repaired by the periodic push-pull full-state sync,
 // so every node converges on the same map and keeps it across restarts.
 //
+// With Config.GossipKeys all gossip (packets and push-pull streams, hence the
+// metadata, which holds users' password hashes) is encrypted and authenticated
+// with memberlist's keyring; what no key opens is refused and counted
+// (GossipRejected), so a host without the key cannot join.
+//
 // Invariants: merge of member records and of metadata entries is
 // commutative, associative and idempotent; the persisted state only grows
 // in version order; a corrupt remote state is logged and ignored, a corrupt
@@ -104,6 +109,11 @@ type Config struct {
 	Seeds    []string // gossip addresses of nodes to join
 	Store    StateStore
 	Logger   *slog.Logger
+	// GossipKeys, when set, encrypt and authenticate all gossip (memberlist's keyring,
+	// AES-GCM): the first key sends, every key is tried on what arrives, and what no
+	// key opens is refused. Keys are 16, 24 or 32 bytes. A host without a key of the
+	// ring cannot join, probe or spread metadata.
+	GossipKeys [][]byte
 
 	ProbeInterval    time.Duration
 	ProbeTimeout     time.Duration
@@ -158,6 +168,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: ProbeTimeout %v must be shorter than ProbeInterval %v",
 			ErrInvalidInput, c.ProbeTimeout, c.ProbeInterval)
 	}
+	for i, k := range c.GossipKeys {
+		if len(k) != 16 && len(k) != 24 && len(k) != 32 {
+			return fmt.Errorf("%w: gossip key %d is %d bytes, want 16, 24 or 32", ErrInvalidInput, i+1, len(k))
+		}
+	}
 	if c.SuspicionMult < 1 {
 		return fmt.Errorf("%w: SuspicionMult must be at least 1, got %d", ErrInvalidInput, c.SuspicionMult)
 	}
@@ -204,8 +219,13 @@ type Membership struct {
 	shutOnce sync.Once
 	shutErr  error
 	closed   atomic.Bool
-	numLive  atomic.Int64 // alive+suspect nodes incl. self, from memberlist events
+	numLive  atomic.Int64  // alive+suspect nodes incl. self, from memberlist events
+	rejected atomic.Uint64 // gossip messages refused for want of the gossip key
 }
+
+// GossipRejected is how many gossip messages and streams this node refused because no
+// key of its keyring opened them (or they came unencrypted while it has keys).
+func (m *Membership) GossipRejected() uint64 { return m.rejected.Load() }
 
 // Start creates the memberlist instance, loads the persisted state, and
 // joins the seeds and the known ring members. When none is reachable (a node
@@ -250,7 +270,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership: resolving bind address %q: %w", cfg.BindAddr, err)
 	}
-	stdlog := newStdLogger(log)
+	stdlog := newStdLogger(log, &m.rejected)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{ip}, BindPort: port, Logger: stdlog,
 	})
@@ -321,6 +341,15 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	mc.Conflict = (*events)(m)
 	mc.Logger = stdlog
 	mc.LogOutput = nil
+	if len(cfg.GossipKeys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.GossipKeys[1:], cfg.GossipKeys[0])
+		if err != nil {
+			_ = nt.Shutdown()
+			return nil, fmt.Errorf("membership: gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 
 	list, err := memberlist.Create(mc)
 	if err != nil {

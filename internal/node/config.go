@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,6 +101,15 @@ type Config struct {
 
 	// HTTPHandler builds the HTTP API for the node (api.New); nil serves no HTTP.
 	HTTPHandler func(*Node) http.Handler
+
+	// Security (docs/security.md); all nil serves in the clear, as dev and tests do.
+	// HTTPTLS, when set, serves the HTTP API over TLS only (pki.Bundle.ClientFacing).
+	HTTPTLS *tls.Config
+	// InternodeServerTLS and InternodeClientTLS, when set (both or neither), make the
+	// internode port mutual TLS with the cluster CA (pki.Bundle.InternodeServer/Client).
+	InternodeServerTLS, InternodeClientTLS *tls.Config
+	// GossipKeys encrypt gossip (membership.Config.GossipKeys); the first one sends.
+	GossipKeys [][]byte
 }
 
 // DefaultConfig returns the defaults: the protocol's are the core's (see core.Config for
@@ -156,6 +166,9 @@ func (c Config) Validate() error {
 	}
 	if c.AAESegments <= 0 || c.AAEInterval <= 0 || c.AAERate < 0 || c.TreeRebuildInterval <= 0 || c.ReapInterval <= 0 {
 		errs = append(errs, errors.New("node: anti-entropy segments and intervals must be positive, rate >= 0"))
+	}
+	if (c.InternodeServerTLS == nil) != (c.InternodeClientTLS == nil) {
+		errs = append(errs, errors.New("node: set both internode TLS configurations, or neither"))
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))

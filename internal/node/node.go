@@ -21,6 +21,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -142,6 +143,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.metrics.reg.MustRegister(newHintCollector(n))
 	n.metrics.reg.MustRegister(newTreeCollector(n))
+	n.metrics.reg.MustRegister(newSecurityCollector(n))
 
 	n.coreCfg = cfg.coreConfig()
 	ident, err := core.LoadIdentity(cfg.ID, st)
@@ -187,6 +189,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxMsgBytes:    transport.DefaultConfig().MaxMsgBytes,
 		DefaultTimeout: cfg.RequestTimeout,
 		DialTimeout:    transport.DefaultConfig().DialTimeout,
+		ServerTLS:      cfg.InternodeServerTLS,
+		ClientTLS:      cfg.InternodeClientTLS,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
@@ -197,6 +201,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if err != nil {
 			return fail(fmt.Errorf("node %s: listen http %s: %w", cfg.ID, cfg.HTTPAddr, err))
 		}
+		if cfg.HTTPTLS != nil {
+			n.hlis = tls.NewListener(n.hlis, cfg.HTTPTLS)
+		}
 	}
 
 	mcfg := membership.DefaultConfig()
@@ -205,6 +212,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mcfg.Seeds = cfg.Join
 	mcfg.Store = storeState{st}
 	mcfg.Logger = log
+	mcfg.GossipKeys = cfg.GossipKeys
 	n.ms, err = membership.Start(ctx, mcfg)
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))

@@ -76,7 +76,10 @@ func (c *fanCache) get(ctx context.Context, maxAge time.Duration, build func() [
 }
 
 func (u *UI) clusterView(w http.ResponseWriter, r *http.Request) {
-	b, err := u.fan.get(r.Context(), u.cfg.CacheFor, u.buildClusterView)
+	// The view is shared by the callers of one CacheFor window, built with the
+	// credentials of the one who asked first: every caller passed the same gate.
+	authz := withCaller(context.Background(), r)
+	b, err := u.fan.get(r.Context(), u.cfg.CacheFor, func() []byte { return u.buildClusterView(authz) })
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
@@ -86,9 +89,10 @@ func (u *UI) clusterView(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// buildClusterView asks every other member concurrently. It uses its own context, not a
-// caller's: a closed browser tab must not fail the fan-out the other callers share.
-func (u *UI) buildClusterView() []byte {
+// buildClusterView asks every other member concurrently. It uses its own context (ctx
+// carries only the caller's credentials, no deadline): a closed browser tab must not fail
+// the fan-out the other callers share.
+func (u *UI) buildClusterView(ctx context.Context) []byte {
 	ci := u.src.Cluster()
 	cv := ClusterView{Node: ci.Node, GeneratedAt: time.Now().UnixMilli(), Partitions: ci.Partitions,
 		Nodes: make([]ClusterNode, len(ci.Nodes)), Owners: []int{}}
@@ -104,7 +108,7 @@ func (u *UI) buildClusterView() []byte {
 		go func(cn *ClusterNode) {
 			defer wg.Done()
 			var raw json.RawMessage
-			if err := u.getJSON(context.Background(), cn.HTTP, "/ui/api/node?series=0", &raw, false); err != nil {
+			if err := u.getJSON(ctx, cn.HTTP, "/ui/api/node?series=0", &raw, false); err != nil {
 				cn.Error = err.Error()
 				return
 			}
@@ -203,7 +207,7 @@ func (u *UI) keyView(w http.ResponseWriter, r *http.Request) {
 		go func() {
 			defer wg.Done()
 			var lc node.LocalCopy
-			if err := u.getJSON(r.Context(), m.HTTP, path, &lc, true); err != nil {
+			if err := u.getJSON(withCaller(r.Context(), r), m.HTTP, path, &lc, true); err != nil {
 				rv.Error = err.Error()
 				return
 			}

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -52,12 +53,15 @@ type Config struct {
 	// CacheFor is how long one cluster fan-out answers every caller. 1s: several open
 	// browsers cost one fan-out per second, not one each.
 	CacheFor time.Duration
-	// Client makes the peer calls; nil uses a private client. With TLS between clients and
-	// nodes it must trust the cluster's CA, and the scheme must follow.
+	// Client makes the peer calls; nil uses a private client (with PeerTLS when set).
 	Client *http.Client
+	// PeerTLS, when set, makes the peer calls HTTPS with this configuration (the cluster
+	// CA's check, pki.Bundle.InternodeClient); nil asks peers over plain HTTP.
+	PeerTLS *tls.Config
 	// Authorize, when set, runs before every dashboard handler; an error answers 401. nil
-	// lets everyone in, as the rest of the HTTP API does until --auth exists. With --auth
-	// it checks the login and the peer calls must carry the caller's credentials.
+	// lets everyone in (the HTTP API checks --auth logins before the dashboard is reached).
+	// Either way the peer calls carry the caller's Authorization header, so each node
+	// applies the caller's grants.
 	Authorize func(*http.Request) error
 }
 
@@ -84,6 +88,7 @@ type UI struct {
 	cfg    Config
 	log    *slog.Logger
 	client *http.Client
+	scheme string // of the peer calls: "http://" or "https://"
 	mux    *http.ServeMux
 	view   published
 	fan    fanCache
@@ -99,12 +104,16 @@ func New(src Source, cfg Config) (*UI, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	u := &UI{src: src, cfg: cfg, log: log.With("component", "ui"), client: cfg.Client}
+	u := &UI{src: src, cfg: cfg, log: log.With("component", "ui"), client: cfg.Client, scheme: "http://"}
+	if cfg.PeerTLS != nil {
+		u.scheme = "https://"
+	}
 	if u.client == nil {
 		u.client = &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: 4,
 			IdleConnTimeout:     time.Minute,
 			DisableCompression:  true,
+			TLSClientConfig:     cfg.PeerTLS,
 		}}
 	}
 	assets, err := fs.Sub(staticFiles, "static")
@@ -124,6 +133,28 @@ func New(src Source, cfg Config) (*UI, error) {
 	s.tick(time.Now()) // a first view at once: the page has something before the first interval
 	src.Go(s.run)
 	return u, nil
+}
+
+// authzKey carries the caller's Authorization header to the peer calls made for it.
+type authzKey struct{}
+
+// withCaller is ctx carrying r's Authorization header, if any.
+func withCaller(ctx context.Context, r *http.Request) context.Context {
+	if a := r.Header.Get("Authorization"); a != "" {
+		return context.WithValue(ctx, authzKey{}, a)
+	}
+	return ctx
+}
+
+// HandlerWith is New with cfg and the given logger, for mounting in the HTTP API; it
+// panics on a configuration error, which only a broken caller makes.
+func HandlerWith(src Source, log *slog.Logger, cfg Config) http.Handler {
+	cfg.Logger = log
+	u, err := New(src, cfg)
+	if err != nil {
+		panic(err)
+	}
+	return u
 }
 
 // Handler is New with the default configuration and the given logger, for mounting in
@@ -195,7 +226,7 @@ func (u *UI) nodeView(w http.ResponseWriter, r *http.Request) {
 		if !series {
 			path += "?series=0"
 		}
-		if err := u.getJSON(r.Context(), m.HTTP, path, &nv, false); err != nil {
+		if err := u.getJSON(withCaller(r.Context(), r), m.HTTP, path, &nv, false); err != nil {
 			writeError(w, http.StatusBadGateway, "unreachable", err.Error())
 			return
 		}
@@ -231,9 +262,12 @@ func (u *UI) getJSON(ctx context.Context, hostport, path string, v any, notFound
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.PeerTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.scheme+hostport+path, nil)
 	if err != nil {
 		return fmt.Errorf("request %s: %w", path, err)
+	}
+	if a, ok := ctx.Value(authzKey{}).(string); ok && a != "" {
+		req.Header.Set("Authorization", a)
 	}
 	resp, err := u.client.Do(req)
 	if err != nil {
