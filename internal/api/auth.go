@@ -45,8 +45,8 @@ func permFor(pattern string, r *http.Request) perm {
 		return perm{role: auth.RoleWrite, bucket: b}
 	case "PUT /v1/buckets/{bucket}":
 		return perm{role: auth.RoleAdmin, bucket: b}
-	case "GET /v1/cluster", "GET /metrics", "/":
-		return perm{} // any user: the cluster's shape, metrics, and "no such endpoint"
+	case "GET /v1/cluster", "GET /v1/cluster/transfers", "GET /metrics", "/":
+		return perm{} // any user: the cluster's shape and changes, metrics, and "no such endpoint"
 	case "/ui/":
 		return perm{role: auth.RoleRead} // the dashboard's key inspector shows values
 	}

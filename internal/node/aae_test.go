@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"github.com/quorumkv/quorumkv/internal/merkle"
 	"github.com/quorumkv/quorumkv/internal/ring"
+	"log/slog"
 	"math"
 	"math/bits"
+	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -65,6 +67,9 @@ func startNode(t *testing.T, i int, seed string) *Node {
 	// Shard counts differ between nodes (and from the machine's CPUs): a tree exchange, a
 	// handoff or a transfer must not depend on how the other side shards.
 	cfg.Loops = []int{1, 3, 2}[(i-1)%3]
+	if os.Getenv("QKV_DEBUG_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	if seed != "" {
 		cfg.Join = []string{seed}
 	}

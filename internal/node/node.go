@@ -143,6 +143,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.metrics.reg.MustRegister(newHintCollector(n))
 	n.metrics.reg.MustRegister(newTreeCollector(n))
+	n.metrics.reg.MustRegister(newTransferCollector(n))
 	n.metrics.reg.MustRegister(newSecurityCollector(n))
 
 	n.coreCfg = cfg.coreConfig()
