@@ -64,6 +64,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	gossipAddr := fs.String("gossip", "", "gossip listen `addr`ess (required)")
 	join := fs.String("join", "", "comma-separated gossip `addr`esses of nodes to join")
 	zone := fs.String("zone", "", "failure `zone`; replicas are spread across zones")
+	replace := fs.String("replace", "", "take over the partitions of dead member `OLD_ID` (streamed from surviving replicas); needs --join")
 	debugFaults := fs.Bool("debug-faults", false, "enable POST /v1/debug/faults (tests and demos only)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	def := node.DefaultConfig()
@@ -138,6 +139,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	cfg.GossipAddr = *gossipAddr
 	cfg.Join = splitList(*join)
 	cfg.Zone = *zone
+	cfg.Replace = *replace
 	cfg.DebugFaults = *debugFaults
 	cfg.Logger = log
 	respTLS := sec.apply(&cfg)

@@ -173,6 +173,9 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
 	}
+	if c.Replace != "" && len(c.Join) == 0 {
+		errs = append(errs, fmt.Errorf("node: --replace %s needs --join: the node it replaces belongs to a cluster to join", c.Replace))
+	}
 	if c.Loops < 0 || c.Loops > c.Partitions {
 		errs = append(errs, fmt.Errorf("node: loops %d must be 0 (one per CPU) to partitions (%d)", c.Loops, c.Partitions))
 	}
