@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quorumkv/quorumkv/client"
+)
+
+// addNode starts one more server process joining the cluster through n1 (open mode).
+func (c *cluster) addNode(id string, extra ...string) *proc {
+	c.t.Helper()
+	p := &proc{t: c.t, id: id, data: filepath.Join(c.t.TempDir(), id), http: freePort(c.t), resp: freePort(c.t),
+		rpc: freePort(c.t), gossip: freePort(c.t), join: []string{c.procs[0].gossip}, extra: extra}
+	p.logPath = p.data + ".log"
+	c.procs = append(c.procs, p)
+	p.start()
+	return p
+}
+
+// waitRing waits until every running node sees no change pending and the ring want.
+func (c *cluster) waitRing(want ...string) {
+	c.t.Helper()
+	slices.Sort(want)
+	c.waitFor(60*time.Second, "the ring "+strings.Join(want, ",")+" with no change pending", func() bool {
+		for _, p := range c.procs {
+			select {
+			case <-p.exited:
+				continue
+			default:
+			}
+			t, err := p.client().Transfers(context.Background())
+			if err != nil || t.Pending || !slices.Equal(t.Ring, want) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestJoinLeaveAndKilledLeaver, with real processes: 600 keys written at w=all on three
+// nodes; n4 joins while n1 reads every key at R=quorum (none missing); then n2 is told to
+// leave and killed with -9 right away — its partitions still have their other replicas,
+// the transfers stream from those, and the ring ends as n1, n3, n4 with every key
+// readable through every node at R=all.
+func TestJoinLeaveAndKilledLeaver(t *testing.T) {
+	c := startClusterMode(t, 3, false)
+	ctx := context.Background()
+	cl := c.procs[0].client()
+	const keys = 600
+	key := func(i int) string { return fmt.Sprintf("k%03d", i) }
+	for i := range keys {
+		if _, err := c.procs[i%3].client().Put(ctx, "b", key(i), []byte("v"+key(i)), "", client.Quorum{W: "all"}); err != nil {
+			t.Fatalf("put %s: %v", key(i), err)
+		}
+	}
+	readAll := func(via *proc, r, when string) {
+		t.Helper()
+		vc := via.client()
+		for i := range keys {
+			obj, err := vc.Get(ctx, "b", key(i), client.Quorum{R: r})
+			if err != nil || !obj.Found || len(obj.Values) != 1 || string(obj.Values[0]) != "v"+key(i) {
+				t.Fatalf("%s: %s via %s at r=%s: %+v %v", when, key(i), via.id, r, obj, err)
+			}
+		}
+	}
+
+	n4 := c.addNode("n4")
+	// n4 is joining: reads through n1 never miss while it takes its partitions over.
+	for round := 0; round < 3; round++ {
+		readAll(c.procs[0], "quorum", "during the join")
+	}
+	c.waitRing("n1", "n2", "n3", "n4")
+	readAll(n4, "all", "after the join")
+
+	out, err := c.procs[0].cli("cluster", "leave", "n2").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "n2 is leaving") {
+		t.Fatalf("cluster leave n2: %v\n%s", err, out)
+	}
+	c.node("n2").kill()
+	c.waitRing("n1", "n3", "n4")
+	for _, id := range []string{"n1", "n3", "n4"} {
+		readAll(c.node(id), "all", "after n2 left")
+	}
+	tr, err := cl.Transfers(ctx)
+	if err != nil || tr.States["n2"] != "left" || tr.States["n4"] != "active" {
+		t.Fatalf("states after the changes: %+v %v", tr, err)
+	}
+	status, err := c.procs[0].cli("cluster", "status").CombinedOutput()
+	if err != nil || !strings.Contains(string(status), "no change pending: the ring is n1, n3, n4") {
+		t.Fatalf("cluster status: %v\n%s", err, status)
+	}
+
+	// A leave that would leave fewer nodes than a bucket's n is refused, clearly.
+	if _, err := cl.Leave(ctx, "n3"); err == nil || !strings.Contains(err.Error(), "fewer than the 3 replicas") {
+		t.Fatalf("leaving below n=3: %v", err)
+	}
+}
