@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,6 +170,7 @@ func (d *devCluster) run(ctx context.Context) int {
 		}
 		c.up = true
 	}
+	d.waitRing(ctx, e)
 	d.printReady()
 
 	// A line on stdin (Enter) restarts the nodes that exited.
@@ -403,6 +405,29 @@ func (d *devCluster) start(stopCtx context.Context, c *devChild, join string) er
 		d.exited <- c
 	}()
 	return nil
+}
+
+// waitRing waits until n1 sees every node in the ring with no change pending: the nodes
+// after the first join, and take their partitions over before they count (at once, on an
+// empty cluster; the partitions of a cluster dev started before are streamed).
+func (d *devCluster) waitRing(ctx context.Context, e *env) {
+	if len(d.children) == 0 {
+		return
+	}
+	cl := client.New(d.children[0].addr("http"), client.WithTimeout(2*time.Second))
+	deadline := time.Now().Add(devStartTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		t, err := cl.Transfers(ctx)
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return // a server without cluster changes
+		}
+		if err == nil && !t.Pending && len(t.Ring) == len(d.children) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(e.stderr, "quorumkv dev: the nodes have not all joined the ring after %v; see 'quorumkv cluster status'\n", devStartTimeout)
 }
 
 // waitReady waits for c's ready line, then for its /healthz to answer.

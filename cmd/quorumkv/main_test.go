@@ -64,6 +64,13 @@ func fakeServer(args []string) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt, syscall.SIGUSR1)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/cluster/transfers" {
+			// The ring dev waits for (QKV_TEST_FAKE_RING), settled.
+			ring := strings.Split(os.Getenv("QKV_TEST_FAKE_RING"), ",")
+			b, _ := json.Marshal(map[string]any{"node": *id, "pending": false, "ring": ring})
+			w.Write(b)
+			return
+		}
 		fmt.Fprintf(w, `{"status":"ok","node":%q}`, *id)
 	}))
 	l, err := netListen(*httpAddr)
@@ -381,6 +388,7 @@ func TestDev(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	t.Setenv("QKV_TEST_FAKE_SERVER", "1")
+	t.Setenv("QKV_TEST_FAKE_RING", "n1,n2,n3")
 	dir := t.TempDir()
 	e, out, errb := testEnv("", nil)
 	stdin, typed := io.Pipe() // what a user types in dev's terminal
