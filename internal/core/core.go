@@ -52,6 +52,10 @@ type Config struct {
 	// TransferRate: 16 MiB/s of partition transfer per node taking partitions over (0:
 	// unthrottled), as for handoff: a joining node fills quickly without starving clients.
 	TransferRate int64
+	// CleanupDelay: 30 s after a cluster change settles before a node deletes its copies of
+	// keys it no longer replicates, so coordinators still on the old ring for a moment (a
+	// gossip round or two) find them.
+	CleanupDelay time.Duration
 
 	// AAE turns anti-entropy on: hash trees, exchanges and tombstone reaping. Without it
 	// cold keys never converge (for measuring what it costs).
@@ -95,6 +99,7 @@ func DefaultConfig() Config {
 		HandoffTimeout:    30 * time.Second,
 		HintRate:          16 << 20,
 		TransferRate:      16 << 20,
+		CleanupDelay:      30 * time.Second,
 
 		AAE:                 true,
 		AAESegments:         1 << 16,
@@ -123,7 +128,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("core: limits must be positive"))
 	}
 	if c.RequestTimeout <= 0 || c.HedgeDelay <= 0 || c.HandoffInterval <= 0 || c.HandoffRetry <= 0 ||
-		c.HandoffBatchBytes <= 0 || c.HandoffTimeout <= 0 || c.HintRate < 0 || c.TransferRate < 0 {
+		c.HandoffBatchBytes <= 0 || c.HandoffTimeout <= 0 || c.HintRate < 0 || c.TransferRate < 0 || c.CleanupDelay < 0 {
 		errs = append(errs, errors.New("core: timeouts, intervals and batch sizes must be positive, hint rate >= 0"))
 	}
 	if c.AAE && (c.AAESegments <= 0 || c.AAEInterval <= 0 || c.AAERate < 0 || c.TreeRebuildInterval <= 0 ||
@@ -158,6 +163,7 @@ const (
 	CountTransferKeys                       // objects received by partition transfers
 	CountTransferBytes                      // bytes received by partition transfers
 	CountPendingWrite                       // a write also sent to a partition's pending owner
+	CountCleanupDeleted                     // copies deleted of keys this node no longer replicates
 )
 
 // LogLevel is a log record's level.
@@ -222,6 +228,7 @@ type Core struct {
 	aae     aaeState
 	reap    reapState
 	xfers   xferState
+	cleanup cleanupState
 	viewSeq uint64 // bumps on every SetView
 }
 
@@ -582,6 +589,7 @@ const (
 	timerAAE
 	timerReap
 	timerTransfer
+	timerCleanup
 )
 
 type timer struct {
@@ -651,6 +659,8 @@ func (c *Core) runTimers() {
 			c.reapStep()
 		case timerTransfer:
 			c.transferStep()
+		case timerCleanup:
+			c.cleanupStep()
 		}
 	}
 }
@@ -660,6 +670,7 @@ func (c *Core) setView(v View) {
 	c.view = v
 	c.viewSeq++
 	c.planTransfers()
+	c.planCleanup()
 	back := false
 	for id := range v.Alive {
 		if !was[id] {

@@ -146,6 +146,7 @@ func (c *Core) planTransfers() {
 	if v.Next == nil || v.Ring == nil {
 		if x.next != nil {
 			c.ready.TransfersChanged = true // no change pending any more
+			c.dropTransferChecks()
 		}
 		*x = xferState{}
 		return
@@ -160,6 +161,7 @@ func (c *Core) planTransfers() {
 	if x.next == nil || !slices.Equal(x.next.Members(), v.Next.Members()) {
 		old = nil
 	}
+	c.dropTransferChecks()
 	*x = xferState{next: v.Next, ring: v.Ring, parts: map[int]*xfer{}, byID: map[uint64]int{}}
 	c.ready.TransfersChanged = true // a new plan: what it has done so far is to be published
 	self := ring.NodeID(c.cfg.ID)
@@ -410,6 +412,24 @@ func (c *Core) finishTransfer(t *xfer) {
 	c.ready.TransfersChanged = true
 	c.log(LevelInfo, "partition transfer complete", "partition", t.p, "source", t.source, "keys", t.keys, "bytes", t.bytes, "elapsed", t.finished-t.started)
 	c.at(c.now.Mono, timerTransfer, 0)
+}
+
+// dropTransferChecks stops the anti-entropy checks of a plan that was replaced: their
+// exchanges would otherwise go on repairing a partition into a node that may no longer be
+// its replica (and, the ring settled, has deleted its copy).
+func (c *Core) dropTransferChecks() {
+	if x := c.aae.cur; x != nil && x.run != nil && x.run.transfer != nil {
+		c.aae.cur = nil // its answers are ignored from now on
+	}
+	runs := c.aae.repairs[:0]
+	for _, r := range c.aae.repairs {
+		if r.transfer == nil {
+			runs = append(runs, r)
+		}
+	}
+	clear(c.aae.repairs[len(runs):])
+	c.aae.repairs = runs
+	c.nextRepairExchange()
 }
 
 // handleTransfer answers a new owner's request for a partition's next stored objects.

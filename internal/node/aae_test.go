@@ -64,6 +64,7 @@ func startNode(t *testing.T, i int, seed string) *Node {
 	cfg.HTTPAddr, cfg.RPCAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.RequestTimeout = 5 * time.Second
 	cfg.AAEInterval, cfg.ReapInterval = time.Hour, time.Hour
+	cfg.CleanupDelay = time.Second
 	// Shard counts differ between nodes (and from the machine's CPUs): a tree exchange, a
 	// handoff or a transfer must not depend on how the other side shards.
 	cfg.Loops = []int{1, 3, 2}[(i-1)%3]

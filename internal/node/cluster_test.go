@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/quorumkv/quorumkv/internal/core"
 )
 
 // TestJoinMissesNoRead: 3,000 keys written at w=all on three nodes; two fresh nodes join.
@@ -68,38 +66,7 @@ func TestJoinMissesNoRead(t *testing.T) {
 	seed := nodes[0].GossipAddr()
 	joined := []*Node{startNode(t, 4, seed), startNode(t, 5, seed)}
 	all := append(nodes, joined...)
-	last := time.Now()
 	waitUntil(t, 60*time.Second, "the ring to hold all five with no change pending", func() bool {
-		if time.Since(last) > 5*time.Second {
-			last = time.Now()
-			for _, n := range all {
-				ti := n.Transfers()
-				phases := map[string]int{}
-				for _, tr := range ti.Transfers {
-					phases[tr.Phase]++
-				}
-				t.Logf("%s: states %v moved %d waiting %d transfers %v", n.ID(), ti.States, ti.Moved, ti.Waiting, phases)
-				live := map[string]int{}
-				for _, l := range n.loops {
-					_ = l.do(ctx, func(c *core.Core) {
-						next, ts := c.TransferPlan()
-						for _, tr := range ts {
-							live[next+":"+tr.Phase]++
-						}
-					})
-				}
-				raw, _ := n.ms.GetMeta(metaTransferPrefix + n.ID())
-				t.Logf("   live plan %v published %.80s", live, raw)
-			}
-			if v := all[0].view.Load(); v != nil && v.next != nil {
-				for p, m := range v.moved {
-					if !m {
-						t.Logf("   partition %d waits for %v", p, core.Gainers(v.cur, v.next, p, all[0].Ns()))
-						break
-					}
-				}
-			}
-		}
 		for _, n := range all {
 			if !n.RingSettled() || len(n.Ring().Members()) != 5 {
 				return false
@@ -121,6 +88,27 @@ func TestJoinMissesNoRead(t *testing.T) {
 			}
 		}
 	}
+	// Once settled, every key is on exactly its three replicas: the old owners deleted the
+	// copies of partitions they gave away.
+	waitUntil(t, 30*time.Second, "every key on exactly 3 nodes", func() bool {
+		for i := range keys {
+			holders := 0
+			for _, n := range all {
+				if obj, _ := n.loadObject(dataKey("b", key(i))); len(obj.Live()) > 0 {
+					holders++
+				}
+			}
+			if holders != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	deleted := 0.0
+	for _, n := range nodes {
+		deleted += testutil.ToFloat64(n.metrics.cleanupDeleted)
+	}
+	t.Logf("old owners deleted %.0f copies", deleted)
 	for _, n := range joined {
 		got := testutil.ToFloat64(n.metrics.transferKeys)
 		if got == 0 {

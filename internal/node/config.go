@@ -29,6 +29,10 @@ type Config struct {
 	// DebugFaults enables POST /v1/debug/faults.
 	DebugFaults bool
 
+	// CleanupDelay: 30 s after a cluster change settles before a node deletes its copies of
+	// keys it no longer replicates (core.Config.CleanupDelay).
+	CleanupDelay time.Duration
+
 	// Loops: the event loops that run the node's protocol core, each owning a contiguous
 	// range of partitions (core.ShardConfig). 0 means one per CPU (GOMAXPROCS), as
 	// ScyllaDB runs a shard per core: one node's work spreads over its CPUs with no lock
@@ -202,6 +206,9 @@ func (c Config) coreConfig() core.Config {
 	cc.HandoffInterval = c.HandoffInterval
 	cc.HandoffBatchBytes = c.HandoffBatchBytes
 	cc.HintRate = c.HintRate
+	if c.CleanupDelay > 0 {
+		cc.CleanupDelay = c.CleanupDelay
+	}
 	cc.AAE = !c.NoAAE
 	cc.AAESegments, cc.AAEInterval, cc.AAERate = c.AAESegments, c.AAEInterval, c.AAERate
 	cc.TreeRebuildInterval, cc.ReapInterval = c.TreeRebuildInterval, c.ReapInterval

@@ -217,6 +217,11 @@ func (l *loop) flush(ctx context.Context) {
 		out.local = nil
 		l.carryOut(ctx, &out)
 	}
+	// Writes of a turn with nothing to send (a reaping or cleanup step, a repair merge) are
+	// committed here; they claimed nothing durable.
+	if err := l.batch.Commit(); err != nil {
+		l.log.Error("store write failed", "err", err)
+	}
 	if t, ok := l.c.NextTimer(); ok {
 		d := t - l.n.clock.Since(l.start)
 		l.timer.Reset(max(d, 0))

@@ -33,6 +33,7 @@ type Metrics struct {
 	transferKeys    prometheus.Counter
 	transferBytes   prometheus.Counter
 	pendingWrites   prometheus.Counter
+	cleanupDeleted  prometheus.Counter
 
 	aaeExchanges        *prometheus.CounterVec
 	aaeSegmentsCompared prometheus.Counter
@@ -115,7 +116,10 @@ func newMetrics() *Metrics {
 	m.pendingWrites = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_pending_owner_writes_total", Help: "Writes also sent to a moving partition's new replica (its ack not counted).",
 	})
-	m.reg.MustRegister(m.transferKeys, m.transferBytes, m.pendingWrites)
+	m.cleanupDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quorumkv_cleanup_deleted_keys_total", Help: "Copies deleted of keys this node no longer replicates after a cluster change.",
+	})
+	m.reg.MustRegister(m.transferKeys, m.transferBytes, m.pendingWrites, m.cleanupDeleted)
 	m.reg.MustRegister(m.fallbackWrites, m.hintsStored, m.hintsDelivered, m.handoffBytes, m.handoffReceived)
 	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -174,6 +178,8 @@ func (m *Metrics) count(c core.Counter, n int) {
 		m.transferBytes.Add(v)
 	case core.CountPendingWrite:
 		m.pendingWrites.Add(v)
+	case core.CountCleanupDeleted:
+		m.cleanupDeleted.Add(v)
 	}
 }
 
