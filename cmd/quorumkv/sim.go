@@ -57,6 +57,8 @@ const:1ms, exp:2ms, pareto:1ms:1.5, mix:0.9:(exp:1ms):(const:50ms).
   crash n3@30s  /  crash n3 10s@30s  kill -9 at 30 s; restart at the end, or after 10 s
   pause n2 5s@12s                    SIGSTOP for 5 s
   skew n2 500ms  /  skew n2 -500ms@10s
+  join n6@20s                        n6 starts and joins the ring, streaming its partitions
+  leave n2@40s                       n2 hands its partitions away, then leaves the ring
 
 Progress goes to stderr: the workload (--duration), then up to --heal-budget of
 healing, both in virtual time (a bar on a terminal, a line every few seconds elsewhere). --json prints the report as JSON; --plot draws the
@@ -308,6 +310,9 @@ func writeSimReport(w io.Writer, rep *sim.Report) {
 	fmt.Fprintf(tw, "read repairs\t%d\n", rep.ReadRepairs)
 	fmt.Fprintf(tw, "anti-entropy\t%d exchanges, %d keys repaired\n", rep.AAEExchanges, rep.AAERepairs)
 	fmt.Fprintf(tw, "tombstones\t%d reaped\n", rep.TombstonesReaped)
+	if rep.ClusterChanges > 0 || rep.TransferKeys > 0 {
+		fmt.Fprintf(tw, "cluster changes\t%d completed, %d keys streamed\n", rep.ClusterChanges, rep.TransferKeys)
+	}
 	fmt.Fprintf(tw, "messages\t%d (%d lost)\n", rep.Messages, rep.MessagesLost)
 	if rep.Converged {
 		fmt.Fprintf(tw, "converged after\t%s ms\n", strconv.FormatFloat(rep.ConvergedAfterMs, 'f', -1, 64))

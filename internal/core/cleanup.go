@@ -83,7 +83,7 @@ func (c *Core) cleanupStep() {
 		return
 	}
 	for _, x := range victims {
-		if err := c.writeData(x.bucket, x.key, x.k, x.raw, nil, false); err != nil {
+		if err := c.storeData(x.bucket, x.key, x.k, x.raw, nil, false, true); err != nil {
 			c.log(LevelWarn, "ownership cleanup: delete failed", "bucket", x.bucket, "key", x.key, "err", err)
 			continue
 		}

@@ -189,8 +189,12 @@ type Deps struct {
 	// OnMint, when set, is told of every new sibling this core mints (for the simulator's
 	// history checkers), before it is stored or sent anywhere.
 	OnMint func(bucket, key string, s version.Sibling)
-	// OnWrite, when set, is told of every data-key write (nil raw: deleted).
+	// OnWrite, when set, is told of every data-key write (nil raw: deleted, a tombstone
+	// reaped) but those of OnDrop.
 	OnWrite func(bucket, key string, raw []byte)
+	// OnDrop, when set, is told of every copy deleted because this node no longer
+	// replicates the key (after a cluster change).
+	OnDrop func(bucket, key string)
 	// Minter mints this node's dots; shards of one node share it. Nil: the core loads
 	// its own from Store (LoadIdentity) and records it on Stop.
 	Minter Minter

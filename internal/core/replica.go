@@ -96,6 +96,12 @@ func (c *Core) loadRaw(k []byte) (version.Object, []byte, error) {
 // together. newRaw nil deletes. oldRaw is what the key held (nil: nothing). durable asks
 // for the write to be synced before this turn's Ready leaves.
 func (c *Core) writeData(bucket, key string, k, oldRaw, newRaw []byte, durable bool) error {
+	return c.storeData(bucket, key, k, oldRaw, newRaw, durable, false)
+}
+
+// storeData is writeData; drop says the write deletes a copy this node no longer
+// replicates (ownership cleanup), which is not a reaped tombstone (Deps.OnDrop).
+func (c *Core) storeData(bucket, key string, k, oldRaw, newRaw []byte, durable, drop bool) error {
 	if c.cfg.Shards > 1 {
 		if lo, hi := c.dataRange(); bytes.Compare(k, lo) < 0 || bytes.Compare(k, hi) >= 0 {
 			// The driver routed a key to the wrong shard: two shards writing one key would
@@ -115,7 +121,12 @@ func (c *Core) writeData(bucket, key string, k, oldRaw, newRaw []byte, durable b
 	if c.trees != nil {
 		c.trees.update(bucket, key, c.deps.Buckets.Bucket(bucket).N, oldRaw, newRaw)
 	}
-	if c.deps.OnWrite != nil {
+	switch {
+	case drop:
+		if c.deps.OnDrop != nil {
+			c.deps.OnDrop(bucket, key)
+		}
+	case c.deps.OnWrite != nil:
 		c.deps.OnWrite(bucket, key, newRaw)
 	}
 	if durable {

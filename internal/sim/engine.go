@@ -151,6 +151,15 @@ type world struct {
 	nextCall uint64
 	// parts are the parts of split handoff batches being merged, by their PeerRequest ID.
 	parts map[uint64]*splitCall
+
+	// membership (membership.go): every member's state, the next ring and the moved
+	// partitions while a change is under way; viewSeq bumps on every change.
+	states        []memberState
+	ringCache     map[string]*ring.Ring
+	next          *ring.Ring
+	moved         []bool
+	membershipDue bool
+	viewSeq       uint64
 	// clients are the client requests in flight, by request ID.
 	clients    map[uint64]*clientOp
 	nextClient uint64
@@ -204,14 +213,19 @@ func newWorld(cfg Config) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.ring = r
+	_ = r
 	for 1<<w.pbits < cfg.Partitions {
 		w.pbits++
 	}
-	w.walks = make([][]ring.NodeID, cfg.Partitions)
-	for p := range w.walks {
-		w.walks[p] = r.Walk(p)
+	w.ringCache = map[string]*ring.Ring{}
+	w.states = make([]memberState, cfg.Nodes)
+	for i := range w.states {
+		if w.joinsLater(i) {
+			w.states[i] = stateJoining
+		}
 	}
+	initial, _ := w.buildRing(stateActive)
+	w.setRing(initial)
 	w.buckets = newSimBuckets(cfg)
 	w.cut = make([][]bool, cfg.Nodes)
 	w.unreachableSince = make([][]time.Duration, cfg.Nodes)
@@ -220,6 +234,9 @@ func newWorld(cfg Config) (*world, error) {
 		w.unreachableSince[i] = make([]time.Duration, cfg.Nodes)
 		for j := range w.unreachableSince[i] {
 			w.unreachableSince[i][j] = -1
+			if w.joinsLater(j) {
+				w.unreachableSince[i][j] = -cfg.DetectDelay // not started yet: seen down
+			}
 		}
 	}
 	w.hist = newHistory()
@@ -229,6 +246,9 @@ func newWorld(cfg Config) (*world, error) {
 		w.nodes = append(w.nodes, &snode{w: w, id: i, name: nodeName(i)})
 	}
 	for _, n := range w.nodes {
+		if w.states[n.id] == stateJoining {
+			continue // started by its join
+		}
 		if err := n.start(); err != nil {
 			return nil, err
 		}

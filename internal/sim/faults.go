@@ -21,6 +21,11 @@ const (
 	Pause FaultKind = "pause"
 	// Skew offsets the nodes' clocks by Skew (from At on).
 	Skew FaultKind = "skew"
+	// Join starts the nodes at At as new members: they stream the partitions they gain and
+	// take them over once complete. A node named in a join is not a member before.
+	Join FaultKind = "join"
+	// Leave has the nodes hand their partitions to the others, then leave the ring.
+	Leave FaultKind = "leave"
 )
 
 // Fault is one scheduled fault.
@@ -73,6 +78,8 @@ func (f Fault) String() string {
 //	crash n3@30s  /  crash n3 10s@30s  kill -9 at 30 s; restart at the end, or after 10 s
 //	pause n2 5s@12s                    SIGSTOP for 5 s
 //	skew n2 500ms  /  skew n2 -500ms@10s
+//	join n6@20s                        n6 starts and joins the ring (streaming its partitions)
+//	leave n2@40s                       n2 hands its partitions away, then leaves the ring
 func ParseFaults(spec string) ([]Fault, error) {
 	var out []Fault
 	for _, part := range strings.Split(spec, ";") {
@@ -105,9 +112,9 @@ func parseFault(s string) (Fault, error) {
 	}
 	f.Kind = FaultKind(fields[0])
 	switch f.Kind {
-	case Partition, Crash, Pause, Skew:
+	case Partition, Crash, Pause, Skew, Join, Leave:
 	default:
-		return f, fmt.Errorf("unknown kind %q (partition, crash, pause, skew)", fields[0])
+		return f, fmt.Errorf("unknown kind %q (partition, crash, pause, skew, join, leave)", fields[0])
 	}
 	groups := []string{fields[1]}
 	if f.Kind == Partition {
@@ -140,6 +147,9 @@ func parseFault(s string) (Fault, error) {
 			ids = append(ids, n-1)
 		}
 		f.Groups = append(f.Groups, ids)
+	}
+	if len(fields) == 3 && (f.Kind == Join || f.Kind == Leave) {
+		return f, fmt.Errorf("%s takes no duration: a membership change lasts until it is done", f.Kind)
 	}
 	if len(fields) == 3 {
 		d, err := time.ParseDuration(fields[2])

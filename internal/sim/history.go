@@ -292,15 +292,22 @@ func (w *world) primaries(key string) []int {
 }
 
 // converged reports whether no client request is in flight, every written key's primaries
-// hold equal copies and no hint is left (when hints are handed off at all).
+// hold equal copies and no hint is left (when hints are handed off at all); after a
+// cluster change, also that no node holds a copy of a key it does not replicate.
 func (w *world) converged() bool {
-	if len(w.clients) > 0 {
-		return false // a request in flight may still change a key
+	if len(w.clients) > 0 || w.next != nil {
+		return false // a request in flight may still change a key; a change is under way
 	}
 	for _, n := range w.nodes {
+		if n.store == nil {
+			continue // never started (its join never came)
+		}
 		if n.hints == nil || w.cfg.HintedHandoff && len(n.hints.Targets()) > 0 {
 			return false
 		}
+	}
+	if w.rep.ClusterChanges > 0 && w.strayCopies() > 0 {
+		return false // the old owners have yet to delete what they gave away
 	}
 	for _, key := range w.hist.keys {
 		var first version.Object

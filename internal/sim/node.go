@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,7 +53,8 @@ type snode struct {
 	cores []*core.Core // one per shard (Config.Shards), sharing the node's identity
 	skew  time.Duration
 
-	seen uint64 // the failure detector's view last given to the cores (alive bits)
+	seen    uint64 // the failure detector's view last given to the cores (alive bits)
+	seenSeq uint64 // the membership's viewSeq last given to the cores
 	// tickAt is, per shard, the time of the Tick scheduled for its core's next timer
 	// (-1: none).
 	tickAt []time.Duration
@@ -125,14 +127,14 @@ func (n *snode) start() error {
 	n.cores, n.tickAt = make([]*core.Core, k), make([]time.Duration, k)
 	for s := range k {
 		c, err := core.New(core.ShardConfig(w.coreConfig(n.name), s, k), core.Deps{Store: n.store, Hints: h, Buckets: w.buckets,
-			Count: w.count, OnMint: w.hist.wrote, OnWrite: n.onWrite, Minter: id}, n.time())
+			Count: w.count, OnMint: w.hist.wrote, OnWrite: n.onWrite, OnDrop: n.onDrop, Minter: id}, n.time())
 		if err != nil {
 			return fmt.Errorf("sim: %s: core: %w", n.name, err)
 		}
 		n.cores[s], n.tickAt[s] = c, -1
 	}
 	n.up = true
-	n.seen = w.aliveMask(n.id)
+	n.seen, n.seenSeq = w.aliveMask(n.id), w.viewSeq
 	n.broadcast(core.SetView{View: n.view(n.seen)})
 	for s, c := range n.cores {
 		c.Start()
@@ -155,6 +157,9 @@ func (w *world) coreConfig(id string) core.Config {
 	// Small trees keep a simulated node's memory small; the exchange works alike at any
 	// size (a segment then holds more keys).
 	cfg.AAESegments = merkle.MinSegments
+	// Old owners delete what they gave away 2 s after a change settles (the server waits
+	// 30 s for coordinators still on the old ring; here every node sees a change at once).
+	cfg.CleanupDelay = 2 * time.Second
 	cfg.ReapInterval = w.cfg.ReapInterval
 	if cfg.ReapInterval == 0 {
 		cfg.ReapInterval = min(max(w.cfg.GCGrace, time.Second), 10*time.Minute)
@@ -170,13 +175,13 @@ func (n *snode) view(mask uint64) core.View {
 			alive[nodeName(j)] = true
 		}
 	}
-	return core.View{Ring: n.w.ring, Alive: alive}
+	return core.View{Ring: n.w.ring, Next: n.w.next, Moved: slices.Clone(n.w.moved), Alive: alive}
 }
 
 // pushView gives the core the failure detector's view if it changed.
 func (n *snode) pushView() {
-	if m := n.w.aliveMask(n.id); m != n.seen {
-		n.seen = m
+	if m := n.w.aliveMask(n.id); m != n.seen || n.seenSeq != n.w.viewSeq {
+		n.seen, n.seenSeq = m, n.w.viewSeq
 		n.broadcast(core.SetView{View: n.view(m)})
 	}
 }
@@ -228,6 +233,9 @@ func (n *snode) drain(s int) {
 		}
 		for _, r := range rd.Replies {
 			w.reply(n, r)
+		}
+		if rd.TransfersChanged {
+			w.membershipChanged()
 		}
 	}
 	if t, ok := c.NextTimer(); ok && (n.tickAt[s] < 0 || t < n.tickAt[s]) {
@@ -287,6 +295,10 @@ func (n *snode) onWrite(bucket, key string, raw []byte) {
 	n.lastClock[key] = obj.Clock
 	checkEntries(n.w.hist, n.name, key, obj.Clock)
 }
+
+// onDrop forgets a key whose copy the node deleted because it no longer replicates it
+// (not a reaped tombstone: what it held lives on at the key's replicas).
+func (n *snode) onDrop(bucket, key string) { delete(n.lastClock, key) }
 
 // checkEntries: a node keeps one actor across restarts, crash or clean (stores are never
 // wiped here, so every node has one epoch), so a clock holds at most one entry per node

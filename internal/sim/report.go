@@ -84,8 +84,16 @@ type Report struct {
 	AAERepairs     int `json:"aae_keys_repaired"`
 	// TombstonesReaped: tombstones the cores removed (past gc_grace, held by every primary).
 	TombstonesReaped int `json:"tombstones_reaped"`
-	Messages         int `json:"messages"`
-	MessagesLost     int `json:"messages_lost"`
+	// ClusterChanges: membership changes (joins, leaves) that completed; TransferKeys the
+	// objects the cores streamed for them.
+	ClusterChanges int `json:"cluster_changes"`
+	TransferKeys   int `json:"transfer_keys"`
+	// StrayCopies: copies of keys held at the end by nodes that are not their replicas
+	// (counted once the cluster converged; the cores delete them CleanupDelay after a
+	// change settles).
+	StrayCopies  int `json:"stray_copies"`
+	Messages     int `json:"messages"`
+	MessagesLost int `json:"messages_lost"`
 
 	Converged        bool     `json:"converged"`
 	ConvergedAfterMs float64  `json:"converged_after_ms"`

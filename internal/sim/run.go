@@ -74,6 +74,9 @@ func (w *world) run(progress func(done, total time.Duration)) (*Report, error) {
 		}
 	}
 	w.hist.checkFinal(w)
+	if convergedAt >= 0 {
+		w.rep.StrayCopies = w.strayCopies()
+	}
 	rep := w.finishReport(convergedAt, time.Since(wallStart))
 	if len(rep.Violations) > 0 {
 		return rep, fmt.Errorf("%w: %s", ErrViolation, strings.Join(rep.Violations, "; "))
@@ -185,6 +188,24 @@ func (w *world) apply(f Fault) func() {
 				n.deferred = nil
 			}
 		}
+	case Join:
+		for _, i := range f.Groups[0] {
+			if n := w.nodes[i]; n.store == nil {
+				if err := n.start(); err != nil {
+					w.hist.violate("%s did not start: %v", n.name, err)
+				}
+			}
+		}
+		w.membershipChanged()
+		return func() {}
+	case Leave:
+		for _, i := range f.Groups[0] {
+			if w.states[i] == stateActive {
+				w.states[i] = stateLeaving
+			}
+		}
+		w.membershipChanged()
+		return func() {}
 	case Skew:
 		for _, i := range f.Groups[0] {
 			w.nodes[i].skew = f.Skew
@@ -308,6 +329,9 @@ type clientOp struct {
 // submit hands a client request to node via: the client's connection fails at once if
 // the node is down; a paused node answers once it resumes.
 func (w *world) submit(op *clientOp, req core.ClientRequest) {
+	for w.nodes[op.node].store == nil {
+		op.node = (op.node + 1) % len(w.nodes) // a node yet to join has no clients
+	}
 	n := w.nodes[op.node]
 	if !n.up {
 		w.clientFailed(op)
@@ -459,6 +483,8 @@ func (w *world) count(c core.Counter, n int) {
 		r.AAERepairs += n
 	case core.CountTombstonesReaped:
 		r.TombstonesReaped += n
+	case core.CountTransferKeys:
+		r.TransferKeys += n
 	}
 }
 

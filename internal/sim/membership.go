@@ -1,0 +1,147 @@
+package sim
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/ring"
+)
+
+// Cluster changes in the simulator: "join n6@20s" starts node n6 as a joining member,
+// "leave n2@40s" marks n2 leaving. The world plays the part of the membership (which the
+// server keeps in its gossiped metadata): every member's state, the ring in force (active
+// and leaving members) and the next ring (active and joining), with no gossip delay. Which
+// partitions have moved is core.MovedPartitions over what each core reports
+// (TransferPlan), as the server decides it; every transfer, check and cleanup is the
+// cores' own.
+
+type memberState uint8
+
+const (
+	stateActive memberState = iota
+	stateJoining
+	stateLeaving
+	stateLeft
+)
+
+// joinAt is when node i joins (-1: a member from the start).
+func (w *world) joinsLater(i int) bool {
+	for _, f := range w.cfg.Faults {
+		if f.Kind == Join && slices.Contains(f.Groups[0], i) {
+			return true
+		}
+	}
+	return false
+}
+
+// buildRing is the ring of the members in the given states.
+func (w *world) buildRing(states ...memberState) (*ring.Ring, string) {
+	var ms []ring.Member
+	var ids []string
+	for i, st := range w.states {
+		if slices.Contains(states, st) {
+			ms = append(ms, ring.Member{ID: ring.NodeID(nodeName(i))})
+			ids = append(ids, nodeName(i))
+		}
+	}
+	key := strings.Join(ids, ",")
+	if r := w.ringCache[key]; r != nil {
+		return r, key
+	}
+	r, err := ring.New(ring.Config{Partitions: w.cfg.Partitions}, ms)
+	if err != nil {
+		panic("sim: ring: " + err.Error())
+	}
+	w.ringCache[key] = r
+	return r, key
+}
+
+// setRing makes r the ring in force.
+func (w *world) setRing(r *ring.Ring) {
+	if w.ring == r {
+		return
+	}
+	w.ring = r
+	w.walks = make([][]ring.NodeID, w.cfg.Partitions)
+	for p := range w.walks {
+		w.walks[p] = r.Walk(p)
+	}
+}
+
+// recomputeMembership derives the rings and the moved partitions, finishes a change whose
+// partitions have all moved, and gives every running core the new view.
+func (w *world) recomputeMembership() {
+	w.membershipDue = false
+	cur, _ := w.buildRing(stateActive, stateLeaving)
+	next, nextKey := w.buildRing(stateActive, stateJoining)
+	w.setRing(cur)
+	w.next, w.moved = nil, nil
+	if !slices.Equal(cur.Members(), next.Members()) {
+		done := map[string]map[int]bool{}
+		for _, n := range w.nodes {
+			done[n.name] = map[int]bool{}
+			if !n.up {
+				continue
+			}
+			for _, c := range n.cores {
+				key, ts := c.TransferPlan()
+				if key != nextKey {
+					continue
+				}
+				for _, t := range ts {
+					if t.Phase == "done" {
+						done[n.name][t.Partition] = true
+					}
+				}
+			}
+		}
+		w.next = next
+		w.moved = core.MovedPartitions(cur, next, w.buckets.Ns(), nil, func(node string, p int) bool { return done[node][p] })
+		if !slices.Contains(w.moved, false) {
+			for i, st := range w.states {
+				switch st {
+				case stateJoining:
+					w.states[i] = stateActive
+				case stateLeaving:
+					w.states[i] = stateLeft
+				}
+			}
+			w.rep.ClusterChanges++
+			w.setRing(next)
+			w.next, w.moved = nil, nil
+		}
+	}
+	w.viewSeq++
+	for _, n := range w.nodes {
+		if n.up {
+			w.atNode(w.now, n.id, n.pushView)
+		}
+	}
+}
+
+// membershipChanged asks for the membership to be recomputed now (once per instant).
+func (w *world) membershipChanged() {
+	if !w.membershipDue {
+		w.membershipDue = true
+		w.at(w.now, w.recomputeMembership)
+	}
+}
+
+// strayCopies counts the copies of written keys held by running nodes that are not among
+// their replicas.
+func (w *world) strayCopies() int {
+	stray := 0
+	for _, key := range w.hist.keys {
+		prim := w.primaries(key)
+		for _, n := range w.nodes {
+			if !n.up || slices.Contains(prim, n.id) {
+				continue
+			}
+			if _, raw := n.load(key); raw != nil {
+				stray++
+			}
+		}
+	}
+	return stray
+}
