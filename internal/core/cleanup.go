@@ -52,30 +52,17 @@ func (c *Core) cleanupStep() {
 		cs.running = false
 		return
 	}
-	_, hi := c.dataRange()
 	self := ring.NodeID(c.cfg.ID)
 	type victim struct {
 		bucket, key string
 		k, raw      []byte
 	}
 	var victims []victim
-	n := 0
-	var last []byte
-	err := c.deps.Store.Scan(cs.cursor, hi, func(k, v []byte) bool {
-		if n >= c.cfg.RebuildChunk {
-			return false
-		}
-		n++
-		last = append(last[:0], k...)
-		bucket, key, ok := ParseDataKey(k)
-		if !ok {
-			return true
-		}
+	next, err := c.scanChunk(c.deps.Store, cs.cursor, c.cfg.RebuildChunk, func(bucket, key string, k, v []byte) {
 		p := PartitionOf(bucket, key, c.cfg.Partitions)
 		if !slices.Contains(cs.ring.Preference(p, c.deps.Buckets.Bucket(bucket).N), self) {
 			victims = append(victims, victim{bucket, key, slices.Clone(k), slices.Clone(v)})
 		}
-		return true
 	})
 	if err != nil {
 		c.log(LevelWarn, "ownership cleanup stopped early", "err", err)
@@ -90,13 +77,13 @@ func (c *Core) cleanupStep() {
 		cs.deleted++
 	}
 	c.count(CountCleanupDeleted, len(victims))
-	if n < c.cfg.RebuildChunk {
+	if next == nil {
 		if cs.deleted > 0 {
 			c.log(LevelInfo, "copies of partitions no longer owned deleted", "keys", cs.deleted)
 		}
 		cs.running, cs.cursor = false, nil
 		return
 	}
-	cs.cursor = append(last, 0)
+	cs.cursor = next
 	c.at(c.now.Mono, timerCleanup, 0)
 }

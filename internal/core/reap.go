@@ -87,36 +87,19 @@ func (c *Core) reapStep() {
 		c.endReapPass()
 		return
 	}
-	n := 0
-	var last []byte
-	_, hi := c.dataRange()
-	err := c.deps.Store.Scan(rs.cursor, hi, func(k, v []byte) bool {
-		if n >= c.cfg.ReapChunk {
-			return false
-		}
-		n++
-		last = append(last[:0], k...)
-		bucket, key, ok := ParseDataKey(k)
-		if !ok {
-			return true
-		}
+	next, err := c.scanChunk(c.deps.Store, rs.cursor, c.cfg.ReapChunk, func(bucket, key string, _, v []byte) {
 		obj, err := version.Decode(v)
 		if err != nil || !obj.Deleted() || !PastGCGrace(obj, c.deps.Buckets.Bucket(bucket), c.now.Wall) {
-			return true
+			return
 		}
 		rs.cands = append(rs.cands, reapCand{bucket: bucket, key: key, raw: bytes.Clone(v)})
-		return true
 	})
 	if err != nil {
 		c.log(LevelWarn, "tombstone reaping stopped early", "err", err)
 		c.endReapPass()
 		return
 	}
-	if n < c.cfg.ReapChunk {
-		rs.cursor = nil
-	} else {
-		rs.cursor = append(last, 0)
-	}
+	rs.cursor = next
 	c.at(c.now.Mono, timerReap, 0)
 }
 

@@ -85,6 +85,32 @@ func partitionStart(p, partitions int) []byte {
 	return binary.BigEndian.AppendUint32([]byte(PrefixData), uint32(uint64(p)<<(32-uint(pbits))))
 }
 
+// scanChunk calls fn with up to limit data keys of this shard from cursor on (each with
+// its bucket and key parsed; malformed keys are skipped but counted), and returns where the
+// next chunk starts: nil when the shard's range is done.
+func (c *Core) scanChunk(st interface {
+	Scan(start, end []byte, fn func(k, v []byte) bool) error
+}, cursor []byte, limit int, fn func(bucket, key string, k, v []byte)) ([]byte, error) {
+	_, hi := c.dataRange()
+	n := 0
+	var last []byte
+	err := st.Scan(cursor, hi, func(k, v []byte) bool {
+		if n >= limit {
+			return false
+		}
+		n++
+		last = append(last[:0], k...)
+		if bucket, key, ok := ParseDataKey(k); ok {
+			fn(bucket, key, k, v)
+		}
+		return true
+	})
+	if err != nil || n < limit {
+		return nil, err
+	}
+	return append(last, 0), nil // the next key after the last one scanned
+}
+
 // ErrSplit is Route's answer for a request that spans shards (a handoff batch): the
 // driver splits it with SplitHandoff.
 var ErrSplit = errors.New("core: request spans shards")
