@@ -1,7 +1,10 @@
 // Package client is the Go client for the quorumkv HTTP API (docs/http-api.md).
 //
-// A Client talks to one node; every node serves the whole API and coordinates any
-// request, so one address is enough. A Client is safe for concurrent use.
+// A Client talks to one node at a time; every node serves the whole API and coordinates
+// any request, so one address is enough. Given several ("h1:8080,h2:8080,h3:8080"), it
+// keeps to the first that answers and moves to the next when a node cannot be reached
+// (connection refused or unroutable: the request was never sent, so retrying it elsewhere
+// cannot apply a write twice). A Client is safe for concurrent use.
 //
 // # Model
 //
@@ -38,10 +41,12 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,8 +78,10 @@ const maxErrorBody = 64 << 10
 
 // Client is a quorumkv HTTP API client. Create it with New.
 type Client struct {
-	base    *url.URL // scheme and host (and optional path prefix), no trailing slash
-	baseErr error    // a bad address, reported by every call
+	base    *url.URL   // scheme and host (and optional path prefix), no trailing slash
+	bases   []*url.URL // every address given, base first
+	cur     atomic.Int32
+	baseErr error // a bad address, reported by every call
 	hc      *http.Client
 	timeout time.Duration
 
@@ -120,7 +127,22 @@ func New(addr string, opts ...Option) *Client {
 			c.hc.Transport = tr
 		}
 	}
-	raw := strings.TrimSpace(addr)
+	for _, a := range strings.Split(addr, ",") {
+		u, err := c.parseAddr(strings.TrimSpace(a))
+		if err != nil {
+			c.baseErr, c.bases = err, nil
+			break
+		}
+		c.bases = append(c.bases, u)
+	}
+	if len(c.bases) > 0 {
+		c.base = c.bases[0]
+	}
+	return c
+}
+
+func (c *Client) parseAddr(addr string) (*url.URL, error) {
+	raw := addr
 	if !strings.Contains(raw, "://") {
 		if c.tls != nil {
 			raw = "https://" + raw
@@ -131,18 +153,22 @@ func New(addr string, opts ...Option) *Client {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		c.baseErr = fmt.Errorf("client: bad address %q: %w", addr, err)
+		return nil, fmt.Errorf("client: bad address %q: %w", addr, err)
 	case u.Scheme != "http" && u.Scheme != "https":
-		c.baseErr = fmt.Errorf("client: bad address %q: scheme must be http or https", addr)
+		return nil, fmt.Errorf("client: bad address %q: scheme must be http or https", addr)
 	case u.Host == "":
-		c.baseErr = fmt.Errorf("client: bad address %q: no host", addr)
-	default:
-		u.Path = strings.TrimRight(u.Path, "/")
-		u.RawPath = ""
-		u.RawQuery, u.Fragment = "", ""
-		c.base = u
+		return nil, fmt.Errorf("client: bad address %q: no host", addr)
 	}
-	return c
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	u.RawQuery, u.Fragment = "", ""
+	return u, nil
+}
+
+// unreachable reports a transport error that means the request was never sent.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // Addr returns the base URL the client talks to ("" if the address was malformed).
@@ -284,8 +310,28 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, err
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	u := *c.base
-	u.RawPath = c.base.EscapedPath() + r.path
+	// Try the node that answered last, then each other one in turn.
+	first := int(c.cur.Load())
+	var err error
+	for i := range c.bases {
+		at := (first + i) % len(c.bases)
+		var resp *http.Response
+		var data []byte
+		resp, data, err = c.doAt(ctx, c.bases[at], r)
+		if err == nil || !unreachable(err) || ctx.Err() != nil {
+			if err == nil && at != first {
+				c.cur.Store(int32(at))
+			}
+			return resp, data, err
+		}
+	}
+	return nil, nil, err
+}
+
+// doAt sends r to the node at base.
+func (c *Client) doAt(ctx context.Context, base *url.URL, r request) (*http.Response, []byte, error) {
+	u := *base
+	u.RawPath = base.EscapedPath() + r.path
 	p, err := url.PathUnescape(u.RawPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: %w", err)

@@ -14,9 +14,18 @@ import (
 	"time"
 )
 
-// normalizeAddr accepts what a user types for --addr: a bare port ("8081") or ":8081"
-// means that port on 127.0.0.1; anything else (host:port, a URL) is left as it is.
+// normalizeAddr accepts what a user types for --addr: one address or several separated by
+// commas (the client fails over from a node it cannot reach to the next); a bare port
+// ("8081") or ":8081" means that port on 127.0.0.1; anything else (host:port, a URL) is
+// left as it is.
 func normalizeAddr(s string) string {
+	if strings.Contains(s, ",") {
+		parts := strings.Split(s, ",")
+		for i, p := range parts {
+			parts[i] = normalizeAddr(p)
+		}
+		return strings.Join(parts, ",")
+	}
 	s = strings.TrimSpace(s)
 	port := strings.TrimPrefix(s, ":")
 	if n, err := strconv.Atoi(port); err == nil && n > 0 && n < 65536 && port == strconv.Itoa(n) {

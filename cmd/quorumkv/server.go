@@ -76,6 +76,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	hintWindow := fs.Duration("hint-window", def.HintWindow, "hints not updated for this long expire (counted and logged)")
 	hintMax := fs.Int64("hint-max-bytes", def.HintMaxBytes, "most `bytes` of hints kept for one target")
 	hintRate := fs.Int64("hint-rate", def.HintRate, "handoff throttle in `bytes`/s per target (0: none)")
+	transferRate := fs.Int64("transfer-rate", def.TransferRate, "partition transfer throttle in `bytes`/s into this node when it takes partitions over (0: none)")
 	handoffEvery := fs.Duration("handoff-interval", def.HandoffInterval, "time between handoff retries (a returning node also starts one)")
 	noAAE := fs.Bool("no-aae", false, "turn anti-entropy off (no hash trees, exchanges or tombstone reaping): for measurements only")
 	aaeInterval := fs.Duration("aae-interval", def.AAEInterval, "time between two scheduled anti-entropy exchanges")
@@ -129,7 +130,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	cfg.MaxKeyBytes, cfg.MaxValueBytes, cfg.MaxSiblings, cfg.MaxObjectBytes = *maxKey, *maxValue, *maxSiblings, *maxObject
 	cfg.RequestTimeout = *reqTimeout
 	cfg.HintWindow, cfg.HintMaxBytes, cfg.HintRate, cfg.HandoffInterval = *hintWindow, *hintMax, *hintRate, *handoffEvery
-	cfg.HedgeDelay, cfg.Loops = *hedge, *loops
+	cfg.HedgeDelay, cfg.Loops, cfg.TransferRate = *hedge, *loops, *transferRate
 	cfg.NoAAE, cfg.AAEInterval, cfg.AAESegments, cfg.ReapInterval = *noAAE, *aaeInterval, *aaeSegments, *reapInterval
 	cfg.ID = *id
 	cfg.DataDir = *data

@@ -63,7 +63,7 @@ func (e *env) addClientFlags(fs *flag.FlagSet, withTimeout bool) clientFlags {
 	if v := e.getenv(addrEnv); v != "" {
 		def = v
 	}
-	cf := clientFlags{addr: fs.String("addr", def, "`host:port`, bare port (on 127.0.0.1) or URL of any node's HTTP API ($"+addrEnv+" sets the default)"),
+	cf := clientFlags{addr: fs.String("addr", def, "`host:port`, bare port (on 127.0.0.1) or URL of any node's HTTP API; several, comma-separated, to fail over ($"+addrEnv+" sets the default)"),
 		user:   fs.String("user", e.getenv(userEnv), "user `name` for nodes started with --auth; the password comes from $"+passwordEnv+" ($"+userEnv+" sets the default)"),
 		tlsCA:  fs.String("tls-ca", e.getenv(tlsCAEnv), "PEM `file` of the CA that signed the nodes' certificates: talk HTTPS ($"+tlsCAEnv+" sets the default)"),
 		getenv: e.getenv,

@@ -29,6 +29,9 @@ type Config struct {
 	// DebugFaults enables POST /v1/debug/faults.
 	DebugFaults bool
 
+	// TransferRate: 16 MiB/s of partition transfer into this node (0: unthrottled), so a
+	// joining node fills quickly without starving client traffic (core.Config.TransferRate).
+	TransferRate int64
 	// CleanupDelay: 30 s after a cluster change settles before a node deletes its copies of
 	// keys it no longer replicates (core.Config.CleanupDelay).
 	CleanupDelay time.Duration
@@ -131,6 +134,7 @@ func DefaultConfig() Config {
 		HintWindow:        3 * time.Hour,
 		HintMaxBytes:      1 << 30,
 		HintRate:          cd.HintRate,
+		TransferRate:      cd.TransferRate,
 		HandoffInterval:   cd.HandoffInterval,
 		HandoffBatchBytes: cd.HandoffBatchBytes,
 		HedgeDelay:        cd.HedgeDelay,
@@ -177,6 +181,9 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
 	}
+	if c.TransferRate < 0 {
+		errs = append(errs, errors.New("node: transfer rate must be >= 0 (0: unthrottled)"))
+	}
 	if c.Replace != "" && len(c.Join) == 0 {
 		errs = append(errs, fmt.Errorf("node: --replace %s needs --join: the node it replaces belongs to a cluster to join", c.Replace))
 	}
@@ -206,6 +213,7 @@ func (c Config) coreConfig() core.Config {
 	cc.HandoffInterval = c.HandoffInterval
 	cc.HandoffBatchBytes = c.HandoffBatchBytes
 	cc.HintRate = c.HintRate
+	cc.TransferRate = c.TransferRate
 	if c.CleanupDelay > 0 {
 		cc.CleanupDelay = c.CleanupDelay
 	}
