@@ -412,17 +412,45 @@ func (n *Node) changeable(id string) (MemberState, error) {
 		return st, fmt.Errorf("%w: %s has left already", ErrBadRequest, id)
 	}
 	remain := 0
+	var before, after []string // the zones of the members now, and after id leaves
 	for _, m := range n.Members() {
-		if s := n.memberState(m.ID); m.ID != id && (s == StateActive || s == StateJoining) {
+		s := n.memberState(m.ID)
+		if s != StateActive && s != StateJoining {
+			continue
+		}
+		before = append(before, m.Zone)
+		if m.ID != id {
 			remain++
+			after = append(after, m.Zone)
 		}
 	}
 	for _, nrep := range n.Ns() {
 		if remain < nrep {
 			return st, fmt.Errorf("%w: %s leaving would leave %d node(s), fewer than the %d replicas a bucket keeps", ErrBadRequest, id, remain, nrep)
 		}
+		if err := zoneSpreadLoss(before, after, nrep); err != nil {
+			return st, fmt.Errorf("%w: %s leaving: %w", ErrBadRequest, id, err)
+		}
 	}
 	return st, nil
+}
+
+// zoneSpreadLoss refuses a change that leaves a key's nrep replicas spread over fewer
+// zones than before (the members' zones before and after; one zone, or none, has no
+// spread to lose).
+func zoneSpreadLoss(before, after []string, nrep int) error {
+	distinct := func(zs []string) int {
+		seen := map[string]bool{}
+		for _, z := range zs {
+			seen[z] = true
+		}
+		return len(seen)
+	}
+	was, will := min(distinct(before), nrep), min(distinct(after), nrep)
+	if will < was {
+		return fmt.Errorf("replicas of n=%d would span %d zone(s) instead of %d; add a node in that zone first", nrep, will, was)
+	}
+	return nil
 }
 
 // checkReplace checks that old may be replaced by this node.

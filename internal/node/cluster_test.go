@@ -117,3 +117,21 @@ func TestJoinMissesNoRead(t *testing.T) {
 		t.Logf("%s streamed %.0f keys", n.ID(), got)
 	}
 }
+
+func TestZoneSpreadLoss(t *testing.T) {
+	for _, c := range []struct {
+		before, after []string
+		n             int
+		refused       bool
+	}{
+		{[]string{"a", "b", "c", "c"}, []string{"a", "b", "c"}, 3, false}, // c keeps a node
+		{[]string{"a", "b", "c", "c"}, []string{"a", "c", "c"}, 3, true},  // b's only node
+		{[]string{"a", "b", "c", "c"}, []string{"a", "c", "c"}, 1, false}, // n=1 spans one zone anyway
+		{[]string{"", "", "", ""}, []string{"", "", ""}, 3, false},        // no zones
+		{[]string{"a", "b"}, []string{"a"}, 2, true},
+	} {
+		if err := zoneSpreadLoss(c.before, c.after, c.n); (err != nil) != c.refused {
+			t.Errorf("%v -> %v, n=%d: %v", c.before, c.after, c.n, err)
+		}
+	}
+}
