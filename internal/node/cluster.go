@@ -197,11 +197,17 @@ func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
 func (n *Node) refreshMembers() {
 	ms := n.ms.Members()
 	n.members.Store(&ms)
+	alive := map[string]bool{}
 	for _, m := range ms {
-		if m.ID != n.cfg.ID && m.State == membership.Alive && n.tr != nil {
+		if m.State != membership.Alive {
+			continue
+		}
+		alive[m.ID] = true
+		if m.ID != n.cfg.ID && !n.wasAlive[m.ID] && n.tr != nil {
 			n.tr.ResetBackoff(m.ID) // a member back up is reachable now, not after a backoff
 		}
 	}
+	n.wasAlive = alive
 	v, err := n.computeView(ms)
 	if err != nil {
 		n.log.Error("ring rebuild failed", "err", err)

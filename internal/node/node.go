@@ -64,6 +64,9 @@ type Node struct {
 	rings   ringSet
 	members atomic.Pointer[[]membership.Member]
 	xferSig chan struct{} // a loop completed a partition transfer (durably)
+	// wasAlive: the members seen alive at the last refresh (refreshMembers' own: it runs
+	// on one goroutine at a time).
+	wasAlive map[string]bool
 
 	skew atomic.Int64 // clock skew in ms (fault injection)
 
