@@ -80,6 +80,8 @@ func (c *Core) cleanupStep() {
 	if next == nil {
 		if cs.deleted > 0 {
 			c.log(LevelInfo, "copies of partitions no longer owned deleted", "keys", cs.deleted)
+			lo, hi := c.dataRange()
+			c.ready.Compact = append(c.ready.Compact, KeyRange{Start: lo, End: hi})
 		}
 		cs.running, cs.cursor = false, nil
 		return

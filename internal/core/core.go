@@ -429,12 +429,18 @@ type Ready struct {
 	// TransfersChanged: a partition transfer completed (Transfers), to publish once this
 	// Ready's sync is done.
 	TransfersChanged bool
+	// Compact lists store key ranges where many keys were deleted (an ownership cleanup):
+	// the driver may compact them, off the loop, so their disk space comes back.
+	Compact []KeyRange
 }
+
+// KeyRange is the store keys from Start up to End (excluded).
+type KeyRange struct{ Start, End []byte }
 
 // Empty reports whether there is nothing to do.
 func (r *Ready) Empty() bool {
 	return !r.Sync && len(r.Messages) == 0 && len(r.Answers) == 0 && len(r.Replies) == 0 &&
-		len(r.Repairs) == 0 && len(r.Reaped) == 0 && !r.TransfersChanged
+		len(r.Repairs) == 0 && len(r.Reaped) == 0 && !r.TransfersChanged && len(r.Compact) == 0
 }
 
 // Message is a request to a peer.

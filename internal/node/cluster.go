@@ -15,6 +15,7 @@ import (
 	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/membership"
 	"github.com/quorumkv/quorumkv/internal/ring"
+	"github.com/quorumkv/quorumkv/internal/storage"
 )
 
 // Cluster changes (join, leave, replace, remove). Every member has a state in the
@@ -257,6 +258,30 @@ func (n *Node) finishChange(v clusterView) {
 	if wrote {
 		n.log.Info("cluster change complete", "ring", v.nextKey)
 	}
+}
+
+// compact compacts a store range where a cleanup deleted many keys, in the background and
+// one range at a time (a compaction of a large range takes seconds of disk work).
+func (n *Node) compact(r core.KeyRange) {
+	c, ok := n.store.(storage.Compacter)
+	if !ok {
+		return
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.compactMu.Lock()
+		defer n.compactMu.Unlock()
+		if n.ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		if err := c.Compact(r.Start, r.End); err != nil {
+			n.log.Warn("compaction after ownership cleanup failed", "err", err)
+			return
+		}
+		n.log.Info("compacted the range of deleted copies", "elapsed", time.Since(start))
+	}()
 }
 
 // pushView gives the cores the rings and the failure detector's view.

@@ -203,6 +203,9 @@ func (l *loop) flush(ctx context.Context) {
 			next, ts := l.c.TransferPlan()
 			out.xfer = &xferSnapshot{next, ts}
 		}
+		for _, r := range rd.Compact {
+			l.n.compact(r)
+		}
 		if err := l.batch.Commit(); err != nil {
 			l.log.Error("store write failed", "err", err)
 			l.failTurn(&out, fmt.Errorf("store: %w", err)) // nothing that relies on the writes may leave

@@ -67,6 +67,8 @@ type Node struct {
 	// wasAlive: the members seen alive at the last refresh (refreshMembers' own: it runs
 	// on one goroutine at a time).
 	wasAlive map[string]bool
+	// compactMu runs one store compaction at a time.
+	compactMu sync.Mutex
 
 	skew atomic.Int64 // clock skew in ms (fault injection)
 

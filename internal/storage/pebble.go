@@ -290,6 +290,30 @@ func (p *Pebble) Write(ops []Op, o WriteOptions) error {
 	return nil
 }
 
+// Compact implements Compacter: it rewrites [start, end) so that deleted keys give their
+// disk space back, flushing the memtable first if it overlaps. It can take seconds on a
+// large range; callers run it off any latency-sensitive path.
+func (p *Pebble) Compact(start, end []byte) error {
+	if !p.enter() {
+		return ErrClosed
+	}
+	defer p.mu.RUnlock()
+	if err := p.db.Compact(start, end, false); err != nil {
+		return p.wrap("compact", err)
+	}
+	return nil
+}
+
+// TableBytes is the bytes the store's sorted tables take on disk (the write-ahead log
+// aside).
+func (p *Pebble) TableBytes() int64 {
+	if !p.enter() {
+		return 0
+	}
+	defer p.mu.RUnlock()
+	return p.db.Metrics().Total().Size
+}
+
 // Scan implements Store. The iterator reads a point-in-time view of the
 // database, so fn may write to the Store.
 func (p *Pebble) Scan(start, end []byte, fn func(key, value []byte) bool) error {

@@ -59,6 +59,12 @@ type Store interface {
 	Close() error
 }
 
+// Compacter is a Store that can rewrite a key range so that deleted keys give their disk
+// space back (Pebble; the in-memory engine frees memory at once and has no need).
+type Compacter interface {
+	Compact(start, end []byte) error
+}
+
 // Snapshot is a read-only point-in-time view of a Store. Safe for concurrent use.
 type Snapshot interface {
 	// Scan is Store.Scan on the view.
