@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/hints"
+	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
 	"github.com/quorumkv/quorumkv/internal/version"
 )
@@ -36,6 +37,11 @@ type handoffSession struct {
 	started   time.Duration
 	resumeAt  time.Duration // throttled: the next batch leaves no earlier
 	inFlight  bool
+	// redirect: the target has left the ring; its hints go to their keys' replicas now,
+	// waiting answers at a time, the first failure in failed.
+	redirect bool
+	waiting  int
+	failed   error
 }
 
 func (h *handoffState) init(now Time) {
@@ -84,12 +90,17 @@ func (c *Core) handoffRound() {
 		c.log(LevelWarn, "hints expired: older than the hint window; those keys heal by read repair and anti-entropy", "hints", n, "bytes", b)
 	}
 	for _, target := range c.deps.Hints.Targets() {
-		if target == c.cfg.ID || !c.alive(target) || c.handoff.sessions[target] != nil {
+		gone := c.gone(target)
+		if target == c.cfg.ID || !gone && !c.alive(target) || c.handoff.sessions[target] != nil {
 			continue
 		}
-		s := &handoffSession{target: target, started: now}
+		s := &handoffSession{target: target, started: now, redirect: gone}
 		c.handoff.sessions[target] = s
-		c.log(LevelInfo, "handoff started", "target", target)
+		if gone {
+			c.log(LevelInfo, "handoff started: the target has left the ring, its hints go to their keys' replicas", "target", target)
+		} else {
+			c.log(LevelInfo, "handoff started", "target", target)
+		}
 		c.handoffNextBatch(s)
 	}
 }
@@ -140,6 +151,12 @@ func (c *Core) handoffNextBatch(s *handoffSession) {
 				"target", s.target, "hints", stale)
 		}
 		s.batch, s.size, s.cursor = hs, size, next
+		if len(req.Items) > 0 && s.redirect {
+			if err := c.redirectBatch(s, req.Items); err != nil {
+				c.endHandoff(s, err)
+			}
+			return
+		}
 		if len(req.Items) > 0 {
 			s.inFlight = true
 			c.send(s.target, &pb.Envelope{Body: &pb.Envelope_Handoff{Handoff: req}}, c.now.Mono+c.cfg.HandoffTimeout,
@@ -177,9 +194,23 @@ func (c *Core) handoffResponse(target string, r Response) {
 	if s == nil || !s.inFlight {
 		return
 	}
-	s.inFlight = false
 	var err error
+	if s.redirect {
+		if r.Err == nil && r.Env.GetHandoffResp() == nil {
+			r.Err = remoteErr(r.Env)
+		}
+		if r.Err != nil && s.failed == nil {
+			s.failed = fmt.Errorf("redirected hints of %s: %w", target, r.Err)
+		}
+		if s.waiting--; s.waiting > 0 {
+			return
+		}
+		err, s.failed = s.failed, nil
+		r = Response{Env: &pb.Envelope{Body: &pb.Envelope_HandoffResp{HandoffResp: &pb.HandoffResponse{}}}}
+	}
+	s.inFlight = false
 	switch {
+	case err != nil:
 	case r.Err != nil:
 		err = fmt.Errorf("send to %s: %w", target, r.Err)
 	case r.Env.GetError() != nil:
@@ -219,6 +250,50 @@ func (c *Core) endHandoff(s *handoffSession, err error) {
 		return
 	}
 	c.log(LevelInfo, "handoff finished", "target", s.target, "delivered", s.delivered, "bytes", s.bytes, "elapsed", elapsed)
+}
+
+// gone reports a node that is in neither the ring in force nor the next one: it has left
+// (or was removed), and nothing it was kept hints for will reach it.
+func (c *Core) gone(id string) bool {
+	v := c.view
+	if v.Ring == nil || v.Ring.Has(ring.NodeID(id)) {
+		return false
+	}
+	return v.Next == nil || !v.Next.Has(ring.NodeID(id))
+}
+
+// redirectBatch sends a departed target's hints to their keys' replicas seen up, one
+// batch per replica, all answered (each once synced) before the hints are deleted.
+func (c *Core) redirectBatch(s *handoffSession, items []*pb.HandoffItem) error {
+	per := map[string]*pb.HandoffRequest{}
+	var order []string
+	for _, it := range items {
+		rs, err := c.replicas(it.Bucket, it.Key, c.deps.Buckets.Bucket(it.Bucket).N)
+		if err != nil {
+			return err
+		}
+		sent := false
+		for _, p := range rs.primaries {
+			if !c.alive(p) {
+				continue
+			}
+			sent = true // this node too, by a message to itself: answered once synced
+			if per[p] == nil {
+				per[p] = &pb.HandoffRequest{}
+				order = append(order, p)
+			}
+			per[p].Items = append(per[p].Items, it)
+		}
+		if !sent {
+			return fmt.Errorf("no replica of %s/%s is up to take the hint of %s", it.Bucket, it.Key, s.target)
+		}
+	}
+	s.inFlight, s.waiting = true, len(order)
+	for _, p := range order {
+		c.send(p, &pb.Envelope{Body: &pb.Envelope_Handoff{Handoff: per[p]}}, c.now.Mono+c.cfg.HandoffTimeout,
+			pending{kind: callHandoff, extra: s.target})
+	}
+	return nil
 }
 
 // staleHint reports a hint whose every sibling is older than its bucket's gc_grace: a
