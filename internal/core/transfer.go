@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/ring"
+	"github.com/quorumkv/quorumkv/internal/storage"
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
 	"github.com/quorumkv/quorumkv/internal/version"
 )
@@ -163,6 +164,8 @@ func (c *Core) planTransfers() {
 	}
 	c.dropTransferChecks()
 	*x = xferState{next: v.Next, ring: v.Ring, parts: map[int]*xfer{}, byID: map[uint64]int{}}
+	nextKey := membersKey(v.Next)
+	saved := c.loadTransfersDone(nextKey) // what this shard completed before a restart
 	c.ready.TransfersChanged = true // a new plan: what it has done so far is to be published
 	self := ring.NodeID(c.cfg.ID)
 	ns := c.deps.Buckets.Ns()
@@ -178,6 +181,8 @@ func (c *Core) planTransfers() {
 			t := &xfer{p: p, trees: trees}
 			if o := old[p]; o != nil && o.phase == xferDone && slices.Equal(o.trees, trees) {
 				t = o
+			} else if saved[p] {
+				t.phase = xferDone // streamed and checked before this node restarted
 			}
 			x.parts[p] = t
 			x.order = append(x.order, p)
@@ -195,12 +200,55 @@ func (c *Core) TransferPlan() (string, []TransferStatus) {
 	if c.xfers.next == nil {
 		return "", nil
 	}
-	ids := make([]string, 0, len(c.xfers.next.Members()))
-	for _, m := range c.xfers.next.Members() {
+	return membersKey(c.xfers.next), c.Transfers()
+}
+
+// membersKey names a ring by its members, sorted, joined by commas.
+func membersKey(r *ring.Ring) string {
+	ids := make([]string, 0, len(r.Members()))
+	for _, m := range r.Members() {
 		ids = append(ids, string(m.ID))
 	}
 	slices.Sort(ids)
-	return strings.Join(ids, ","), c.Transfers()
+	return strings.Join(ids, ",")
+}
+
+// The partitions a shard completed for a change are kept in the store (key
+// "m/xfer/<shard>": the next ring's members, a NUL, then one byte per partition), so a
+// node that restarts in the middle of a change goes on from there instead of streaming
+// them again.
+func (c *Core) transfersKey() []byte { return []byte(fmt.Sprintf("m/xfer/%d", c.cfg.Shard)) }
+
+func (c *Core) loadTransfersDone(nextKey string) map[int]bool {
+	raw, err := c.deps.Store.Get(c.transfersKey())
+	if err != nil {
+		return nil
+	}
+	key, bits, ok := strings.Cut(string(raw), "\x00")
+	if !ok || key != nextKey {
+		return nil // another change
+	}
+	done := map[int]bool{}
+	for p := 0; p < len(bits) && p < c.cfg.Partitions; p++ {
+		if bits[p] == 1 {
+			done[p] = true
+		}
+	}
+	return done
+}
+
+func (c *Core) saveTransfersDone() {
+	x := &c.xfers
+	bits := make([]byte, c.cfg.Partitions)
+	for p, t := range x.parts {
+		if t.phase == xferDone {
+			bits[p] = 1
+		}
+	}
+	raw := append([]byte(membersKey(x.next)+"\x00"), bits...)
+	if err := c.deps.Store.Put(c.transfersKey(), raw, storage.WriteOptions{}); err != nil {
+		c.log(LevelWarn, "recording transfer progress failed (a restart streams those partitions again)", "err", err)
+	}
 }
 
 // Transfers reports the partitions this core is taking over, in order.
@@ -408,6 +456,7 @@ func (c *Core) transferChecked(t *xfer, failed int) {
 func (c *Core) finishTransfer(t *xfer) {
 	t.phase, t.finished = xferDone, c.now.Mono
 	c.xfers.cur = nil
+	c.saveTransfersDone()
 	c.ready.Sync = true // what was merged is on disk before the partition is reported complete
 	c.ready.TransfersChanged = true
 	c.log(LevelInfo, "partition transfer complete", "partition", t.p, "source", t.source, "keys", t.keys, "bytes", t.bytes, "elapsed", t.finished-t.started)
