@@ -164,9 +164,9 @@ func (c *Core) planTransfers() {
 	}
 	c.dropTransferChecks()
 	*x = xferState{next: v.Next, ring: v.Ring, parts: map[int]*xfer{}, byID: map[uint64]int{}}
-	nextKey := membersKey(v.Next)
-	saved := c.loadTransfersDone(nextKey) // what this shard completed before a restart
 	c.ready.TransfersChanged = true // a new plan: what it has done so far is to be published
+	// What this shard completed for the same change before a restart.
+	saved := c.loadTransfersDone(membersKey(v.Next))
 	self := ring.NodeID(c.cfg.ID)
 	ns := c.deps.Buckets.Ns()
 	lo, hi := ShardPartitions(c.cfg.Shard, c.cfg.Partitions, c.cfg.Shards)
