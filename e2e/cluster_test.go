@@ -101,3 +101,70 @@ func TestJoinLeaveAndKilledLeaver(t *testing.T) {
 		t.Fatalf("leaving below n=3: %v", err)
 	}
 }
+
+// TestReplaceAndRemoveDeadNodes, with real processes: four nodes hold 400 keys written at
+// w=all. n4 is killed with -9 and replaced by n5 (server --replace n4); then n3 is killed
+// and removed (cluster remove n3). After each change every key reads at R=all through
+// every live node, so each is back on its three replicas.
+func TestReplaceAndRemoveDeadNodes(t *testing.T) {
+	c := startClusterMode(t, 3, false)
+	ctx := context.Background()
+	c.addNode("n4")
+	c.waitRing("n1", "n2", "n3", "n4")
+	const keys = 400
+	key := func(i int) string { return fmt.Sprintf("r%03d", i) }
+	for i := range keys {
+		if _, err := c.procs[i%4].client().Put(ctx, "b", key(i), []byte("v"+key(i)), "", client.Quorum{W: "all"}); err != nil {
+			t.Fatalf("put %s: %v", key(i), err)
+		}
+	}
+	readAll := func(when string, ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			vc := c.node(id).client()
+			for i := range keys {
+				obj, err := vc.Get(ctx, "b", key(i), client.Quorum{R: "all"})
+				if err != nil || !obj.Found || string(obj.Values[0]) != "v"+key(i) {
+					t.Fatalf("%s: %s via %s at r=all: %+v %v", when, key(i), id, obj, err)
+				}
+			}
+		}
+	}
+
+	c.node("n4").kill()
+	c.waitFor(30*time.Second, "n1 to see n4 down", func() bool {
+		ci, err := c.procs[0].client().Cluster(ctx)
+		if err != nil {
+			return false
+		}
+		for _, n := range ci.Nodes {
+			if n.ID == "n4" {
+				return n.State == "down"
+			}
+		}
+		return false
+	})
+	c.addNode("n5", "--replace", "n4")
+	c.waitRing("n1", "n2", "n3", "n5")
+	readAll("after n5 replaced n4", "n1", "n2", "n3", "n5")
+
+	c.node("n3").kill()
+	c.waitFor(30*time.Second, "n1 to see n3 down", func() bool {
+		ci, err := c.procs[0].client().Cluster(ctx)
+		if err != nil {
+			return false
+		}
+		for _, n := range ci.Nodes {
+			if n.ID == "n3" {
+				return n.State == "down"
+			}
+		}
+		return false
+	})
+	out, err := c.procs[0].cli("cluster", "remove", "n3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster remove n3: %v\n%s", err, out)
+	}
+	c.waitRing("n1", "n2", "n5")
+	readAll("after n3 was removed", "n1", "n2", "n5")
+}

@@ -223,6 +223,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 	}
+	ms := n.ms.Members() // what the join learned (--replace checks its target)
+	n.members.Store(&ms)
 	if err := n.initMemberState(fresh); err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))
 	}
