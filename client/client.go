@@ -4,7 +4,9 @@
 // any request, so one address is enough. Given several ("h1:8080,h2:8080,h3:8080"), it
 // keeps to the first that answers and moves to the next when a node cannot be reached
 // (connection refused or unroutable: the request was never sent, so retrying it elsewhere
-// cannot apply a write twice). A Client is safe for concurrent use.
+// cannot apply a write twice). WithRouting sends each key's reads and writes straight to
+// one of its primaries, from the ring the client fetches and refreshes (route.go). A
+// Client is safe for concurrent use.
 //
 // # Model
 //
@@ -81,6 +83,8 @@ type Client struct {
 	base    *url.URL   // scheme and host (and optional path prefix), no trailing slash
 	bases   []*url.URL // every address given, base first
 	cur     atomic.Int32
+	routing bool
+	router  router
 	baseErr error // a bad address, reported by every call
 	hc      *http.Client
 	timeout time.Duration
@@ -297,6 +301,8 @@ type request struct {
 	ctype   string
 	accept  string
 	context string // X-Quorumkv-Context to send, if any
+	// bucket and key, for a request about one key (routed to a primary WithRouting)
+	bucket, key string
 }
 
 // do sends r and returns the response with its body fully read. Cancelling the
@@ -309,6 +315,15 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, err
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
+	}
+	if r.key != "" {
+		if u := c.routeTo(r.bucket, r.key); u != nil {
+			resp, data, err := c.doAt(ctx, u, r)
+			if err == nil || !unreachable(err) || ctx.Err() != nil {
+				return resp, data, err
+			}
+			// The primary is unreachable: any node coordinates.
+		}
 	}
 	// Try the node that answered last, then each other one in turn.
 	first := int(c.cur.Load())
@@ -411,7 +426,7 @@ func (c *Client) Get(ctx context.Context, bucket, key string, q Quorum) (*Object
 	if err != nil {
 		return nil, err
 	}
-	resp, body, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q.readQuery(), accept: "application/json"})
+	resp, body, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q.readQuery(), accept: "application/json", bucket: bucket, key: key})
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +499,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, value []byte, cont
 	}
 	resp, body, err := c.do(ctx, request{
 		method: http.MethodPut, path: path, query: q.writeQuery(), body: value,
-		ctype: "application/octet-stream", context: context,
+		ctype: "application/octet-stream", context: context, bucket: bucket, key: key,
 	})
 	if err != nil {
 		return "", err
@@ -502,7 +517,7 @@ func (c *Client) Delete(ctx context.Context, bucket, key, context string, q Quor
 	if err != nil {
 		return "", err
 	}
-	resp, body, err := c.do(ctx, request{method: http.MethodDelete, path: path, query: q.writeQuery(), context: context})
+	resp, body, err := c.do(ctx, request{method: http.MethodDelete, path: path, query: q.writeQuery(), context: context, bucket: bucket, key: key})
 	if err != nil {
 		return "", err
 	}
