@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestJoinMissesNoRead: 3,000 keys written at w=all on three nodes; two fresh nodes join.
@@ -114,7 +115,14 @@ func TestJoinMissesNoRead(t *testing.T) {
 		if got == 0 {
 			t.Fatalf("%s joined without streaming anything", n.ID())
 		}
-		t.Logf("%s streamed %.0f keys", n.ID(), got)
+		var m dto.Metric
+		if err := n.metrics.transferDuration.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s streamed %.0f keys; %d partition transfers timed", n.ID(), got, m.GetHistogram().GetSampleCount())
+		if m.GetHistogram().GetSampleCount() == 0 {
+			t.Fatalf("%s recorded no transfer duration", n.ID())
+		}
 	}
 }
 

@@ -46,6 +46,9 @@ type loop struct {
 	// xfer is the core's transfer status as of its last durable change (published).
 	xferMu sync.Mutex
 	xfer   xferSnapshot
+	// observed: the partitions whose transfer duration was recorded, for observedFor.
+	observed    map[int]bool
+	observedFor string
 }
 
 func newLoop(n *Node, c *core.Core, shard int, batch *storage.TurnBatch) *loop {
@@ -202,6 +205,7 @@ func (l *loop) flush(ctx context.Context) {
 		if rd.TransfersChanged {
 			next, ts := l.c.TransferPlan()
 			out.xfer = &xferSnapshot{next, ts}
+			l.observeTransfers(next, ts)
 		}
 		for _, r := range rd.Compact {
 			l.n.compact(r)
@@ -255,6 +259,20 @@ func (l *loop) carryOut(ctx context.Context, t *turnOut) {
 		select {
 		case l.n.xferSig <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// observeTransfers records the duration of each partition transfer once, when it is
+// first seen complete.
+func (l *loop) observeTransfers(next string, ts []core.TransferStatus) {
+	if next != l.observedFor {
+		l.observedFor, l.observed = next, map[int]bool{}
+	}
+	for _, t := range ts {
+		if t.Phase == "done" && !l.observed[t.Partition] && t.Elapsed > 0 {
+			l.observed[t.Partition] = true
+			l.n.metrics.transferDuration.Observe(t.Elapsed.Seconds())
 		}
 	}
 }

@@ -24,16 +24,17 @@ type Metrics struct {
 	siblings    prometheus.Histogram
 	forwards    prometheus.Counter
 
-	fallbackWrites  prometheus.Counter
-	hintsStored     prometheus.Counter
-	hintsDelivered  prometheus.Counter
-	hintsStale      prometheus.Counter
-	handoffBytes    prometheus.Counter
-	handoffReceived prometheus.Counter
-	transferKeys    prometheus.Counter
-	transferBytes   prometheus.Counter
-	pendingWrites   prometheus.Counter
-	cleanupDeleted  prometheus.Counter
+	fallbackWrites   prometheus.Counter
+	hintsStored      prometheus.Counter
+	hintsDelivered   prometheus.Counter
+	hintsStale       prometheus.Counter
+	handoffBytes     prometheus.Counter
+	handoffReceived  prometheus.Counter
+	transferKeys     prometheus.Counter
+	transferBytes    prometheus.Counter
+	pendingWrites    prometheus.Counter
+	cleanupDeleted   prometheus.Counter
+	transferDuration prometheus.Histogram
 
 	aaeExchanges        *prometheus.CounterVec
 	aaeSegmentsCompared prometheus.Counter
@@ -119,7 +120,11 @@ func newMetrics() *Metrics {
 	m.cleanupDeleted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_cleanup_deleted_keys_total", Help: "Copies deleted of keys this node no longer replicates after a cluster change.",
 	})
-	m.reg.MustRegister(m.transferKeys, m.transferBytes, m.pendingWrites, m.cleanupDeleted)
+	m.transferDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "quorumkv_transfer_duration_seconds", Help: "Time one partition transfer took, streaming and checking, on the node taking it over.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	})
+	m.reg.MustRegister(m.transferKeys, m.transferBytes, m.pendingWrites, m.cleanupDeleted, m.transferDuration)
 	m.reg.MustRegister(m.fallbackWrites, m.hintsStored, m.hintsDelivered, m.handoffBytes, m.handoffReceived)
 	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
