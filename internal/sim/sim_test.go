@@ -215,3 +215,27 @@ func TestClusterChanges(t *testing.T) {
 			seed, cfg.Shards, rep.Reads, rep.StaleReadPct, rep.Writes, 100*rep.WriteSuccessRate, rep.ClusterChanges, rep.TransferKeys, rep.TombstonesReaped, rep.ConvergedAfterMs)
 	}
 }
+
+// TestClusterChangesFailNothing: growing 3 → 5 nodes and shrinking back to 3 under a
+// steady load of quorum reads and writes, with no other fault, fails no request and
+// reads nothing stale.
+func TestClusterChangesFailNothing(t *testing.T) {
+	for _, seed := range []uint64{1, 2} {
+		cfg := DefaultConfig()
+		cfg.Seed, cfg.Nodes, cfg.Duration, cfg.Rate, cfg.Keys, cfg.Shards = seed, 5, 30*time.Second, 400, 500, int(seed)
+		f, err := ParseFaults("join n4@2s; join n5@6s; leave n1@14s; leave n2@20s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Faults = f
+		rep, err := Run(cfg, nil)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if rep.WriteSuccessRate != 1 || rep.FailedReads != 0 || rep.StaleReads != 0 || rep.ClusterChanges < 3 || !rep.Converged || rep.StrayCopies != 0 {
+			t.Fatalf("seed %d: writes %.4f ok, %d failed reads, %d stale, %d changes, converged %v, %d stray copies", seed,
+				rep.WriteSuccessRate, rep.FailedReads, rep.StaleReads, rep.ClusterChanges, rep.Converged, rep.StrayCopies)
+		}
+		t.Logf("seed %d: %d reads, %d writes, %d changes, %d keys streamed", seed, rep.Reads, rep.Writes, rep.ClusterChanges, rep.TransferKeys)
+	}
+}
