@@ -168,3 +168,63 @@ func TestReplaceAndRemoveDeadNodes(t *testing.T) {
 	c.waitRing("n1", "n2", "n5")
 	readAll("after n3 was removed", "n1", "n2", "n5")
 }
+
+// TestKillMidTransfer, with real processes: transfers throttled to 64 KiB/s so that they
+// take seconds. n4 joins and is killed with -9 in the middle of streaming, then started
+// again: it goes on (the partitions it completed were recorded) and the join completes.
+// Then n5 joins and one of its sources, n2, is killed mid-transfer: n5 streams from the
+// other replicas meanwhile; n2 comes back (a node that gains partitions in the change must
+// be up to take them, so the change waits for it) and the join completes. No key is
+// missing at R=quorum at any point.
+func TestKillMidTransfer(t *testing.T) {
+	slow := []string{"--transfer-rate", "65536"}
+	c := startClusterMode(t, 3, false, slow...) // addNode starts open nodes
+	ctx := context.Background()
+	const keys = 600
+	key := func(i int) string { return fmt.Sprintf("m%03d", i) }
+	value := strings.Repeat("x", 400)
+	for i := range keys {
+		if _, err := c.procs[i%3].client().Put(ctx, "b", key(i), []byte(value+key(i)), "", client.Quorum{W: "all"}); err != nil {
+			t.Fatalf("put %s: %v", key(i), err)
+		}
+	}
+	readAll := func(when string) {
+		t.Helper()
+		vc := c.procs[0].client()
+		for i := range keys {
+			obj, err := vc.Get(ctx, "b", key(i), client.Quorum{})
+			if err != nil || !obj.Found || string(obj.Values[0]) != value+key(i) {
+				t.Fatalf("%s: %s: %+v %v", when, key(i), obj, err)
+			}
+		}
+	}
+	streaming := func(p *proc) bool {
+		tr, err := p.client().Transfers(ctx)
+		if err != nil {
+			return false
+		}
+		for _, x := range tr.Transfers {
+			if x.KeysDone > 0 {
+				return true
+			}
+		}
+		return false
+	}
+
+	n4 := c.addNode("n4", slow...)
+	c.waitFor(30*time.Second, "n4 to stream something", func() bool { return streaming(n4) })
+	n4.kill()
+	readAll("n4 killed mid-join")
+	n4.start()
+	c.waitRing("n1", "n2", "n3", "n4")
+	readAll("after n4's join")
+
+	n5 := c.addNode("n5", slow...)
+	c.waitFor(30*time.Second, "n5 to stream something", func() bool { return streaming(n5) })
+	n2 := c.node("n2")
+	n2.kill()
+	readAll("n2 killed while n5 streams")
+	n2.start()
+	c.waitRing("n1", "n2", "n3", "n4", "n5")
+	readAll("after n5's join")
+}
