@@ -68,13 +68,12 @@ type xfer struct {
 }
 
 type xferState struct {
-	next     *ring.Ring     // the Next these transfers are for
-	ring     *ring.Ring     // and the Ring they start from
-	parts    map[int]*xfer  // by partition
-	order    []int          // partitions, in the order they are taken
-	cur      *xfer          // streaming or checking: one at a time
-	resumeAt time.Duration  // throttle
-	byID     map[uint64]int // message owner → partition
+	next     *ring.Ring    // the Next these transfers are for
+	ring     *ring.Ring    // and the Ring they start from
+	parts    map[int]*xfer // by partition
+	order    []int         // partitions, in the order they are taken
+	cur      *xfer         // streaming or checking: one at a time
+	resumeAt time.Duration // throttle
 }
 
 // ringFor is the ring that places partition p now: Next once p has moved, Ring before.
@@ -163,10 +162,10 @@ func (c *Core) planTransfers() {
 		old = nil
 	}
 	c.dropTransferChecks()
-	*x = xferState{next: v.Next, ring: v.Ring, parts: map[int]*xfer{}, byID: map[uint64]int{}}
+	*x = xferState{next: v.Next, ring: v.Ring, parts: map[int]*xfer{}}
 	c.ready.TransfersChanged = true // a new plan: what it has done so far is to be published
 	// What this shard completed for the same change before a restart.
-	saved := c.loadTransfersDone(membersKey(v.Next))
+	saved := c.loadTransfersDone(MembersKey(v.Next))
 	self := ring.NodeID(c.cfg.ID)
 	ns := c.deps.Buckets.Ns()
 	lo, hi := ShardPartitions(c.cfg.Shard, c.cfg.Partitions, c.cfg.Shards)
@@ -200,11 +199,13 @@ func (c *Core) TransferPlan() (string, []TransferStatus) {
 	if c.xfers.next == nil {
 		return "", nil
 	}
-	return membersKey(c.xfers.next), c.Transfers()
+	return MembersKey(c.xfers.next), c.Transfers()
 }
 
-// membersKey names a ring by its members, sorted, joined by commas.
-func membersKey(r *ring.Ring) string {
+// MembersKey names a ring by its members, sorted, joined by commas: the name of the change
+// a node's transfer reports are for (TransferPlan), which drivers compare with their own
+// next ring's.
+func MembersKey(r *ring.Ring) string {
 	ids := make([]string, 0, len(r.Members()))
 	for _, m := range r.Members() {
 		ids = append(ids, string(m.ID))
@@ -245,7 +246,7 @@ func (c *Core) saveTransfersDone() {
 			bits[p] = 1
 		}
 	}
-	raw := append([]byte(membersKey(x.next)+"\x00"), bits...)
+	raw := append([]byte(MembersKey(x.next)+"\x00"), bits...)
 	if err := c.deps.Store.Put(c.transfersKey(), raw, storage.WriteOptions{}); err != nil {
 		c.log(LevelWarn, "recording transfer progress failed (a restart streams those partitions again)", "err", err)
 	}
@@ -324,7 +325,6 @@ func (c *Core) transferSource(p int) string {
 
 func (c *Core) askTransfer(t *xfer) {
 	t.id = c.newID()
-	c.xfers.byID[t.id] = t.p
 	req := &pb.TransferRequest{Partition: int32(t.p), Partitions: int32(c.cfg.Partitions), After: t.cursor, MaxBytes: int32(c.cfg.HandoffBatchBytes)}
 	c.send(t.source, &pb.Envelope{Body: &pb.Envelope_Transfer{Transfer: req}}, c.now.Mono+c.cfg.HandoffTimeout, pending{owner: t.id, kind: callTransfer})
 }

@@ -179,7 +179,7 @@ func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
 	if v.next, err = n.rings.get(n.cfg.Partitions, next); err != nil {
 		return v, err
 	}
-	v.nextKey = ringKey(next)
+	v.nextKey = core.MembersKey(v.next)
 	done := map[string]transferRecord{}
 	for _, k := range n.ms.MetaKeys(metaTransferPrefix) {
 		raw, _ := n.ms.GetMeta(k)

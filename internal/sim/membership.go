@@ -25,7 +25,7 @@ const (
 	stateLeft
 )
 
-// joinAt is when node i joins (-1: a member from the start).
+// joinsLater reports whether node i is named in a join fault (not a member before it).
 func (w *world) joinsLater(i int) bool {
 	for _, f := range w.cfg.Faults {
 		if f.Kind == Join && slices.Contains(f.Groups[0], i) {
@@ -74,7 +74,8 @@ func (w *world) setRing(r *ring.Ring) {
 func (w *world) recomputeMembership() {
 	w.membershipDue = false
 	cur, _ := w.buildRing(stateActive, stateLeaving)
-	next, nextKey := w.buildRing(stateActive, stateJoining)
+	next, _ := w.buildRing(stateActive, stateJoining)
+	nextKey := core.MembersKey(next) // the name the cores' reports use
 	w.setRing(cur)
 	w.next, w.moved = nil, nil
 	if !slices.Equal(cur.Members(), next.Members()) {

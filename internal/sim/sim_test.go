@@ -239,3 +239,22 @@ func TestClusterChangesFailNothing(t *testing.T) {
 		t.Logf("seed %d: %d reads, %d writes, %d changes, %d keys streamed", seed, rep.Reads, rep.Writes, rep.ClusterChanges, rep.TransferKeys)
 	}
 }
+
+// TestClusterChangesPastNineNodes: with n10 and n11 in the cluster, the world names a ring
+// as the cores do (sorted member names, "n10" before "n2"), so a change still completes.
+func TestClusterChangesPastNineNodes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Nodes, cfg.Duration, cfg.Rate = 11, 20*time.Second, 200
+	f, err := ParseFaults("join n11@5s; leave n2@10s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Faults = f
+	rep, err := Run(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ClusterChanges < 2 || !rep.Converged {
+		t.Fatalf("%d changes completed, converged %v", rep.ClusterChanges, rep.Converged)
+	}
+}
