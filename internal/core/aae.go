@@ -83,6 +83,8 @@ type repairRun struct {
 	done     int
 	failed   int
 	transfer *xfer // the check of a partition transfer (reported to it, not in Ready)
+	// sourceFailed: an exchange of a transfer's check with its source failed.
+	sourceFailed bool
 }
 
 // exchange is one exchange in progress.
@@ -429,7 +431,10 @@ func (c *Core) repairNextKey(x *exchange) {
 			c.finishExchange(x, err)
 			return
 		}
-		if !rs.isPrimary(c.cfg.ID) || !rs.isPrimary(x.pair.peer) {
+		// Both sides are to be the key's primaries; in a transfer's check this node is one
+		// only in the ring to come (the tree compared is one it gains, the peer a replica
+		// of it now).
+		if !(rs.isPrimary(c.cfg.ID) || x.run != nil && x.run.transfer != nil) || !rs.isPrimary(x.pair.peer) {
 			x.next++
 			continue
 		}
@@ -512,6 +517,9 @@ func (c *Core) finishExchange(x *exchange, err error) {
 		run.done++
 		if err != nil {
 			run.failed++
+			if run.transfer != nil && x.pair.peer == run.transfer.source {
+				run.sourceFailed = true
+			}
 		}
 		fin := run.done == len(run.pairs)
 		if run.transfer == nil {
@@ -520,7 +528,7 @@ func (c *Core) finishExchange(x *exchange, err error) {
 		if fin {
 			c.aae.repairs = c.aae.repairs[1:]
 			if run.transfer != nil {
-				c.transferChecked(run.transfer, run.failed)
+				c.transferChecked(run.transfer, run)
 			}
 		}
 		c.nextRepairExchange()

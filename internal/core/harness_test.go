@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -145,8 +146,11 @@ func (w *world) open(nd *wnode) {
 	cfg.ID = nd.id
 	cfg.Partitions = 64
 	cfg.HintRate = 0
-	c, err := core.New(cfg, core.Deps{Store: nd.store, Hints: h, Buckets: w.buckets,
-		Count: func(k core.Counter, n int) { w.counts[k] += n }}, w.time(nd))
+	deps := core.Deps{Store: nd.store, Hints: h, Buckets: w.buckets, Count: func(k core.Counter, n int) { w.counts[k] += n }}
+	if os.Getenv("QKV_CORE_LOG") != "" { // the cores' log lines, to follow a script
+		deps.Log = func(_ core.LogLevel, msg string, kv ...any) { w.t.Log(nd.id, msg, kv) }
+	}
+	c, err := core.New(cfg, deps, w.time(nd))
 	if err != nil {
 		w.t.Fatal(err)
 	}

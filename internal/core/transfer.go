@@ -74,6 +74,10 @@ type xferState struct {
 	order    []int         // partitions, in the order they are taken
 	cur      *xfer         // streaming or checking: one at a time
 	resumeAt time.Duration // throttle
+	// avoid holds the sources whose batch or check failed, each passed over until the
+	// Mono time given while another replica is up, so a source cut off from this node (a
+	// network partition the failure detector does not see) stalls no partition.
+	avoid map[string]time.Duration
 }
 
 // ringFor is the ring that places partition p now: Next once p has moved, Ring before.
@@ -312,15 +316,32 @@ func (c *Core) transferStep() {
 }
 
 // transferSource is the replica to stream partition p from: the first of Ring's replicas
-// seen up, the owner first (it holds the keys of every n).
+// seen up, the owner first (it holds the keys of every n), passing over those that just
+// failed while another is up.
 func (c *Core) transferSource(p int) string {
 	maxN := slices.Max(c.deps.Buckets.Ns())
+	avoided := ""
 	for _, id := range c.view.Ring.Preference(p, maxN) {
-		if string(id) != c.cfg.ID && c.alive(string(id)) {
-			return string(id)
+		if string(id) == c.cfg.ID || !c.alive(string(id)) {
+			continue
 		}
+		if c.now.Mono < c.xfers.avoid[string(id)] {
+			if avoided == "" {
+				avoided = string(id)
+			}
+			continue
+		}
+		return string(id)
 	}
-	return ""
+	return avoided
+}
+
+// sourceFailed passes over t's source for as long as a batch may take (transferSource).
+func (c *Core) sourceFailed(t *xfer) {
+	if c.xfers.avoid == nil {
+		c.xfers.avoid = map[string]time.Duration{}
+	}
+	c.xfers.avoid[t.source] = c.now.Mono + c.cfg.HandoffTimeout
 }
 
 func (c *Core) askTransfer(t *xfer) {
@@ -342,6 +363,7 @@ func (c *Core) transferResponse(p pending, r Response) {
 			err = remoteErr(r.Env)
 		}
 		c.log(LevelWarn, "partition transfer batch failed; retrying", "partition", t.p, "source", t.source, "err", err)
+		c.sourceFailed(t)
 		x.cur = nil
 		x.resumeAt = c.now.Mono + c.cfg.HandoffRetry
 		c.at(x.resumeAt, timerTransfer, 0)
@@ -350,6 +372,7 @@ func (c *Core) transferResponse(p pending, r Response) {
 	size, err := c.mergeTransfer(t, tr)
 	if err != nil {
 		c.log(LevelError, "partition transfer refused a batch; retrying", "partition", t.p, "source", t.source, "err", err)
+		c.sourceFailed(t)
 		x.cur = nil
 		x.resumeAt = c.now.Mono + c.cfg.HandoffRetry
 		c.at(x.resumeAt, timerTransfer, 0)
@@ -405,10 +428,12 @@ func (c *Core) mergeTransfer(t *xfer, tr *pb.TransferResponse) (int, error) {
 	return size, nil
 }
 
-// checkTransfer compares each tree this node gains in the partition with the source's,
-// by an anti-entropy exchange (equal roots end it at once; a difference — a write that
-// reached one side only meanwhile — is repaired both ways). Without anti-entropy the
-// streamed copy stands.
+// checkTransfer compares each tree this node gains in the partition with the source's
+// and with every other current replica's seen up, by anti-entropy exchanges (equal roots
+// end one at once; a difference — a write that reached one side only meanwhile — is
+// repaired both ways). The new copy then holds every write any reachable old replica
+// holds, so a write acknowledged by W old replicas is on W new ones even when the
+// source had missed it. Without anti-entropy the streamed copy stands.
 func (c *Core) checkTransfer(t *xfer) {
 	t.phase = xferChecking
 	if c.trees == nil {
@@ -422,8 +447,10 @@ func (c *Core) checkTransfer(t *xfer) {
 	}
 	var pairs []exchangePair
 	for _, n := range t.trees {
-		if slices.Contains(c.view.Ring.Preference(t.p, n), ring.NodeID(t.source)) {
-			pairs = append(pairs, exchangePair{tree: treeID{t.p, n}, peer: t.source})
+		for _, id := range c.view.Ring.Preference(t.p, n) {
+			if peer := string(id); peer != c.cfg.ID && (peer == t.source || c.alive(peer)) {
+				pairs = append(pairs, exchangePair{tree: treeID{t.p, n}, peer: peer})
+			}
 		}
 	}
 	if len(pairs) == 0 {
@@ -435,20 +462,26 @@ func (c *Core) checkTransfer(t *xfer) {
 	c.nextRepairExchange()
 }
 
-// transferChecked ends the check of run's transfer: done when every exchange succeeded,
-// streamed again otherwise.
-func (c *Core) transferChecked(t *xfer, failed int) {
+// transferChecked ends the check of run's transfer: done when the exchanges with the
+// source succeeded (one with another replica that failed — a replica this node cannot
+// reach — is logged and leaves the copy as the source has it), streamed again from
+// another source otherwise.
+func (c *Core) transferChecked(t *xfer, run *repairRun) {
 	x := &c.xfers
 	if x.cur != t {
 		return
 	}
-	if failed > 0 {
+	if run.sourceFailed {
 		c.log(LevelWarn, "partition transfer check failed; streaming the partition again", "partition", t.p, "source", t.source)
+		c.sourceFailed(t)
 		t.phase, t.cursor = xferWaiting, nil
 		x.cur = nil
 		x.resumeAt = c.now.Mono + c.cfg.HandoffRetry
 		c.at(x.resumeAt, timerTransfer, 0)
 		return
+	}
+	if run.failed > 0 {
+		c.log(LevelWarn, "partition transfer check could not compare with every replica", "partition", t.p, "source", t.source, "failed", run.failed)
 	}
 	c.finishTransfer(t)
 }
