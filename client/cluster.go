@@ -22,8 +22,26 @@ type Transfers struct {
 	Moved   int               `json:"partitions_moved"`
 	Waiting int               `json:"partitions_waiting"`
 	States  map[string]string `json:"states"` // joining, active, leaving or left, by member
+	// Gainers is every node taking over partitions in the change, with its progress.
+	Gainers []Gainer `json:"gainers"`
+	// HeldBy names the gainers that are down with partitions still to take: the change
+	// waits for them (start them again, or remove them).
+	HeldBy []string `json:"held_by,omitempty"`
+	// KeysDone and BytesDone sum this node's transfers.
+	KeysDone  int64 `json:"keys_done"`
+	BytesDone int64 `json:"bytes_done"`
 	// Transfers are the partitions this node is taking over.
 	Transfers []Transfer `json:"transfers"`
+}
+
+// Gainer is one node's part of a cluster change: the partitions it takes over and how many
+// of them it has completed, as it published them.
+type Gainer struct {
+	Node       string `json:"node"`
+	State      string `json:"state"` // its member state
+	Up         bool   `json:"up"`    // seen up by the answering node's failure detector
+	Partitions int    `json:"partitions"`
+	Done       int    `json:"partitions_done"`
 }
 
 // Transfers returns the node's view of the cluster change under way, if any.

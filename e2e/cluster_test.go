@@ -23,6 +23,21 @@ func (c *cluster) addNode(id string, extra ...string) *proc {
 	return p
 }
 
+// sees is the state p's failure detector gives node id ("alive", "down", ...; "" when p
+// does not answer or does not know id).
+func (p *proc) sees(ctx context.Context, id string) string {
+	ci, err := p.client().Cluster(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, n := range ci.Nodes {
+		if n.ID == id {
+			return n.State
+		}
+	}
+	return ""
+}
+
 // waitRing waits until every running node sees no change pending and the ring want.
 func (c *cluster) waitRing(want ...string) {
 	c.t.Helper()
@@ -132,35 +147,13 @@ func TestReplaceAndRemoveDeadNodes(t *testing.T) {
 	}
 
 	c.node("n4").kill()
-	c.waitFor(30*time.Second, "n1 to see n4 down", func() bool {
-		ci, err := c.procs[0].client().Cluster(ctx)
-		if err != nil {
-			return false
-		}
-		for _, n := range ci.Nodes {
-			if n.ID == "n4" {
-				return n.State == "down"
-			}
-		}
-		return false
-	})
+	c.waitFor(30*time.Second, "n1 to see n4 down", func() bool { return c.procs[0].sees(ctx, "n4") == "down" })
 	c.addNode("n5", "--replace", "n4")
 	c.waitRing("n1", "n2", "n3", "n5")
 	readAll("after n5 replaced n4", "n1", "n2", "n3", "n5")
 
 	c.node("n3").kill()
-	c.waitFor(30*time.Second, "n1 to see n3 down", func() bool {
-		ci, err := c.procs[0].client().Cluster(ctx)
-		if err != nil {
-			return false
-		}
-		for _, n := range ci.Nodes {
-			if n.ID == "n3" {
-				return n.State == "down"
-			}
-		}
-		return false
-	})
+	c.waitFor(30*time.Second, "n1 to see n3 down", func() bool { return c.procs[0].sees(ctx, "n3") == "down" })
 	out, err := c.procs[0].cli("cluster", "remove", "n3").CombinedOutput()
 	if err != nil {
 		t.Fatalf("cluster remove n3: %v\n%s", err, out)
@@ -172,10 +165,9 @@ func TestReplaceAndRemoveDeadNodes(t *testing.T) {
 // TestKillMidTransfer, with real processes: transfers throttled to 64 KiB/s so that they
 // take seconds. n4 joins and is killed with -9 in the middle of streaming, then started
 // again: it goes on (the partitions it completed were recorded) and the join completes.
-// Then n5 joins and one of its sources, n2, is killed mid-transfer: n5 streams from the
-// other replicas meanwhile; n2 comes back (a node that gains partitions in the change must
-// be up to take them, so the change waits for it) and the join completes. No key is
-// missing at R=quorum at any point.
+// Then n2 is killed and n5 joins: n5 streams from the other replicas; n2 gains partitions
+// in the change too, so the change waits for it, and cluster status names it; n2 comes
+// back and the join completes. No key is missing at R=quorum at any point.
 func TestKillMidTransfer(t *testing.T) {
 	slow := []string{"--transfer-rate", "65536"}
 	c := startClusterMode(t, 3, false, slow...) // addNode starts open nodes
@@ -219,12 +211,118 @@ func TestKillMidTransfer(t *testing.T) {
 	c.waitRing("n1", "n2", "n3", "n4")
 	readAll("after n4's join")
 
-	n5 := c.addNode("n5", slow...)
-	c.waitFor(30*time.Second, "n5 to stream something", func() bool { return streaming(n5) })
+	// n2 is killed, then n5 joins: n2 gains partitions in this change too (the ring
+	// rebalances over every member) and is down, so the change waits for it, and cluster
+	// status says so; n5 streams from the other replicas meanwhile.
 	n2 := c.node("n2")
 	n2.kill()
-	readAll("n2 killed while n5 streams")
+	c.waitFor(30*time.Second, "n1 to see n2 down", func() bool { return c.procs[0].sees(ctx, "n2") == "down" })
+	n5 := c.addNode("n5", slow...)
+	c.waitFor(30*time.Second, "n5 to stream something", func() bool { return streaming(n5) })
+	readAll("n2 down while n5 streams")
+	c.waitFor(30*time.Second, "n1 to see the change held back by n2", func() bool {
+		tr, err := c.procs[0].client().Transfers(ctx)
+		return err == nil && slices.Equal(tr.HeldBy, []string{"n2"})
+	})
+	status, err := c.procs[0].cli("cluster", "status").CombinedOutput()
+	if err != nil || !strings.Contains(string(status), "held back by n2") ||
+		!strings.Contains(string(status), "DOWN: the change waits for it (start it again, or: quorumkv cluster remove n2)") {
+		t.Fatalf("cluster status while n2 is down: %v\n%s", err, status)
+	}
 	n2.start()
+	// cluster status --wait follows the change to its end: a progress line per node taking
+	// partitions over (plain lines, as stderr is no terminal here).
+	wait := c.procs[0].cli("cluster", "status", "--wait")
+	timer := time.AfterFunc(90*time.Second, func() { _ = wait.Process.Kill() })
+	out, err := wait.CombinedOutput()
+	timer.Stop()
+	if err != nil || !strings.Contains(string(out), "no change pending") || !strings.Contains(string(out), "  n5 ") {
+		t.Fatalf("cluster status --wait: %v\n%s", err, out)
+	}
 	c.waitRing("n1", "n2", "n3", "n4", "n5")
 	readAll("after n5's join")
+}
+
+// TestPartitionMidTransfer, with real processes: transfers throttled so that they take
+// seconds; n4 joins, and once it streams a partition the network between n4 and that
+// source is cut both ways (the debug fault API; gossip still passes, so the failure
+// detector sees both up). n4 passes the source over and streams from the other replicas:
+// the join completes during the partition. Reads at R=quorum through a third node never
+// miss a key, a write made meanwhile at w=quorum is readable afterwards, and once healed
+// every key reads at R=all through every node.
+func TestPartitionMidTransfer(t *testing.T) {
+	slow := []string{"--transfer-rate", "65536"}
+	c := startClusterMode(t, 3, false, slow...)
+	ctx := context.Background()
+	const keys = 600
+	key := func(i int) string { return fmt.Sprintf("p%03d", i) }
+	value := strings.Repeat("y", 400)
+	for i := range keys {
+		if _, err := c.procs[i%3].client().Put(ctx, "b", key(i), []byte(value+key(i)), "", client.Quorum{W: "all"}); err != nil {
+			t.Fatalf("put %s: %v", key(i), err)
+		}
+	}
+	readAll := func(via *proc, r, when string, n int) {
+		t.Helper()
+		vc := via.client()
+		for i := range n {
+			obj, err := vc.Get(ctx, "b", key(i), client.Quorum{R: r})
+			if err != nil || !obj.Found || string(obj.Values[0]) != value+key(i) {
+				t.Fatalf("%s: %s via %s at r=%s: %+v %v", when, key(i), via.id, r, obj, err)
+			}
+		}
+	}
+
+	n4 := c.addNode("n4", slow...)
+	var source string
+	c.waitFor(30*time.Second, "n4 to stream a partition", func() bool {
+		tr, err := n4.client().Transfers(ctx)
+		if err != nil {
+			return false
+		}
+		for _, x := range tr.Transfers {
+			if x.Phase == "streaming" && x.From != "" {
+				source = x.From
+				return true
+			}
+		}
+		return false
+	})
+	src := c.node(source)
+	if _, err := n4.client().SetFaults(ctx, client.Faults{Drop: []string{source}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.client().SetFaults(ctx, client.Faults{Drop: []string{"n4"}}); err != nil {
+		t.Fatal(err)
+	}
+	var via *proc // a node on neither side
+	for _, p := range c.procs[:3] {
+		if p.id != source {
+			via = p
+			break
+		}
+	}
+	readAll(via, "quorum", "n4 cut off from "+source, keys)
+	// Written during the partition, through the source: it reaches n4 only once healed.
+	const more = 50
+	for i := keys; i < keys+more; i++ {
+		if _, err := src.client().Put(ctx, "b", key(i), []byte(value+key(i)), "", client.Quorum{}); err != nil {
+			t.Fatalf("put %s during the partition: %v", key(i), err)
+		}
+	}
+	c.waitRing("n1", "n2", "n3", "n4")
+	tr, err := n4.client().Transfers(ctx)
+	if err != nil || tr.Pending {
+		t.Fatalf("n4 after the join: %+v %v", tr, err)
+	}
+	readAll(via, "quorum", "joined while cut off from "+source, keys+more)
+
+	for _, p := range []*proc{n4, src} {
+		if _, err := p.client().SetFaults(ctx, client.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range c.procs {
+		readAll(p, "all", "healed", keys+more)
+	}
 }

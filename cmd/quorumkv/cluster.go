@@ -24,8 +24,10 @@ func runCluster(e *env, args []string) int {
 Changes the cluster's membership and shows their progress:
 
   cluster status [--wait] [--json]   every member's state (joining, active, leaving, left)
-                                     and the partitions still moving; --wait shows a progress
-                                     bar until none is left
+                                     and, for each node taking over partitions, its progress
+                                     (and which of them is down, holding the change back);
+                                     --wait shows a progress bar per node until no partition
+                                     is left to move
   cluster leave NODE                 NODE hands all its partitions to the others, then leaves
                                      the ring (it keeps serving meanwhile; stop it afterwards)
   cluster remove NODE                drops NODE, which is down for good: its partitions are
@@ -54,7 +56,7 @@ partitions keep their other replicas, and the transfers start again from those.`
 			return usageErr(fs, "cluster status takes no argument")
 		}
 		if *wait {
-			if code := waitForChanges(ctx, e, cl); code != exitOK {
+			if code := waitForChanges(ctx, e, cf, cl); code != exitOK {
 				return code
 			}
 		}
@@ -67,7 +69,7 @@ partitions keep their other replicas, and the transfers start again from those.`
 			fmt.Fprintf(e.stdout, "%s\n", b)
 			return exitOK
 		}
-		printTransfers(e, t)
+		printTransfers(ctx, e, cf, cl, t)
 		return exitOK
 	case "leave", "remove":
 		if len(rest) != 1 {
@@ -88,23 +90,26 @@ partitions keep their other replicas, and the transfers start again from those.`
 	return usageErr(fs, "unknown subcommand %q: status, leave or remove", pos[0])
 }
 
-// waitForChanges shows the partitions moving until none is.
-func waitForChanges(ctx context.Context, e *env, cl *client.Client) int {
-	bar := newMeter(e.stderr, "moving")
-	total := 0
+// waitForChanges shows the change's progress, one bar per node taking over partitions,
+// until no change is pending.
+func waitForChanges(ctx context.Context, e *env, cf clientFlags, cl *client.Client) int {
+	b := newBoard(e.stderr)
 	for {
 		t, err := cl.Transfers(ctx)
 		if err != nil {
-			bar.finish()
+			b.finish()
 			return e.apiFail(err, "")
 		}
 		if !t.Pending {
-			bar.update(1, "no change pending")
-			bar.finish()
+			b.update(nil)
+			b.finish()
+			fmt.Fprintln(e.stderr, "no change pending")
 			return exitOK
 		}
-		total = max(total, t.Moved+t.Waiting)
-		bar.update(float64(t.Moved)/float64(max(1, total)), fmt.Sprintf("%d/%d partitions moved", t.Moved, total))
+		rows := []string{fmt.Sprintf("change %s -> %s: %d/%d partitions moved",
+			strings.Join(t.Ring, ","), strings.Join(t.Next, ","), t.Moved, t.Moved+t.Waiting)}
+		rows = append(rows, gainerRows(ctx, cf, cl, t)...)
+		b.update(rows)
 		select {
 		case <-ctx.Done():
 			return exitFail
@@ -113,7 +118,55 @@ func waitForChanges(ctx context.Context, e *env, cl *client.Client) int {
 	}
 }
 
-func printTransfers(e *env, t *client.Transfers) {
+// gainerRows is one line per node taking over partitions in the change t: a bar of the
+// partitions it completed, and the keys and bytes it received so far (asked of that node;
+// left out when it does not answer), or why the change waits for it.
+func gainerRows(ctx context.Context, cf clientFlags, cl *client.Client, t *client.Transfers) []string {
+	addrs := map[string]string{}
+	if info, err := cl.Cluster(ctx); err == nil {
+		for _, nd := range info.Nodes {
+			addrs[nd.ID] = nd.HTTP
+		}
+	}
+	var rows []string
+	for _, g := range t.Gainers {
+		frac := float64(g.Done) / float64(max(1, g.Partitions))
+		row := fmt.Sprintf("  %-8s %s %3.0f%% %d/%d partitions", g.Node, bar(frac), 100*frac, g.Done, g.Partitions)
+		switch {
+		case !g.Up && g.Done < g.Partitions:
+			row += fmt.Sprintf("; DOWN: the change waits for it (start it again, or: quorumkv cluster remove %s)", g.Node)
+		case g.Done < g.Partitions || g.Node == t.Node:
+			gt := t
+			if g.Node != t.Node {
+				gt = nil
+				if addr := addrs[g.Node]; addr != "" {
+					gt, _ = cf.clientAt(addr).Transfers(ctx)
+				}
+			}
+			if gt != nil {
+				row += fmt.Sprintf(", %d keys, %s received", gt.KeysDone, byteSize(gt.BytesDone))
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// byteSize is n bytes for people: 512 B, 1.5 KiB, 120.3 MiB.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func printTransfers(ctx context.Context, e *env, cf clientFlags, cl *client.Client, t *client.Transfers) {
 	ids := make([]string, 0, len(t.States))
 	for id := range t.States {
 		ids = append(ids, id)
@@ -131,16 +184,10 @@ func printTransfers(e *env, t *client.Transfers) {
 	}
 	fmt.Fprintf(e.stdout, "\nchange under way: %s -> %s; %d partitions moved, %d waiting (as %s sees it)\n",
 		strings.Join(t.Ring, ","), strings.Join(t.Next, ","), t.Moved, t.Waiting, t.Node)
-	if len(t.Transfers) == 0 {
-		return
+	for _, r := range gainerRows(ctx, cf, cl, t) {
+		fmt.Fprintln(e.stdout, r)
 	}
-	phases := map[string]int{}
-	var keys, bytes int64
-	for _, x := range t.Transfers {
-		phases[x.Phase]++
-		keys += x.KeysDone
-		bytes += x.BytesDone
+	if len(t.HeldBy) > 0 {
+		fmt.Fprintf(e.stdout, "held back by %s: down with partitions still to take\n", strings.Join(t.HeldBy, ", "))
 	}
-	fmt.Fprintf(e.stdout, "%s takes over %d partitions: %d done, %d checking, %d streaming, %d waiting; %d keys, %d bytes received\n",
-		t.Node, len(t.Transfers), phases["done"], phases["checking"], phases["streaming"], phases["waiting"], keys, bytes)
 }

@@ -75,13 +75,16 @@ func (e *env) addClientFlags(fs *flag.FlagSet, withTimeout bool) clientFlags {
 	return cf
 }
 
-func (cf clientFlags) client() *client.Client {
+func (cf clientFlags) client() *client.Client { return cf.clientAt(normalizeAddr(*cf.addr)) }
+
+// clientAt is a client of the node(s) at addr with the credentials and TLS of the flags.
+func (cf clientFlags) clientAt(addr string) *client.Client {
 	opts, err := cf.securityOptions()
 	if err != nil {
 		// Every call of this client reports err: the callers print a call's error already.
-		return client.New(normalizeAddr(*cf.addr), client.WithTimeout(requestTimeout), client.WithHTTPClient(failingClient(err)))
+		return client.New(addr, client.WithTimeout(requestTimeout), client.WithHTTPClient(failingClient(err)))
 	}
-	return client.New(normalizeAddr(*cf.addr), append(opts, client.WithTimeout(requestTimeout))...)
+	return client.New(addr, append(opts, client.WithTimeout(requestTimeout))...)
 }
 
 // quorumFlags registers the named quorum flags (r, pr, w, pw, dw).

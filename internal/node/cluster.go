@@ -149,6 +149,7 @@ type clusterView struct {
 	moved     []bool
 	states    map[string]MemberState
 	nextKey   string
+	reports   map[string]transferRecord // the gainers' reports for nextKey, by node
 }
 
 // computeView derives the rings from the members and their states, and which partitions
@@ -180,16 +181,16 @@ func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
 		return v, err
 	}
 	v.nextKey = core.MembersKey(v.next)
-	done := map[string]transferRecord{}
+	v.reports = map[string]transferRecord{}
 	for _, k := range n.ms.MetaKeys(metaTransferPrefix) {
 		raw, _ := n.ms.GetMeta(k)
 		var r transferRecord
 		if json.Unmarshal(raw, &r) != nil || r.Next != v.nextKey {
 			continue // about another change
 		}
-		done[strings.TrimPrefix(k, metaTransferPrefix)] = r
+		v.reports[strings.TrimPrefix(k, metaTransferPrefix)] = r
 	}
-	v.moved = core.MovedPartitions(v.cur, v.next, n.Ns(), nil, func(node string, p int) bool { return done[node].done(p) })
+	v.moved = core.MovedPartitions(v.cur, v.next, n.Ns(), nil, func(node string, p int) bool { return v.reports[node].done(p) })
 	return v, nil
 }
 
@@ -368,13 +369,32 @@ type TransfersInfo struct {
 	Moved   int               `json:"partitions_moved"`
 	Waiting int               `json:"partitions_waiting"`
 	States  map[string]string `json:"states"`
+	// Gainers is every node taking over partitions in the change, with its progress as
+	// it published it.
+	Gainers []GainerProgress `json:"gainers"`
+	// HeldBy names the gainers that are down with partitions still to take: the change
+	// waits for them (start them again, or remove them).
+	HeldBy []string `json:"held_by,omitempty"`
+	// KeysDone and BytesDone sum this node's transfers.
+	KeysDone  int64 `json:"keys_done"`
+	BytesDone int64 `json:"bytes_done"`
 	// Transfers are this node's.
 	Transfers []Transfer `json:"transfers"`
 }
 
+// GainerProgress is one node's part of a cluster change: the partitions it takes over and
+// how many of them it has completed.
+type GainerProgress struct {
+	Node       string `json:"node"`
+	State      string `json:"state"` // its member state
+	Up         bool   `json:"up"`    // seen up by the failure detector
+	Partitions int    `json:"partitions"`
+	Done       int    `json:"partitions_done"`
+}
+
 // Transfers describes the change under way, if any, and this node's part in it.
 func (n *Node) Transfers() TransfersInfo {
-	info := TransfersInfo{Node: n.cfg.ID, States: map[string]string{}, Transfers: []Transfer{}}
+	info := TransfersInfo{Node: n.cfg.ID, States: map[string]string{}, Gainers: []GainerProgress{}, Transfers: []Transfer{}}
 	v := n.view.Load()
 	if v == nil {
 		return info
@@ -399,16 +419,50 @@ func (n *Node) Transfers() TransfersInfo {
 				info.Waiting++
 			}
 		}
+		info.Gainers, info.HeldBy = n.gainers(v)
 	}
 	for _, l := range n.loops {
 		_, ts := l.transferSnapshot()
 		for _, t := range ts {
 			info.Transfers = append(info.Transfers, Transfer{Partition: t.Partition, From: t.Source, To: n.cfg.ID, Phase: t.Phase,
 				KeysDone: t.Keys, BytesDone: t.Bytes, ElapsedS: t.Elapsed.Seconds()})
+			info.KeysDone += t.Keys
+			info.BytesDone += t.Bytes
 		}
 	}
 	slices.SortFunc(info.Transfers, func(a, b Transfer) int { return a.Partition - b.Partition })
 	return info
+}
+
+// gainers is every node's progress in the change of v, from the reports it published, and
+// those of them that are down with partitions to take (a partition moves only once every
+// node gaining it has it).
+func (n *Node) gainers(v *clusterView) (progress []GainerProgress, heldBy []string) {
+	by := map[string]*GainerProgress{}
+	ns := n.Ns()
+	for p := range v.cur.Partitions() {
+		for _, g := range core.Gainers(v.cur, v.next, p, ns) {
+			gp := by[g]
+			if gp == nil {
+				gp = &GainerProgress{Node: g, State: string(v.states[g]), Up: n.alive(g)}
+				by[g] = gp
+			}
+			gp.Partitions++
+			if v.moved[p] || v.reports[g].done(p) {
+				gp.Done++
+			}
+		}
+	}
+	progress = []GainerProgress{}
+	for _, gp := range by {
+		progress = append(progress, *gp)
+		if !gp.Up && gp.Done < gp.Partitions {
+			heldBy = append(heldBy, gp.Node)
+		}
+	}
+	slices.SortFunc(progress, func(a, b GainerProgress) int { return strings.Compare(a.Node, b.Node) })
+	slices.Sort(heldBy)
+	return progress, heldBy
 }
 
 // Leave starts handing node id's partitions to the others; it leaves the ring once they

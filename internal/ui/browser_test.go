@@ -70,8 +70,7 @@ func TestDashboardInChromium(t *testing.T) {
 		case *runtime.EventExceptionThrown:
 			problems = append(problems, (&chromedp.ExceptionError{ExceptionDetails: ev.ExceptionDetails}).Error())
 		case *cdplog.EventEntryAdded:
-			// Until the transfer API exists the page's probe of it answers 404, by design.
-			if ev.Entry.Level == cdplog.EntryLevelError && !strings.Contains(ev.Entry.URL, "/v1/cluster/transfers") {
+			if ev.Entry.Level == cdplog.EntryLevelError {
 				problems = append(problems, fmt.Sprintf("%s: %s (%s)", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
 			}
 		}
@@ -211,7 +210,7 @@ func TestDashboardInChromium(t *testing.T) {
 		}
 	}
 	if got := eval("transfers", `document.getElementById("transfers").textContent.trim()`); got != "none" {
-		t.Errorf("transfers panel shows %q, want none (no transfer API yet)", got)
+		t.Errorf("transfers panel shows %q, want none (no change pending)", got)
 	}
 
 	// The key inspector: both siblings on each of the three primaries.

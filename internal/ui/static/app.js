@@ -319,24 +319,31 @@ async function refreshTransfers() {
   const box = document.getElementById("transfers");
   let res;
   try { res = await getJSON("/v1/cluster/transfers"); } catch (e) { return; }
-  // The transfer API arrives with cluster changes; until then this node answers 404.
-  let list = [];
-  if (res.status === 200 && res.body) list = Array.isArray(res.body) ? res.body : (res.body.transfers || []);
-  if (!list.length) {
+  const t = res.status === 200 && res.body ? res.body : null;
+  if (!t || !t.pending) {
     box.replaceChildren(el("p", { class: "empty", id: "transfers-none", text: "none" }));
     return;
   }
-  const rows = list.map(t => {
-    const done = t.keys_done !== undefined ? t.keys_done : t.bytes_done;
-    const total = t.keys_total !== undefined ? t.keys_total : t.bytes_total;
-    const pct = total ? ` ${(100 * done / total).toFixed(0)}%` : "";
-    return el("tr", {},
-      el("td", { text: t.partition !== undefined ? String(t.partition) : "–" }),
-      el("td", { text: `${t.from || "?"} → ${t.to || "?"}` }),
-      el("td", { class: "num", text: `${done === undefined ? "?" : done}/${total === undefined ? "?" : total}${pct}` }));
+  // One row per node taking partitions over, with the share it has completed; a node down
+  // with partitions still to take holds the change back (a partition moves only once every
+  // node gaining it has it).
+  const rows = (t.gainers || []).map(g => {
+    const frac = g.partitions ? g.partitions_done / g.partitions : 1;
+    const held = !g.up && g.partitions_done < g.partitions;
+    return el("tr", { "data-node": g.node },
+      el("td", { text: g.node }),
+      el("td", { class: "small", text: held ? "down: the change waits for it" : `${g.state}${g.up ? "" : ", down"}` }),
+      el("td", {}, el("progress", { max: "1", value: String(frac) })),
+      el("td", { class: "num", text: `${g.partitions_done}/${g.partitions} (${(100 * frac).toFixed(0)}%)` }));
   });
-  box.replaceChildren(el("div", { class: "scroll" }, el("table", {},
-    el("thead", {}, el("tr", {}, el("th", { text: "partition" }), el("th", { text: "from → to" }), el("th", { class: "num", text: "done" }))),
+  const mine = (t.transfers || []).filter(x => x.phase !== "done").length;
+  const head = `${(t.ring || []).join(",")} → ${(t.next || []).join(",")}: ${t.partitions_moved} of ` +
+    `${t.partitions_moved + t.partitions_waiting} partitions moved` +
+    (t.keys_done ? `; this node received ${fmtNum(t.keys_done, 0)} keys, ${fmtBytes(t.bytes_done)}` : "") +
+    (mine ? `, ${mine} partitions to go` : "");
+  box.replaceChildren(el("p", { id: "transfers-change", text: head }), el("div", { class: "scroll" }, el("table", {},
+    el("thead", {}, el("tr", {}, el("th", { text: "node" }), el("th", { text: "state" }), el("th", { text: "progress" }),
+      el("th", { class: "num", text: "partitions" }))),
     el("tbody", {}, ...rows))));
 }
 
