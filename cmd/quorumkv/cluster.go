@@ -101,9 +101,8 @@ func waitForChanges(ctx context.Context, e *env, cf clientFlags, cl *client.Clie
 			return e.apiFail(err, "")
 		}
 		if !t.Pending {
-			b.update(nil)
+			b.update([]string{"no change pending: the ring is " + strings.Join(t.Ring, ", ")})
 			b.finish()
-			fmt.Fprintln(e.stderr, "no change pending")
 			return exitOK
 		}
 		rows := []string{fmt.Sprintf("change %s -> %s: %d/%d partitions moved",
