@@ -3,9 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,5 +328,137 @@ func TestPartitionMidTransfer(t *testing.T) {
 	}
 	for _, p := range c.procs {
 		readAll(p, "all", "healed", keys+more)
+	}
+}
+
+// TestGrowShrinkUnderLoad, with real processes: under a continuous load of quorum writes
+// (each key rewritten in turn with the context of its last write, so a newer value always
+// supersedes) and quorum reads through the three nodes that stay, the cluster grows from
+// 3 to 5 nodes and shrinks back to 3 (n4 and n5 leave, then stop). No request fails, and no
+// read misses a key or returns a value older than the last write acknowledged before the
+// read began. Afterwards every key reads its last acknowledged value at R=all.
+func TestGrowShrinkUnderLoad(t *testing.T) {
+	c := startClusterMode(t, 3, false)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	stable := slices.Clone(c.procs[:3])
+	type keyState struct {
+		mu    sync.Mutex
+		acked int    // the sequence number of the last acknowledged write
+		cctx  string // its causal context
+		tried int    // the last write's: acked, or acked+1 when cut short by the end of the load
+	}
+	const writers, perWriter = 4, 25
+	states := make([]*keyState, writers*perWriter)
+	for i := range states {
+		states[i] = &keyState{}
+	}
+	key := func(i int) string { return fmt.Sprintf("g%03d", i) }
+	value := func(i, seq int) string { return fmt.Sprintf("%s#%06d", key(i), seq) }
+	newest := func(vs [][]byte) int { // the highest sequence number among the values
+		best := 0
+		for _, v := range vs {
+			_, s, _ := strings.Cut(string(v), "#")
+			n, _ := strconv.Atoi(s)
+			best = max(best, n)
+		}
+		return best
+	}
+	var failures, missing, stale, writes, reads atomic.Int64
+	var firstProblem atomic.Value
+	problem := func(format string, args ...any) {
+		firstProblem.CompareAndSwap(nil, fmt.Sprintf(format, args...))
+	}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for j := 0; ctx.Err() == nil; j++ {
+				i := w*perWriter + j%perWriter
+				st := states[i]
+				st.mu.Lock()
+				seq := st.acked + 1
+				st.tried = seq
+				cctx, err := stable[rng.IntN(len(stable))].client().Put(ctx, "b", key(i), []byte(value(i, seq)), st.cctx, client.Quorum{})
+				if err == nil {
+					st.acked, st.cctx = seq, cctx
+					writes.Add(1)
+				} else if ctx.Err() == nil {
+					failures.Add(1)
+					problem("put %s: %v", key(i), err)
+				}
+				st.mu.Unlock()
+			}
+		}()
+	}
+	for r := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 2))
+			for ctx.Err() == nil {
+				i := rng.IntN(len(states))
+				st := states[i]
+				st.mu.Lock()
+				want := st.acked
+				st.mu.Unlock()
+				obj, err := stable[rng.IntN(len(stable))].client().Get(ctx, "b", key(i), client.Quorum{})
+				switch {
+				case ctx.Err() != nil:
+				case err != nil:
+					failures.Add(1)
+					problem("get %s: %v", key(i), err)
+				case want > 0 && !obj.Found:
+					missing.Add(1)
+					problem("get %s: missing, %d acknowledged", key(i), want)
+				case want > 0 && newest(obj.Values) < want:
+					stale.Add(1)
+					problem("get %s: %q, older than the acknowledged #%d", key(i), obj.Values, want)
+				default:
+					reads.Add(1)
+				}
+			}
+		}()
+	}
+
+	time.Sleep(2 * time.Second)
+	c.addNode("n4")
+	c.addNode("n5")
+	c.waitRing("n1", "n2", "n3", "n4", "n5")
+	time.Sleep(time.Second)
+	for _, id := range []string{"n4", "n5"} {
+		if _, err := c.procs[0].client().Leave(context.Background(), id); err != nil {
+			t.Fatalf("leave %s: %v", id, err)
+		}
+	}
+	c.waitRing("n1", "n2", "n3")
+	time.Sleep(time.Second)
+	stop()
+	wg.Wait()
+	for _, id := range []string{"n4", "n5"} {
+		c.node(id).kill()
+	}
+	t.Logf("%d writes and %d reads under load: %d failed, %d missing, %d stale", writes.Load(), reads.Load(), failures.Load(), missing.Load(), stale.Load())
+	if p := firstProblem.Load(); p != nil {
+		t.Fatalf("%d failed, %d missing, %d stale requests; the first: %s", failures.Load(), missing.Load(), stale.Load(), p)
+	}
+	if writes.Load() < int64(len(states)) {
+		t.Fatalf("only %d writes acknowledged: the load did not run", writes.Load())
+	}
+	for _, p := range stable {
+		vc := p.client()
+		for i, st := range states {
+			if st.acked == 0 {
+				continue
+			}
+			obj, err := vc.Get(context.Background(), "b", key(i), client.Quorum{R: "all"})
+			if err != nil || !obj.Found || len(obj.Values) != 1 ||
+				string(obj.Values[0]) != value(i, st.acked) && string(obj.Values[0]) != value(i, st.tried) {
+				t.Fatalf("after the changes, %s via %s at r=all: %+v %v, want %s (or %s, written when the load stopped)",
+					key(i), p.id, obj, err, value(i, st.acked), value(i, st.tried))
+			}
+		}
 	}
 }
