@@ -111,6 +111,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	detect := fs.Duration("detect-delay", def.DetectDelay, "failure detector: a node is down after being unreachable this long")
 	timeout := fs.Duration("request-timeout", def.RequestTimeout, "the nodes' request timeout")
 	handoffTimeout := fs.Duration("handoff-timeout", def.HandoffTimeout, "how long a node waits for a handoff batch's answer (the server's: 30s)")
+	gossipLag := fs.Duration("gossip-lag", def.GossipLag, "each node hears of a membership change (join, leave, a partition moved) within this, at random (0: all at once)")
 	gcGrace := fs.Duration("gc-grace", def.GCGrace, "the bucket's gc_grace (whole seconds): tombstones older than this, held by every primary, are reaped")
 	heal := fs.Duration("heal-budget", def.HealBudget, "virtual time the cluster gets to converge after the workload and faults end")
 	faults := fs.String("faults", "", "fault `schedule` (see above)")
@@ -132,6 +133,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	cfg.HintedHandoff, cfg.AAE, cfg.AAEInterval = *handoff, *aae, *aaeInterval
 	cfg.DetectDelay, cfg.RequestTimeout, cfg.HealBudget = *detect, *timeout, *heal
 	cfg.HandoffTimeout, cfg.GCGrace, cfg.Conflict = *handoffTimeout, *gcGrace, *conflict
+	cfg.GossipLag = *gossipLag
 	var err error
 	if cfg.Latency, err = sim.ParseModel(*latency); err != nil {
 		return cfg, opts, usageErr(fs, "--latency: %v", err), false

@@ -566,6 +566,10 @@ func (c *Core) response(r Response) {
 		if pc := c.puts[p.owner]; pc != nil {
 			c.putResponse(pc, p.node, r)
 		}
+	case callPendingWrite:
+		if pc := c.puts[p.owner]; pc != nil {
+			c.pendingWriteResponse(pc)
+		}
 	case callRead, callRepair:
 		if g := c.gets[p.owner]; g != nil {
 			c.getResponse(g, p, r)

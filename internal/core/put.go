@@ -89,6 +89,13 @@ type putCoord struct {
 	after    []byte
 	deadline time.Duration
 	failed   error // the quorum error, while late replies settle
+	// pendingOut counts the writes to pending owners still in flight; a write that met its
+	// quorum waits for them until pendingWait (Mono), so that an acknowledged write is
+	// on the partition's new replicas too when it moves: a coordinator that already sees
+	// it moved reads them, and they hold the write even where old replicas that acked it
+	// are not among them.
+	pendingOut  int
+	pendingWait time.Duration
 }
 
 // forward hands a write to a primary of the key.
@@ -397,18 +404,22 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		c.replicate(pc, r, sync)
 	}
 	// A partition moving to new replicas: they get the write too (their copy must be
-	// complete when they take over), but their acks count toward nothing.
+	// complete when they take over). Their acks count toward no quorum, but the answer
+	// waits for them up to the hedge delay (see putCoord.pendingOut).
+	hedge := min(c.cfg.HedgeDelay, (deadline-c.now.Mono)/2)
 	for _, node := range rs.pending {
 		req := &pb.ReplicateRequest{Bucket: bucket, Key: key, Object: enc, HlcWall: pc.hlc.Wall, HlcLogical: pc.hlc.Logical}
 		c.send(node, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: req}}, deadline, pending{owner: pc.id, kind: callPendingWrite})
 		c.count(CountPendingWrite, 1)
+		pc.pendingOut++
 	}
+	pc.pendingWait = c.now.Mono + hedge
 	c.at(deadline, timerPutDeadline, pc.id)
 	// A primary that has not answered by the hedge delay (paused, overloaded, partitioned
 	// one way) also gets a stand-in, while its own answer may still come: the write then
 	// does not wait for the failure detector, and a hint for a primary that did get the
 	// write merges into it as a no-op later.
-	c.after(min(c.cfg.HedgeDelay, (deadline-c.now.Mono)/2), timerPutHedge, pc.id)
+	c.after(hedge, timerPutHedge, pc.id)
 	c.putProgress(pc, false)
 }
 
@@ -439,11 +450,22 @@ func (c *Core) putHedge(pc *putCoord) {
 	if pc.failed != nil {
 		return
 	}
+	if pc.fsm.Outcome() == quorum.Succeeded {
+		c.putProgress(pc, false) // it waited for pending owners: no longer
+		return
+	}
 	for _, r := range pc.rs.reps {
 		if r.primary() && pc.fsm.Waiting(r.node) {
 			c.standIn(pc, r.node)
 		}
 	}
+}
+
+// pendingWriteResponse notes a pending owner's answer, whatever it is (it counts toward
+// nothing; a failure is repaired by the transfer's check or by anti-entropy).
+func (c *Core) pendingWriteResponse(pc *putCoord) {
+	pc.pendingOut--
+	c.putProgress(pc, false)
 }
 
 func (c *Core) putResponse(pc *putCoord, from string, r Response) {
@@ -475,6 +497,9 @@ func (c *Core) putProgress(pc *putCoord, deadline bool) {
 	case quorum.Pending:
 		return
 	case quorum.Succeeded:
+		if pc.pendingOut > 0 && c.now.Mono < pc.pendingWait {
+			return // a pending owner's answer is still due
+		}
 		c.finishPut(pc)
 		c.reply(pc.from, Reply{Context: pc.newCtx, Before: pc.before, After: pc.after, Partition: pc.rs.partition})
 		return

@@ -203,7 +203,7 @@ type replicaSet struct {
 	primaries []string
 	reps      []replica
 	spares    []string
-	pending   []string // new replicas while the partition moves: written to, never counted
+	pending   []string // the other ring's replicas during a change (pendingOwners): written to, never counted
 }
 
 // ReplicaSet describes a key's replicas as this node sees them now.

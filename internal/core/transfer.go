@@ -88,14 +88,23 @@ func (c *Core) ringFor(p int) *ring.Ring {
 	return c.view.Ring
 }
 
-// pendingOwners are Next's replicas of (p, n) that Ring's lack, while p has not moved.
+// pendingOwners are, while a change is pending, the other ring's replicas of (p, n) that
+// primaries (this ring's) lack and that are seen up: Next's before p moved — they must
+// hold every write when they take over —, Ring's after — a coordinator that has not yet
+// heard of the move still reads them. They get every write; their acks count toward no
+// quorum, but the answer waits for them up to the hedge delay (putCoord.pendingOut), so
+// that a write acknowledged by W replicas of either ring is on W replicas of the other.
 func (c *Core) pendingOwners(p, n int, primaries []string) []string {
 	v := c.view
-	if v.Next == nil || p < len(v.Moved) && v.Moved[p] {
+	if v.Next == nil || v.Ring == nil {
 		return nil
 	}
+	other := v.Next
+	if p < len(v.Moved) && v.Moved[p] {
+		other = v.Ring
+	}
 	var out []string
-	for _, id := range v.Next.Preference(p, n) {
+	for _, id := range other.Preference(p, n) {
 		if !slices.Contains(primaries, string(id)) && c.alive(string(id)) {
 			out = append(out, string(id))
 		}

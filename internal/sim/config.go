@@ -55,6 +55,11 @@ type Config struct {
 	// (core.Config.HandoffTimeout); a lost batch holds its target's handoff back this long.
 	HandoffTimeout time.Duration
 	HintWindow     time.Duration // how long a hint is kept (hints.Config.Window)
+	// GossipLag: each node hears of a membership change (a member's new state, a partition
+	// moved) after its own uniform random delay up to this, as gossip spreads it in the
+	// server (0: every node at once). Coordinators with different views of a change are
+	// what the cores' rules for pending owners must survive.
+	GossipLag time.Duration
 
 	// GCGrace is the bucket's gc_grace (whole seconds): a tombstone is reaped once it is
 	// this old and every primary holds it. ReapInterval is how often the cores look for
@@ -78,7 +83,7 @@ type Config struct {
 // every 100 ms per node (the server's default is 2 s: a simulated minute would otherwise
 // not see a full rotation); a 1 s request timeout, handoff rounds every second and a 5 s
 // handoff batch timeout (the server's are 5 s, 10 s and 30 s), so that short runs see
-// faults play out and heal; the bucket's default gc_grace (10 days), so nothing is reaped
+// faults play out and heal; membership changes reach each node within 200 ms; the bucket's default gc_grace (10 days), so nothing is reaped
 // unless GCGrace says otherwise.
 func DefaultConfig() Config {
 	return Config{
@@ -88,7 +93,7 @@ func DefaultConfig() Config {
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
 		ReadRepair: quorum.RepairBlocking, Conflict: core.ConflictSiblings, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
 		RequestTimeout: time.Second, DetectDelay: 2 * time.Second, HandoffInterval: time.Second, HandoffTimeout: 5 * time.Second,
-		HintWindow: 3 * time.Hour, HealBudget: 60 * time.Second,
+		HintWindow: 3 * time.Hour, GossipLag: 200 * time.Millisecond, HealBudget: 60 * time.Second,
 		GCGrace: time.Duration(core.DefaultBucketProps().GCGraceS) * time.Second, ReapInterval: 0,
 		VisibilityBins: []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 			10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
@@ -129,7 +134,7 @@ func (c Config) Validate() error {
 	if c.Latency.W == nil || c.Latency.A == nil || c.Latency.R == nil || c.Latency.S == nil {
 		errs = append(errs, errors.New("sim: latency model incomplete"))
 	}
-	if c.RequestTimeout <= 0 || c.DetectDelay <= 0 || c.HandoffInterval <= 0 || c.HandoffTimeout <= 0 || c.HintWindow <= 0 || c.HealBudget < 0 || (c.AAE && c.AAEInterval <= 0) {
+	if c.RequestTimeout <= 0 || c.DetectDelay <= 0 || c.HandoffInterval <= 0 || c.HandoffTimeout <= 0 || c.HintWindow <= 0 || c.HealBudget < 0 || c.GossipLag < 0 || (c.AAE && c.AAEInterval <= 0) {
 		errs = append(errs, errors.New("sim: timeouts and intervals must be positive"))
 	}
 	if c.Conflict != core.ConflictSiblings && c.Conflict != core.ConflictLWW {

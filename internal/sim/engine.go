@@ -124,16 +124,18 @@ func answerKind(req msgKind) msgKind {
 // world is one simulation: the network, the clocks, the faults, the workload and the
 // checkers around the simulated nodes' cores.
 type world struct {
-	cfg   Config
-	rng   *rand.Rand
-	now   time.Duration
-	seq   uint64
-	q     eventQueue
-	nodes []*snode
-	ring  *ring.Ring
-	walks [][]ring.NodeID // every partition's preference order
-	pbits int             // log2(Partitions)
-	trace *xxhash.Digest
+	cfg Config
+	rng *rand.Rand
+	// lagRng draws the gossip lags (gossipLag).
+	lagRng *rand.Rand
+	now    time.Duration
+	seq    uint64
+	q      eventQueue
+	nodes  []*snode
+	ring   *ring.Ring
+	walks  [][]ring.NodeID // every partition's preference order
+	pbits  int             // log2(Partitions)
+	trace  *xxhash.Digest
 
 	buckets simBuckets
 

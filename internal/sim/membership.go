@@ -1,8 +1,10 @@
 package sim
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/ring"
@@ -11,7 +13,8 @@ import (
 // Cluster changes in the simulator: "join n6@20s" starts node n6 as a joining member,
 // "leave n2@40s" marks n2 leaving. The world plays the part of the membership (which the
 // server keeps in its gossiped metadata): every member's state, the ring in force (active
-// and leaving members) and the next ring (active and joining), with no gossip delay. Which
+// and leaving members) and the next ring (active and joining); each node hears of a change
+// after its own delay (Config.GossipLag), as gossip spreads it. Which
 // partitions have moved is core.MovedPartitions over what each core reports
 // (TransferPlan), as the server decides it; every transfer, check and cleanup is the
 // cores' own.
@@ -116,9 +119,21 @@ func (w *world) recomputeMembership() {
 	w.viewSeq++
 	for _, n := range w.nodes {
 		if n.up {
-			w.atNode(w.now, n.id, n.pushView)
+			w.atNode(w.now+w.gossipLag(), n.id, n.pushView)
 		}
 	}
+}
+
+// gossipLag is how long one node takes to hear of a membership change (Config.GossipLag),
+// drawn from a stream of its own so that the lags do not shift the workload's randomness.
+func (w *world) gossipLag() time.Duration {
+	if w.cfg.GossipLag <= 0 {
+		return 0
+	}
+	if w.lagRng == nil {
+		w.lagRng = rand.New(rand.NewPCG(w.cfg.Seed, 0x6c6167))
+	}
+	return time.Duration(w.lagRng.Int64N(int64(w.cfg.GossipLag) + 1))
 }
 
 // membershipChanged asks for the membership to be recomputed now (once per instant).
