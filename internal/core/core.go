@@ -220,11 +220,6 @@ type Core struct {
 	hlc   version.HLClock
 	view  View
 	ready Ready
-	// prevRing is the ring before the change that last settled, until prevUntil (Mono):
-	// writes still reach its extra replicas meanwhile (pendingOwners), for coordinators
-	// that have not yet heard that the change settled.
-	prevRing  *ring.Ring
-	prevUntil time.Duration
 
 	nextMsg uint64
 	calls   map[uint64]pending // outstanding messages by id
@@ -686,11 +681,6 @@ func (c *Core) runTimers() {
 
 func (c *Core) setView(v View) {
 	was := c.view.Alive
-	if c.view.Next != nil && v.Next == nil && v.Ring != nil && v.Ring != c.view.Ring {
-		// Settled: the previous owners keep their copies until the cleanup, CleanupDelay
-		// from now; writes reach them for the first half of that.
-		c.prevRing, c.prevUntil = c.view.Ring, c.now.Mono+min(settleGrace, c.cfg.CleanupDelay/2)
-	}
 	c.view = v
 	c.viewSeq++
 	c.planTransfers()
@@ -705,10 +695,6 @@ func (c *Core) setView(v View) {
 		c.kickHandoff() // a member may be back: hand its hints over now
 	}
 }
-
-// settleGrace is how long after a change settled writes still reach the previous owners:
-// far longer than gossip takes to tell every node.
-const settleGrace = 5 * time.Second
 
 // alive reports whether the failure detector considers node id up.
 func (c *Core) alive(id string) bool { return id == c.cfg.ID || c.view.Alive[id] }

@@ -91,25 +91,17 @@ func (c *Core) ringFor(p int) *ring.Ring {
 // pendingOwners are, while a change is pending, the other ring's replicas of (p, n) that
 // primaries (this ring's) lack and that are seen up: Next's before p moved — they must
 // hold every write when they take over —, Ring's after — a coordinator that has not yet
-// heard of the move still reads them —, and the previous ring's for a moment after the
-// change settled (Core.prevRing). They get every write; their acks count toward no
+// heard of the move still reads them. They get every write; their acks count toward no
 // quorum, but the answer waits for them up to the hedge delay (putCoord.pendingOut), so
 // that a write acknowledged by W replicas of either ring is on W replicas of the other.
 func (c *Core) pendingOwners(p, n int, primaries []string) []string {
 	v := c.view
-	var other *ring.Ring
-	switch {
-	case v.Ring == nil:
+	if v.Next == nil || v.Ring == nil {
 		return nil
-	case v.Next == nil:
-		if c.prevRing == nil || c.now.Mono >= c.prevUntil {
-			return nil
-		}
-		other = c.prevRing // settled a moment ago (Core.prevRing)
-	case p < len(v.Moved) && v.Moved[p]:
+	}
+	other := v.Next
+	if p < len(v.Moved) && v.Moved[p] {
 		other = v.Ring
-	default:
-		other = v.Next
 	}
 	var out []string
 	for _, id := range other.Preference(p, n) {
