@@ -396,8 +396,11 @@ func (w *world) commitTransfers() string {
 		return "no change pending"
 	}
 	done := map[string]map[int]bool{}
+	heard := map[string]bool{} // down, or has the plan for next
 	for _, nd := range w.nodes {
 		done[nd.id] = map[int]bool{}
+		key, _ := nd.core.TransferPlan()
+		heard[nd.id] = !nd.up || key == core.MembersKey(w.next)
 		if !nd.up {
 			continue
 		}
@@ -408,7 +411,8 @@ func (w *world) commitTransfers() string {
 		}
 	}
 	before := w.moved
-	w.moved = core.MovedPartitions(w.ring, w.next, w.buckets.Ns(), before, func(node string, p int) bool { return done[node][p] })
+	w.moved = core.MovedPartitions(w.ring, w.next, w.buckets.Ns(), before, func(node string) bool { return heard[node] },
+		func(node string, p int) bool { return done[node][p] })
 	moved, waiting := 0, 0
 	for p, m := range w.moved {
 		switch {

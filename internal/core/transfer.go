@@ -129,24 +129,37 @@ func Gainers(r, next *ring.Ring, p int, ns []int) []string {
 }
 
 // MovedPartitions says which partitions have been taken over between r and next: those
-// moved before (prev, by partition; nil: none) and those whose every gainer reports them
-// complete (done). Every node computes it from what the gainers published, so all agree
-// once they have heard the same reports.
-func MovedPartitions(r, next *ring.Ring, ns []int, prev []bool, done func(node string, p int) bool) []bool {
+// moved before (prev, by partition; nil: none) and, once every member of either ring has
+// heard of the change (heard: it published a report for next, or it is down), those
+// whose every gainer reports them complete (done). Every node computes it from what the
+// members published, so all agree once they have heard the same reports. The wait for
+// every member matters: a coordinator that has not heard of the change writes to the old
+// replicas only, so a partition must not move — its reads go to the new replicas — while
+// one may still do so.
+func MovedPartitions(r, next *ring.Ring, ns []int, prev []bool, heard func(node string) bool, done func(node string, p int) bool) []bool {
+	all := true
+	for _, rg := range []*ring.Ring{r, next} {
+		for _, m := range rg.Members() {
+			all = all && heard(string(m.ID))
+		}
+	}
 	out := make([]bool, r.Partitions())
 	for p := range out {
 		if p < len(prev) && prev[p] {
 			out[p] = true
 			continue
 		}
-		all := true
+		if !all {
+			continue
+		}
+		moved := true
 		for _, g := range Gainers(r, next, p, ns) {
 			if !done(g, p) {
-				all = false
+				moved = false
 				break
 			}
 		}
-		out[p] = all
+		out[p] = moved
 	}
 	return out
 }

@@ -55,6 +55,10 @@ type transferRecord struct {
 	// JSON: 44 characters for 256 partitions, small enough to travel in one gossip
 	// packet (a list of numbers did not, and waited seconds for a push-pull).
 	Done []byte `json:"done"`
+	// Settled: this node sees every partition moved to Next. The change ends (Next
+	// becomes the ring, and writes go to its replicas only) once every member seen up
+	// has said so, so that no coordinator still reads a partition's old replicas then.
+	Settled bool `json:"settled,omitempty"`
 }
 
 func (r transferRecord) done(p int) bool { return p/8 < len(r.Done) && r.Done[p/8]&(1<<(p%8)) != 0 }
@@ -190,7 +194,8 @@ func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
 		}
 		v.reports[strings.TrimPrefix(k, metaTransferPrefix)] = r
 	}
-	v.moved = core.MovedPartitions(v.cur, v.next, n.Ns(), nil, func(node string, p int) bool { return v.reports[node].done(p) })
+	heard := func(node string) bool { _, ok := v.reports[node]; return ok || !n.alive(node) }
+	v.moved = core.MovedPartitions(v.cur, v.next, n.Ns(), nil, heard, func(node string, p int) bool { return v.reports[node].done(p) })
 	return v, nil
 }
 
@@ -229,7 +234,31 @@ func (n *Node) refreshMembers() {
 	n.view.Store(&v)
 	n.pushView()
 	if v.next != nil && !slices.Contains(v.moved, false) {
-		n.finishChange(v)
+		n.signalTransfers() // to publish that this node sees it all moved
+		if n.everyMemberSettled(v) {
+			n.finishChange(v)
+		}
+	}
+}
+
+// everyMemberSettled reports whether every member of either ring seen up has published
+// that it sees every partition of v's change moved.
+func (n *Node) everyMemberSettled(v clusterView) bool {
+	for _, r := range []*ring.Ring{v.cur, v.next} {
+		for _, m := range r.Members() {
+			if id := string(m.ID); n.alive(id) && !v.reports[id].Settled {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// signalTransfers asks watchTransfers to publish this node's transfer report.
+func (n *Node) signalTransfers() {
+	select {
+	case n.xferSig <- struct{}{}:
+	default:
 	}
 }
 
@@ -321,6 +350,9 @@ func (n *Node) publishTransfers() {
 	}
 	if rec.Next == "" {
 		return
+	}
+	if v := n.view.Load(); v != nil && v.nextKey == rec.Next && !slices.Contains(v.moved, false) {
+		rec.Settled = true
 	}
 	raw, _ := json.Marshal(rec)
 	if old, ok := n.ms.GetMeta(metaTransferPrefix + n.cfg.ID); ok && string(old) == string(raw) {

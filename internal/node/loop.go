@@ -256,10 +256,7 @@ func (l *loop) carryOut(ctx context.Context, t *turnOut) {
 		l.xferMu.Lock()
 		l.xfer = *t.xfer
 		l.xferMu.Unlock()
-		select {
-		case l.n.xferSig <- struct{}{}:
-		default:
-		}
+		l.n.signalTransfers()
 	}
 }
 

@@ -128,14 +128,18 @@ type world struct {
 	rng *rand.Rand
 	// lagRng draws the gossip lags (gossipLag).
 	lagRng *rand.Rand
-	now    time.Duration
-	seq    uint64
-	q      eventQueue
-	nodes  []*snode
-	ring   *ring.Ring
-	walks  [][]ring.NodeID // every partition's preference order
-	pbits  int             // log2(Partitions)
-	trace  *xxhash.Digest
+	// allMovedSeq is the first view of the pending change with every partition moved (0:
+	// none yet); pushedRing the ring of the last view pushed.
+	allMovedSeq uint64
+	pushedRing  *ring.Ring
+	now         time.Duration
+	seq         uint64
+	q           eventQueue
+	nodes       []*snode
+	ring        *ring.Ring
+	walks       [][]ring.NodeID // every partition's preference order
+	pbits       int             // log2(Partitions)
+	trace       *xxhash.Digest
 
 	buckets simBuckets
 

@@ -73,24 +73,29 @@ func (w *world) setRing(r *ring.Ring) {
 }
 
 // recomputeMembership derives the rings and the moved partitions, finishes a change whose
-// partitions have all moved, and gives every running core the new view.
+// partitions have all moved once every running node has seen them so (as the server waits
+// for every member's report), and gives every running core the new view.
 func (w *world) recomputeMembership() {
 	w.membershipDue = false
 	cur, _ := w.buildRing(stateActive, stateLeaving)
 	next, _ := w.buildRing(stateActive, stateJoining)
 	nextKey := core.MembersKey(next) // the name the cores' reports use
 	w.setRing(cur)
-	w.next, w.moved = nil, nil
+	var moved []bool
+	var nextRing *ring.Ring
 	if !slices.Equal(cur.Members(), next.Members()) {
 		done := map[string]map[int]bool{}
+		heard := map[string]bool{} // down, or every core has the plan for next
 		for _, n := range w.nodes {
 			done[n.name] = map[int]bool{}
+			heard[n.name] = true
 			if !n.up {
 				continue
 			}
 			for _, c := range n.cores {
 				key, ts := c.TransferPlan()
 				if key != nextKey {
+					heard[n.name] = false
 					continue
 				}
 				for _, t := range ts {
@@ -100,28 +105,48 @@ func (w *world) recomputeMembership() {
 				}
 			}
 		}
-		w.next = next
-		w.moved = core.MovedPartitions(cur, next, w.buckets.Ns(), nil, func(node string, p int) bool { return done[node][p] })
-		if !slices.Contains(w.moved, false) {
-			for i, st := range w.states {
-				switch st {
-				case stateJoining:
-					w.states[i] = stateActive
-				case stateLeaving:
-					w.states[i] = stateLeft
+		nextRing = next
+		moved = core.MovedPartitions(cur, next, w.buckets.Ns(), nil, func(node string) bool { return heard[node] },
+			func(node string, p int) bool { return done[node][p] })
+		if !slices.Contains(moved, false) {
+			switch {
+			case w.allMovedSeq == 0:
+				w.allMovedSeq = w.viewSeq + 1 // the view pushed below
+			case w.everyNodeSaw(w.allMovedSeq):
+				for i, st := range w.states {
+					switch st {
+					case stateJoining:
+						w.states[i] = stateActive
+					case stateLeaving:
+						w.states[i] = stateLeft
+					}
 				}
+				w.rep.ClusterChanges++
+				w.setRing(next)
+				nextRing, moved, w.allMovedSeq = nil, nil, 0
 			}
-			w.rep.ClusterChanges++
-			w.setRing(next)
-			w.next, w.moved = nil, nil
 		}
 	}
-	w.viewSeq++
+	if w.pushedRing != w.ring || w.next != nextRing || !slices.Equal(w.moved, moved) {
+		w.next, w.moved = nextRing, moved
+		w.pushedRing = w.ring
+		w.viewSeq++
+	}
 	for _, n := range w.nodes {
 		if n.up {
-			w.atNode(w.now+w.gossipLag(), n.id, n.pushView)
+			w.atNode(w.now+w.gossipLag(), n.id, n.pushView) // a no-op for a node that has it
 		}
 	}
+}
+
+// everyNodeSaw reports whether every running node has been given view seq or a later one.
+func (w *world) everyNodeSaw(seq uint64) bool {
+	for _, n := range w.nodes {
+		if n.up && n.seenSeq < seq {
+			return false
+		}
+	}
+	return true
 }
 
 // gossipLag is how long one node takes to hear of a membership change (Config.GossipLag),

@@ -183,6 +183,9 @@ func (n *snode) pushView() {
 	if m := n.w.aliveMask(n.id); m != n.seen || n.seenSeq != n.w.viewSeq {
 		n.seen, n.seenSeq = m, n.w.viewSeq
 		n.broadcast(core.SetView{View: n.view(m)})
+		if n.w.allMovedSeq != 0 && n.seenSeq >= n.w.allMovedSeq {
+			n.w.membershipChanged() // the change may end once every node has seen it all moved
+		}
 	}
 }
 
