@@ -24,6 +24,11 @@ type Transfers struct {
 	States  map[string]string `json:"states"` // joining, active, leaving or left, by member
 	// Gainers is every node taking over partitions in the change, with its progress.
 	Gainers []Gainer `json:"gainers"`
+	// Unheard names the members seen up that have not yet published that they heard of
+	// the change (no partition moves before); Unsettled, once every partition has moved,
+	// those that have not yet published that they see it so (the change ends after).
+	Unheard   []string `json:"unheard,omitempty"`
+	Unsettled []string `json:"unsettled,omitempty"`
 	// HeldBy names the gainers that are down with partitions still to take: the change
 	// waits for them (start them again, or remove them).
 	HeldBy []string `json:"held_by,omitempty"`

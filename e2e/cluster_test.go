@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -46,7 +47,16 @@ func (p *proc) sees(ctx context.Context, id string) string {
 func (c *cluster) waitRing(want ...string) {
 	c.t.Helper()
 	slices.Sort(want)
+	seen := map[string]string{} // each node's last answer, to show on a timeout
+	defer func() {
+		if c.t.Failed() {
+			for id, v := range seen {
+				c.t.Logf("%s's transfers when the wait ended: %s", id, v)
+			}
+		}
+	}()
 	c.waitFor(60*time.Second, "the ring "+strings.Join(want, ",")+" with no change pending", func() bool {
+		settled := true
 		for _, p := range c.procs {
 			select {
 			case <-p.exited:
@@ -54,11 +64,17 @@ func (c *cluster) waitRing(want ...string) {
 			default:
 			}
 			t, err := p.client().Transfers(context.Background())
-			if err != nil || t.Pending || !slices.Equal(t.Ring, want) {
-				return false
+			if err != nil {
+				seen[p.id] = err.Error()
+				settled = false
+				continue
 			}
+			t.Transfers = nil // the gist: states, gainers, partitions moved
+			b, _ := json.Marshal(t)
+			seen[p.id] = string(b)
+			settled = settled && !t.Pending && slices.Equal(t.Ring, want)
 		}
-		return true
+		return settled
 	})
 }
 

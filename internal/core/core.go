@@ -568,7 +568,7 @@ func (c *Core) response(r Response) {
 		}
 	case callPendingWrite:
 		if pc := c.puts[p.owner]; pc != nil {
-			c.pendingWriteResponse(pc)
+			c.pendingWriteResponse(pc, p.node, r)
 		}
 	case callRead, callRepair:
 		if g := c.gets[p.owner]; g != nil {

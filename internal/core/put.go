@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/crdt"
@@ -89,13 +90,13 @@ type putCoord struct {
 	after    []byte
 	deadline time.Duration
 	failed   error // the quorum error, while late replies settle
-	// pendingOut counts the writes to pending owners still in flight; a write that met its
-	// quorum waits for them until pendingWait (Mono), so that an acknowledged write is
-	// on the partition's new replicas too when it moves: a coordinator that already sees
-	// it moved reads them, and they hold the write even where old replicas that acked it
-	// are not among them.
-	pendingOut  int
-	pendingWait time.Duration
+	// While a change is pending, a write that met its quorum also waits, within its
+	// deadline, until w replicas of the other ring (rs.other) hold it or no pending
+	// owner's answer is due any more (pendingOut): a coordinator with the other view of
+	// the partition reads those replicas (pendingOwners).
+	w          int
+	otherAcked map[string]bool
+	pendingOut int
 }
 
 // forward hands a write to a primary of the key.
@@ -403,23 +404,22 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		}
 		c.replicate(pc, r, sync)
 	}
-	// A partition moving to new replicas: they get the write too (their copy must be
-	// complete when they take over). Their acks count toward no quorum, but the answer
-	// waits for them up to the hedge delay (see putCoord.pendingOut).
-	hedge := min(c.cfg.HedgeDelay, (deadline-c.now.Mono)/2)
+	// A change pending: the other ring's replicas get the write too (pendingOwners).
+	if rs.other != nil {
+		pc.w, pc.otherAcked = spec.W, map[string]bool{}
+	}
 	for _, node := range rs.pending {
 		req := &pb.ReplicateRequest{Bucket: bucket, Key: key, Object: enc, HlcWall: pc.hlc.Wall, HlcLogical: pc.hlc.Logical}
 		c.send(node, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: req}}, deadline, pending{owner: pc.id, kind: callPendingWrite})
 		c.count(CountPendingWrite, 1)
 		pc.pendingOut++
 	}
-	pc.pendingWait = c.now.Mono + hedge
 	c.at(deadline, timerPutDeadline, pc.id)
 	// A primary that has not answered by the hedge delay (paused, overloaded, partitioned
 	// one way) also gets a stand-in, while its own answer may still come: the write then
 	// does not wait for the failure detector, and a hint for a primary that did get the
 	// write merges into it as a no-op later.
-	c.after(hedge, timerPutHedge, pc.id)
+	c.after(min(c.cfg.HedgeDelay, (deadline-c.now.Mono)/2), timerPutHedge, pc.id)
 	c.putProgress(pc, false)
 }
 
@@ -451,8 +451,7 @@ func (c *Core) putHedge(pc *putCoord) {
 		return
 	}
 	if pc.fsm.Outcome() == quorum.Succeeded {
-		c.putProgress(pc, false) // it waited for pending owners: no longer
-		return
+		return // waiting for the other ring's replicas: no stand-in needed
 	}
 	for _, r := range pc.rs.reps {
 		if r.primary() && pc.fsm.Waiting(r.node) {
@@ -461,15 +460,21 @@ func (c *Core) putHedge(pc *putCoord) {
 	}
 }
 
-// pendingWriteResponse notes a pending owner's answer, whatever it is (it counts toward
-// nothing; a failure is repaired by the transfer's check or by anti-entropy).
-func (c *Core) pendingWriteResponse(pc *putCoord) {
+// pendingWriteResponse notes a pending owner's answer (it counts toward no quorum; a
+// failure is repaired by the transfer's check or by anti-entropy).
+func (c *Core) pendingWriteResponse(pc *putCoord, from string, r Response) {
 	pc.pendingOut--
+	if r.Err == nil && r.Env.GetReplicateResp() != nil {
+		pc.otherAcked[from] = true
+	}
 	c.putProgress(pc, false)
 }
 
 func (c *Core) putResponse(pc *putCoord, from string, r Response) {
 	if rr := r.Env.GetReplicateResp(); r.Err == nil && rr != nil {
+		if pc.rs.isPrimary(from) && slices.Contains(pc.rs.other, from) {
+			pc.otherAcked[from] = true // a replica of both rings
+		}
 		pc.fsm.Ack(from, rr.Durable)
 	} else {
 		err := r.Err
@@ -497,8 +502,8 @@ func (c *Core) putProgress(pc *putCoord, deadline bool) {
 	case quorum.Pending:
 		return
 	case quorum.Succeeded:
-		if pc.pendingOut > 0 && c.now.Mono < pc.pendingWait {
-			return // a pending owner's answer is still due
+		if pc.pendingOut > 0 && len(pc.otherAcked) < pc.w && !deadline {
+			return // the other ring's replicas do not hold it yet (putCoord.w)
 		}
 		c.finishPut(pc)
 		c.reply(pc.from, Reply{Context: pc.newCtx, Before: pc.before, After: pc.after, Partition: pc.rs.partition})

@@ -203,7 +203,8 @@ type replicaSet struct {
 	primaries []string
 	reps      []replica
 	spares    []string
-	pending   []string // the other ring's replicas during a change (pendingOwners): written to, never counted
+	other     []string // the other ring's replicas while a change is pending (otherReplicas)
+	pending   []string // those of them not among primaries (pendingOwners): written to, never counted
 }
 
 // ReplicaSet describes a key's replicas as this node sees them now.
@@ -258,7 +259,8 @@ func (c *Core) replicas(bucket, key string, nrep int) (*replicaSet, error) {
 		}
 		rs.reps = append(rs.reps, replica{node: string(id)})
 	}
-	rs.pending = c.pendingOwners(p, k, rs.primaries)
+	rs.other = c.otherReplicas(p, k)
+	rs.pending = c.pendingOwners(rs.other, rs.primaries)
 	return rs, nil
 }
 

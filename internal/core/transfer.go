@@ -88,13 +88,10 @@ func (c *Core) ringFor(p int) *ring.Ring {
 	return c.view.Ring
 }
 
-// pendingOwners are, while a change is pending, the other ring's replicas of (p, n) that
-// primaries (this ring's) lack and that are seen up: Next's before p moved — they must
-// hold every write when they take over —, Ring's after — a coordinator that has not yet
-// heard of the move still reads them. They get every write; their acks count toward no
-// quorum, but the answer waits for them up to the hedge delay (putCoord.pendingOut), so
-// that a write acknowledged by W replicas of either ring is on W replicas of the other.
-func (c *Core) pendingOwners(p, n int, primaries []string) []string {
+// otherReplicas are, while a change is pending, the other ring's replicas of (p, n):
+// Next's before p moved — they must hold every write when they take over —, Ring's after
+// — a coordinator that has not yet heard of the move still reads them. Nil otherwise.
+func (c *Core) otherReplicas(p, n int) []string {
 	v := c.view
 	if v.Next == nil || v.Ring == nil {
 		return nil
@@ -103,10 +100,24 @@ func (c *Core) pendingOwners(p, n int, primaries []string) []string {
 	if p < len(v.Moved) && v.Moved[p] {
 		other = v.Ring
 	}
+	ids := other.Preference(p, n)
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = string(id)
+	}
+	return out
+}
+
+// pendingOwners are the other replicas (otherReplicas) that primaries (this ring's) lack
+// and that are seen up. They get every write; their acks count toward no quorum, but the
+// answer waits, within the deadline, until W replicas of the other ring hold the write as
+// well (putCoord.other), so that a write acknowledged on either ring is on W replicas of
+// the other and a read by a coordinator that has or has not heard of the move finds it.
+func (c *Core) pendingOwners(other, primaries []string) []string {
 	var out []string
-	for _, id := range other.Preference(p, n) {
-		if !slices.Contains(primaries, string(id)) && c.alive(string(id)) {
-			out = append(out, string(id))
+	for _, id := range other {
+		if !slices.Contains(primaries, id) && c.alive(id) {
+			out = append(out, id)
 		}
 	}
 	return out

@@ -244,14 +244,27 @@ func (n *Node) refreshMembers() {
 // everyMemberSettled reports whether every member of either ring seen up has published
 // that it sees every partition of v's change moved.
 func (n *Node) everyMemberSettled(v clusterView) bool {
-	for _, r := range []*ring.Ring{v.cur, v.next} {
-		for _, m := range r.Members() {
-			if id := string(m.ID); n.alive(id) && !v.reports[id].Settled {
-				return false
-			}
+	for _, id := range n.changeMembers(v) {
+		if !v.reports[id].Settled {
+			return false
 		}
 	}
 	return true
+}
+
+// changeMembers are the members of either ring of v's change seen up, sorted: those whose
+// reports the change waits for.
+func (n *Node) changeMembers(v clusterView) []string {
+	var out []string
+	for _, r := range []*ring.Ring{v.cur, v.next} {
+		for _, m := range r.Members() {
+			if id := string(m.ID); n.alive(id) && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // signalTransfers asks watchTransfers to publish this node's transfer report.
@@ -407,6 +420,12 @@ type TransfersInfo struct {
 	// HeldBy names the gainers that are down with partitions still to take: the change
 	// waits for them (start them again, or remove them).
 	HeldBy []string `json:"held_by,omitempty"`
+	// Unheard names the members seen up that have not yet published that they heard of
+	// the change: no partition moves before they have. Unsettled, once every partition
+	// has moved, those that have not yet published that they see it so: the change ends
+	// once they have.
+	Unheard   []string `json:"unheard,omitempty"`
+	Unsettled []string `json:"unsettled,omitempty"`
 	// KeysDone and BytesDone sum this node's transfers.
 	KeysDone  int64 `json:"keys_done"`
 	BytesDone int64 `json:"bytes_done"`
@@ -452,6 +471,14 @@ func (n *Node) Transfers() TransfersInfo {
 			}
 		}
 		info.Gainers, info.HeldBy = n.gainers(v)
+		allMoved := !slices.Contains(v.moved, false)
+		for _, id := range n.changeMembers(*v) {
+			if r, ok := v.reports[id]; !ok {
+				info.Unheard = append(info.Unheard, id)
+			} else if allMoved && !r.Settled {
+				info.Unsettled = append(info.Unsettled, id)
+			}
+		}
 	}
 	for _, l := range n.loops {
 		_, ts := l.transferSnapshot()
