@@ -271,6 +271,12 @@ func chainKey(chain [][]byte) certKey {
 	return k
 }
 
+// badKey names a chain refused for a node id.
+type badKey struct {
+	id  string
+	key certKey
+}
+
 // verifiedCert is a chain checked against the CA for a node id.
 type verifiedCert struct {
 	chain [][]byte
@@ -287,7 +293,7 @@ type admission struct {
 	mu    sync.Mutex
 	certs map[string][]verifiedCert // node id → newest first, at most maxCertsPerNode
 	gen   uint64                    // bumped whenever certs changes
-	bad   map[certKey]error         // chains that failed the CA check (bounded)
+	bad   map[badKey]error          // chains that failed the CA check for an id (bounded)
 	live  map[string]liveCheck      // memberlist node name → last check of its meta
 	seen  map[string]time.Time      // sender+reason → last log line
 
@@ -303,7 +309,7 @@ type liveCheck struct {
 }
 
 func newAdmission(self *identity) *admission {
-	a := &admission{self: self, certs: map[string][]verifiedCert{}, bad: map[certKey]error{},
+	a := &admission{self: self, certs: map[string][]verifiedCert{}, bad: map[badKey]error{},
 		live: map[string]liveCheck{}, seen: map[string]time.Time{}}
 	if _, err := a.addCert(self.id, self.chain); err != nil {
 		panic(fmt.Sprintf("membership: own certificate refused after it was checked: %v", err)) // newIdentity checked it
@@ -316,7 +322,7 @@ func newAdmission(self *identity) *admission {
 func (a *admission) addCert(id string, chain [][]byte) (added bool, err error) {
 	k := chainKey(chain)
 	a.mu.Lock()
-	if err, ok := a.bad[k]; ok {
+	if err, ok := a.bad[badKey{id, k}]; ok {
 		a.mu.Unlock()
 		return false, err
 	}
@@ -337,7 +343,7 @@ func (a *admission) addCert(id string, chain [][]byte) (added bool, err error) {
 		if len(a.bad) >= 1024 {
 			clear(a.bad)
 		}
-		a.bad[k] = err
+		a.bad[badKey{id, k}] = err
 		return false, err
 	}
 	cs := append(a.certs[id], verifiedCert{chain: cloneChain(chain), leaf: leaf, key: k})

@@ -734,8 +734,12 @@ func (m *Membership) persist() error {
 	}
 	m.persistMu.Lock()
 	defer m.persistMu.Unlock()
+	var certs []certWire
+	if m.adm != nil {
+		certs = m.adm.wire() // checked ones only; checked again when loaded
+	}
 	m.mu.Lock()
-	b := m.st.encode()
+	b := m.st.encodeWith(certs)
 	m.mu.Unlock()
 	if err := m.cfg.Store.Save(b); err != nil {
 		return fmt.Errorf("membership: saving state: %w", err)
