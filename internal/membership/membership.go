@@ -35,10 +35,23 @@
 // with memberlist's keyring; what no key opens is refused and counted
 // (GossipRejected), so a host without the key cannot join.
 //
+// With Config.Cert and Config.CAs (TLS) the gossip key is not enough to be a
+// member: admission (admission.go). Everything this package gossips is
+// signed by its sender's certified key; a node appears in Members (ring,
+// cluster changes) only while its node meta verifies with a certificate the
+// cluster CA signed for its ID and announces the address gossip sees it at,
+// and a member record, metadata entry or push-pull state is merged only when
+// it verifies with its sender's certificate. What fails is never applied,
+// relayed or persisted; it is counted (Unverified) and logged without its
+// content. The local persisted state is trusted (it may hold unsigned
+// entries from before admission; they spread signed by their holder).
+//
 // Invariants: merge of member records and of metadata entries is
 // commutative, associative and idempotent; the persisted state only grows
 // in version order; a corrupt remote state is logged and ignored, a corrupt
-// local state fails Start.
+// local state fails Start; with admission on, every record and entry in the
+// state came from the local store, a local write, or a sender that proved a
+// certificate of the cluster CA naming it.
 package membership
 
 import (

@@ -7,7 +7,10 @@
 // node id the certificate names (the transport's), not the address it is dialled at, so
 // the CA must be the cluster's own and its key kept off the nodes. The gossip key is a
 // separate, symmetric secret (memberlist's keyring): a file of base64 keys, one a line,
-// the first used to send, all tried to receive, which is how a key is rotated.
+// the first used to send, all tried to receive, which is how a key is rotated. The node
+// certificate also admits a node to the gossip: the membership layer signs what it
+// gossips with the node's key and checks senders with VerifyNode (the gossip key alone
+// does not make a member).
 //
 // Invariants: private keys are written 0600 and never logged; Generate never overwrites
 // an existing file; TLS is 1.2 at least.
