@@ -408,10 +408,11 @@ func (a *admission) verify(domain string, m signedMsg, certErr error) error {
 		return refuse(ReasonUnknownSender, m.sender, nil)
 	}
 	msg := signedBytes(domain, m.sender, m.payload)
+	now := time.Now()
 	for _, c := range certs {
 		alg, err := signatureAlgorithm(c.leaf.PublicKey)
-		if err != nil {
-			continue
+		if err != nil || now.After(c.leaf.NotAfter) {
+			continue // an expired certificate speaks no more (the transport refuses it too)
 		}
 		if c.leaf.CheckSignature(alg, msg, m.sig) == nil {
 			return nil
@@ -533,7 +534,7 @@ func (m *Membership) refused(err error, what, from string) {
 	}
 	var ue *unverifiedError
 	if !errors.As(err, &ue) {
-		m.log.Warn("gossip from an unverified member refused", "via", what, "from", from, "err", err)
+		m.log.Warn("gossip from an unverified member refused", "via", what, "err", err)
 		return
 	}
 	level := slog.LevelWarn
@@ -541,16 +542,22 @@ func (m *Membership) refused(err error, what, from string) {
 		// Also a newcomer whose certificate is still on its way; what it sent comes again.
 		level = slog.LevelInfo
 	}
-	m.log.Log(context.Background(), level, "gossip from an unverified member refused",
-		"sender", ue.sender, "reason", string(ue.reason), "via", what, "from", from, "err", ue.err)
+	attrs := []any{"sender", ue.sender, "reason", string(ue.reason), "via", what}
+	if from != "" {
+		attrs = append(attrs, "from", from)
+	}
+	if ue.err != nil {
+		attrs = append(attrs, "err", ue.err)
+	}
+	m.log.Log(context.Background(), level, "gossip from an unverified member refused", attrs...)
 }
 
 // learnCert checks and keeps a certificate that came by gossip, and spreads it when it is
-// new to this node.
+// new to this node. The error says why the CA check refused it.
 func (m *Membership) learnCert(c certWire) error {
 	added, err := m.adm.addCert(c.ID, c.Chain)
 	if err != nil {
-		return refuse(ReasonBadCertificate, c.ID, err)
+		return err
 	}
 	if added {
 		m.log.Debug("learned a member's certificate", "member", c.ID)
@@ -577,7 +584,7 @@ func (m *Membership) openMsg(b []byte) []byte {
 			return nil
 		}
 		if err := m.learnCert(c); err != nil {
-			m.refused(err, "certificate", "")
+			m.refused(refuse(ReasonBadCertificate, c.ID, err), "certificate", "")
 		}
 		return nil
 	}
@@ -616,7 +623,7 @@ func (m *Membership) openState(buf []byte, join bool) (*state, error) {
 			if c.ID == sm.sender {
 				senderErr = err
 			} else {
-				m.refused(err, "push-pull certificate", "")
+				m.refused(refuse(ReasonBadCertificate, c.ID, err), "push-pull certificate", "")
 			}
 		}
 	}
