@@ -319,6 +319,13 @@ func TestSignedMessages(t *testing.T) {
 	check("n2 tampered", tampered, domainMsg, ReasonBadSignature)
 	bf, _ := f2.sign(domainMsg, payload)
 	check("foreign n2", bf, domainMsg, ReasonBadSignature)
+	// A certificate that expired since it was kept speaks no more.
+	a.mu.Lock()
+	expired := *a.certs["n2"][0].leaf
+	expired.NotAfter = time.Now().Add(-time.Minute)
+	a.certs["n2"] = []verifiedCert{{chain: n2.chain, leaf: &expired, key: a.certs["n2"][0].key}}
+	a.mu.Unlock()
+	check("n2 with an expired certificate", b2, domainMsg, ReasonBadSignature)
 	if _, ok, _ := parseSigned(encodeMsg(msgEntry, entry{Key: "k", Node: "n1"})); ok {
 		t.Error("an unsigned message parsed as signed")
 	}
