@@ -368,8 +368,13 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		_ = nt.Shutdown()
 		return nil, err
 	}
-	// A later record differs in epoch and status only; leave room for both to grow.
-	if n := len(meta) + 16; n > memberlist.MetaMaxSize {
+	// A later record differs in epoch and status only; a signed one also in its
+	// signature's length (ECDSA's varies by a few bytes): leave room for that.
+	margin := 0
+	if m.adm != nil {
+		margin = 16
+	}
+	if n := len(meta) + margin; n > memberlist.MetaMaxSize {
 		_ = nt.Shutdown()
 		return nil, fmt.Errorf("%w: node meta is %d bytes, memberlist allows %d", ErrInvalidInput, n, memberlist.MetaMaxSize)
 	}
