@@ -58,8 +58,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/quorumkv/quorumkv/internal/pki"
 )
 
@@ -294,10 +292,30 @@ type admission struct {
 	certs map[string][]verifiedCert // node id → newest first, at most maxCertsPerNode
 	gen   uint64                    // bumped whenever certs changes
 	bad   map[badKey]error          // chains that failed the CA check for an id (bounded)
+	peers map[string]peer           // memberlist node name → its meta and address, from events
 	live  map[string]liveCheck      // memberlist node name → last check of its meta
 	seen  map[string]time.Time      // sender+reason → last log line
 
 	counts [4]atomic.Uint64 // by index in Reasons
+}
+
+// peer is what memberlist last told about a node, copied in its event callbacks (the
+// only place memberlist's node fields may be read: it updates them under its lock).
+type peer struct {
+	meta []byte
+	addr string
+}
+
+func (a *admission) setPeer(name string, p peer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.peers[name] = p
+}
+
+func (a *admission) dropPeer(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.peers, name)
 }
 
 // liveCheck caches the verification of a memberlist node's meta.
@@ -310,7 +328,7 @@ type liveCheck struct {
 
 func newAdmission(self *identity) *admission {
 	a := &admission{self: self, certs: map[string][]verifiedCert{}, bad: map[badKey]error{},
-		live: map[string]liveCheck{}, seen: map[string]time.Time{}}
+		peers: map[string]peer{}, live: map[string]liveCheck{}, seen: map[string]time.Time{}}
 	if _, err := a.addCert(self.id, self.chain); err != nil {
 		panic(fmt.Sprintf("membership: own certificate refused after it was checked: %v", err)) // newIdentity checked it
 	}
@@ -477,51 +495,56 @@ func (m *Membership) signedMeta(r record) ([]byte, error) {
 	return sb, nil
 }
 
-// checkLive reports whether memberlist node n proved itself: its meta is its own record,
-// signed with a certificate of the CA naming it, announcing the address memberlist sees.
-// fresh is true when the check ran now (the record is worth merging). A refusal other
-// than a missing certificate is counted and logged once per meta.
-func (m *Membership) checkLive(n *memberlist.Node) (rec record, ok, fresh bool) {
+// checkLive reports whether memberlist node name proved itself: its meta is its own
+// record, signed with a certificate of the CA naming it, announcing the address memberlist
+// sees it at. fresh is true when the check ran now (the record is worth merging). A
+// refusal is counted and logged once per meta, address and set of certificates.
+func (m *Membership) checkLive(name string) (rec record, ok, fresh bool) {
 	a := m.adm
 	gen := a.generation()
 	a.mu.Lock()
-	c, cached := a.live[n.Name]
+	p, known := a.peers[name]
+	c, cached := a.live[name]
 	a.mu.Unlock()
-	if cached && c.meta == string(n.Meta) && c.addr == n.Address() && c.gen == gen {
+	if !known {
+		return record{}, false, false // no event about it yet
+	}
+	if cached && c.meta == string(p.meta) && c.addr == p.addr && c.gen == gen {
 		return c.rec, c.ok, false
 	}
-	rec, err := m.verifyMeta(n)
+	rec, err := m.verifyMeta(name, p)
 	if err != nil {
-		m.refused(err, "node meta", n.Address())
+		m.refused(err, "node meta", p.addr)
 	}
 	a.mu.Lock()
-	a.live[n.Name] = liveCheck{meta: string(n.Meta), addr: n.Address(), gen: gen, rec: rec, ok: err == nil}
+	a.live[name] = liveCheck{meta: string(p.meta), addr: p.addr, gen: gen, rec: rec, ok: err == nil}
 	a.mu.Unlock()
 	return rec, err == nil, err == nil
 }
 
-// verifyMeta checks memberlist node n's meta (see checkLive) and returns its record.
-func (m *Membership) verifyMeta(n *memberlist.Node) (record, error) {
-	sm, signed, err := parseSigned(n.Meta)
+// verifyMeta checks memberlist node name's meta and address (see checkLive) and returns
+// its record.
+func (m *Membership) verifyMeta(name string, p peer) (record, error) {
+	sm, signed, err := parseSigned(p.meta)
 	if err != nil {
-		return record{}, refuse(ReasonUnsigned, n.Name, err)
+		return record{}, refuse(ReasonUnsigned, name, err)
 	}
 	if !signed {
-		return record{}, refuse(ReasonUnsigned, n.Name, nil)
+		return record{}, refuse(ReasonUnsigned, name, nil)
 	}
-	if sm.sender != n.Name {
-		return record{}, refuse(ReasonBadSignature, n.Name, fmt.Errorf("node meta signed by %q", sm.sender))
+	if sm.sender != name {
+		return record{}, refuse(ReasonBadSignature, name, fmt.Errorf("node meta signed by %q", sm.sender))
 	}
 	if err := m.adm.verify(domainMeta, sm, nil); err != nil {
 		return record{}, err
 	}
 	r, _, err := decodeMsg(sm.payload)
-	if err != nil || r == nil || r.ID != n.Name {
-		return record{}, refuse(ReasonBadSignature, n.Name, fmt.Errorf("node meta is not its own member record: %v", err))
+	if err != nil || r == nil || r.ID != name {
+		return record{}, refuse(ReasonBadSignature, name, fmt.Errorf("node meta is not its own member record: %v", err))
 	}
-	if r.Gossip != n.Address() {
+	if r.Gossip != p.addr {
 		// A replay of a member's meta from another address: not that member.
-		return record{}, refuse(ReasonBadSignature, n.Name, fmt.Errorf("node meta announces gossip address %s, seen at %s", r.Gossip, n.Address()))
+		return record{}, refuse(ReasonBadSignature, name, fmt.Errorf("node meta announces gossip address %s, seen at %s", r.Gossip, p.addr))
 	}
 	return *r, nil
 }

@@ -171,7 +171,10 @@ func TestAdmissionNameTakeover(t *testing.T) {
 	n1 := start(t, secured(t, cluster, key, "n1"))
 	n2 := start(t, secured(t, cluster, key, "n2", n1.GossipAddr()))
 	waitFor(t, 10*time.Second, "n1 and n2 admitted", viewIs(map[string]State{"n1": Alive, "n2": Alive}, n1, n2))
-	n2meta, err := n2.signedMeta(n2.st.members["n2"])
+	n2.mu.Lock()
+	rec2 := n2.st.members["n2"]
+	n2.mu.Unlock()
+	n2meta, err := n2.signedMeta(rec2)
 	if err != nil {
 		t.Fatal(err)
 	}

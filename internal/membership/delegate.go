@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"errors"
 	"log"
 	"log/slog"
@@ -235,6 +236,9 @@ func (ev *events) NotifyUpdate(n *memberlist.Node) { ev.nodeMeta(n, "update") }
 func (ev *events) NotifyLeave(n *memberlist.Node) {
 	m := ev.m()
 	m.numLive.Add(-1)
+	if m.adm != nil {
+		m.adm.dropPeer(n.Name)
+	}
 	m.log.Info("member unreachable", "member", n.Name, "addr", n.Address())
 	m.signalView()
 }
@@ -244,7 +248,8 @@ func (ev *events) nodeMeta(n *memberlist.Node, what string) {
 	if m.adm != nil {
 		// Admission: merged only once its meta proves it (here, or at a view refresh when
 		// its certificate was still on its way); until then it is not reported.
-		if rec, ok, fresh := m.checkLive(n); ok && fresh {
+		m.adm.setPeer(n.Name, peer{meta: bytes.Clone(n.Meta), addr: n.Address()})
+		if rec, ok, fresh := m.checkLive(n.Name); ok && fresh {
 			if what == "join" {
 				m.log.Info("member reachable and admitted", "member", n.Name, "addr", n.Address(), "epoch", rec.Epoch)
 			}

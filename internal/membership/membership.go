@@ -517,7 +517,7 @@ func (m *Membership) liveSet() map[string]bool {
 			live[n.Name] = true
 			continue
 		}
-		rec, ok, fresh := m.checkLive(n)
+		rec, ok, fresh := m.checkLive(n.Name)
 		if ok {
 			live[n.Name] = true
 			if fresh {
