@@ -497,7 +497,8 @@ func (m *Membership) signedMeta(r record) ([]byte, error) {
 
 // checkLive reports whether memberlist node name proved itself: its meta is its own
 // record, signed with a certificate of the CA naming it, announcing the address memberlist
-// sees it at. fresh is true when the check ran now (the record is worth merging). A
+// sees it at. fresh is true when it proved itself now, or with another record (worth
+// merging, and logging). A
 // refusal is counted and logged once per meta, address and set of certificates.
 func (m *Membership) checkLive(name string) (rec record, ok, fresh bool) {
 	a := m.adm
@@ -519,7 +520,8 @@ func (m *Membership) checkLive(name string) (rec record, ok, fresh bool) {
 	a.mu.Lock()
 	a.live[name] = liveCheck{meta: string(p.meta), addr: p.addr, gen: gen, rec: rec, ok: err == nil}
 	a.mu.Unlock()
-	return rec, err == nil, err == nil
+	ok = err == nil
+	return rec, ok, ok && (!cached || !c.ok || c.rec != rec)
 }
 
 // verifyMeta checks memberlist node name's meta and address (see checkLive) and returns

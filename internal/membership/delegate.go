@@ -250,8 +250,8 @@ func (ev *events) nodeMeta(n *memberlist.Node, what string) {
 		// its certificate was still on its way); until then it is not reported.
 		m.adm.setPeer(n.Name, peer{meta: bytes.Clone(n.Meta), addr: n.Address()})
 		if rec, ok, fresh := m.checkLive(n.Name); ok && fresh {
-			if what == "join" {
-				m.log.Info("member reachable and admitted", "member", n.Name, "addr", n.Address(), "epoch", rec.Epoch)
+			if n.Name != m.self {
+				m.log.Info("member admitted: its certificate proved", "member", n.Name, "addr", n.Address(), "epoch", rec.Epoch, "event", what)
 			}
 			m.applyRecord(rec)
 		}

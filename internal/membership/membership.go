@@ -527,6 +527,7 @@ func (m *Membership) liveSet() map[string]bool {
 	}
 	m.adm.forgetLive(present)
 	for _, r := range admitted {
+		m.log.Info("member admitted: its certificate proved", "member", r.ID, "addr", r.Gossip, "epoch", r.Epoch)
 		m.applyRecord(r)
 	}
 	return live
