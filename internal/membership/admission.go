@@ -498,8 +498,8 @@ func (m *Membership) signedMeta(r record) ([]byte, error) {
 // checkLive reports whether memberlist node name proved itself: its meta is its own
 // record, signed with a certificate of the CA naming it, announcing the address memberlist
 // sees it at. fresh is true when it proved itself now, or with another record (worth
-// merging, and logging). A
-// refusal is counted and logged once per meta, address and set of certificates.
+// merging, and logging). A refusal is counted and logged once per meta, address and set
+// of certificates; a node whose certificate is not known yet is only waiting.
 func (m *Membership) checkLive(name string) (rec record, ok, fresh bool) {
 	a := m.adm
 	gen := a.generation()
@@ -514,7 +514,14 @@ func (m *Membership) checkLive(name string) (rec record, ok, fresh bool) {
 		return c.rec, c.ok, false
 	}
 	rec, err := m.verifyMeta(name, p)
-	if err != nil {
+	var ue *unverifiedError
+	switch {
+	case errors.As(err, &ue) && ue.reason == ReasonUnknownSender:
+		// Not a refusal yet: a newcomer's certificate comes with its push-pull state,
+		// just after memberlist told of it. Not counted: whatever it gossips meanwhile is
+		// refused, and counted, on its own.
+		m.log.Debug("member waiting for its certificate", "member", name, "addr", p.addr)
+	case err != nil:
 		m.refused(err, "node meta", p.addr)
 	}
 	a.mu.Lock()
