@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"bytes"
+	"errors"
 	"log"
 	"log/slog"
 	"slices"
@@ -28,7 +30,11 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	m.mu.Lock()
 	r := m.st.members[m.self]
 	m.mu.Unlock()
-	b := encodeMsg(msgRecord, r)
+	b, err := m.signedMeta(r)
+	if err != nil {
+		m.log.Error("signing node meta", "err", err)
+		return nil
+	}
 	if len(b) > limit {
 		// Start checked the size; a later record only changes epoch/status.
 		m.log.Error("node meta exceeds memberlist limit", "size", len(b), "limit", limit)
@@ -39,6 +45,11 @@ func (d *delegate) NodeMeta(limit int) []byte {
 
 func (d *delegate) NotifyMsg(b []byte) {
 	m := d.m()
+	if m.adm != nil {
+		if b = m.openMsg(b); b == nil {
+			return // a certificate, or refused
+		}
+	}
 	r, e, err := decodeMsg(b) // decodeMsg copies what it keeps
 	if err != nil {
 		m.log.Warn("ignoring corrupt gossip message", "err", err)
@@ -58,14 +69,36 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 
 func (d *delegate) LocalState(join bool) []byte {
 	m := d.m()
+	if m.adm == nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.st.encode()
+	}
+	certs := m.adm.wire()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.st.encode()
+	b := m.st.encodeWith(certs)
+	m.mu.Unlock()
+	sb, err := m.adm.self.sign(domainState, b)
+	if err != nil {
+		m.log.Error("signing push-pull state", "err", err)
+		return nil
+	}
+	return sb
 }
 
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	m := d.m()
-	st, err := decodeState(buf)
+	var st *state
+	var err error
+	if m.adm != nil {
+		st, err = m.openState(buf, join)
+		if errors.Is(err, errUnverified) {
+			m.refused(err, "push-pull", "")
+			return
+		}
+	} else {
+		st, err = decodeState(buf)
+	}
 	if err != nil {
 		m.log.Warn("ignoring corrupt remote state from push-pull", "join", join, "err", err)
 		return
@@ -151,6 +184,19 @@ func (m *Membership) applyEntry(e entry, relay bool) {
 // a queued older one.
 func (m *Membership) broadcast(typ byte, name string, v any) {
 	msg := encodeMsg(typ, v)
+	if m.adm != nil {
+		sb, err := m.adm.self.sign(domainMsg, msg)
+		if err != nil {
+			m.log.Error("signing a gossip message; left to push-pull", "name", name, "err", err)
+			return
+		}
+		msg = sb
+	}
+	m.queueMsg(name, msg)
+}
+
+// queueMsg queues an encoded message for gossip, unless it is too large for a packet.
+func (m *Membership) queueMsg(name string, msg []byte) {
 	if len(msg) > maxBroadcast {
 		m.log.Debug("message too large for gossip; left to push-pull", "name", name, "size", len(msg))
 		return
@@ -190,12 +236,28 @@ func (ev *events) NotifyUpdate(n *memberlist.Node) { ev.nodeMeta(n, "update") }
 func (ev *events) NotifyLeave(n *memberlist.Node) {
 	m := ev.m()
 	m.numLive.Add(-1)
+	if m.adm != nil {
+		m.adm.dropPeer(n.Name)
+	}
 	m.log.Info("member unreachable", "member", n.Name, "addr", n.Address())
 	m.signalView()
 }
 
 func (ev *events) nodeMeta(n *memberlist.Node, what string) {
 	m := ev.m()
+	if m.adm != nil {
+		// Admission: merged only once its meta proves it (here, or at a view refresh when
+		// its certificate was still on its way); until then it is not reported.
+		m.adm.setPeer(n.Name, peer{meta: bytes.Clone(n.Meta), addr: n.Address()})
+		if rec, ok, fresh := m.checkLive(n.Name); ok && fresh {
+			if n.Name != m.self {
+				m.log.Info("member admitted: its certificate proved", "member", n.Name, "addr", n.Address(), "epoch", rec.Epoch, "event", what)
+			}
+			m.applyRecord(rec)
+		}
+		m.signalView()
+		return
+	}
 	r, _, err := decodeMsg(n.Meta)
 	if err != nil || r == nil || r.ID != n.Name {
 		m.log.Warn("ignoring member with unreadable node meta", "member", n.Name, "addr", n.Address(), "err", err)

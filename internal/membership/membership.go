@@ -35,14 +35,29 @@
 // with memberlist's keyring; what no key opens is refused and counted
 // (GossipRejected), so a host without the key cannot join.
 //
+// With Config.Cert and Config.CAs (TLS) the gossip key is not enough to be a
+// member: admission (admission.go). Everything this package gossips is
+// signed by its sender's certified key; a node appears in Members (ring,
+// cluster changes) only while its node meta verifies with a certificate the
+// cluster CA signed for its ID and announces the address gossip sees it at,
+// and a member record, metadata entry or push-pull state is merged only when
+// it verifies with its sender's certificate. What fails is never applied,
+// relayed or persisted; it is counted (Unverified) and logged without its
+// content. The local persisted state is trusted (it may hold unsigned
+// entries from before admission; they spread signed by their holder).
+//
 // Invariants: merge of member records and of metadata entries is
 // commutative, associative and idempotent; the persisted state only grows
 // in version order; a corrupt remote state is logged and ignored, a corrupt
-// local state fails Start.
+// local state fails Start; with admission on, every record and entry in the
+// state came from the local store, a local write, or a sender that proved a
+// certificate of the cluster CA naming it.
 package membership
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -114,6 +129,13 @@ type Config struct {
 	// key opens is refused. Keys are 16, 24 or 32 bytes. A host without a key of the
 	// ring cannot join, probe or spread metadata.
 	GossipKeys [][]byte
+	// Cert and CAs, when set (both or neither), turn on admission (admission.go): this
+	// node signs all it gossips with Cert's private key, and counts another node as a
+	// member, and applies what it gossips, only once that node proved it holds a key
+	// whose certificate CAs signed for its node id. Cert must name Meta.ID and chain to
+	// CAs, for server and client use (the internode certificate).
+	Cert *tls.Certificate
+	CAs  *x509.CertPool
 
 	ProbeInterval    time.Duration
 	ProbeTimeout     time.Duration
@@ -173,6 +195,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: gossip key %d is %d bytes, want 16, 24 or 32", ErrInvalidInput, i+1, len(k))
 		}
 	}
+	if (c.Cert == nil) != (c.CAs == nil) {
+		return fmt.Errorf("%w: Cert and CAs go together", ErrInvalidInput)
+	}
 	if c.SuspicionMult < 1 {
 		return fmt.Errorf("%w: SuspicionMult must be at least 1, got %d", ErrInvalidInput, c.SuspicionMult)
 	}
@@ -221,6 +246,26 @@ type Membership struct {
 	closed   atomic.Bool
 	numLive  atomic.Int64  // alive+suspect nodes incl. self, from memberlist events
 	rejected atomic.Uint64 // gossip messages refused for want of the gossip key
+
+	adm     *admission // nil without TLS: every gossip member counts
+	metaMu  sync.Mutex // guards metaRec, metaSig
+	metaRec record     // the record metaSig signs
+	metaSig []byte     // our signed node meta
+}
+
+// Unverified counts, by reason, the gossip messages and states this node refused because
+// their sender did not prove a certificate of the cluster CA naming it (see Reason). All
+// zero without TLS.
+func (m *Membership) Unverified() map[Reason]uint64 {
+	out := make(map[Reason]uint64, len(Reasons))
+	for i, r := range Reasons {
+		if m.adm != nil {
+			out[r] = m.adm.counts[i].Load()
+		} else {
+			out[r] = 0
+		}
+	}
+	return out
 }
 
 // GossipRejected is how many gossip messages and streams this node refused because no
@@ -251,17 +296,35 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		done:      make(chan struct{}),
 	}
 
+	if cfg.Cert != nil {
+		ident, err := newIdentity(cfg.Meta.ID, cfg.Cert, cfg.CAs)
+		if err != nil {
+			return nil, err
+		}
+		m.adm = newAdmission(ident)
+	}
+
 	if cfg.Store != nil {
 		b, err := cfg.Store.Load()
 		if err != nil {
 			return nil, fmt.Errorf("membership: loading persisted state: %w", err)
 		}
 		if b != nil {
-			st, err := decodeState(b)
+			// The local store is trusted: what it holds was accepted (or written) by this
+			// node, signed or from before admission existed. Certificates in it are
+			// checked again (the CA may have changed since).
+			st, certs, err := decodeStateCerts(b)
 			if err != nil {
 				return nil, fmt.Errorf("membership: persisted state of node %s: %w", cfg.Meta.ID, err)
 			}
 			m.st = st
+			if m.adm != nil {
+				for _, c := range certs {
+					if _, err := m.adm.addCert(c.ID, c.Chain); err != nil {
+						log.Info("dropping a persisted certificate the cluster CA no longer accepts", "member", c.ID, "err", err)
+					}
+				}
+			}
 		}
 	}
 
@@ -300,7 +363,18 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		}
 	}
 	m.st.members[m.self] = selfRec
-	if n := len(encodeMsg(msgRecord, selfRec)); n > memberlist.MetaMaxSize {
+	meta, err := m.signedMeta(selfRec)
+	if err != nil {
+		_ = nt.Shutdown()
+		return nil, err
+	}
+	// A later record differs in epoch and status only; a signed one also in its
+	// signature's length (ECDSA's varies by a few bytes): leave room for that.
+	margin := 0
+	if m.adm != nil {
+		margin = 16
+	}
+	if n := len(meta) + margin; n > memberlist.MetaMaxSize {
 		_ = nt.Shutdown()
 		return nil, fmt.Errorf("%w: node meta is %d bytes, memberlist allows %d", ErrInvalidInput, n, memberlist.MetaMaxSize)
 	}
@@ -384,6 +458,11 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		}
 	}
 
+	if m.adm != nil {
+		// Our certificate, so that the others can check what we sign; the push-pull of
+		// the join carried it to the seed already.
+		m.broadcastCert(m.adm.self.id, m.adm.self.chain)
+	}
 	m.lastView = m.Members()
 	m.wg.Add(2)
 	go m.worker()
@@ -415,13 +494,41 @@ func (m *Membership) GossipAddr() string { return m.gossip }
 // ID returns this node's ID.
 func (m *Membership) ID() string { return m.self }
 
-// liveSet returns the names memberlist considers alive or suspect.
+// liveSet returns the names memberlist considers alive or suspect and, with admission,
+// whose node meta proves them (admitting the members that just proved themselves).
 func (m *Membership) liveSet() map[string]bool {
 	live := map[string]bool{}
-	if l := m.list.Load(); l != nil && !m.closed.Load() {
-		for _, n := range l.Members() {
+	l := m.list.Load()
+	if l == nil || m.closed.Load() {
+		return live
+	}
+	nodes := l.Members()
+	if m.adm == nil {
+		for _, n := range nodes {
 			live[n.Name] = true // Name is immutable once published
 		}
+		return live
+	}
+	var admitted []record
+	present := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		present[n.Name] = true
+		if n.Name == m.self {
+			live[n.Name] = true
+			continue
+		}
+		rec, ok, fresh := m.checkLive(n.Name)
+		if ok {
+			live[n.Name] = true
+			if fresh {
+				admitted = append(admitted, rec)
+			}
+		}
+	}
+	m.adm.forgetLive(present)
+	for _, r := range admitted {
+		m.log.Info("member admitted: its certificate proved", "member", r.ID, "addr", r.Gossip, "epoch", r.Epoch)
+		m.applyRecord(r)
 	}
 	return live
 }
@@ -646,8 +753,12 @@ func (m *Membership) persist() error {
 	}
 	m.persistMu.Lock()
 	defer m.persistMu.Unlock()
+	var certs []certWire
+	if m.adm != nil {
+		certs = m.adm.wire() // checked ones only; checked again when loaded
+	}
 	m.mu.Lock()
-	b := m.st.encode()
+	b := m.st.encodeWith(certs)
 	m.mu.Unlock()
 	if err := m.cfg.Store.Save(b); err != nil {
 		return fmt.Errorf("membership: saving state: %w", err)

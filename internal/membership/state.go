@@ -185,15 +185,23 @@ func (s *state) put(node, key string, value []byte, deleted bool) entry {
 // wireState is the encoding of state used both for persistence and for
 // memberlist's push-pull exchange. Slices are sorted so that the encoding is
 // deterministic.
+//
+// Certs, only with TLS on, are the node certificates the encoding node checked against
+// the cluster CA (see admission.go); they are not part of the merged state: a receiver
+// checks each again before it keeps it.
 type wireState struct {
-	V       int      `json:"v"`
-	Clock   uint64   `json:"clock"`
-	Members []record `json:"members"`
-	Meta    []entry  `json:"meta"`
+	V       int        `json:"v"`
+	Clock   uint64     `json:"clock"`
+	Members []record   `json:"members"`
+	Meta    []entry    `json:"meta"`
+	Certs   []certWire `json:"certs,omitempty"`
 }
 
-func (s *state) encode() []byte {
-	w := wireState{V: stateVersion, Clock: s.clock,
+func (s *state) encode() []byte { return s.encodeWith(nil) }
+
+// encodeWith encodes the state with certificates (sorted by the caller).
+func (s *state) encodeWith(certs []certWire) []byte {
+	w := wireState{V: stateVersion, Clock: s.clock, Certs: certs,
 		Members: make([]record, 0, len(s.members)), Meta: make([]entry, 0, len(s.meta))}
 	for _, r := range s.members {
 		w.Members = append(w.Members, r)
@@ -214,33 +222,45 @@ func (s *state) encode() []byte {
 // merged as if received one after the other. Every failure wraps
 // ErrCorruptState.
 func decodeState(b []byte) (*state, error) {
+	s, _, err := decodeStateCerts(b)
+	return s, err
+}
+
+// decodeStateCerts is decodeState that also returns the certificates the state carried,
+// not yet checked.
+func decodeStateCerts(b []byte) (*state, []certWire, error) {
 	var w wireState
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data", ErrCorruptState)
+		return nil, nil, fmt.Errorf("%w: trailing data", ErrCorruptState)
 	}
 	if w.V != stateVersion {
-		return nil, fmt.Errorf("%w: unsupported version %d", ErrCorruptState, w.V)
+		return nil, nil, fmt.Errorf("%w: unsupported version %d", ErrCorruptState, w.V)
 	}
 	s := newState()
 	s.clock = w.Clock
 	for _, r := range w.Members {
 		if err := r.validate(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+			return nil, nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
 		}
 		s.mergeRecord(r)
 	}
 	for _, e := range w.Meta {
 		if err := e.validate(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+			return nil, nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
 		}
 		s.mergeEntry(e)
 	}
-	return s, nil
+	for _, c := range w.Certs {
+		if c.ID == "" || len(c.Chain) == 0 {
+			return nil, nil, fmt.Errorf("%w: certificate without node id or chain", ErrCorruptState)
+		}
+	}
+	return s, w.Certs, nil
 }
 
 // Broadcast messages: one type byte, then JSON.

@@ -219,6 +219,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mcfg.Store = storeState{st}
 	mcfg.Logger = log
 	mcfg.GossipKeys = cfg.GossipKeys
+	if t := cfg.InternodeServerTLS; t != nil && len(t.Certificates) > 0 && t.ClientCAs != nil {
+		mcfg.Cert, mcfg.CAs = &t.Certificates[0], t.ClientCAs // gossip admission (membership)
+	}
 	n.ms, err = membership.Start(ctx, mcfg)
 	if err != nil {
 		return fail(fmt.Errorf("node %s: %w", cfg.ID, err))

@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/quorumkv/quorumkv/internal/membership"
 	"github.com/quorumkv/quorumkv/internal/transport"
 )
 
@@ -13,6 +14,7 @@ type securityCollector struct {
 	n         *Node
 	tlsRej    *prometheus.Desc
 	gossipRej *prometheus.Desc
+	unverif   *prometheus.Desc
 }
 
 func newSecurityCollector(n *Node) *securityCollector {
@@ -22,12 +24,15 @@ func newSecurityCollector(n *Node) *securityCollector {
 			"Internode TLS handshakes refused (either side): a peer whose certificate the cluster CA did not sign, or a plaintext peer.", nil, nil),
 		gossipRej: prometheus.NewDesc("quorumkv_gossip_rejected_total",
 			"Gossip messages and streams refused because no key of the gossip keyring opened them.", nil, nil),
+		unverif: prometheus.NewDesc("quorumkv_gossip_unverified_total",
+			"Gossip refused because its sender did not prove a certificate of the cluster CA naming it (membership admission), by reason.", []string{"reason"}, nil),
 	}
 }
 
 func (c *securityCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.tlsRej
 	ch <- c.gossipRej
+	ch <- c.unverif
 }
 
 func (c *securityCollector) Collect(ch chan<- prometheus.Metric) {
@@ -37,6 +42,9 @@ func (c *securityCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.n.ms != nil {
 		gossipRej = c.n.ms.GossipRejected()
+		for _, r := range membership.Reasons {
+			ch <- prometheus.MustNewConstMetric(c.unverif, prometheus.CounterValue, float64(c.n.ms.Unverified()[r]), string(r))
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.tlsRej, prometheus.CounterValue, float64(tlsRej))
 	ch <- prometheus.MustNewConstMetric(c.gossipRej, prometheus.CounterValue, float64(gossipRej))

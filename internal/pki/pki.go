@@ -7,7 +7,10 @@
 // node id the certificate names (the transport's), not the address it is dialled at, so
 // the CA must be the cluster's own and its key kept off the nodes. The gossip key is a
 // separate, symmetric secret (memberlist's keyring): a file of base64 keys, one a line,
-// the first used to send, all tried to receive, which is how a key is rotated.
+// the first used to send, all tried to receive, which is how a key is rotated. The node
+// certificate also admits a node to the gossip: the membership layer signs what it
+// gossips with the node's key and checks senders with VerifyNode (the gossip key alone
+// does not make a member).
 //
 // Invariants: private keys are written 0600 and never logged; Generate never overwrites
 // an existing file; TLS is 1.2 at least.
@@ -30,6 +33,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -300,6 +304,49 @@ func VerifyChain(certs []*x509.Certificate, cas *x509.CertPool, usage x509.ExtKe
 		return fmt.Errorf("pki: peer certificate %q is not signed by the cluster CA: %w", certs[0].Subject.CommonName, err)
 	}
 	return nil
+}
+
+// ErrWrongNode: a certificate, though the cluster CA may have signed it, does not name the
+// node it is shown for.
+var ErrWrongNode = errors.New("pki: the certificate does not name the node")
+
+// NamesNode checks that cert names node id, as its common name or one of its DNS names
+// ('quorumkv certs' puts the node name in both): the same rule the internode transport
+// applies, so a member cannot speak for another.
+func NamesNode(cert *x509.Certificate, id string) error {
+	if cert == nil {
+		return fmt.Errorf("%w: no certificate", ErrWrongNode)
+	}
+	if id != "" && (cert.Subject.CommonName == id || slices.Contains(cert.DNSNames, id)) {
+		return nil
+	}
+	return fmt.Errorf("%w: node %q, certificate %q", ErrWrongNode, id, cert.Subject.CommonName)
+}
+
+// VerifyNode parses a DER certificate chain (leaf first), checks that it chains up to a
+// certificate of cas for server and client use (a node serves and dials its peers with
+// one certificate) and that the leaf names node id, and returns the leaf.
+func VerifyNode(chain [][]byte, cas *x509.CertPool, id string) (*x509.Certificate, error) {
+	if len(chain) == 0 {
+		return nil, errors.New("pki: empty certificate chain")
+	}
+	certs := make([]*x509.Certificate, 0, len(chain))
+	for _, der := range chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("pki: certificate of %q: %w", id, err)
+		}
+		certs = append(certs, c)
+	}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if err := VerifyChain(certs, cas, usage); err != nil {
+			return nil, err
+		}
+	}
+	if err := NamesNode(certs[0], id); err != nil {
+		return nil, err
+	}
+	return certs[0], nil
 }
 
 // LoadGossipKeys reads a gossip key file: base64 keys of 16, 24 or 32 bytes, one a line
