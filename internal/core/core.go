@@ -403,6 +403,9 @@ type WriteOptions struct {
 	// X-Quorumkv-Meta-* headers): kept with it, returned with it. Meta sorted by key.
 	ContentType string
 	Meta        []version.MetaEntry
+	// Expiry is the written value's lifetime (see expiry.go); the zero value takes the
+	// bucket's ttl_s (a CRDT operation keeps the key's expiry).
+	Expiry Expiry
 }
 
 // ReadOptions are a read's per-request settings.
@@ -462,7 +465,10 @@ type Answer struct {
 type Reply struct {
 	ID     uint64
 	Err    error
-	Object version.Object // OpGet: the merge of the replies (Empty when absent)
+	Object version.Object // OpGet: the merge of the replies (Empty when absent), without expired siblings
+	// At is the wall time (Unix ms) at which an OpGet judged expiry: a sibling's time to
+	// live is its Expires minus At.
+	At int64
 	// Context is a write's new causal context.
 	Context string
 	// Before and After are a CRDT operation's state at its coordinator.

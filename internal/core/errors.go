@@ -19,6 +19,9 @@ var (
 	ErrUnavailable = errors.New("no replica reachable")
 	// ErrWrongType reports an operation on a key holding another data type (Redis WRONGTYPE).
 	ErrWrongType = errors.New("wrong type")
+	// ErrNotFound reports an operation that needs a live value where the key has none
+	// (a touch, Redis EXPIRE, of an absent or expired key).
+	ErrNotFound = errors.New("not found")
 )
 
 // Send failures the driver reports in a Response's Err. Wrap the transport's own error
@@ -43,6 +46,7 @@ const (
 	CodeTooManySiblings Code = "too_many_siblings"
 	CodeUnavailable     Code = "unavailable"
 	CodeWrongType       Code = "wrong_type"
+	CodeNotFound        Code = "not_found"
 	CodeInternal        Code = "internal"
 )
 
@@ -64,6 +68,8 @@ func ErrorCode(err error) Code {
 		return CodeUnavailable
 	case errors.Is(err, ErrWrongType):
 		return CodeWrongType
+	case errors.Is(err, ErrNotFound):
+		return CodeNotFound
 	}
 	return CodeInternal
 }
@@ -82,6 +88,8 @@ func RemoteError(code, msg string) error {
 		base = ErrUnavailable
 	case CodeWrongType:
 		base = ErrWrongType
+	case CodeNotFound:
+		base = ErrNotFound
 	default:
 		return errors.New(msg)
 	}

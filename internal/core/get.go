@@ -130,10 +130,14 @@ func (c *Core) getAnswer(g *getCoord, ans *quorum.Answer) {
 	if ans.Stale {
 		c.count(CountStaleRead, 1)
 	}
-	if live := len(ans.Object.Live()); live > 0 {
+	// Expired values read as absent (expiry.go). The repairs above carried them like
+	// tombstones: they supersede older values wherever a replica still holds one.
+	at := c.expiryNow()
+	obj := ans.Object.Unexpired(at)
+	if live := len(obj.Live()); live > 0 {
 		c.count(CountSiblings, live)
 	}
-	c.reply(origin{client: true, id: g.client}, Reply{Object: ans.Object, Partition: g.rs.partition})
+	c.reply(origin{client: true, id: g.client}, Reply{Object: obj, At: at, Partition: g.rs.partition})
 }
 
 func (c *Core) sendRepairs(g *getCoord, repairs []quorum.Repair) {
