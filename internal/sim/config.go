@@ -29,7 +29,7 @@ type Config struct {
 	// the staleness measurements stay those of plain writes.
 	TTLRatio float64
 	TTL      time.Duration
-	Keys         int           // key space
+	Keys     int // key space
 	// ReadAfterWrite, when >= 0, switches the workload to PBS's experiment: every
 	// operation writes a fresh key, and once the write is acknowledged the same key is read
 	// this long after (through a random node). Staleness then measures t-visibility at
@@ -93,7 +93,7 @@ func DefaultConfig() Config {
 	return Config{
 		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64, Shards: 1,
 		Duration: 60 * time.Second, Rate: 1000, ReadRatio: 0.8, DeleteRatio: 0.05, CounterRatio: 0.1,
-		TTL: 2 * time.Second,
+		TTL:  2 * time.Second,
 		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1, ReadAfterWrite: -1,
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
 		ReadRepair: quorum.RepairBlocking, Conflict: core.ConflictSiblings, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,

@@ -12,14 +12,14 @@ import (
 
 // writeRec is one write a client issued.
 type writeRec struct {
-	key   string
-	dot   version.Dot
-	ts    version.HLC
-	value []byte
+	key     string
+	dot     version.Dot
+	ts      version.HLC
+	value   []byte
 	tomb    bool
 	expires int64
 	acked   bool
-	ackAt time.Duration
+	ackAt   time.Duration
 }
 
 // history records what clients did and saw, and checks it.
