@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumkv/quorumkv/internal/auth"
+	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/node"
 	"github.com/quorumkv/quorumkv/internal/quorum"
 	"github.com/quorumkv/quorumkv/internal/ui"
@@ -229,6 +230,7 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 		"too_many_siblings": http.StatusConflict,
 		"unavailable":       http.StatusServiceUnavailable,
 		"wrong_type":        http.StatusConflict,
+		"not_found":         http.StatusNotFound,
 	}[code]
 	if status == 0 {
 		status = http.StatusInternalServerError
@@ -340,6 +342,9 @@ func (s *server) getKV(w http.ResponseWriter, r *http.Request) {
 	for _, m := range res.Metas[0] {
 		w.Header().Set(MetaHeaderPrefix+m.Key, m.Value)
 	}
+	if e := res.Expires[0]; e != 0 {
+		w.Header().Set(ExpiresHeader, strconv.FormatInt(e, 10))
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(res.Values[0])
 }
@@ -351,7 +356,7 @@ const MetaHeaderPrefix = "X-Quorumkv-Meta-"
 // described reports whether any value of a read carries a content type or metadata.
 func described(res node.ReadResult) bool {
 	for i := range res.Values {
-		if res.ContentTypes[i] != "" || len(res.Metas[i]) > 0 {
+		if res.ContentTypes[i] != "" || len(res.Metas[i]) > 0 || res.Expires[i] != 0 {
 			return true
 		}
 	}
@@ -369,6 +374,9 @@ func siblingsJSON(res node.ReadResult, value bool) []map[string]any {
 		}
 		if ct := res.ContentTypes[i]; ct != "" {
 			e["content_type"] = ct
+		}
+		if x := res.Expires[i]; x != 0 {
+			e["expires_ms"] = x
 		}
 		if len(res.Metas[i]) > 0 {
 			m := make(map[string]string, len(res.Metas[i]))
@@ -397,7 +405,7 @@ func describeValue(r *http.Request, o *node.WriteOptions) {
 }
 
 func (s *server) writeOptions(r *http.Request) (node.WriteOptions, error) {
-	q, err := params(r, "w", "pw", "dw", "timeout")
+	q, err := params(r, "w", "pw", "dw", "timeout", "ttl")
 	if err != nil {
 		return node.WriteOptions{}, err
 	}
@@ -409,8 +417,31 @@ func (s *server) writeOptions(r *http.Request) (node.WriteOptions, error) {
 	if _, _, err := version.DecodeContext(ctx); err != nil {
 		return node.WriteOptions{}, fmt.Errorf("%w: %s: %v", node.ErrBadRequest, ContextHeader, err)
 	}
-	return node.WriteOptions{W: q.Get("w"), PW: q.Get("pw"), DW: q.Get("dw"), Timeout: to, Context: ctx}, nil
+	exp, err := ParseTTL(q.Get("ttl"), q.Has("ttl"))
+	if err != nil {
+		return node.WriteOptions{}, err
+	}
+	return node.WriteOptions{W: q.Get("w"), PW: q.Get("pw"), DW: q.Get("dw"), Timeout: to, Context: ctx, Expiry: exp}, nil
 }
+
+// ParseTTL reads the ttl parameter: whole seconds, 1 up to core.MaxTTL; 0 means "never
+// expires", overriding the bucket's ttl_s; absent takes the bucket's.
+func ParseTTL(s string, given bool) (core.Expiry, error) {
+	if !given {
+		return core.Expiry{}, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > int64(core.MaxTTL/time.Second) {
+		return core.Expiry{}, fmt.Errorf("%w: ttl %q: want whole seconds, 0 (never) or 1..%d", node.ErrBadRequest, s, int64(core.MaxTTL/time.Second))
+	}
+	if n == 0 {
+		return core.Expiry{Mode: core.ExpiryNever}, nil
+	}
+	return core.Expiry{Mode: core.ExpiryTTL, TTL: time.Duration(n) * time.Second}, nil
+}
+
+// ExpiresHeader gives a single value's expiry on a read: Unix time in milliseconds.
+const ExpiresHeader = "X-Quorumkv-Expires"
 
 // readBody reads the whole body, refusing one over limit or shorter than its
 // Content-Length.

@@ -133,7 +133,7 @@ func (c *Core) clientRequest(r ClientRequest) {
 		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key,
 			mutation{value: r.Value, ctx: r.Write.Context, ctype: r.Write.ContentType, meta: r.Write.Meta, exp: r.Write.Expiry}, r.Write, false)
 	case OpDelete:
-		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{tomb: true, ctx: r.Write.Context}, r.Write, false)
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{tomb: true, ctx: r.Write.Context, exp: r.Write.Expiry}, r.Write, false)
 	case OpCRDT:
 		if r.CRDT == nil {
 			c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: CRDT request without an operation", ErrBadRequest)})
