@@ -490,6 +490,26 @@ func nonNil(b []byte) []byte {
 // *APIError with Code "quorum_failed" (see IsQuorumFailed); the write may still have
 // reached some replicas.
 func (c *Client) Put(ctx context.Context, bucket, key string, value []byte, context string, q Quorum) (string, error) {
+	return c.PutWith(ctx, bucket, key, value, PutOptions{Context: context, Quorum: q})
+}
+
+// NoExpiry as PutOptions.TTL writes a value that never expires, even in a bucket with a
+// ttl_s.
+const NoExpiry time.Duration = -1
+
+// PutOptions are a write's settings beyond its value.
+type PutOptions struct {
+	// Context is the Context of the read this write supersedes ("": a blind write).
+	Context string
+	Quorum  Quorum
+	// TTL gives the value a lifetime, in whole seconds (rounded up): after it every node
+	// reads the key as absent. 0 takes the bucket's ttl_s (none by default); NoExpiry
+	// never expires.
+	TTL time.Duration
+}
+
+// PutWith is Put with every option.
+func (c *Client) PutWith(ctx context.Context, bucket, key string, value []byte, o PutOptions) (string, error) {
 	path, err := kvPath("kv", bucket, key)
 	if err != nil {
 		return "", err
@@ -497,9 +517,18 @@ func (c *Client) Put(ctx context.Context, bucket, key string, value []byte, cont
 	if value == nil {
 		value = []byte{}
 	}
+	query := o.Quorum.writeQuery()
+	switch {
+	case o.TTL == NoExpiry:
+		query.Set("ttl", "0")
+	case o.TTL < 0:
+		return "", fmt.Errorf("client: TTL %v: want > 0, 0 (the bucket's) or NoExpiry", o.TTL)
+	case o.TTL > 0:
+		query.Set("ttl", strconv.FormatInt(int64((o.TTL+time.Second-1)/time.Second), 10))
+	}
 	resp, body, err := c.do(ctx, request{
-		method: http.MethodPut, path: path, query: q.writeQuery(), body: value,
-		ctype: "application/octet-stream", context: context, bucket: bucket, key: key,
+		method: http.MethodPut, path: path, query: query, body: value,
+		ctype: "application/octet-stream", context: o.Context, bucket: bucket, key: key,
 	})
 	if err != nil {
 		return "", err
