@@ -406,6 +406,9 @@ type WriteOptions struct {
 	// Expiry is the written value's lifetime (see expiry.go); the zero value takes the
 	// bucket's ttl_s (a CRDT operation keeps the key's expiry).
 	Expiry Expiry
+	// Cond makes the write conditional on what a read at the request's Read quorum finds
+	// (cond.go); ClientRequest.Read gives that read's R and PR.
+	Cond WriteCond
 }
 
 // ReadOptions are a read's per-request settings.

@@ -22,6 +22,9 @@ var (
 	// ErrNotFound reports an operation that needs a live value where the key has none
 	// (a touch, Redis EXPIRE, of an absent or expired key).
 	ErrNotFound = errors.New("not found")
+	// ErrPreconditionFailed reports a conditional write whose condition did not hold at the
+	// read quorum (HTTP 412); nothing was written.
+	ErrPreconditionFailed = errors.New("precondition failed")
 )
 
 // Send failures the driver reports in a Response's Err. Wrap the transport's own error
@@ -47,6 +50,7 @@ const (
 	CodeUnavailable     Code = "unavailable"
 	CodeWrongType       Code = "wrong_type"
 	CodeNotFound        Code = "not_found"
+	CodePrecondition    Code = "precondition_failed"
 	CodeInternal        Code = "internal"
 )
 
@@ -70,6 +74,8 @@ func ErrorCode(err error) Code {
 		return CodeWrongType
 	case errors.Is(err, ErrNotFound):
 		return CodeNotFound
+	case errors.Is(err, ErrPreconditionFailed):
+		return CodePrecondition
 	}
 	return CodeInternal
 }
@@ -90,6 +96,8 @@ func RemoteError(code, msg string) error {
 		base = ErrWrongType
 	case CodeNotFound:
 		base = ErrNotFound
+	case CodePrecondition:
+		base = ErrPreconditionFailed
 	default:
 		return errors.New(msg)
 	}

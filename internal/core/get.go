@@ -23,9 +23,13 @@ type getCoord struct {
 	// settle: the quorum was ruled out before every replica answered; the answer waits for
 	// the others (within the deadline) so the error reports how many did answer.
 	settle *quorum.QuorumError
+	// cond: the read is a conditional write's (cond.go), which goes on from its answer.
+	cond *condWrite
 }
 
-func (c *Core) startGet(r ClientRequest) {
+func (c *Core) startGet(r ClientRequest) { c.startRead(r, nil) }
+
+func (c *Core) startRead(r ClientRequest, cond *condWrite) {
 	fail := func(err error) { c.reply(origin{client: true, id: r.ID}, Reply{Err: err}) }
 	props := c.deps.Buckets.Bucket(r.Bucket)
 	spec, err := getSpec(props, r.Read)
@@ -46,7 +50,7 @@ func (c *Core) startGet(r ClientRequest) {
 		fail(ringTooSmall(r.Bucket, props.N, have, "r", max(spec.R, spec.PR)))
 		return
 	}
-	g := &getCoord{id: c.newID(), client: r.ID, bucket: r.Bucket, key: r.Key, lww: spec.LWW, rs: rs, fsm: quorum.NewGet(spec, rs.targets())}
+	g := &getCoord{id: c.newID(), client: r.ID, bucket: r.Bucket, key: r.Key, lww: spec.LWW, rs: rs, fsm: quorum.NewGet(spec, rs.targets()), cond: cond}
 	c.gets[g.id] = g
 	deadline := c.now.Mono + c.timeout(r.Read.Timeout)
 	// Every replica is asked by message, this node too (the server answers that one at
@@ -134,6 +138,10 @@ func (c *Core) getAnswer(g *getCoord, ans *quorum.Answer) {
 	// tombstones: they supersede older values wherever a replica still holds one.
 	at := c.expiryNow()
 	obj := ans.Object.Unexpired(at)
+	if g.cond != nil {
+		c.condRead(g, obj, ans.Object)
+		return
+	}
 	if live := len(obj.Live()); live > 0 {
 		c.count(CountSiblings, live)
 	}

@@ -130,16 +130,29 @@ func (c *Core) clientRequest(r ClientRequest) {
 	case OpGet:
 		c.startGet(r)
 	case OpPut:
-		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key,
-			mutation{value: r.Value, ctx: r.Write.Context, ctype: r.Write.ContentType, meta: r.Write.Meta, exp: r.Write.Expiry}, r.Write, false)
+		m := mutation{value: r.Value, ctx: r.Write.Context, ctype: r.Write.ContentType, meta: r.Write.Meta, exp: r.Write.Expiry}
+		if r.Write.Cond != CondNone {
+			c.startCondWrite(r, m)
+			return
+		}
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, m, r.Write, false)
 	case OpDelete:
+		if r.Write.Cond != CondNone {
+			c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: a delete takes no condition", ErrBadRequest)})
+			return
+		}
 		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{tomb: true, ctx: r.Write.Context, exp: r.Write.Expiry}, r.Write, false)
 	case OpCRDT:
 		if r.CRDT == nil {
 			c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: CRDT request without an operation", ErrBadRequest)})
 			return
 		}
-		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{crdt: r.CRDT, exp: r.Write.Expiry}, r.Write, false)
+		m := mutation{crdt: r.CRDT, exp: r.Write.Expiry}
+		if r.Write.Cond != CondNone {
+			c.startCondWrite(r, m)
+			return
+		}
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, m, r.Write, false)
 	default:
 		c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: unknown operation %d", ErrBadRequest, r.Op)})
 	}
@@ -172,33 +185,9 @@ func (c *Core) reply(o origin, r Reply) {
 func (c *Core) write(from origin, bucket, key string, m mutation, o WriteOptions, coordinate bool) {
 	props := c.deps.Buckets.Bucket(bucket)
 	fail := func(err error) { c.reply(from, Reply{Err: err}) }
-	spec, err := putSpec(props, o)
+	spec, err := c.checkWrite(props, bucket, key, m, o)
 	if err != nil {
 		fail(err)
-		return
-	}
-	if err := c.validKey(bucket, key); err != nil {
-		fail(err)
-		return
-	}
-	if err := checkType(props, bucket, m); err != nil {
-		fail(err)
-		return
-	}
-	if err := checkMeta(m); err != nil {
-		fail(err)
-		return
-	}
-	if err := checkExpiry(m); err != nil {
-		fail(err)
-		return
-	}
-	if len(m.value) > c.cfg.MaxValueBytes {
-		fail(fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(m.value), c.cfg.MaxValueBytes))
-		return
-	}
-	if _, _, err := version.DecodeContext(m.ctx); err != nil {
-		fail(fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
 	rs, err := c.replicas(bucket, key, props.N)
@@ -611,6 +600,34 @@ func checkType(props BucketProps, bucket string, m mutation) error {
 			ErrWrongType, bucket, props.Type, props.Type, bucket)
 	}
 	return nil
+}
+
+// checkWrite validates a write before anything is read or written, and returns its quorum
+// requirements.
+func (c *Core) checkWrite(props BucketProps, bucket, key string, m mutation, o WriteOptions) (quorum.PutSpec, error) {
+	spec, err := putSpec(props, o)
+	if err != nil {
+		return spec, err
+	}
+	if err := c.validKey(bucket, key); err != nil {
+		return spec, err
+	}
+	if err := checkType(props, bucket, m); err != nil {
+		return spec, err
+	}
+	if err := checkMeta(m); err != nil {
+		return spec, err
+	}
+	if err := checkExpiry(m); err != nil {
+		return spec, err
+	}
+	if len(m.value) > c.cfg.MaxValueBytes {
+		return spec, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(m.value), c.cfg.MaxValueBytes)
+	}
+	if _, _, err := version.DecodeContext(m.ctx); err != nil {
+		return spec, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return spec, nil
 }
 
 // checkExpiry validates a write's expiry request.

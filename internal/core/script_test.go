@@ -28,6 +28,7 @@ import (
 //	incr name=X k=K via=N by=D            a counter increment (bucket must be type counter)
 //	setreg name=X k=K v=V via=N           Redis SET: assign a register, replacing any type
 //	  (put, setreg, incr: ttl=D sets a TTL; no-ttl none; bucket-ttl the bucket's ttl_s)
+//	  (put, setreg: if-absent / if-present make the write conditional, read at r= pr=)
 //	expire name=X k=K via=N ttl=D         Redis EXPIRE: a touch setting the TTL
 //	persist name=X k=K via=N              Redis PERSIST: a touch removing it
 //	get name=X k=K via=N [r= pr=]
@@ -129,6 +130,13 @@ func TestScripts(t *testing.T) {
 				if slices.Contains(pos, "bucket-ttl") {
 					req.Write.Expiry = core.Expiry{Mode: core.ExpiryBucket}
 				}
+				if slices.Contains(pos, "if-absent") {
+					req.Write.Cond = core.CondAbsent
+				}
+				if slices.Contains(pos, "if-present") {
+					req.Write.Cond = core.CondPresent
+				}
+				req.Read = core.ReadOptions{R: args["r"], PR: args["pr"]}
 				req.Write.ContentType = args["ct"]
 				if m := args["meta"]; m != "" {
 					for _, kv := range strings.Split(m, ",") {
