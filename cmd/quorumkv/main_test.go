@@ -174,6 +174,7 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"get", "b", "k", "--r"}, "flag needs an argument: -r"},
 		{[]string{"put", "b", "k"}, "quorumkv put: want BUCKET KEY VALUE"},
 		{[]string{"put", "b", "k", "v", "--ttl", "0"}, "--ttl 0: want a positive number of seconds"},
+		{[]string{"put", "b", "k", "v", "--if-absent", "--if-present"}, "--if-absent and --if-present together"},
 		{[]string{"put", "b", "k", "v", "--ttl", "10ms"}, "--ttl 10ms: want a duration of at least 1s"},
 		{[]string{"delete"}, "quorumkv delete: want BUCKET KEY"},
 		{[]string{"bucket"}, "quorumkv bucket: want BUCKET"},
@@ -239,6 +240,10 @@ func fakeAPI(t *testing.T) (addr string, seen *[]string) {
 			jsonReply(404, `{"error":"not found","code":"not_found"}`)
 		case p == "/v1/kv/b/slow":
 			jsonReply(503, `{"error":"w not met","code":"quorum_failed","acks":2,"required":3}`)
+		case p == "/v1/kv/b/taken" && r.Header.Get("If-None-Match") == "*":
+			jsonReply(412, `{"error":"precondition failed: the key holds a value (create-only write)","code":"precondition_failed"}`)
+		case p == "/v1/kv/b/free" && r.Header.Get("If-None-Match") != "*":
+			jsonReply(400, `{"error":"want If-None-Match","code":"bad_request"}`)
 		case p == "/v1/kv/b/bad":
 			jsonReply(400, `{"error":"bad quorum value \"x\"","code":"bad_request"}`)
 		case strings.HasPrefix(p, "/v1/kv/") && (r.Method == "PUT" || r.Method == "DELETE"):
@@ -302,6 +307,8 @@ func TestClientVerbs(t *testing.T) {
 		{"put timeout as duration", []string{"put", "b", "k", "v", "--timeout", "2s"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?timeout=2000 "},
 		{"put ttl", []string{"put", "b", "k", "v", "--ttl", "2m"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?ttl=120 "},
 		{"put ttl seconds", []string{"put", "b", "k", "v", "--ttl", "45"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?ttl=45 "},
+		{"put if-absent taken", []string{"put", "b", "taken", "v", "--if-absent"}, "", 1, "", "quorumkv: precondition failed: the key holds a value (create-only write)\n", ""},
+		{"put if-absent free", []string{"put", "b", "free", "v", "--if-absent"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/free? ctx= body=v"},
 		{"put ttl never", []string{"put", "b", "k", "v", "--ttl", "never"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?ttl=0 "},
 		{"bucket", []string{"bucket", "users"}, "", 0, "{\n  \"n\": 3,\n  \"r\": \"quorum\",\n  \"w\": \"quorum\",\n  \"pr\": 0,\n  \"pw\": 0,\n  \"dw\": 0,\n  \"conflict\": \"siblings\",\n  \"read_repair\": \"blocking\",\n  \"type\": \"kv\",\n  \"gc_grace_s\": 864000\n}\n", "", ""},
 		{"bucket set", []string{"bucket", "users", "--set", `{"n":5,"w":"all"}`}, "", 0, "", "", `PUT /v1/buckets/users? ctx= body={"n":5,"w":"all"}`},

@@ -152,6 +152,8 @@ func (e *env) apiFail(err error, param string) int {
 		return e.fail("%s", msg)
 	case client.IsNotFound(err):
 		return e.fail("not found")
+	case client.IsPreconditionFailed(err):
+		return e.fail("%s", ae.Message)
 	default:
 		if why := notHTTP(err); why != "" {
 			return e.fail("%s", why)
@@ -266,10 +268,17 @@ there, so nothing concurrent is lost.
 it every node reads the key as absent. --ttl never writes a value that never expires, even
 in a bucket with a ttl_s; without --ttl the bucket's ttl_s applies.
 
+--if-absent writes only if the key holds no live value (If-None-Match: *), --if-present
+only if it holds one (If-Match: *); otherwise put exits 1 with "precondition failed" and
+writes nothing. The check reads at the bucket's R: two --if-absent writes racing can both
+succeed, and the key then holds both as siblings.
+
 `+quorumHelp)
 	cf := e.addClientFlags(fs, true)
 	cctx := fs.String("context", "", "causal `context` of the read this write supersedes")
 	ttlFlag := fs.String("ttl", "", "the value's lifetime: a `duration` (30s), whole seconds, or never")
+	ifAbsent := fs.Bool("if-absent", false, "write only if the key holds no live value")
+	ifPresent := fs.Bool("if-present", false, "write only if the key holds a live value")
 	q := addQuorumFlags(fs, "w", "pw", "dw")
 	pos, code, ok := parseLiteral(fs, args, func(i int) bool { return i == 2 })
 	if !ok {
@@ -282,6 +291,9 @@ in a bucket with a ttl_s; without --ttl the bucket's ttl_s applies.
 	if err != nil {
 		return usageErr(fs, "%v", err)
 	}
+	if *ifAbsent && *ifPresent {
+		return usageErr(fs, "--if-absent and --if-present together")
+	}
 	value := []byte(pos[2])
 	if pos[2] == "-" {
 		var err error
@@ -290,7 +302,7 @@ in a bucket with a ttl_s; without --ttl the bucket's ttl_s applies.
 		}
 	}
 	nc, err := cf.client().PutWith(context.Background(), pos[0], pos[1], value,
-		client.PutOptions{Context: *cctx, Quorum: q.quorum(cf), TTL: ttl})
+		client.PutOptions{Context: *cctx, Quorum: q.quorum(cf), TTL: ttl, IfAbsent: *ifAbsent, IfPresent: *ifPresent})
 	if err != nil {
 		return e.apiFail(err, q.failed(true))
 	}

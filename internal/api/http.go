@@ -225,12 +225,13 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 	}
 	code := node.ErrorCode(err)
 	status := map[string]int{
-		"bad_request":       http.StatusBadRequest,
-		"too_large":         http.StatusRequestEntityTooLarge,
-		"too_many_siblings": http.StatusConflict,
-		"unavailable":       http.StatusServiceUnavailable,
-		"wrong_type":        http.StatusConflict,
-		"not_found":         http.StatusNotFound,
+		"bad_request":         http.StatusBadRequest,
+		"too_large":           http.StatusRequestEntityTooLarge,
+		"too_many_siblings":   http.StatusConflict,
+		"unavailable":         http.StatusServiceUnavailable,
+		"wrong_type":          http.StatusConflict,
+		"not_found":           http.StatusNotFound,
+		"precondition_failed": http.StatusPreconditionFailed,
 	}[code]
 	if status == 0 {
 		status = http.StatusInternalServerError
@@ -424,6 +425,23 @@ func (s *server) writeOptions(r *http.Request) (node.WriteOptions, error) {
 	return node.WriteOptions{W: q.Get("w"), PW: q.Get("pw"), DW: q.Get("dw"), Timeout: to, Context: ctx, Expiry: exp}, nil
 }
 
+// writeCond reads a put's precondition: If-None-Match: * (create only) or If-Match: *
+// (only over a live value). Entity tags are not supported: values have none.
+func writeCond(r *http.Request) (core.WriteCond, error) {
+	inm, im := r.Header.Values("If-None-Match"), r.Header.Values("If-Match")
+	switch {
+	case len(inm) == 0 && len(im) == 0:
+		return core.CondNone, nil
+	case len(inm) > 0 && len(im) > 0:
+		return core.CondNone, fmt.Errorf("%w: If-None-Match and If-Match together", node.ErrBadRequest)
+	case len(inm) == 1 && strings.TrimSpace(inm[0]) == "*":
+		return core.CondAbsent, nil
+	case len(im) == 1 && strings.TrimSpace(im[0]) == "*":
+		return core.CondPresent, nil
+	}
+	return core.CondNone, fmt.Errorf("%w: If-None-Match and If-Match take only \"*\" (values have no entity tags)", node.ErrBadRequest)
+}
+
 // ParseTTL reads the ttl parameter: whole seconds, 1 up to core.MaxTTL; 0 means "never
 // expires", overriding the bucket's ttl_s; absent takes the bucket's.
 func ParseTTL(s string, given bool) (core.Expiry, error) {
@@ -475,6 +493,10 @@ func (s *server) putKV(w http.ResponseWriter, r *http.Request) {
 	}
 	bucket, key := pathKey(r)
 	describeValue(r, &o)
+	if o.Cond, err = writeCond(r); err != nil {
+		s.fail(w, err)
+		return
+	}
 	ctx, err := s.n.Put(r.Context(), bucket, key, body, o)
 	if err != nil {
 		s.fail(w, err)

@@ -38,7 +38,7 @@ var respRoles = map[string]auth.Role{
 	"sadd": auth.RoleWrite, "srem": auth.RoleWrite,
 	"ttl": auth.RoleRead, "pttl": auth.RoleRead,
 	"setex": auth.RoleWrite, "psetex": auth.RoleWrite, "expire": auth.RoleWrite, "pexpire": auth.RoleWrite,
-	"persist": auth.RoleWrite,
+	"persist": auth.RoleWrite, "setnx": auth.RoleWrite,
 }
 
 // loginOnly are the commands that touch no key: they need a login and no grant.

@@ -68,6 +68,7 @@ func init() {
 		"scard":      {2, cmdSCard},
 		"qkv.quorum": {3, cmdQuorum},
 		"setex":      {4, cmdSetEx},
+		"setnx":      {3, cmdSetNX},
 		"psetex":     {4, cmdSetEx},
 		"expire":     {-3, cmdExpire},
 		"pexpire":    {-3, cmdExpire},

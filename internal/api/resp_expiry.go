@@ -24,6 +24,7 @@ import (
 type setArgs struct {
 	exp     core.Expiry
 	keepTTL bool
+	cond    core.WriteCond
 }
 
 // parseSet reads SET's options after the key and value; it answers the Redis error and
@@ -50,8 +51,17 @@ func parseSet(conn redcon.Conn, opts [][]byte) (setArgs, bool) {
 				return a, false
 			}
 			a.keepTTL, a.exp = true, core.Expiry{Mode: core.ExpiryAuto}
-		case "NX", "XX", "GET", "EXAT", "PXAT":
-			conn.WriteError(fmt.Sprintf("ERR SET option %s is not supported (supported: EX, PX, KEEPTTL)", o))
+		case "NX", "XX":
+			if a.cond != core.CondNone {
+				conn.WriteError("ERR syntax error")
+				return a, false
+			}
+			a.cond = core.CondAbsent
+			if o == "XX" {
+				a.cond = core.CondPresent
+			}
+		case "GET", "EXAT", "PXAT":
+			conn.WriteError(fmt.Sprintf("ERR SET option %s is not supported (supported: NX, XX, EX, PX, KEEPTTL)", o))
 			return a, false
 		default:
 			conn.WriteError("ERR syntax error")
@@ -87,22 +97,50 @@ func cmdSet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]
 	if !ok || !checkKey(conn, args[1]) {
 		return
 	}
-	r.set(ctx, c, conn, args[1], args[2], a.exp)
+	r.set(ctx, c, conn, args[1], args[2], a.exp, a.cond)
 }
 
-func (r *RESP) set(ctx context.Context, c *client, conn redcon.Conn, key, value []byte, exp core.Expiry) {
+// set runs SET; with a condition (NX, XX) that did not hold it answers nil, as Redis does.
+func (r *RESP) set(ctx context.Context, c *client, conn redcon.Conn, key, value []byte, exp core.Expiry, cond core.WriteCond) {
 	if len(value) > r.MaxValueBytes {
 		conn.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(value), r.MaxValueBytes))
 		return
 	}
 	v := string(value)
 	o := c.writeOpts()
-	o.Expiry = exp
-	if _, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o); err != nil {
+	o.Expiry, o.Cond = exp, cond
+	_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
+	switch {
+	case errors.Is(err, node.ErrPreconditionFailed):
+		conn.WriteNull()
+	case err != nil:
 		r.fail(conn, err)
+	default:
+		conn.WriteString("OK")
+	}
+}
+
+// cmdSetNX runs SETNX key value: SET key value NX answering 1 when set, 0 when not.
+func cmdSetNX(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if !checkKey(conn, args[1]) {
 		return
 	}
-	conn.WriteString("OK")
+	if len(args[2]) > r.MaxValueBytes {
+		conn.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(args[2]), r.MaxValueBytes))
+		return
+	}
+	v := string(args[2])
+	o := c.writeOpts()
+	o.Expiry, o.Cond = core.Expiry{Mode: core.ExpiryBucket}, core.CondAbsent
+	_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Register, crdt.Op{Assign: &v}, true, o)
+	switch {
+	case errors.Is(err, node.ErrPreconditionFailed):
+		conn.WriteInt(0)
+	case err != nil:
+		r.fail(conn, err)
+	default:
+		conn.WriteInt(1)
+	}
 }
 
 // cmdSetEx runs SETEX key seconds value and PSETEX key milliseconds value.
@@ -112,7 +150,7 @@ func cmdSetEx(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args []
 	if !ok || !checkKey(conn, args[1]) {
 		return
 	}
-	r.set(ctx, c, conn, args[1], args[3], core.Expiry{Mode: core.ExpiryTTL, TTL: ttl})
+	r.set(ctx, c, conn, args[1], args[3], core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}, core.CondNone)
 }
 
 // cmdExpire runs EXPIRE key seconds [NX|XX|GT|LT] and PEXPIRE: 1 when the key's expiry was

@@ -182,6 +182,13 @@ TTL nothing
 EXPIRE nothing 5
 SET k v EX 0
 SET k v PX 1
+SET nx1 a NX
+SET nx1 b NX
+GET nx1
+SET nx2 a XX
+SETNX nx1 c
+SET nx1 d XX EX 100
+TTL nx1
 `
 
 const redisCLIExpiryWant = `OK
@@ -198,6 +205,13 @@ v
 ERR invalid expire time in 'set' command
 
 OK
+OK
+
+a
+
+0
+OK
+100
 `
 
 func TestRESPExpiryRedisCLI(t *testing.T) {
@@ -212,5 +226,59 @@ func TestRESPExpiryRedisCLI(t *testing.T) {
 	}
 	if string(out) != redisCLIExpiryWant {
 		t.Fatalf("redis-cli output:\n%s\nwant:\n%s", out, redisCLIExpiryWant)
+	}
+}
+
+// TestRESPSetNXXX: SET NX writes only an absent key (nil otherwise), SET XX only a present
+// one; an expired key is absent; NX with XX is a syntax error.
+func TestRESPSetNXXX(t *testing.T) {
+	_, rs := startRESPCluster(t, 3)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: rs[0].Addr(), MaxRetries: -1})
+	defer c.Close()
+	other := redis.NewClient(&redis.Options{Addr: rs[1].Addr(), MaxRetries: -1})
+	defer other.Close()
+	setNX := func(cl *redis.Client, k, v string, ttl time.Duration) bool {
+		t.Helper()
+		ok, err := cl.SetNX(ctx, k, v, ttl).Result()
+		if err != nil {
+			t.Fatalf("SET %s %s NX: %v", k, v, err)
+		}
+		return ok
+	}
+	if !setNX(c, "lock", "a", 0) {
+		t.Fatal("SET NX of an absent key: not set")
+	}
+	if setNX(other, "lock", "b", 0) {
+		t.Fatal("SET NX of a present key: set")
+	}
+	if v, err := other.Get(ctx, "lock").Result(); err != nil || v != "a" {
+		t.Fatalf("GET lock = %q, %v; want a", v, err)
+	}
+	if ok, err := c.SetXX(ctx, "nothing", "x", 0).Result(); err != nil || ok {
+		t.Fatalf("SET XX of an absent key = %v, %v; want not set", ok, err)
+	}
+	if err := other.Get(ctx, "nothing").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("SET XX wrote an absent key: %v", err)
+	}
+	if ok, err := c.SetXX(ctx, "lock", "c", 0).Result(); err != nil || !ok {
+		t.Fatalf("SET XX of a present key = %v, %v; want set", ok, err)
+	}
+	// NX with a TTL: a lease that runs out, after which the next NX takes it.
+	if !setNX(c, "lease", "holder1", 300*time.Millisecond) {
+		t.Fatal("SET lease NX PX 300: not set")
+	}
+	if setNX(other, "lease", "holder2", time.Second) {
+		t.Fatal("SET NX of a live lease: set")
+	}
+	waitFor(t, 5*time.Second, "the lease to expire", func() bool { return errors.Is(other.Get(ctx, "lease").Err(), redis.Nil) })
+	if !setNX(other, "lease", "holder2", time.Second) {
+		t.Fatal("SET NX of an expired lease: not set")
+	}
+	if err := c.Do(ctx, "SET", "lock", "d", "NX", "XX").Err(); err == nil || err.Error() != "ERR syntax error" {
+		t.Fatalf("SET NX XX: %v, want ERR syntax error", err)
+	}
+	if v, _ := other.Get(ctx, "lock").Result(); v != "c" {
+		t.Fatalf("GET lock after refused SET = %q, want c", v)
 	}
 }

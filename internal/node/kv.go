@@ -16,12 +16,13 @@ import (
 
 // Errors returned by the client-facing operations; the HTTP layer maps them to statuses.
 var (
-	ErrBadRequest      = core.ErrBadRequest
-	ErrTooLarge        = core.ErrTooLarge
-	ErrTooManySiblings = core.ErrTooManySiblings
-	ErrUnavailable     = core.ErrUnavailable
-	ErrWrongType       = core.ErrWrongType
-	ErrNotFound        = core.ErrNotFound
+	ErrBadRequest         = core.ErrBadRequest
+	ErrTooLarge           = core.ErrTooLarge
+	ErrTooManySiblings    = core.ErrTooManySiblings
+	ErrUnavailable        = core.ErrUnavailable
+	ErrWrongType          = core.ErrWrongType
+	ErrNotFound           = core.ErrNotFound
+	ErrPreconditionFailed = core.ErrPreconditionFailed
 )
 
 // WriteOptions are a put's or delete's per-request settings; empty strings take the
