@@ -129,6 +129,8 @@ func (c *Core) clientRequest(r ClientRequest) {
 	switch r.Op {
 	case OpGet:
 		c.startGet(r)
+	case OpList:
+		c.startList(r)
 	case OpPut:
 		m := mutation{value: r.Value, ctx: r.Write.Context, ctype: r.Write.ContentType, meta: r.Write.Meta, exp: r.Write.Expiry}
 		if r.Write.Cond != CondNone {

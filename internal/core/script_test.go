@@ -32,6 +32,7 @@ import (
 //	expire name=X k=K via=N ttl=D         Redis EXPIRE: a touch setting the TTL
 //	persist name=X k=K via=N              Redis PERSIST: a touch removing it
 //	get name=X k=K via=N [r= pr=]
+//	list name=X via=N [bucket= prefix= limit= r= cursor=NAME aligned]   a page of keys (cursor: reply NAME's next)
 //	run [for=D]                           move time on (default 100ms), delivering messages
 //	reply name=X                          a reply: ok/err, values, context's clock
 //	local k=K                             every node's stored copy (and hints)
@@ -180,6 +181,37 @@ func TestScripts(t *testing.T) {
 					return w.describeCRDT(args["name"])
 				}
 				return w.describeReply(args["name"])
+			case "list":
+				o := &core.ListOptions{Prefix: args["prefix"], R: args["r"], Limit: 1000, HashAligned: slices.Contains(pos, "aligned")}
+				if v := args["limit"]; v != "" {
+					o.Limit, _ = strconv.Atoi(v)
+				}
+				if c := args["cursor"]; c != "" {
+					r := w.replies[c]
+					if r == nil || r.Next == nil {
+						d.Fatalf(t, "no reply %q with a next cursor", c)
+					}
+					o.Cursor = r.Next
+				}
+				w.request(args["name"], args["via"], core.ClientRequest{Op: core.OpList, Bucket: bucketOf(args), List: o})
+				w.run(dur("for", "1s"))
+				r := w.replies[args["name"]]
+				switch {
+				case r == nil:
+					return "pending"
+				case r.Err != nil:
+					return w.describeReply(args["name"])
+				}
+				var b strings.Builder
+				for _, k := range r.Keys {
+					b.WriteString(k.Key + " ")
+				}
+				if r.Next != nil {
+					fmt.Fprintf(&b, "(more)")
+				} else {
+					fmt.Fprintf(&b, "(done)")
+				}
+				return b.String()
 			case "run":
 				w.run(dur("for", "100ms"))
 				return ""
