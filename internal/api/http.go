@@ -106,6 +106,7 @@ func NewWithOptions(n *node.Node, o Options) http.Handler {
 	handleFunc("POST /v1/crdt/{bucket}/{key...}", s.updateCRDT)
 	handleFunc("GET /v1/crdt/{bucket}/{key...}", s.getCRDT)
 	handleFunc("DELETE /v1/crdt/{bucket}/{key...}", s.deleteCRDT)
+	handleFunc("GET /v1/keys/{bucket}", s.listKeys)
 	handleFunc("GET /v1/buckets/{bucket}", s.getBucket)
 	handleFunc("PUT /v1/buckets/{bucket}", s.putBucket)
 	handleFunc("GET /v1/cluster", s.cluster)
