@@ -39,6 +39,7 @@ var respRoles = map[string]auth.Role{
 	"ttl": auth.RoleRead, "pttl": auth.RoleRead,
 	"setex": auth.RoleWrite, "psetex": auth.RoleWrite, "expire": auth.RoleWrite, "pexpire": auth.RoleWrite,
 	"persist": auth.RoleWrite, "setnx": auth.RoleWrite,
+	"scan": auth.RoleRead, "keys": auth.RoleRead, "dbsize": auth.RoleRead,
 }
 
 // loginOnly are the commands that touch no key: they need a login and no grant.

@@ -29,3 +29,6 @@ func (n *Node) List(ctx context.Context, bucket string, o ListOptions) (ListPage
 	}
 	return ListPage{Keys: r.Keys, Next: r.Next, At: r.At}, nil
 }
+
+// Partitions is the ring's number of partitions (Q).
+func (n *Node) Partitions() int { return n.coreCfg.Partitions }
