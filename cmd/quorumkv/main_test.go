@@ -175,6 +175,8 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"put", "b", "k"}, "quorumkv put: want BUCKET KEY VALUE"},
 		{[]string{"put", "b", "k", "v", "--ttl", "0"}, "--ttl 0: want a positive number of seconds"},
 		{[]string{"put", "b", "k", "v", "--if-absent", "--if-present"}, "--if-absent and --if-present together"},
+		{[]string{"keys"}, "quorumkv keys: want BUCKET"},
+		{[]string{"keys", "b", "--limit", "-1"}, "--limit -1: want 1 or more"},
 		{[]string{"put", "b", "k", "v", "--ttl", "10ms"}, "--ttl 10ms: want a duration of at least 1s"},
 		{[]string{"delete"}, "quorumkv delete: want BUCKET KEY"},
 		{[]string{"bucket"}, "quorumkv bucket: want BUCKET"},
@@ -244,6 +246,10 @@ func fakeAPI(t *testing.T) (addr string, seen *[]string) {
 			jsonReply(412, `{"error":"precondition failed: the key holds a value (create-only write)","code":"precondition_failed"}`)
 		case p == "/v1/kv/b/free" && r.Header.Get("If-None-Match") != "*":
 			jsonReply(400, `{"error":"want If-None-Match","code":"bad_request"}`)
+		case p == "/v1/keys/b" && r.URL.Query().Get("cursor") == "":
+			jsonReply(200, `{"keys":["k1","k2"],"next":"CUR"}`)
+		case p == "/v1/keys/b" && r.URL.Query().Get("cursor") == "CUR":
+			jsonReply(200, `{"keys":["k3"],"next":""}`)
 		case p == "/v1/kv/b/bad":
 			jsonReply(400, `{"error":"bad quorum value \"x\"","code":"bad_request"}`)
 		case strings.HasPrefix(p, "/v1/kv/") && (r.Method == "PUT" || r.Method == "DELETE"):
@@ -309,6 +315,9 @@ func TestClientVerbs(t *testing.T) {
 		{"put ttl seconds", []string{"put", "b", "k", "v", "--ttl", "45"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?ttl=45 "},
 		{"put if-absent taken", []string{"put", "b", "taken", "v", "--if-absent"}, "", 1, "", "quorumkv: precondition failed: the key holds a value (create-only write)\n", ""},
 		{"put if-absent free", []string{"put", "b", "free", "v", "--if-absent"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/free? ctx= body=v"},
+		{"keys", []string{"keys", "b", "--prefix", "k"}, "", 0, "k1\nk2\nk3\n", "", "GET /v1/keys/b?cursor=CUR&prefix=k "},
+		{"keys one page", []string{"keys", "b", "--limit", "2"}, "", 0, "k1\nk2\n", "next: CUR\n", "GET /v1/keys/b?limit=2 "},
+		{"keys json", []string{"keys", "b", "--json"}, "", 0, "{\"keys\":[\"k1\",\"k2\"],\"next\":\"CUR\"}\n{\"keys\":[\"k3\"],\"next\":\"\"}\n", "", ""},
 		{"put ttl never", []string{"put", "b", "k", "v", "--ttl", "never"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?ttl=0 "},
 		{"bucket", []string{"bucket", "users"}, "", 0, "{\n  \"n\": 3,\n  \"r\": \"quorum\",\n  \"w\": \"quorum\",\n  \"pr\": 0,\n  \"pw\": 0,\n  \"dw\": 0,\n  \"conflict\": \"siblings\",\n  \"read_repair\": \"blocking\",\n  \"type\": \"kv\",\n  \"gc_grace_s\": 864000\n}\n", "", ""},
 		{"bucket set", []string{"bucket", "users", "--set", `{"n":5,"w":"all"}`}, "", 0, "", "", `PUT /v1/buckets/users? ctx= body={"n":5,"w":"all"}`},

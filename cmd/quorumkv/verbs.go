@@ -34,7 +34,7 @@ const requestTimeout = 30 * time.Second
 func init() {
 	register(&command{name: "get", group: "Data", args: "BUCKET KEY [--r R] [--pr PR] [--json]",
 		summary: "read a key", run: runGet})
-	register(&command{name: "put", group: "Data", args: "BUCKET KEY VALUE|- [--context C] [--w W] [--pw PW] [--dw DW]",
+	register(&command{name: "put", group: "Data", args: "BUCKET KEY VALUE|- [--context C] [--ttl D] [--if-absent|--if-present] [--w W] [--pw PW] [--dw DW]",
 		summary: "write a key", run: runPut})
 	register(&command{name: "delete", group: "Data", args: "BUCKET KEY [--context C] [--w W] [--pw PW] [--dw DW]",
 		summary: "delete a key", run: runDelete})
