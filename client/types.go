@@ -194,8 +194,9 @@ type LocalCopy struct {
 type LocalSibling struct {
 	Value     []byte `json:"value"`
 	Tombstone bool   `json:"tombstone"`
-	Dot       string `json:"dot"`       // the write that made it, "node.epoch:counter"
-	Timestamp string `json:"timestamp"` // HLC timestamp
+	Dot       string `json:"dot"`        // the write that made it, "node.epoch:counter"
+	Timestamp string `json:"timestamp"`  // HLC timestamp
+	ExpiresMs int64  `json:"expires_ms"` // expiry, Unix ms (0: none); expired values show until reaped
 }
 
 // Local returns the answering node's own copy of bucket/key, asking no other node.

@@ -47,7 +47,7 @@ func TestExpiryAcrossAPartition(t *testing.T) {
 	c.repair(c.node("n1"))
 	c.waitFor(10*time.Second, "n3 to hold the expired value", func() bool {
 		lc, err := c.node("n3").client().Local(ctx, "exp", "k")
-		return err == nil && lc.Found && len(lc.Siblings) == 1 && string(lc.Siblings[0].Value) == "session"
+		return err == nil && lc.Found && len(lc.Siblings) == 1 && string(lc.Siblings[0].Value) == "session" && lc.Siblings[0].ExpiresMs > 0
 	})
 	// A fresh write after the expiry is one value, not a sibling of a dead one.
 	if _, err := c.node("n3").client().Put(ctx, "exp", "k", []byte("new"), "", client.Quorum{}); err != nil {
