@@ -68,6 +68,9 @@ const (
 	CodeUnauthorized = "unauthorized"
 	// CodeForbidden: the user lacks the grant the request needs (HTTP 403).
 	CodeForbidden = "forbidden"
+	// CodePreconditionFailed: a conditional write's condition did not hold (HTTP 412);
+	// nothing was written. See PutOptions.IfAbsent.
+	CodePreconditionFailed = "precondition_failed"
 )
 
 // DefaultTimeout bounds one request when WithTimeout is not given. It is longer than
@@ -274,6 +277,13 @@ func IsQuorumFailed(err error) bool {
 	return errors.As(err, &e) && e.Code == CodeQuorumFailed
 }
 
+// IsPreconditionFailed reports whether err is a conditional write refused because its
+// condition did not hold (PutOptions.IfAbsent, IfPresent).
+func IsPreconditionFailed(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Code == CodePreconditionFailed
+}
+
 // kvPath returns the escaped path of a key under prefix ("kv", "admin/endpoints", ...).
 func kvPath(prefix, bucket, key string) (string, error) {
 	if bucket == "" {
@@ -301,6 +311,7 @@ type request struct {
 	ctype   string
 	accept  string
 	context string // X-Quorumkv-Context to send, if any
+	header  map[string]string
 	// bucket and key, for a request about one key (routed to a primary WithRouting)
 	bucket, key string
 }
@@ -368,6 +379,9 @@ func (c *Client) doAt(ctx context.Context, base *url.URL, r request) (*http.Resp
 	}
 	if r.accept != "" {
 		req.Header.Set("Accept", r.accept)
+	}
+	for k, v := range r.header {
+		req.Header.Set(k, v)
 	}
 	if r.context != "" {
 		req.Header.Set(ContextHeader, r.context)
@@ -490,6 +504,31 @@ func nonNil(b []byte) []byte {
 // *APIError with Code "quorum_failed" (see IsQuorumFailed); the write may still have
 // reached some replicas.
 func (c *Client) Put(ctx context.Context, bucket, key string, value []byte, context string, q Quorum) (string, error) {
+	return c.PutWith(ctx, bucket, key, value, PutOptions{Context: context, Quorum: q})
+}
+
+// NoExpiry as PutOptions.TTL writes a value that never expires, even in a bucket with a
+// ttl_s.
+const NoExpiry time.Duration = -1
+
+// PutOptions are a write's settings beyond its value.
+type PutOptions struct {
+	// Context is the Context of the read this write supersedes ("": a blind write).
+	Context string
+	Quorum  Quorum
+	// TTL gives the value a lifetime, in whole seconds (rounded up): after it every node
+	// reads the key as absent. 0 takes the bucket's ttl_s (none by default); NoExpiry
+	// never expires.
+	TTL time.Duration
+	// IfAbsent writes only when the key holds no live value at the read quorum
+	// (If-None-Match: *); IfPresent only when it holds one (If-Match: *). Otherwise the
+	// error satisfies IsPreconditionFailed and nothing is written. Two IfAbsent writes
+	// racing can both succeed (they become siblings): this is a check, not a lock.
+	IfAbsent, IfPresent bool
+}
+
+// PutWith is Put with every option.
+func (c *Client) PutWith(ctx context.Context, bucket, key string, value []byte, o PutOptions) (string, error) {
 	path, err := kvPath("kv", bucket, key)
 	if err != nil {
 		return "", err
@@ -497,9 +536,27 @@ func (c *Client) Put(ctx context.Context, bucket, key string, value []byte, cont
 	if value == nil {
 		value = []byte{}
 	}
+	query := o.Quorum.writeQuery()
+	switch {
+	case o.TTL == NoExpiry:
+		query.Set("ttl", "0")
+	case o.TTL < 0:
+		return "", fmt.Errorf("client: TTL %v: want > 0, 0 (the bucket's) or NoExpiry", o.TTL)
+	case o.TTL > 0:
+		query.Set("ttl", strconv.FormatInt(int64((o.TTL+time.Second-1)/time.Second), 10))
+	}
+	var header map[string]string
+	switch {
+	case o.IfAbsent && o.IfPresent:
+		return "", errors.New("client: IfAbsent and IfPresent together")
+	case o.IfAbsent:
+		header = map[string]string{"If-None-Match": "*"}
+	case o.IfPresent:
+		header = map[string]string{"If-Match": "*"}
+	}
 	resp, body, err := c.do(ctx, request{
-		method: http.MethodPut, path: path, query: q.writeQuery(), body: value,
-		ctype: "application/octet-stream", context: context, bucket: bucket, key: key,
+		method: http.MethodPut, path: path, query: query, body: value,
+		ctype: "application/octet-stream", context: o.Context, bucket: bucket, key: key, header: header,
 	})
 	if err != nil {
 		return "", err

@@ -25,6 +25,7 @@ type BucketProps struct {
 	ReadRepair *string `json:"read_repair,omitempty"` // "blocking", "async" or "none"
 	Type       *string `json:"type,omitempty"`        // "kv", "counter", "set", "map"
 	GCGraceS   *int    `json:"gc_grace_s,omitempty"`  // seconds before a tombstone may be reaped
+	TTLS       *int    `json:"ttl_s,omitempty"`       // seconds a value lives when written without a TTL (0: forever)
 }
 
 // UnmarshalJSON accepts the quorum fields as JSON strings ("quorum", "2") or numbers (2).
@@ -60,8 +61,9 @@ func (p BucketProps) MarshalJSON() ([]byte, error) {
 		ReadRepair *string `json:"read_repair,omitempty"`
 		Type       *string `json:"type,omitempty"`
 		GCGraceS   *int    `json:"gc_grace_s,omitempty"`
+		TTLS       *int    `json:"ttl_s,omitempty"`
 	}{p.N, quorumJSON(p.R), quorumJSON(p.W), quorumJSON(p.PR), quorumJSON(p.PW), quorumJSON(p.DW),
-		p.Conflict, p.ReadRepair, p.Type, p.GCGraceS})
+		p.Conflict, p.ReadRepair, p.Type, p.GCGraceS, p.TTLS})
 }
 
 // quorumJSON is a quorum value as JSON: nil (omitted) when unset, a number when it is a
@@ -192,8 +194,9 @@ type LocalCopy struct {
 type LocalSibling struct {
 	Value     []byte `json:"value"`
 	Tombstone bool   `json:"tombstone"`
-	Dot       string `json:"dot"`       // the write that made it, "node.epoch:counter"
-	Timestamp string `json:"timestamp"` // HLC timestamp
+	Dot       string `json:"dot"`        // the write that made it, "node.epoch:counter"
+	Timestamp string `json:"timestamp"`  // HLC timestamp
+	ExpiresMs int64  `json:"expires_ms"` // expiry, Unix ms (0: none); expired values show until reaped
 }
 
 // Local returns the answering node's own copy of bucket/key, asking no other node.

@@ -15,7 +15,7 @@ import (
 func init() {
 	register(&command{name: "bench", group: "Tools",
 		args: "[--addrs A,B,C] [--clients 32] [--requests 20000] [--value-size 100] [--ops put,get] [--r R] [--w W] [--json]\n" +
-			"       quorumkv bench --workload a|b|c|d|f [--records 10000] [--operations 100000] [--clients 32] [--no-load] [--progress] [--json]",
+			"       quorumkv bench --workload a|b|c|d|e|f [--records 10000] [--operations 100000] [--clients 32] [--no-load] [--progress] [--json]",
 		summary: "HTTP load generator: puts and gets, or the YCSB core workloads", run: runBench})
 }
 
@@ -26,9 +26,10 @@ clients spread over the nodes, and prints ops/s and p50/p99/p99.9 latency for ea
 With --workload: runs a YCSB core workload as YCSB defines it, so the figures compare with
 published YCSB results: a (50% read, 50% update), b (95/5 read/update), c (100% read),
 d (95% read, 5% insert, the newest records the most read), f (50% read, 50%
-read-modify-write); keys drawn from YCSB's scrambled Zipfian (constant 0.99) over
---records keys named as YCSB names them. Workload e (scans) needs key listing, which
-quorumkv does not have yet (issue 15). The load phase comes first unless --no-load: it
+read-modify-write), e (95% scan, 5% insert: a scan is a listing page of 1..100 keys
+from the start key's position in the store's order, by key hash, keys only — quorumkv
+keeps no key order); keys drawn from YCSB's scrambled Zipfian (constant 0.99) over
+--records keys named as YCSB names them. The load phase comes first unless --no-load: it
 inserts --records records of --field-count x --field-length bytes (YCSB's 10 x 100;
 --value-size sets the record size instead). Then --operations ops from --clients clients
 (YCSB's threadcount). A record is one value: updates and inserts write all of it, reads

@@ -61,13 +61,13 @@ func TestBenchWorkloadA(t *testing.T) {
 	}
 }
 
-// TestBenchWorkloadUsage: workload e and mixed-up flags are usage errors that say why.
+// TestBenchWorkloadUsage: an unknown workload and mixed-up flags are usage errors that say
+// why.
 func TestBenchWorkloadUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"--workload", "e"}, "needs key listing (issue 15)"},
 		{[]string{"--workload", "z"}, `unknown workload "z"`},
 		{[]string{"--workload", "a", "--requests", "5"}, "--requests is for the put/get mode"},
 		{[]string{"--records", "5"}, "--records needs --workload"},

@@ -173,6 +173,11 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"get", "b", "k", "extra"}, "want BUCKET KEY, got 3"},
 		{[]string{"get", "b", "k", "--r"}, "flag needs an argument: -r"},
 		{[]string{"put", "b", "k"}, "quorumkv put: want BUCKET KEY VALUE"},
+		{[]string{"put", "b", "k", "v", "--ttl", "0"}, "--ttl 0: want a positive number of seconds"},
+		{[]string{"put", "b", "k", "v", "--if-absent", "--if-present"}, "--if-absent and --if-present together"},
+		{[]string{"keys"}, "quorumkv keys: want BUCKET"},
+		{[]string{"keys", "b", "--limit", "-1"}, "--limit -1: want 1 or more"},
+		{[]string{"put", "b", "k", "v", "--ttl", "10ms"}, "--ttl 10ms: want a duration of at least 1s"},
 		{[]string{"delete"}, "quorumkv delete: want BUCKET KEY"},
 		{[]string{"bucket"}, "quorumkv bucket: want BUCKET"},
 		{[]string{"bucket", "b", "--set", `{"n":3,"bogus":1}`}, `bad --set JSON: unknown property "bogus"`},
@@ -237,6 +242,14 @@ func fakeAPI(t *testing.T) (addr string, seen *[]string) {
 			jsonReply(404, `{"error":"not found","code":"not_found"}`)
 		case p == "/v1/kv/b/slow":
 			jsonReply(503, `{"error":"w not met","code":"quorum_failed","acks":2,"required":3}`)
+		case p == "/v1/kv/b/taken" && r.Header.Get("If-None-Match") == "*":
+			jsonReply(412, `{"error":"precondition failed: the key holds a value (create-only write)","code":"precondition_failed"}`)
+		case p == "/v1/kv/b/free" && r.Header.Get("If-None-Match") != "*":
+			jsonReply(400, `{"error":"want If-None-Match","code":"bad_request"}`)
+		case p == "/v1/keys/b" && r.URL.Query().Get("cursor") == "":
+			jsonReply(200, `{"keys":["k1","k2"],"next":"CUR"}`)
+		case p == "/v1/keys/b" && r.URL.Query().Get("cursor") == "CUR":
+			jsonReply(200, `{"keys":["k3"],"next":""}`)
 		case p == "/v1/kv/b/bad":
 			jsonReply(400, `{"error":"bad quorum value \"x\"","code":"bad_request"}`)
 		case strings.HasPrefix(p, "/v1/kv/") && (r.Method == "PUT" || r.Method == "DELETE"):
@@ -248,6 +261,8 @@ func fakeAPI(t *testing.T) (addr string, seen *[]string) {
 			jsonReply(200, `{"n":3,"r":"quorum","w":"quorum","pr":"0","pw":"0","dw":"0","conflict":"siblings","read_repair":"blocking","type":"kv","gc_grace_s":864000}`)
 		case p == "/v1/buckets/users" && r.Method == "PUT":
 			jsonReply(200, `{"n":5,"r":"quorum","w":"all","pr":"0","pw":"0","dw":"0","conflict":"siblings","read_repair":"blocking","type":"kv","gc_grace_s":864000}`)
+		case p == "/v1/buckets/cache" && r.Method == "PUT":
+			jsonReply(200, `{"n":3,"r":"quorum","w":"quorum","pr":"0","pw":"0","dw":"0","conflict":"siblings","read_repair":"blocking","type":"kv","gc_grace_s":864000,"ttl_s":60}`)
 		case p == "/v1/cluster":
 			jsonReply(200, `{"node":"n2","partitions":8,"nodes":[
 				{"id":"n2","zone":"z","http":"h2","resp":"","rpc":"r2","gossip":"g2","state":"alive","partitions":3},
@@ -296,8 +311,17 @@ func TestClientVerbs(t *testing.T) {
 		{"put flag-named value after --", []string{"put", "b", "k", "--", "--w"}, "", 0, "context: new-PUT\n", "", "ctx= body=--w"},
 		{"put timeout in ms", []string{"put", "b", "k", "v", "--timeout", "1500"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?timeout=1500 "},
 		{"put timeout as duration", []string{"put", "b", "k", "v", "--timeout", "2s"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?timeout=2000 "},
+		{"put ttl", []string{"put", "b", "k", "v", "--ttl", "2m"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?ttl=120 "},
+		{"put ttl seconds", []string{"put", "b", "k", "v", "--ttl", "45"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?ttl=45 "},
+		{"put if-absent taken", []string{"put", "b", "taken", "v", "--if-absent"}, "", 1, "", "quorumkv: precondition failed: the key holds a value (create-only write)\n", ""},
+		{"put if-absent free", []string{"put", "b", "free", "v", "--if-absent"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/free? ctx= body=v"},
+		{"keys", []string{"keys", "b", "--prefix", "k"}, "", 0, "k1\nk2\nk3\n", "", "GET /v1/keys/b?cursor=CUR&prefix=k "},
+		{"keys one page", []string{"keys", "b", "--limit", "2"}, "", 0, "k1\nk2\n", "next: CUR\n", "GET /v1/keys/b?limit=2 "},
+		{"keys json", []string{"keys", "b", "--json"}, "", 0, "{\"keys\":[\"k1\",\"k2\"],\"next\":\"CUR\"}\n{\"keys\":[\"k3\"],\"next\":\"\"}\n", "", ""},
+		{"put ttl never", []string{"put", "b", "k", "v", "--ttl", "never"}, "", 0, "context: new-PUT\n", "", "PUT /v1/kv/b/k?ttl=0 "},
 		{"bucket", []string{"bucket", "users"}, "", 0, "{\n  \"n\": 3,\n  \"r\": \"quorum\",\n  \"w\": \"quorum\",\n  \"pr\": 0,\n  \"pw\": 0,\n  \"dw\": 0,\n  \"conflict\": \"siblings\",\n  \"read_repair\": \"blocking\",\n  \"type\": \"kv\",\n  \"gc_grace_s\": 864000\n}\n", "", ""},
 		{"bucket set", []string{"bucket", "users", "--set", `{"n":5,"w":"all"}`}, "", 0, "", "", `PUT /v1/buckets/users? ctx= body={"n":5,"w":"all"}`},
+		{"bucket set ttl_s", []string{"bucket", "cache", "--set", `{"ttl_s":60}`}, "", 0, "{\n  \"n\": 3,\n  \"r\": \"quorum\",\n  \"w\": \"quorum\",\n  \"pr\": 0,\n  \"pw\": 0,\n  \"dw\": 0,\n  \"conflict\": \"siblings\",\n  \"read_repair\": \"blocking\",\n  \"type\": \"kv\",\n  \"gc_grace_s\": 864000,\n  \"ttl_s\": 60\n}\n", "", `PUT /v1/buckets/cache? ctx= body={"ttl_s":60}`},
 		{"bucket 404", []string{"bucket", "nope"}, "", 1, "", "quorumkv: not found\n", ""},
 		{"bucket set refused", []string{"bucket", "bad", "--set", `{"n":0}`}, "", 1, "", "quorumkv: n=0 is outside 1..16 (bad_request, HTTP 400)\n", `PUT /v1/buckets/bad? ctx= body={"n":0}`},
 		{"status", []string{"status"}, "", 0, "cluster as seen by n2: 3 nodes, 8 partitions\n\n" +

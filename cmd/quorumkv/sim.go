@@ -100,6 +100,8 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	readRatio := fs.Float64("read-ratio", def.ReadRatio, "share of operations that are reads")
 	deleteRatio := fs.Float64("delete-ratio", def.DeleteRatio, "share of writes that are deletes")
 	counterRatio := fs.Float64("counter-ratio", def.CounterRatio, "share of writes that increment a counter (CRDT) key")
+	ttlRatio := fs.Float64("ttl-ratio", def.TTLRatio, "share of value writes given a TTL of --ttl (expiry)")
+	ttl := fs.Duration("ttl", def.TTL, "the TTL of --ttl-ratio's writes")
 	readAfter := fs.Duration("read-after-write", def.ReadAfterWrite, "PBS's experiment: every operation writes a fresh key (--keys is ignored) and reads it this long after its ack (-1ns: off)")
 	latency := fs.String("latency", "exp:1ms", "latency `model`: lnkd-ssd, lnkd-disk, ymmr, wan, or a distribution")
 	loss := fs.Float64("loss", def.Loss, "probability that a message is lost")
@@ -130,6 +132,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	cfg.Duration, cfg.Rate, cfg.Keys, cfg.KeyDist = *duration, *rate, *keys, *keyDist
 	cfg.ReadRatio, cfg.DeleteRatio, cfg.Loss = *readRatio, *deleteRatio, *loss
 	cfg.CounterRatio, cfg.ReadAfterWrite = *counterRatio, *readAfter
+	cfg.TTLRatio, cfg.TTL = *ttlRatio, *ttl
 	cfg.HintedHandoff, cfg.AAE, cfg.AAEInterval = *handoff, *aae, *aaeInterval
 	cfg.DetectDelay, cfg.RequestTimeout, cfg.HealBudget = *detect, *timeout, *heal
 	cfg.HandoffTimeout, cfg.GCGrace, cfg.Conflict = *handoffTimeout, *gcGrace, *conflict

@@ -34,7 +34,7 @@ const requestTimeout = 30 * time.Second
 func init() {
 	register(&command{name: "get", group: "Data", args: "BUCKET KEY [--r R] [--pr PR] [--json]",
 		summary: "read a key", run: runGet})
-	register(&command{name: "put", group: "Data", args: "BUCKET KEY VALUE|- [--context C] [--w W] [--pw PW] [--dw DW]",
+	register(&command{name: "put", group: "Data", args: "BUCKET KEY VALUE|- [--context C] [--ttl D] [--if-absent|--if-present] [--w W] [--pw PW] [--dw DW]",
 		summary: "write a key", run: runPut})
 	register(&command{name: "delete", group: "Data", args: "BUCKET KEY [--context C] [--w W] [--pw PW] [--dw DW]",
 		summary: "delete a key", run: runDelete})
@@ -152,6 +152,8 @@ func (e *env) apiFail(err error, param string) int {
 		return e.fail("%s", msg)
 	case client.IsNotFound(err):
 		return e.fail("not found")
+	case client.IsPreconditionFailed(err):
+		return e.fail("%s", ae.Message)
 	default:
 		if why := notHTTP(err); why != "" {
 			return e.fail("%s", why)
@@ -262,9 +264,21 @@ Pass the context of the read this write replaces with --context (see 'quorumkv g
 --json'). Without it the write is blind: it becomes a sibling of any value already
 there, so nothing concurrent is lost.
 
+--ttl gives the value a lifetime (a duration such as 30s or 2h, or whole seconds); after
+it every node reads the key as absent. --ttl never writes a value that never expires, even
+in a bucket with a ttl_s; without --ttl the bucket's ttl_s applies.
+
+--if-absent writes only if the key holds no live value (If-None-Match: *), --if-present
+only if it holds one (If-Match: *); otherwise put exits 1 with "precondition failed" and
+writes nothing. The check reads at the bucket's R: two --if-absent writes racing can both
+succeed, and the key then holds both as siblings.
+
 `+quorumHelp)
 	cf := e.addClientFlags(fs, true)
 	cctx := fs.String("context", "", "causal `context` of the read this write supersedes")
+	ttlFlag := fs.String("ttl", "", "the value's lifetime: a `duration` (30s), whole seconds, or never")
+	ifAbsent := fs.Bool("if-absent", false, "write only if the key holds no live value")
+	ifPresent := fs.Bool("if-present", false, "write only if the key holds a live value")
 	q := addQuorumFlags(fs, "w", "pw", "dw")
 	pos, code, ok := parseLiteral(fs, args, func(i int) bool { return i == 2 })
 	if !ok {
@@ -273,6 +287,13 @@ there, so nothing concurrent is lost.
 	if len(pos) != 3 {
 		return usageErr(fs, "want BUCKET KEY VALUE (or - for stdin), got %d argument(s)", len(pos))
 	}
+	ttl, err := parseTTLFlag(*ttlFlag)
+	if err != nil {
+		return usageErr(fs, "%v", err)
+	}
+	if *ifAbsent && *ifPresent {
+		return usageErr(fs, "--if-absent and --if-present together")
+	}
 	value := []byte(pos[2])
 	if pos[2] == "-" {
 		var err error
@@ -280,12 +301,35 @@ there, so nothing concurrent is lost.
 			return e.fail("reading stdin: %v", err)
 		}
 	}
-	nc, err := cf.client().Put(context.Background(), pos[0], pos[1], value, *cctx, q.quorum(cf))
+	nc, err := cf.client().PutWith(context.Background(), pos[0], pos[1], value,
+		client.PutOptions{Context: *cctx, Quorum: q.quorum(cf), TTL: ttl, IfAbsent: *ifAbsent, IfPresent: *ifPresent})
 	if err != nil {
 		return e.apiFail(err, q.failed(true))
 	}
 	fmt.Fprintf(e.stdout, "context: %s\n", nc)
 	return exitOK
+}
+
+// parseTTLFlag reads --ttl: "" (the bucket's), "never", whole seconds or a duration of
+// at least a second.
+func parseTTLFlag(s string) (time.Duration, error) {
+	switch s {
+	case "":
+		return 0, nil
+	case "never":
+		return client.NoExpiry, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n <= 0 {
+			return 0, fmt.Errorf("--ttl %s: want a positive number of seconds, a duration or never", s)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("--ttl %s: want a duration of at least 1s (30s, 2h), whole seconds or never", s)
+	}
+	return d, nil
 }
 
 func runDelete(e *env, args []string) int {
@@ -344,7 +388,8 @@ others keep their value) and prints the result. Properties:
   conflict     "siblings" (keep concurrent values) or "lww" (last write wins)
   read_repair  "blocking", "async" or "none"
   type         "kv", "counter", "set" or "map"
-  gc_grace_s   seconds before a tombstone may be reaped
+  gc_grace_s   seconds before a tombstone (or an expired value) may be reaped
+  ttl_s        seconds a value lives when written without its own TTL (0: forever)
 
 Example: quorumkv bucket users --set '{"n":5,"w":"all"}'`)
 	cf := e.addClientFlags(fs, false)

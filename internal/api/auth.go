@@ -38,7 +38,7 @@ func permFor(pattern string, r *http.Request) perm {
 	switch pattern {
 	case "GET /healthz":
 		return perm{open: true}
-	case "GET /v1/kv/{bucket}/{key...}", "GET /v1/crdt/{bucket}/{key...}", "GET /v1/buckets/{bucket}":
+	case "GET /v1/kv/{bucket}/{key...}", "GET /v1/crdt/{bucket}/{key...}", "GET /v1/buckets/{bucket}", "GET /v1/keys/{bucket}":
 		return perm{role: auth.RoleRead, bucket: b}
 	case "PUT /v1/kv/{bucket}/{key...}", "DELETE /v1/kv/{bucket}/{key...}",
 		"POST /v1/crdt/{bucket}/{key...}", "DELETE /v1/crdt/{bucket}/{key...}":

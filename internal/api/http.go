@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumkv/quorumkv/internal/auth"
+	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/node"
 	"github.com/quorumkv/quorumkv/internal/quorum"
 	"github.com/quorumkv/quorumkv/internal/ui"
@@ -105,6 +106,7 @@ func NewWithOptions(n *node.Node, o Options) http.Handler {
 	handleFunc("POST /v1/crdt/{bucket}/{key...}", s.updateCRDT)
 	handleFunc("GET /v1/crdt/{bucket}/{key...}", s.getCRDT)
 	handleFunc("DELETE /v1/crdt/{bucket}/{key...}", s.deleteCRDT)
+	handleFunc("GET /v1/keys/{bucket}", s.listKeys)
 	handleFunc("GET /v1/buckets/{bucket}", s.getBucket)
 	handleFunc("PUT /v1/buckets/{bucket}", s.putBucket)
 	handleFunc("GET /v1/cluster", s.cluster)
@@ -224,11 +226,13 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 	}
 	code := node.ErrorCode(err)
 	status := map[string]int{
-		"bad_request":       http.StatusBadRequest,
-		"too_large":         http.StatusRequestEntityTooLarge,
-		"too_many_siblings": http.StatusConflict,
-		"unavailable":       http.StatusServiceUnavailable,
-		"wrong_type":        http.StatusConflict,
+		"bad_request":         http.StatusBadRequest,
+		"too_large":           http.StatusRequestEntityTooLarge,
+		"too_many_siblings":   http.StatusConflict,
+		"unavailable":         http.StatusServiceUnavailable,
+		"wrong_type":          http.StatusConflict,
+		"not_found":           http.StatusNotFound,
+		"precondition_failed": http.StatusPreconditionFailed,
 	}[code]
 	if status == 0 {
 		status = http.StatusInternalServerError
@@ -340,6 +344,9 @@ func (s *server) getKV(w http.ResponseWriter, r *http.Request) {
 	for _, m := range res.Metas[0] {
 		w.Header().Set(MetaHeaderPrefix+m.Key, m.Value)
 	}
+	if e := res.Expires[0]; e != 0 {
+		w.Header().Set(ExpiresHeader, strconv.FormatInt(e, 10))
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(res.Values[0])
 }
@@ -351,7 +358,7 @@ const MetaHeaderPrefix = "X-Quorumkv-Meta-"
 // described reports whether any value of a read carries a content type or metadata.
 func described(res node.ReadResult) bool {
 	for i := range res.Values {
-		if res.ContentTypes[i] != "" || len(res.Metas[i]) > 0 {
+		if res.ContentTypes[i] != "" || len(res.Metas[i]) > 0 || res.Expires[i] != 0 {
 			return true
 		}
 	}
@@ -369,6 +376,9 @@ func siblingsJSON(res node.ReadResult, value bool) []map[string]any {
 		}
 		if ct := res.ContentTypes[i]; ct != "" {
 			e["content_type"] = ct
+		}
+		if x := res.Expires[i]; x != 0 {
+			e["expires_ms"] = x
 		}
 		if len(res.Metas[i]) > 0 {
 			m := make(map[string]string, len(res.Metas[i]))
@@ -397,7 +407,7 @@ func describeValue(r *http.Request, o *node.WriteOptions) {
 }
 
 func (s *server) writeOptions(r *http.Request) (node.WriteOptions, error) {
-	q, err := params(r, "w", "pw", "dw", "timeout")
+	q, err := params(r, "w", "pw", "dw", "timeout", "ttl")
 	if err != nil {
 		return node.WriteOptions{}, err
 	}
@@ -409,8 +419,48 @@ func (s *server) writeOptions(r *http.Request) (node.WriteOptions, error) {
 	if _, _, err := version.DecodeContext(ctx); err != nil {
 		return node.WriteOptions{}, fmt.Errorf("%w: %s: %v", node.ErrBadRequest, ContextHeader, err)
 	}
-	return node.WriteOptions{W: q.Get("w"), PW: q.Get("pw"), DW: q.Get("dw"), Timeout: to, Context: ctx}, nil
+	exp, err := ParseTTL(q.Get("ttl"), q.Has("ttl"))
+	if err != nil {
+		return node.WriteOptions{}, err
+	}
+	return node.WriteOptions{W: q.Get("w"), PW: q.Get("pw"), DW: q.Get("dw"), Timeout: to, Context: ctx, Expiry: exp}, nil
 }
+
+// writeCond reads a put's precondition: If-None-Match: * (create only) or If-Match: *
+// (only over a live value). Entity tags are not supported: values have none.
+func writeCond(r *http.Request) (core.WriteCond, error) {
+	inm, im := r.Header.Values("If-None-Match"), r.Header.Values("If-Match")
+	switch {
+	case len(inm) == 0 && len(im) == 0:
+		return core.CondNone, nil
+	case len(inm) > 0 && len(im) > 0:
+		return core.CondNone, fmt.Errorf("%w: If-None-Match and If-Match together", node.ErrBadRequest)
+	case len(inm) == 1 && strings.TrimSpace(inm[0]) == "*":
+		return core.CondAbsent, nil
+	case len(im) == 1 && strings.TrimSpace(im[0]) == "*":
+		return core.CondPresent, nil
+	}
+	return core.CondNone, fmt.Errorf("%w: If-None-Match and If-Match take only \"*\" (values have no entity tags)", node.ErrBadRequest)
+}
+
+// ParseTTL reads the ttl parameter: whole seconds, 1 up to core.MaxTTL; 0 means "never
+// expires", overriding the bucket's ttl_s; absent takes the bucket's.
+func ParseTTL(s string, given bool) (core.Expiry, error) {
+	if !given {
+		return core.Expiry{}, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > int64(core.MaxTTL/time.Second) {
+		return core.Expiry{}, fmt.Errorf("%w: ttl %q: want whole seconds, 0 (never) or 1..%d", node.ErrBadRequest, s, int64(core.MaxTTL/time.Second))
+	}
+	if n == 0 {
+		return core.Expiry{Mode: core.ExpiryNever}, nil
+	}
+	return core.Expiry{Mode: core.ExpiryTTL, TTL: time.Duration(n) * time.Second}, nil
+}
+
+// ExpiresHeader gives a single value's expiry on a read: Unix time in milliseconds.
+const ExpiresHeader = "X-Quorumkv-Expires"
 
 // readBody reads the whole body, refusing one over limit or shorter than its
 // Content-Length.
@@ -444,6 +494,10 @@ func (s *server) putKV(w http.ResponseWriter, r *http.Request) {
 	}
 	bucket, key := pathKey(r)
 	describeValue(r, &o)
+	if o.Cond, err = writeCond(r); err != nil {
+		s.fail(w, err)
+		return
+	}
 	ctx, err := s.n.Put(r.Context(), bucket, key, body, o)
 	if err != nil {
 		s.fail(w, err)

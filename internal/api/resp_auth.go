@@ -36,6 +36,16 @@ var respRoles = map[string]auth.Role{
 	"set": auth.RoleWrite, "del": auth.RoleWrite,
 	"incr": auth.RoleWrite, "decr": auth.RoleWrite, "incrby": auth.RoleWrite, "decrby": auth.RoleWrite,
 	"sadd": auth.RoleWrite, "srem": auth.RoleWrite,
+	"ttl": auth.RoleRead, "pttl": auth.RoleRead,
+	"setex": auth.RoleWrite, "psetex": auth.RoleWrite, "expire": auth.RoleWrite, "pexpire": auth.RoleWrite,
+	"persist": auth.RoleWrite, "setnx": auth.RoleWrite,
+	"scan": auth.RoleRead, "keys": auth.RoleRead, "dbsize": auth.RoleRead,
+}
+
+// loginOnly are the commands that touch no key: they need a login and no grant.
+var loginOnly = map[string]bool{
+	"ping": true, "auth": true, "echo": true, "quit": true, "select": true, "hello": true, "client": true,
+	"command": true, "config": true, "info": true, "qkv.quorum": true,
 }
 
 // preAuth are the commands an unauthenticated connection may send.

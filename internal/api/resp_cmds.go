@@ -67,6 +67,17 @@ func init() {
 		"sismember":  {3, cmdSIsMember},
 		"scard":      {2, cmdSCard},
 		"qkv.quorum": {3, cmdQuorum},
+		"setex":      {4, cmdSetEx},
+		"setnx":      {3, cmdSetNX},
+		"scan":       {-2, cmdScan},
+		"keys":       {2, cmdKeys},
+		"dbsize":     {1, cmdDBSize},
+		"psetex":     {4, cmdSetEx},
+		"expire":     {-3, cmdExpire},
+		"pexpire":    {-3, cmdExpire},
+		"ttl":        {2, cmdTTL},
+		"pttl":       {2, cmdTTL},
+		"persist":    {2, cmdPersist},
 	}
 }
 
@@ -375,27 +386,6 @@ func cmdGet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]
 	default:
 		conn.WriteBulk(v)
 	}
-}
-
-// cmdSet assigns a register, replacing a key of any type, as Redis's SET does.
-func cmdSet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	if len(args) > 3 {
-		conn.WriteError("ERR SET options are not supported (no NX, XX, GET, EX, PX, EXAT, PXAT, KEEPTTL)")
-		return
-	}
-	if !checkKey(conn, args[1]) {
-		return
-	}
-	if len(args[2]) > r.MaxValueBytes {
-		conn.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(args[2]), r.MaxValueBytes))
-		return
-	}
-	v := string(args[2])
-	if _, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Register, crdt.Op{Assign: &v}, true, c.writeOpts()); err != nil {
-		r.fail(conn, err)
-		return
-	}
-	conn.WriteString("OK")
 }
 
 // cmdDel deletes each key found, with the context of the read that found it, so the

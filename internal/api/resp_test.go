@@ -97,7 +97,7 @@ func TestRESPGoRedis(t *testing.T) {
 	if err := c.Get(ctx, "absent").Err(); !errors.Is(err, redis.Nil) {
 		t.Fatalf("GET absent: %v, want nil", err)
 	}
-	wantErr("SET NX", c.Do(ctx, "SET", "s", "x", "NX").Err(), "ERR SET options are not supported")
+	wantErr("SET GET", c.Do(ctx, "SET", "s", "x", "GET").Err(), "ERR SET option GET is not supported")
 	bin := "a\x00b\r\n\xff"
 	c.Set(ctx, "bin", bin, 0)
 	v, err = c.Get(ctx, "bin").Result()

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/quorumkv/quorumkv/client"
+	"github.com/quorumkv/quorumkv/internal/core"
 )
 
 // YCSBConfig configures a YCSB run (RunYCSB).
@@ -81,6 +83,9 @@ var ErrLoadFailed = errors.New("bench: every insert of the load phase failed")
 type Store interface {
 	Get(ctx context.Context, key string) (found bool, causal string, err error)
 	Put(ctx context.Context, key string, value []byte, causal string) error
+	// Scan reads up to n keys from key's position in the store's order (workload e), and
+	// says how many it read.
+	Scan(ctx context.Context, key string, n int) (int, error)
 }
 
 // clientStore is a Store over the public Go client.
@@ -101,6 +106,14 @@ func (s clientStore) Get(ctx context.Context, key string) (bool, string, error) 
 func (s clientStore) Put(ctx context.Context, key string, value []byte, causal string) error {
 	_, err := s.c.Put(ctx, s.bucket, key, value, causal, s.q)
 	return err
+}
+
+// Scan is one listing page of n keys starting at key's store position (a cursor made
+// here: the store's order is by key hash, core.DataKey).
+func (s clientStore) Scan(ctx context.Context, key string, n int) (int, error) {
+	cursor := base64.RawURLEncoding.EncodeToString(core.DataKey(s.bucket, key))
+	p, err := s.c.Keys(ctx, s.bucket, client.KeysOptions{Cursor: cursor, Limit: n, R: s.q.R})
+	return len(p.Keys), err
 }
 
 // OpReport is one op type's figures in a phase. Latencies are in microseconds, from an
@@ -253,6 +266,12 @@ func runYCSB(ctx context.Context, cfg YCSBConfig, stores []Store) (*YCSBReport, 
 			return op, w.put(ctx, cfg.Prefix+KeyName(n))
 		case OpUpdate:
 			return op, w.put(ctx, cfg.Prefix+KeyName(w.keys(w.r)))
+		case OpScan:
+			key, n := cfg.Prefix+KeyName(w.keys(w.r)), 1+w.r.IntN(MaxScanLength)
+			return op, timed(func() (bool, error) {
+				got, err := w.store.Scan(ctx, key, n)
+				return got > 0, err
+			})
 		case OpReadModifyWrite:
 			key, v := cfg.Prefix+KeyName(w.keys(w.r)), w.value()
 			return op, timed(func() (bool, error) {

@@ -474,7 +474,7 @@ func (c *Core) repairFetched(x *exchange, env *pb.Envelope) {
 	if props.LWW() && len(merged.Siblings) > 1 {
 		merged = merged.LWW()
 	}
-	reapable := merged.Deleted() && PastGCGrace(merged, props, c.now.Wall)
+	reapable := merged.Dead(c.now.Wall) && PastGCGrace(merged, props, c.now.Wall)
 	repaired := false
 	if !merged.Equal(local) && !(reapable && local.Empty()) {
 		if _, err := c.applyMerge(k.Bucket, k.Key, merged, props.LWW(), false); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/quorumkv/quorumkv/internal/quorum"
 )
@@ -23,6 +24,9 @@ type BucketProps struct {
 	ReadRepair string `json:"read_repair"`
 	Type       string `json:"type"`
 	GCGraceS   int64  `json:"gc_grace_s"`
+	// TTLS: every value written without its own TTL expires this many seconds after its
+	// write (0: never).
+	TTLS int64 `json:"ttl_s"`
 }
 
 // Conflict modes.
@@ -88,6 +92,9 @@ func (p BucketProps) Validate() error {
 	}
 	if p.GCGraceS < 0 {
 		return fmt.Errorf("%w: gc_grace_s must be >= 0", ErrBadRequest)
+	}
+	if p.TTLS < 0 || time.Duration(p.TTLS)*time.Second > MaxTTL {
+		return fmt.Errorf("%w: ttl_s must be 0 (never) or 1..%d", ErrBadRequest, int64(MaxTTL/time.Second))
 	}
 	return nil
 }

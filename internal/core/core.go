@@ -227,6 +227,7 @@ type Core struct {
 	puts    map[uint64]*putCoord
 	fwds    map[uint64]*forward
 	gets    map[uint64]*getCoord
+	lists   map[uint64]*listCoord
 	handoff handoffState
 	trees   *treeSet // nil: anti-entropy off
 	aae     aaeState
@@ -256,6 +257,7 @@ const (
 	callReap
 	callTransfer
 	callPendingWrite
+	callList
 )
 
 // New builds a core over deps, restoring its identity (store epoch, dot counter) from the
@@ -269,7 +271,8 @@ func New(cfg Config, deps Deps, now Time) (*Core, error) {
 		return nil, errors.New("core: Store, Hints and Buckets are required")
 	}
 	c := &Core{cfg: cfg, deps: deps, now: now,
-		calls: map[uint64]pending{}, puts: map[uint64]*putCoord{}, fwds: map[uint64]*forward{}, gets: map[uint64]*getCoord{}}
+		calls: map[uint64]pending{}, puts: map[uint64]*putCoord{}, fwds: map[uint64]*forward{}, gets: map[uint64]*getCoord{},
+		lists: map[uint64]*listCoord{}}
 	c.id = deps.Minter
 	if c.id == nil {
 		id, err := LoadIdentity(cfg.ID, deps.Store)
@@ -336,7 +339,8 @@ type ClientRequest struct {
 	Value       []byte // OpPut
 	Write       WriteOptions
 	Read        ReadOptions
-	CRDT        *CRDTOp // OpCRDT
+	CRDT        *CRDTOp      // OpCRDT
+	List        *ListOptions // OpList
 }
 
 // PeerRequest is a request from another node, answered by an Answer with the same ID.
@@ -377,6 +381,7 @@ const (
 	OpPut
 	OpDelete
 	OpCRDT
+	OpList // a page of a bucket's keys (list.go)
 )
 
 func (o Op) String() string {
@@ -389,6 +394,8 @@ func (o Op) String() string {
 		return "delete"
 	case OpCRDT:
 		return "update"
+	case OpList:
+		return "list"
 	}
 	return "op?"
 }
@@ -403,6 +410,12 @@ type WriteOptions struct {
 	// X-Quorumkv-Meta-* headers): kept with it, returned with it. Meta sorted by key.
 	ContentType string
 	Meta        []version.MetaEntry
+	// Expiry is the written value's lifetime (see expiry.go); the zero value takes the
+	// bucket's ttl_s (a CRDT operation keeps the key's expiry).
+	Expiry Expiry
+	// Cond makes the write conditional on what a read at the request's Read quorum finds
+	// (cond.go); ClientRequest.Read gives that read's R and PR.
+	Cond WriteCond
 }
 
 // ReadOptions are a read's per-request settings.
@@ -462,13 +475,20 @@ type Answer struct {
 type Reply struct {
 	ID     uint64
 	Err    error
-	Object version.Object // OpGet: the merge of the replies (Empty when absent)
+	Object version.Object // OpGet: the merge of the replies (Empty when absent), without expired siblings
+	// At is the wall time (Unix ms) at which an OpGet judged expiry: a sibling's time to
+	// live is its Expires minus At.
+	At int64
 	// Context is a write's new causal context.
 	Context string
 	// Before and After are a CRDT operation's state at its coordinator.
 	Before, After []byte
 	// Partition is the key's ring partition.
 	Partition int
+	// Keys and Next are an OpList page: its keys in store order, and the cursor of the next
+	// page (nil: the listing is complete).
+	Keys []ListedKey
+	Next []byte
 }
 
 // Step applies one event at time now.
@@ -534,6 +554,8 @@ func (c *Core) deadTimer(t timer) bool {
 		return c.gets[t.owner] == nil
 	case timerFwdDeadline:
 		return c.fwds[t.owner] == nil
+	case timerListDeadline:
+		return c.lists[t.owner] == nil
 	}
 	return false
 }
@@ -586,6 +608,10 @@ func (c *Core) response(r Response) {
 		c.reapResponse(p, r)
 	case callTransfer:
 		c.transferResponse(p, r)
+	case callList:
+		if l := c.lists[p.owner]; l != nil {
+			c.listResponse(l, p, r)
+		}
 	}
 }
 
@@ -604,6 +630,7 @@ const (
 	timerReap
 	timerTransfer
 	timerCleanup
+	timerListDeadline
 )
 
 type timer struct {
@@ -675,6 +702,10 @@ func (c *Core) runTimers() {
 			c.transferStep()
 		case timerCleanup:
 			c.cleanupStep()
+		case timerListDeadline:
+			if l := c.lists[t.owner]; l != nil {
+				c.listTimeout(l)
+			}
 		}
 	}
 }

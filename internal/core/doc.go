@@ -15,7 +15,8 @@
 // down primaries), request coordinators for get, put, delete and CRDT operations on top of
 // the quorum machines, forwarding to a primary, sloppy replica sets and hedged stand-ins,
 // dot minting and the actor rules, LWW and sibling caps, read repair, the checks on client
-// contexts, and handoff sessions.
+// contexts, handoff sessions, expiry (expiry.go), conditional writes (cond.go) and key
+// listing by coverage queries (list.go).
 //
 // Invariants:
 //   - A dot (actor, counter) is never minted twice: counters come from a persisted, leased,
@@ -28,6 +29,8 @@
 //     or from no copy uses a one-off actor. A CRDT state is synced before it leaves.
 //   - An object is stored only as the merge of what was there and what arrived, so a
 //     replica never loses a sibling it had not seen superseded.
+//   - An expired value is dead as a tombstone is, and travels like one: it is never
+//     answered to a client, and is reaped only under the tombstone rules.
 //   - Nothing in a Ready that depends on a durable write leaves before the driver synced
 //     the store (Ready.Sync); an acknowledgement that claims durability is therefore true.
 //   - The core starts no goroutine, reads no clock, opens no socket or file: time comes in

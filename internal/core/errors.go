@@ -19,6 +19,12 @@ var (
 	ErrUnavailable = errors.New("no replica reachable")
 	// ErrWrongType reports an operation on a key holding another data type (Redis WRONGTYPE).
 	ErrWrongType = errors.New("wrong type")
+	// ErrNotFound reports an operation that needs a live value where the key has none
+	// (a touch, Redis EXPIRE, of an absent or expired key).
+	ErrNotFound = errors.New("not found")
+	// ErrPreconditionFailed reports a conditional write whose condition did not hold at the
+	// read quorum (HTTP 412); nothing was written.
+	ErrPreconditionFailed = errors.New("precondition failed")
 )
 
 // Send failures the driver reports in a Response's Err. Wrap the transport's own error
@@ -43,6 +49,8 @@ const (
 	CodeTooManySiblings Code = "too_many_siblings"
 	CodeUnavailable     Code = "unavailable"
 	CodeWrongType       Code = "wrong_type"
+	CodeNotFound        Code = "not_found"
+	CodePrecondition    Code = "precondition_failed"
 	CodeInternal        Code = "internal"
 )
 
@@ -64,6 +72,10 @@ func ErrorCode(err error) Code {
 		return CodeUnavailable
 	case errors.Is(err, ErrWrongType):
 		return CodeWrongType
+	case errors.Is(err, ErrNotFound):
+		return CodeNotFound
+	case errors.Is(err, ErrPreconditionFailed):
+		return CodePrecondition
 	}
 	return CodeInternal
 }
@@ -82,6 +94,10 @@ func RemoteError(code, msg string) error {
 		base = ErrUnavailable
 	case CodeWrongType:
 		base = ErrWrongType
+	case CodeNotFound:
+		base = ErrNotFound
+	case CodePrecondition:
+		base = ErrPreconditionFailed
 	default:
 		return errors.New(msg)
 	}

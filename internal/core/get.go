@@ -23,9 +23,13 @@ type getCoord struct {
 	// settle: the quorum was ruled out before every replica answered; the answer waits for
 	// the others (within the deadline) so the error reports how many did answer.
 	settle *quorum.QuorumError
+	// cond: the read is a conditional write's (cond.go), which goes on from its answer.
+	cond *condWrite
 }
 
-func (c *Core) startGet(r ClientRequest) {
+func (c *Core) startGet(r ClientRequest) { c.startRead(r, nil) }
+
+func (c *Core) startRead(r ClientRequest, cond *condWrite) {
 	fail := func(err error) { c.reply(origin{client: true, id: r.ID}, Reply{Err: err}) }
 	props := c.deps.Buckets.Bucket(r.Bucket)
 	spec, err := getSpec(props, r.Read)
@@ -46,7 +50,7 @@ func (c *Core) startGet(r ClientRequest) {
 		fail(ringTooSmall(r.Bucket, props.N, have, "r", max(spec.R, spec.PR)))
 		return
 	}
-	g := &getCoord{id: c.newID(), client: r.ID, bucket: r.Bucket, key: r.Key, lww: spec.LWW, rs: rs, fsm: quorum.NewGet(spec, rs.targets())}
+	g := &getCoord{id: c.newID(), client: r.ID, bucket: r.Bucket, key: r.Key, lww: spec.LWW, rs: rs, fsm: quorum.NewGet(spec, rs.targets()), cond: cond}
 	c.gets[g.id] = g
 	deadline := c.now.Mono + c.timeout(r.Read.Timeout)
 	// Every replica is asked by message, this node too (the server answers that one at
@@ -130,10 +134,18 @@ func (c *Core) getAnswer(g *getCoord, ans *quorum.Answer) {
 	if ans.Stale {
 		c.count(CountStaleRead, 1)
 	}
-	if live := len(ans.Object.Live()); live > 0 {
+	// Expired values read as absent (expiry.go). The repairs above carried them like
+	// tombstones: they supersede older values wherever a replica still holds one.
+	at := c.expiryNow()
+	obj := ans.Object.Unexpired(at)
+	if g.cond != nil {
+		c.condRead(g, obj, ans.Object)
+		return
+	}
+	if live := len(obj.Live()); live > 0 {
 		c.count(CountSiblings, live)
 	}
-	c.reply(origin{client: true, id: g.client}, Reply{Object: ans.Object, Partition: g.rs.partition})
+	c.reply(origin{client: true, id: g.client}, Reply{Object: obj, At: at, Partition: g.rs.partition})
 }
 
 func (c *Core) sendRepairs(g *getCoord, repairs []quorum.Repair) {

@@ -19,7 +19,7 @@ import (
 // millisecond each way, a partition or a crashed node makes a send fail as unreachable,
 // and time moves only when the script says so.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	now     time.Duration
 	seq     uint64
 	q       evq
@@ -98,7 +98,7 @@ const hop = time.Millisecond
 const baseWall = int64(1_800_000_000_000)
 
 // newWorld starts n nodes; the ring holds those named in ringOf (all when empty).
-func newWorld(t *testing.T, n int, buckets fixedBuckets, ringOf []string) *world {
+func newWorld(t testing.TB, n int, buckets fixedBuckets, ringOf []string) *world {
 	w := &world{t: t, cut: map[[2]string]bool{}, hole: map[[2]string]bool{}, buckets: buckets, replies: map[string]*core.Reply{},
 		names: map[uint64]string{}, counts: map[core.Counter]int{}, wallOff: map[string]time.Duration{}}
 	for i := 1; i <= n; i++ {

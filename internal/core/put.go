@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/crdt"
@@ -19,6 +20,10 @@ type CRDTOp struct {
 	Type        crdt.Type
 	Op          crdt.Op
 	ReplaceType bool
+	// Touch applies no operation: it rewrites the key's state with the write's expiry
+	// (Redis EXPIRE, PERSIST), and fails with ErrNotFound when the coordinator's copy holds
+	// no live state. Op must be empty.
+	Touch bool
 }
 
 // mutation is what a write changes: a value or tombstone superseding what the client's
@@ -30,6 +35,7 @@ type mutation struct {
 	crdt  *CRDTOp
 	ctype string
 	meta  []version.MetaEntry
+	exp   Expiry
 }
 
 // Limits on what a writer may say of a value.
@@ -58,6 +64,9 @@ func checkMeta(m mutation) error {
 		size += len(e.Key) + len(e.Value)
 		if e.Key == "" || (i > 0 && e.Key <= m.meta[i-1].Key) {
 			return fmt.Errorf("%w: metadata keys must be non-empty, sorted and unique", ErrBadRequest)
+		}
+		if strings.HasPrefix(e.Key, reservedMetaPrefix) {
+			return fmt.Errorf("%w: metadata keys may not start with a NUL byte", ErrBadRequest)
 		}
 	}
 	if size > maxMetaBytes {
@@ -121,17 +130,32 @@ func (c *Core) clientRequest(r ClientRequest) {
 	switch r.Op {
 	case OpGet:
 		c.startGet(r)
+	case OpList:
+		c.startList(r)
 	case OpPut:
-		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key,
-			mutation{value: r.Value, ctx: r.Write.Context, ctype: r.Write.ContentType, meta: r.Write.Meta}, r.Write, false)
+		m := mutation{value: r.Value, ctx: r.Write.Context, ctype: r.Write.ContentType, meta: r.Write.Meta, exp: r.Write.Expiry}
+		if r.Write.Cond != CondNone {
+			c.startCondWrite(r, m)
+			return
+		}
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, m, r.Write, false)
 	case OpDelete:
-		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{tomb: true, ctx: r.Write.Context}, r.Write, false)
+		if r.Write.Cond != CondNone {
+			c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: a delete takes no condition", ErrBadRequest)})
+			return
+		}
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{tomb: true, ctx: r.Write.Context, exp: r.Write.Expiry}, r.Write, false)
 	case OpCRDT:
 		if r.CRDT == nil {
 			c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: CRDT request without an operation", ErrBadRequest)})
 			return
 		}
-		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, mutation{crdt: r.CRDT}, r.Write, false)
+		m := mutation{crdt: r.CRDT, exp: r.Write.Expiry}
+		if r.Write.Cond != CondNone {
+			c.startCondWrite(r, m)
+			return
+		}
+		c.write(origin{client: true, id: r.ID}, r.Bucket, r.Key, m, r.Write, false)
 	default:
 		c.reply(origin{client: true, id: r.ID}, Reply{Err: fmt.Errorf("%w: unknown operation %d", ErrBadRequest, r.Op)})
 	}
@@ -164,29 +188,9 @@ func (c *Core) reply(o origin, r Reply) {
 func (c *Core) write(from origin, bucket, key string, m mutation, o WriteOptions, coordinate bool) {
 	props := c.deps.Buckets.Bucket(bucket)
 	fail := func(err error) { c.reply(from, Reply{Err: err}) }
-	spec, err := putSpec(props, o)
+	spec, err := c.checkWrite(props, bucket, key, m, o)
 	if err != nil {
 		fail(err)
-		return
-	}
-	if err := c.validKey(bucket, key); err != nil {
-		fail(err)
-		return
-	}
-	if err := checkType(props, bucket, m); err != nil {
-		fail(err)
-		return
-	}
-	if err := checkMeta(m); err != nil {
-		fail(err)
-		return
-	}
-	if len(m.value) > c.cfg.MaxValueBytes {
-		fail(fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(m.value), c.cfg.MaxValueBytes))
-		return
-	}
-	if _, _, err := version.DecodeContext(m.ctx); err != nil {
-		fail(fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
 	rs, err := c.replicas(bucket, key, props.N)
@@ -244,7 +248,7 @@ func (c *Core) forwardNext(f *forward) {
 		W: f.o.W, Pw: f.o.PW, Dw: f.o.DW, TimeoutMs: (f.deadline - c.now.Mono).Milliseconds(),
 		ContentType: f.m.ctype,
 	}
-	for _, e := range f.m.meta {
+	for _, e := range append(reservedMeta(f.m), f.m.meta...) {
 		req.Meta = append(req.Meta, &pb.MetaEntry{Key: e.Key, Value: e.Value})
 	}
 	if f.m.crdt != nil {
@@ -329,6 +333,9 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		}
 	}
 	now := c.hlcNow(local.MaxTimestamp(), ts)
+	// Siblings expired by this write's time are dead: the write supersedes them (they stay
+	// in the clock), and a CRDT operation does not fold them.
+	live := local.Unexpired(now.Wall)
 	actor := c.id.Actor()
 	n, err := c.id.Mint(local.Clock.Get(actor))
 	if err != nil {
@@ -349,7 +356,7 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	var before, after []byte
 	if m.crdt != nil {
 		// The new state folds in every local sibling, so it supersedes them all.
-		b, a, err := applyCRDT(local, m.crdt, actor, now)
+		b, a, err := applyCRDT(live, m.crdt, actor, now)
 		if err != nil {
 			fail(err)
 			return
@@ -360,7 +367,10 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	if m.crdt == nil && !tomb {
 		sib.ContentType, sib.Meta = m.ctype, m.meta
 	}
-	obj := local.Update(clk, sib)
+	if !tomb {
+		sib.Expires = expiresAt(m.exp, props, m.crdt != nil, live, now.Wall)
+	}
+	obj := live.Update(clk, sib)
 	if props.LWW() && len(obj.Siblings) > 1 && m.crdt == nil {
 		obj = obj.LWW()
 	}
@@ -546,16 +556,34 @@ func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
 		o.Timeout = c.cfg.RequestTimeout
 	}
 	m := mutation{value: r.Value, tomb: r.Tombstone, ctx: r.Context, ctype: r.ContentType}
+	meta := make([]version.MetaEntry, 0, len(r.Meta))
 	for _, e := range r.Meta {
-		m.meta = append(m.meta, version.MetaEntry{Key: e.Key, Value: e.Value})
+		meta = append(meta, version.MetaEntry{Key: e.Key, Value: e.Value})
 	}
-	if r.CrdtType != "" {
+	meta, exp, touch, err := takeReserved(meta)
+	if err != nil {
+		c.answer(from, id, ErrorEnvelope(err))
+		return
+	}
+	if len(meta) > 0 {
+		m.meta = meta
+	}
+	m.exp = exp
+	switch {
+	case touch:
+		t, err := crdt.ParseType(r.CrdtType)
+		if err != nil {
+			c.answer(from, id, ErrorEnvelope(fmt.Errorf("%w: %w", ErrBadRequest, err)))
+			return
+		}
+		m = mutation{crdt: &CRDTOp{Type: t, Touch: true}, exp: exp}
+	case r.CrdtType != "":
 		op, err := ParseCRDTOp(r.CrdtType, r.CrdtOp, r.Value, r.ReplaceType)
 		if err != nil {
 			c.answer(from, id, ErrorEnvelope(err))
 			return
 		}
-		m = mutation{crdt: op}
+		m = mutation{crdt: op, exp: exp}
 	}
 	c.write(origin{peer: from, id: id}, r.Bucket, r.Key, m, o, true)
 }
@@ -581,6 +609,53 @@ func checkType(props BucketProps, bucket string, m mutation) error {
 	return nil
 }
 
+// checkWrite validates a write before anything is read or written, and returns its quorum
+// requirements.
+func (c *Core) checkWrite(props BucketProps, bucket, key string, m mutation, o WriteOptions) (quorum.PutSpec, error) {
+	spec, err := putSpec(props, o)
+	if err != nil {
+		return spec, err
+	}
+	if err := c.validKey(bucket, key); err != nil {
+		return spec, err
+	}
+	if err := checkType(props, bucket, m); err != nil {
+		return spec, err
+	}
+	if err := checkMeta(m); err != nil {
+		return spec, err
+	}
+	if err := checkExpiry(m); err != nil {
+		return spec, err
+	}
+	if len(m.value) > c.cfg.MaxValueBytes {
+		return spec, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(m.value), c.cfg.MaxValueBytes)
+	}
+	if _, _, err := version.DecodeContext(m.ctx); err != nil {
+		return spec, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return spec, nil
+}
+
+// checkExpiry validates a write's expiry request.
+func checkExpiry(m mutation) error {
+	if err := m.exp.Validate(); err != nil {
+		return err
+	}
+	if m.tomb && m.exp != (Expiry{}) {
+		return fmt.Errorf("%w: a delete takes no expiry", ErrBadRequest)
+	}
+	if m.crdt != nil && m.crdt.Touch {
+		if m.exp.Mode != ExpiryTTL && m.exp.Mode != ExpiryNever {
+			return fmt.Errorf("%w: a touch sets a TTL or removes it", ErrBadRequest)
+		}
+		if !m.crdt.Op.IsZero() {
+			return fmt.Errorf("%w: a touch applies no operation", ErrBadRequest)
+		}
+	}
+	return nil
+}
+
 // applyCRDT computes the new encoded state of a key from the coordinator's local copy.
 // CRDT keys: the value of each DVV sibling is an encoded CRDT state. A coordinator folds
 // its local siblings into one state, applies the operation with its actor, and writes the
@@ -589,6 +664,16 @@ func checkType(props BucketProps, bucket string, m mutation) error {
 // acknowledged operation is ever lost, whichever replicas it reached.
 func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC) (before, after []byte, err error) {
 	cur, found, err := crdt.Fold(local)
+	if m.Touch {
+		switch {
+		case err != nil:
+			return nil, nil, fmt.Errorf("%w: the key holds plain values, not a CRDT state", ErrWrongType)
+		case !found:
+			return nil, nil, fmt.Errorf("%w: no live value to set the expiry of", ErrNotFound)
+		}
+		b := cur.Encode()
+		return b, b, nil
+	}
 	switch {
 	case err != nil && m.ReplaceType:
 		// Plain values, replaced (Redis SET on a key written over HTTP before the bucket

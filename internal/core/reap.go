@@ -89,7 +89,7 @@ func (c *Core) reapStep() {
 	}
 	next, err := c.scanChunk(c.deps.Store, rs.cursor, c.cfg.ReapChunk, func(bucket, key string, _, v []byte) {
 		obj, err := version.Decode(v)
-		if err != nil || !obj.Deleted() || !PastGCGrace(obj, c.deps.Buckets.Bucket(bucket), c.now.Wall) {
+		if err != nil || !obj.Dead(c.now.Wall) || !PastGCGrace(obj, c.deps.Buckets.Bucket(bucket), c.now.Wall) {
 			return
 		}
 		rs.cands = append(rs.cands, reapCand{bucket: bucket, key: key, raw: bytes.Clone(v)})

@@ -363,10 +363,10 @@ func (c *Core) Local(bucket, key string) (obj version.Object, hintedFor string, 
 	return obj, "", nil
 }
 
-// PastGCGrace reports whether every sibling of obj was written more than the bucket's
-// gc_grace before wallMs.
+// PastGCGrace reports whether every sibling of obj died (was written as a tombstone, or
+// expired) more than the bucket's gc_grace before wallMs.
 func PastGCGrace(obj version.Object, props BucketProps, wallMs int64) bool {
-	return obj.MaxTimestamp().Wall < wallMs-props.GCGraceS*1000
+	return obj.DiedAt() < wallMs-props.GCGraceS*1000
 }
 
 // ErrorEnvelope carries err over the wire.

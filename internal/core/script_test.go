@@ -27,7 +27,12 @@ import (
 //	delete name=X k=K via=N [ctx=NAME]
 //	incr name=X k=K via=N by=D            a counter increment (bucket must be type counter)
 //	setreg name=X k=K v=V via=N           Redis SET: assign a register, replacing any type
+//	  (put, setreg, incr: ttl=D sets a TTL; no-ttl none; bucket-ttl the bucket's ttl_s)
+//	  (put, setreg: if-absent / if-present make the write conditional, read at r= pr=)
+//	expire name=X k=K via=N ttl=D         Redis EXPIRE: a touch setting the TTL
+//	persist name=X k=K via=N              Redis PERSIST: a touch removing it
 //	get name=X k=K via=N [r= pr=]
+//	list name=X via=N [bucket= prefix= limit= r= cursor=NAME aligned]   a page of keys (cursor: reply NAME's next)
 //	run [for=D]                           move time on (default 100ms), delivering messages
 //	reply name=X                          a reply: ok/err, values, context's clock
 //	local k=K                             every node's stored copy (and hints)
@@ -91,6 +96,9 @@ func TestScripts(t *testing.T) {
 					if v := args["gc_grace_s"]; v != "" {
 						p.GCGraceS, _ = strconv.ParseInt(v, 10, 64)
 					}
+					if v := args["ttl_s"]; v != "" {
+						p.TTLS, _ = strconv.ParseInt(v, 10, 64)
+					}
 					b[name] = p
 				}
 				var members []string
@@ -111,9 +119,25 @@ func TestScripts(t *testing.T) {
 				// Every partition whose gaining nodes all report it complete moves to next;
 				// once all have, next becomes the ring.
 				return w.commitTransfers()
-			case "put", "delete", "incr", "setreg":
+			case "put", "delete", "incr", "setreg", "expire", "persist":
 				req := core.ClientRequest{Op: core.OpPut, Bucket: bucketOf(args), Key: args["k"], Value: []byte(args["v"]),
 					Write: core.WriteOptions{W: args["w"], PW: args["pw"], DW: args["dw"]}}
+				if args["ttl"] != "" {
+					req.Write.Expiry = core.Expiry{Mode: core.ExpiryTTL, TTL: dur("ttl", "")}
+				}
+				if slices.Contains(pos, "no-ttl") {
+					req.Write.Expiry = core.Expiry{Mode: core.ExpiryNever}
+				}
+				if slices.Contains(pos, "bucket-ttl") {
+					req.Write.Expiry = core.Expiry{Mode: core.ExpiryBucket}
+				}
+				if slices.Contains(pos, "if-absent") {
+					req.Write.Cond = core.CondAbsent
+				}
+				if slices.Contains(pos, "if-present") {
+					req.Write.Cond = core.CondPresent
+				}
+				req.Read = core.ReadOptions{R: args["r"], PR: args["pr"]}
 				req.Write.ContentType = args["ct"]
 				if m := args["meta"]; m != "" {
 					for _, kv := range strings.Split(m, ",") {
@@ -139,6 +163,12 @@ func TestScripts(t *testing.T) {
 					v := args["v"]
 					req.Op, req.Value = core.OpCRDT, nil
 					req.CRDT = &core.CRDTOp{Type: crdt.Register, Op: crdt.Op{Assign: &v}, ReplaceType: true}
+				case "expire", "persist": // Redis EXPIRE / PERSIST: a touch
+					req.Op, req.Value = core.OpCRDT, nil
+					req.CRDT = &core.CRDTOp{Type: crdt.Register, Touch: true}
+					if d.Cmd == "persist" {
+						req.Write.Expiry = core.Expiry{Mode: core.ExpiryNever}
+					}
 				}
 				w.request(args["name"], args["via"], req)
 				w.run(dur("for", "100ms"))
@@ -151,6 +181,37 @@ func TestScripts(t *testing.T) {
 					return w.describeCRDT(args["name"])
 				}
 				return w.describeReply(args["name"])
+			case "list":
+				o := &core.ListOptions{Prefix: args["prefix"], R: args["r"], Limit: 1000, HashAligned: slices.Contains(pos, "aligned")}
+				if v := args["limit"]; v != "" {
+					o.Limit, _ = strconv.Atoi(v)
+				}
+				if c := args["cursor"]; c != "" {
+					r := w.replies[c]
+					if r == nil || r.Next == nil {
+						d.Fatalf(t, "no reply %q with a next cursor", c)
+					}
+					o.Cursor = r.Next
+				}
+				w.request(args["name"], args["via"], core.ClientRequest{Op: core.OpList, Bucket: bucketOf(args), List: o})
+				w.run(dur("for", "1s"))
+				r := w.replies[args["name"]]
+				switch {
+				case r == nil:
+					return "pending"
+				case r.Err != nil:
+					return w.describeReply(args["name"])
+				}
+				var b strings.Builder
+				for _, k := range r.Keys {
+					b.WriteString(k.Key + " ")
+				}
+				if r.Next != nil {
+					fmt.Fprintf(&b, "(more)")
+				} else {
+					fmt.Fprintf(&b, "(done)")
+				}
+				return b.String()
 			case "run":
 				w.run(dur("for", "100ms"))
 				return ""
@@ -299,7 +360,11 @@ func (w *world) describeCRDT(name string) string {
 	case !found:
 		return "not found"
 	}
-	return fmt.Sprintf("value=%v siblings=%d clock=%v", s.Value(), len(r.Object.Siblings), r.Object.Clock)
+	out := fmt.Sprintf("value=%v siblings=%d clock=%v", s.Value(), len(r.Object.Siblings), r.Object.Clock)
+	if e := core.KeyExpiry(r.Object); e != 0 {
+		out += fmt.Sprintf(" ttl=%v", time.Duration(e-r.At)*time.Millisecond)
+	}
+	return out
 }
 
 func describeObject(o version.Object) string {
@@ -314,6 +379,10 @@ func describeObject(o version.Object) string {
 		}
 		if s.ContentType != "" || len(s.Meta) > 0 {
 			v += fmt.Sprintf("[%s %v]", s.ContentType, s.Meta)
+		}
+		if s.Expires != 0 {
+			// Relative to the virtual wall clock's origin: the run's time of expiry.
+			v += fmt.Sprintf("(expires %v)", time.Duration(s.Expires-baseWall)*time.Millisecond)
 		}
 		vals = append(vals, fmt.Sprintf("%s@%s", v, s.Dot))
 	}

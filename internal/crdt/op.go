@@ -396,3 +396,6 @@ func applyMap(s State, op Op, dot version.Dot, ts version.HLC, ctx version.Clock
 	}
 	return out, nil
 }
+
+// IsZero reports whether op changes nothing and says nothing (no kind, no context).
+func (op Op) IsZero() bool { return len(op.kinds()) == 0 && op.Context == "" }

@@ -103,6 +103,9 @@ type LocalSibling struct {
 	Timestamp   string            `json:"timestamp"`
 	ContentType string            `json:"content_type,omitempty"`
 	Meta        map[string]string `json:"meta,omitempty"`
+	// ExpiresMs is the value's expiry (Unix ms; absent: none). An expired value stays
+	// stored, and shown here, until it is reaped; reads leave it out.
+	ExpiresMs int64 `json:"expires_ms,omitempty"`
 }
 
 // LocalCopy is GET /v1/admin/local/{bucket}/{key}: this node's own stored object.
@@ -143,7 +146,8 @@ func (n *Node) Local(bucket, key string) (LocalCopy, error) {
 		lc.Values = append(lc.Values, s.Value)
 	}
 	for _, s := range obj.Siblings {
-		ls := LocalSibling{Value: s.Value, Tombstone: s.Tombstone, Dot: s.Dot.String(), Timestamp: s.Timestamp.String(), ContentType: s.ContentType}
+		ls := LocalSibling{Value: s.Value, Tombstone: s.Tombstone, Dot: s.Dot.String(), Timestamp: s.Timestamp.String(),
+			ContentType: s.ContentType, ExpiresMs: s.Expires}
 		if len(s.Meta) > 0 {
 			ls.Meta = make(map[string]string, len(s.Meta))
 			for _, m := range s.Meta {

@@ -16,11 +16,13 @@ import (
 
 // Errors returned by the client-facing operations; the HTTP layer maps them to statuses.
 var (
-	ErrBadRequest      = core.ErrBadRequest
-	ErrTooLarge        = core.ErrTooLarge
-	ErrTooManySiblings = core.ErrTooManySiblings
-	ErrUnavailable     = core.ErrUnavailable
-	ErrWrongType       = core.ErrWrongType
+	ErrBadRequest         = core.ErrBadRequest
+	ErrTooLarge           = core.ErrTooLarge
+	ErrTooManySiblings    = core.ErrTooManySiblings
+	ErrUnavailable        = core.ErrUnavailable
+	ErrWrongType          = core.ErrWrongType
+	ErrNotFound           = core.ErrNotFound
+	ErrPreconditionFailed = core.ErrPreconditionFailed
 )
 
 // WriteOptions are a put's or delete's per-request settings; empty strings take the
@@ -39,6 +41,10 @@ type ReadResult struct {
 	// ContentTypes and Metas describe Values, index by index ("" and nil: none given).
 	ContentTypes []string
 	Metas        [][]version.MetaEntry
+	// Expires gives each value's expiry (Unix ms, 0: none); At is the time the read judged
+	// expiry at, so Expires[i]-At is what is left of value i's life.
+	Expires []int64
+	At      int64
 }
 
 // ErrorCode is the contract's machine code for err.
@@ -115,9 +121,18 @@ func (n *Node) UpdateCRDT(ctx context.Context, bucket, key string, typ crdt.Type
 	return before, after, nil
 }
 
+// TouchCRDT rewrites a CRDT key's state with a new expiry (o.Expiry: a TTL, or none),
+// changing nothing else (Redis EXPIRE, PERSIST). It fails with ErrNotFound when the
+// coordinator's copy holds no live state.
+func (n *Node) TouchCRDT(ctx context.Context, bucket, key string, typ crdt.Type, o WriteOptions) error {
+	_, err := n.write(ctx, core.ClientRequest{Op: core.OpCRDT, Bucket: bucket, Key: key, Write: o,
+		CRDT: &core.CRDTOp{Type: typ, Touch: true}})
+	return err
+}
+
 // Get reads (bucket, key) from the primaries, answering after R replies.
 func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res ReadResult, err error) {
-	obj, err := n.getObject(ctx, bucket, key, o)
+	obj, at, err := n.getObjectAt(ctx, bucket, key, o)
 	if err != nil {
 		return res, err
 	}
@@ -125,8 +140,10 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 	res.Values = make([][]byte, len(live))
 	res.ContentTypes = make([]string, len(live))
 	res.Metas = make([][]version.MetaEntry, len(live))
+	res.Expires = make([]int64, len(live))
+	res.At = at
 	for i, s := range live {
-		res.Values[i], res.ContentTypes[i], res.Metas[i] = s.Value, s.ContentType, s.Meta
+		res.Values[i], res.ContentTypes[i], res.Metas[i], res.Expires[i] = s.Value, s.ContentType, s.Meta, s.Expires
 	}
 	res.Found = len(live) > 0
 	res.Deleted = obj.Deleted()
@@ -137,8 +154,14 @@ func (n *Node) Get(ctx context.Context, bucket, key string, o ReadOptions) (res 
 }
 
 // getObject runs a quorum read and returns the merge of the replies (Empty when no replica
-// had the key).
+// had the key; expired values left out).
 func (n *Node) getObject(ctx context.Context, bucket, key string, o ReadOptions) (version.Object, error) {
+	obj, _, err := n.getObjectAt(ctx, bucket, key, o)
+	return obj, err
+}
+
+// getObjectAt is getObject, with the time the read judged expiry at.
+func (n *Node) getObjectAt(ctx context.Context, bucket, key string, o ReadOptions) (version.Object, int64, error) {
 	start := time.Now()
 	props := n.Bucket(bucket)
 	r, err := n.loopFor(bucket, key).request(ctx, core.ClientRequest{Op: core.OpGet, Bucket: bucket, Key: key, Read: o})
@@ -148,7 +171,7 @@ func (n *Node) getObject(ctx context.Context, bucket, key string, o ReadOptions)
 		label = "not_found"
 	}
 	n.metrics.reads.WithLabelValues(label).Inc()
-	return r.Object, err
+	return r.Object, r.At, err
 }
 
 // FoldCRDT merges the live siblings of a CRDT object into one state (crdt.Fold).
@@ -159,11 +182,14 @@ type CRDTResult struct {
 	State   crdt.State
 	Found   bool
 	Context string // the DVV context of what was read (for deleting the key)
+	// Expires is the key's expiry (Unix ms, 0: none; core.KeyExpiry), At the time the read
+	// judged expiry at: Expires-At is the key's time to live.
+	Expires, At int64
 }
 
 // GetCRDT reads (bucket, key) as a CRDT: a quorum read whose siblings are folded together.
 func (n *Node) GetCRDT(ctx context.Context, bucket, key string, o ReadOptions) (CRDTResult, error) {
-	obj, err := n.getObject(ctx, bucket, key, o)
+	obj, at, err := n.getObjectAt(ctx, bucket, key, o)
 	if err != nil {
 		return CRDTResult{}, err
 	}
@@ -172,7 +198,10 @@ func (n *Node) GetCRDT(ctx context.Context, bucket, key string, o ReadOptions) (
 		// Plain values under a bucket whose type changed: the wrong type, not a fault.
 		return CRDTResult{}, fmt.Errorf("%w: the key holds plain values, not a CRDT state (%w)", ErrWrongType, err)
 	}
-	res := CRDTResult{State: s, Found: found}
+	res := CRDTResult{State: s, Found: found, At: at}
+	if found {
+		res.Expires = core.KeyExpiry(obj)
+	}
 	if !obj.Empty() {
 		res.Context = version.EncodeContext(obj.Clock, obj.MaxTimestamp())
 	}

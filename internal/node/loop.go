@@ -173,7 +173,7 @@ func (l *loop) flush(ctx context.Context) {
 			out.msgs = append(out.msgs, m)
 		}
 		for _, a := range rd.Answers {
-			if a.To == l.self {
+			if a.To == l.self && a.ID&servedID == 0 {
 				out.local = append(out.local, core.Response{ID: a.ID, Env: a.Env})
 				continue
 			}

@@ -70,11 +70,17 @@ func (n *Node) serveHandoff(from string, ho *pb.HandoffRequest, respond func(*pb
 	}
 }
 
+// servedID marks the ids of requests served through peerRequestAsync, apart from the
+// core's own message ids (small counters) that a loop's requests to itself carry: an answer
+// addressed to this node is then either for a request another of its shards sent it (served
+// here: answered through l.peers) or one this loop sent itself (stepped back as a Response).
+const servedID = uint64(1) << 63
+
 // peerRequestAsync steps a peer's request on the loop; respond gets the core's answer.
 func (l *loop) peerRequestAsync(from string, req *pb.Envelope, respond func(*pb.Envelope)) {
 	l.submit(func() {
 		l.nextID++
-		id := l.nextID
+		id := l.nextID | servedID
 		l.peers[id] = respond
 		l.step(core.PeerRequest{From: from, ID: id, Env: req})
 	})

@@ -25,7 +25,11 @@ type Config struct {
 	ReadRatio    float64       // share of operations that are reads; the rest are writes
 	DeleteRatio  float64       // share of writes that are deletes
 	CounterRatio float64       // share of writes that increment a counter (CRDT) key
-	Keys         int           // key space
+	// TTLRatio is the share of value writes given a TTL of TTL (expiry): 0 by default, so
+	// the staleness measurements stay those of plain writes.
+	TTLRatio float64
+	TTL      time.Duration
+	Keys     int // key space
 	// ReadAfterWrite, when >= 0, switches the workload to PBS's experiment: every
 	// operation writes a fresh key, and once the write is acknowledged the same key is read
 	// this long after (through a random node). Staleness then measures t-visibility at
@@ -89,6 +93,7 @@ func DefaultConfig() Config {
 	return Config{
 		Seed: 1, Nodes: 5, N: 3, R: 2, W: 2, Partitions: 64, Shards: 1,
 		Duration: 60 * time.Second, Rate: 1000, ReadRatio: 0.8, DeleteRatio: 0.05, CounterRatio: 0.1,
+		TTL:  2 * time.Second,
 		Keys: 1000, KeyDist: "uniform", ZipfS: 1.1, ReadAfterWrite: -1,
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
 		ReadRepair: quorum.RepairBlocking, Conflict: core.ConflictSiblings, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
@@ -139,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.Conflict != core.ConflictSiblings && c.Conflict != core.ConflictLWW {
 		errs = append(errs, fmt.Errorf("sim: conflict %q: siblings or lww", c.Conflict))
+	}
+	if c.TTLRatio < 0 || c.TTLRatio > 1 || (c.TTLRatio > 0 && (c.TTL < time.Millisecond || c.TTL%time.Millisecond != 0)) {
+		errs = append(errs, errors.New("sim: ttl ratio must be in [0, 1], and the ttl whole milliseconds >= 1ms"))
 	}
 	if c.GCGrace < 0 || c.GCGrace%time.Second != 0 || c.ReapInterval < 0 {
 		errs = append(errs, errors.New("sim: gc grace must be whole seconds >= 0 and the reap interval >= 0"))

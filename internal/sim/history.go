@@ -12,13 +12,14 @@ import (
 
 // writeRec is one write a client issued.
 type writeRec struct {
-	key   string
-	dot   version.Dot
-	ts    version.HLC
-	value []byte
-	tomb  bool
-	acked bool
-	ackAt time.Duration
+	key     string
+	dot     version.Dot
+	ts      version.HLC
+	value   []byte
+	tomb    bool
+	expires int64
+	acked   bool
+	ackAt   time.Duration
 }
 
 // history records what clients did and saw, and checks it.
@@ -39,9 +40,14 @@ type history struct {
 	keys    []string
 	written map[string]bool
 	lww     bool // plain keys resolve by last-write-wins
-	// reapedClock joins, per key, the clocks of the tombstones reaped: every write they
-	// cover was deleted, and must never be read again.
+	// reapedClock joins, per key, the clocks of the tombstones (and expired values) reaped:
+	// every write they cover was deleted or expired, and must never be read again.
 	reapedClock map[string]version.Clock
+	// maxSkew is the largest clock skew any node has had: how late a read may still see a
+	// value live past its expiry.
+	maxSkew time.Duration
+	// ttlWrites counts the writes minted with an expiry.
+	ttlWrites int
 }
 
 func newHistory() *history {
@@ -71,7 +77,23 @@ func (h *history) wrote(_, key string, s version.Sibling) {
 		h.violate("dot %s minted twice (keys %s and %s)", s.Dot, prev.key, key)
 		return
 	}
-	h.byDot[s.Dot] = &writeRec{key: key, dot: s.Dot, ts: s.Timestamp, value: bytes.Clone(s.Value), tomb: s.Tombstone}
+	h.byDot[s.Dot] = &writeRec{key: key, dot: s.Dot, ts: s.Timestamp, value: bytes.Clone(s.Value), tomb: s.Tombstone, expires: s.Expires}
+	if s.Expires != 0 {
+		h.ttlWrites++
+	}
+}
+
+// unexpired checks that a read that began at start (virtual time) returned no value whose
+// expiry had passed by then, beyond the clock skew the run has had: an expired value reads
+// as absent on every node.
+func (h *history) unexpired(key string, start time.Duration, obj version.Object) {
+	limit := baseWall + int64((start-h.maxSkew)/time.Millisecond)
+	for _, s := range obj.Siblings {
+		if s.Expires != 0 && s.Expires <= limit {
+			h.violate("read of %s at %v returned %s=%q, expired at %v", key, start, s.Dot, s.Value,
+				time.Duration(s.Expires-baseWall)*time.Millisecond)
+		}
+	}
 }
 
 // ack records a write acknowledged to its client at time at, identified as the client
@@ -123,12 +145,13 @@ func (h *history) seen(key string, obj version.Object, dot version.Dot) bool {
 	return len(obj.Siblings) == 0 && h.reapedClock[key].Contains(dot)
 }
 
-// resurrected reports a value that a reaped delete had superseded. (A tombstone covered
-// by a reaped one may still be read — a replica that has not reaped it yet — and is
-// harmless: the key reads as deleted.)
-func (h *history) resurrected(key string, s version.Sibling) bool {
+// resurrected reports a value that a reaped delete (or reaped expired value) had
+// superseded. (A tombstone or an expired value covered by a reaped one may still be held —
+// a replica that has not reaped it yet — and is harmless: the key reads as absent. wallMs
+// is the time to judge expiry at; reads never return expired values, see unexpired.)
+func (h *history) resurrected(key string, s version.Sibling, wallMs int64) bool {
 	rc := h.reapedClock[key]
-	return !s.Tombstone && len(rc) > 0 && rc.Contains(s.Dot)
+	return !s.Dead(wallMs) && len(rc) > 0 && rc.Contains(s.Dot)
 }
 
 // read checks a read's answer and measures its staleness against the writes acknowledged
@@ -147,7 +170,7 @@ func (h *history) read(key string, start time.Duration, obj version.Object, err 
 		if rec == nil || rec.key != key || !bytes.Equal(rec.value, s.Value) || rec.tomb != s.Tombstone {
 			h.violate("read of %s returned %s=%q, which was never written", key, s.Dot, s.Value)
 		}
-		if h.resurrected(key, s) {
+		if h.resurrected(key, s, 0) {
 			h.violate("read of %s returned %s=%q, deleted by a tombstone since reaped: it came back", key, s.Dot, s.Value)
 		}
 	}
@@ -231,7 +254,7 @@ func (h *history) checkFinal(w *world) {
 	for _, key := range keys {
 		merged := w.mergedCopy(key)
 		for _, s := range merged.Siblings {
-			if h.resurrected(key, s) {
+			if h.resurrected(key, s, baseWall+int64(w.now/time.Millisecond)) {
 				h.violate("%s holds %s=%q, deleted by a tombstone since reaped: it came back", key, s.Dot, s.Value)
 			}
 		}

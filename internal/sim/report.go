@@ -82,8 +82,11 @@ type Report struct {
 	ReadRepairs    int `json:"read_repairs"`
 	AAEExchanges   int `json:"aae_exchanges"`
 	AAERepairs     int `json:"aae_keys_repaired"`
-	// TombstonesReaped: tombstones the cores removed (past gc_grace, held by every primary).
+	// TombstonesReaped: tombstones and expired values the cores removed (past gc_grace,
+	// held by every primary).
 	TombstonesReaped int `json:"tombstones_reaped"`
+	// TTLWrites: writes minted with an expiry (--ttl-ratio).
+	TTLWrites int `json:"ttl_writes"`
 	// ClusterChanges: membership changes (joins, leaves) that completed; TransferKeys the
 	// objects the cores streamed for them.
 	ClusterChanges int `json:"cluster_changes"`

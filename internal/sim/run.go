@@ -74,6 +74,7 @@ func (w *world) run(progress func(done, total time.Duration)) (*Report, error) {
 		}
 	}
 	w.hist.checkFinal(w)
+	w.rep.TTLWrites = w.hist.ttlWrites
 	if convergedAt >= 0 {
 		w.rep.StrayCopies = w.strayCopies()
 	}
@@ -210,6 +211,9 @@ func (w *world) apply(f Fault) func() {
 		for _, i := range f.Groups[0] {
 			w.nodes[i].skew = f.Skew
 		}
+		// The expiry checker allows a read to see a value as late as the reader's clock
+		// lags: the largest skew the run has had.
+		w.hist.maxSkew = max(w.hist.maxSkew, f.Skew, -f.Skew)
 		return func() {
 			for _, i := range f.Groups[0] {
 				w.nodes[i].skew = 0
@@ -362,6 +366,9 @@ func (w *world) clientWrite(key string, via int, tomb bool, then func()) {
 	} else {
 		w.valueSeq++
 		req.Value = strconv.AppendInt(append([]byte(key), ':'), int64(w.valueSeq), 10)
+		if w.cfg.TTLRatio > 0 && w.rng.Float64() < w.cfg.TTLRatio {
+			req.Write.Expiry = core.Expiry{Mode: core.ExpiryTTL, TTL: w.cfg.TTL}
+		}
 	}
 	if ctx, ok := w.hist.lastRead[key]; ok {
 		req.Write.Context = version.EncodeContext(ctx.Clock, ctx.MaxTimestamp())
@@ -392,6 +399,9 @@ func (w *world) reply(n *snode, r core.Reply) {
 		w.rep.ReadLatencies = append(w.rep.ReadLatencies, lat)
 		reads, stale := w.hist.reads, w.hist.stale
 		w.hist.read(op.key, op.start, r.Object, r.Err, w.cfg.VisibilityBins)
+		if r.Err == nil {
+			w.hist.unexpired(op.key, op.start, r.Object)
+		}
 		if tp := w.second(op.start); tp != nil {
 			tp.Reads += w.hist.reads - reads
 			tp.Stale += w.hist.stale - stale

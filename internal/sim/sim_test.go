@@ -277,3 +277,46 @@ func TestClusterChangesPastNineNodes(t *testing.T) {
 		t.Fatalf("%d changes completed, converged %v", rep.ClusterChanges, rep.Converged)
 	}
 }
+
+// TestExpiryUnderFaults: a third of the writes carry a 1 s TTL, under every kind of fault
+// and clocks skewed both ways, with a one-second gc_grace. No read returns a value past its
+// expiry (beyond the run's largest clock skew), expired values are reaped, nothing a
+// reaped value superseded comes back, and the replicas converge.
+func TestExpiryUnderFaults(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		cfg := faultyConfig(seed)
+		cfg.Keys, cfg.TTLRatio, cfg.TTL, cfg.GCGrace = 100, 0.3, time.Second, time.Second
+		more, err := ParseFaults("skew n1 300ms@2s; skew n4 -200ms@4s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Faults = append(cfg.Faults, more...)
+		rep, err := Run(cfg, nil)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if rep.TTLWrites == 0 || rep.TombstonesReaped == 0 || !rep.Converged {
+			t.Fatalf("seed %d: %d TTL writes, %d reaped, converged %v", seed, rep.TTLWrites, rep.TombstonesReaped, rep.Converged)
+		}
+		t.Logf("seed %d: %d writes (%d with a TTL), %d reaped, %d reads (%.2f%% stale)", seed, rep.Writes, rep.TTLWrites, rep.TombstonesReaped, rep.Reads, rep.StaleReadPct)
+	}
+}
+
+// TestExpiredReadIsCaught: the checker flags a read that returns a value past its expiry,
+// and allows one within the run's clock skew.
+func TestExpiredReadIsCaught(t *testing.T) {
+	h := newHistory()
+	v := version.Sibling{Dot: version.Dot{Actor: "n1.s1", Counter: 1}, Value: []byte("v"), Expires: baseWall + 1000}
+	h.wrote(simBucket, "k", v)
+	obj := version.Object{Clock: version.Clock{{Actor: "n1.s1", Counter: 1}}, Siblings: []version.Sibling{v}}
+	h.unexpired("k", 999*time.Millisecond, obj)
+	h.maxSkew = 100 * time.Millisecond
+	h.unexpired("k", 1050*time.Millisecond, obj)
+	if len(h.violations) != 0 {
+		t.Fatalf("reads before the expiry, or within the skew: %v", h.violations)
+	}
+	h.unexpired("k", 1100*time.Millisecond, obj)
+	if len(h.violations) != 1 || !strings.Contains(h.violations[0], "expired at") {
+		t.Fatalf("violations %v, want the expired read", h.violations)
+	}
+}

@@ -20,21 +20,23 @@ const formatV1 = 1
 //
 //	object  = 0x01 clock nsib sibling*
 //	clock   = n (actorlen counter)*n actorbytes    ; actors concatenated
-//	sibling = actoridx counter flags wall logical vlen value [meta]
+//	sibling = actoridx counter flags wall logical vlen value [meta] [expires]
 //	meta    = ctlen contenttype n (klen key vlen val)*n   ; only with flag bit 1
+//	expires = zigzag wall ms, non-zero                    ; only with flag bit 2
 //	context = 0x01 clock wall logical              ; base64url, no padding
 //
 // actoridx indexes the clock's entries (so a sibling's actor is always in the
 // clock); flags is one byte, bit 0 = tombstone, bit 1 = a content type or
 // metadata follows the value (set exactly when there is either: canonical),
-// other bits zero; wall is the zigzag HLC wall time, logical the HLC logical
+// bit 2 = an expiry follows (set exactly when Expires != 0), other bits zero; wall is the zigzag HLC wall time, logical the HLC logical
 // counter (< 2^32). Metadata keys are non-empty, sorted and unique. (Nodes
-// from before metadata refuse objects that carry some.)
+// from before metadata, or before expiry, refuse objects that carry some.)
 const (
 	minEntryLen   = 3 // actorlen, counter, >= 1 actor byte
 	minSiblingLen = 6 // actoridx, counter, flags, wall, logical, vlen
 	flagTombstone = 1
 	flagMeta      = 2
+	flagExpires   = 4
 )
 
 func metaEncodedLen(s Sibling) int {
@@ -133,6 +135,9 @@ func (o Object) encodedLen() int {
 		n += wire.UvarintLen(uint64(idx)) + wire.UvarintLen(s.Dot.Counter) + 1 +
 			wire.UvarintLen(wire.Zigzag(s.Timestamp.Wall)) + wire.UvarintLen(uint64(s.Timestamp.Logical)) +
 			wire.UvarintLen(uint64(len(s.Value))) + len(s.Value) + metaEncodedLen(s)
+		if s.Expires != 0 {
+			n += wire.UvarintLen(wire.Zigzag(s.Expires))
+		}
 	}
 	return n
 }
@@ -166,6 +171,9 @@ func (o Object) AppendBinary(dst []byte) []byte {
 		if s.hasMeta() {
 			flags |= flagMeta
 		}
+		if s.Expires != 0 {
+			flags |= flagExpires
+		}
 		dst = append(dst, flags)
 		dst = wire.AppendUvarint(dst, wire.Zigzag(s.Timestamp.Wall))
 		dst = wire.AppendUvarint(dst, uint64(s.Timestamp.Logical))
@@ -173,6 +181,9 @@ func (o Object) AppendBinary(dst []byte) []byte {
 		dst = append(dst, s.Value...)
 		if flags&flagMeta != 0 {
 			dst = appendMeta(dst, s)
+		}
+		if flags&flagExpires != 0 {
+			dst = wire.AppendUvarint(dst, wire.Zigzag(s.Expires))
 		}
 	}
 	return dst
@@ -330,7 +341,7 @@ func decodeObject(b []byte) (Object, error) {
 			d.Fail("sibling %d dot %s:%d not in clock", i, c[idx].Actor, ctr)
 		case i > 0 && (idx < prevIdx || (idx == prevIdx && ctr <= prevCtr)):
 			d.Fail("sibling dots not strictly sorted at %d", i)
-		case flags&^(flagTombstone|flagMeta) != 0:
+		case flags&^(flagTombstone|flagMeta|flagExpires) != 0:
 			d.Fail("sibling %d has unknown flags %#x", i, flags)
 		case vlen > uint64(d.Remaining()):
 			d.Fail("sibling %d value length %d exceeds input", i, vlen)
@@ -351,6 +362,14 @@ func decodeObject(b []byte) (Object, error) {
 		if flags&flagMeta != 0 {
 			if d.meta(s, i); d.Err != nil {
 				return Object{}, d.Err
+			}
+		}
+		if flags&flagExpires != 0 {
+			if s.Expires = wire.Unzigzag(d.Uvarint("expiry")); d.Err != nil {
+				return Object{}, d.Err
+			}
+			if s.Expires == 0 {
+				return Object{}, fmt.Errorf("sibling %d has the expiry flag but no expiry", i)
 			}
 		}
 	}

@@ -14,6 +14,9 @@ func FuzzDecode(f *testing.F) {
 	m := val("n3", 2, "{}")
 	m.ContentType, m.Meta = "application/json", []MetaEntry{{"author", "ann"}, {"rev", "7"}}
 	f.Add(o.Update(nil, m).AppendBinary(nil))
+	e := val("n4", 3, "session")
+	e.Expires = 1_800_000_060_000
+	f.Add(o.Update(nil, e).AppendBinary(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := Decode(b)
 		if err != nil {

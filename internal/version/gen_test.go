@@ -60,6 +60,7 @@ func genObject(t *rapid.T, label string, arbitraryContent bool) Object {
 					Wall:    rapid.Int64Range(0, 3).Draw(t, label+".wall"),
 					Logical: rapid.Uint32Range(0, 2).Draw(t, label+".logical"),
 				}
+				s.Expires = rapid.SampledFrom([]int64{0, 0, 2, 5}).Draw(t, label+".expires")
 			}
 			sibs = append(sibs, s)
 		}
@@ -102,6 +103,7 @@ func genWideObject(t *rapid.T, label string) Object {
 				Timestamp:   HLC{Wall: rapid.Int64().Draw(t, label+".wall"), Logical: rapid.Uint32().Draw(t, label+".logical")},
 				ContentType: rapid.SampledFrom([]string{"", "", "application/json", "text/plain; charset=utf-8"}).Draw(t, label+".ct"),
 				Meta:        genMeta(t, label+".meta"),
+				Expires:     rapid.OneOf(rapid.Just(int64(0)), rapid.Int64()).Draw(t, label+".expires"),
 			})
 		}
 	}

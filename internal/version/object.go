@@ -2,6 +2,7 @@ package version
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -22,7 +23,19 @@ type Sibling struct {
 	// keys unique and non-empty.
 	ContentType string
 	Meta        []MetaEntry
+	// Expires is when the value expires, as an absolute hybrid-clock wall time (Unix ms;
+	// 0: never). An expired value is dead: it reads as absent, and otherwise behaves as a
+	// tombstone (it still supersedes what its write superseded, and is reaped like one).
+	// It is part of the sibling's content, fixed at the write: every copy of the sibling
+	// expires at the same instant, whichever replica holds it.
+	Expires int64
 }
+
+// Expired reports whether s has an expiry at or before nowMs.
+func (s Sibling) Expired(nowMs int64) bool { return s.Expires != 0 && s.Expires <= nowMs }
+
+// Dead reports whether s is a tombstone or expired at nowMs.
+func (s Sibling) Dead(nowMs int64) bool { return s.Tombstone || s.Expired(nowMs) }
 
 // MetaEntry is one item of a value's user metadata.
 type MetaEntry struct{ Key, Value string }
@@ -32,7 +45,7 @@ type MetaEntry struct{ Key, Value string }
 func (s Sibling) Equal(p Sibling) bool {
 	return s.Dot == p.Dot && s.Tombstone == p.Tombstone &&
 		s.Timestamp == p.Timestamp && bytes.Equal(s.Value, p.Value) &&
-		s.ContentType == p.ContentType && slices.Equal(s.Meta, p.Meta)
+		s.ContentType == p.ContentType && slices.Equal(s.Meta, p.Meta) && s.Expires == p.Expires
 }
 
 // compareContent totally orders siblings that share a dot by their content.
@@ -50,6 +63,9 @@ func (s Sibling) compareContent(p Sibling) int {
 		return 1
 	}
 	if c := bytes.Compare(s.Value, p.Value); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(s.Expires, p.Expires); c != 0 {
 		return c
 	}
 	if c := strings.Compare(s.ContentType, p.ContentType); c != 0 {
@@ -244,6 +260,57 @@ func (o Object) Deleted() bool {
 	return len(o.Siblings) > 0
 }
 
+// Unexpired returns o without the siblings expired at nowMs, with the clock unchanged: the
+// clock still covers them, so a write with a context read from the result supersedes
+// them everywhere. o is returned as is when nothing expired.
+func (o Object) Unexpired(nowMs int64) Object {
+	n := 0
+	for _, s := range o.Siblings {
+		if !s.Expired(nowMs) {
+			n++
+		}
+	}
+	if n == len(o.Siblings) {
+		return o
+	}
+	sibs := make([]Sibling, 0, n)
+	for _, s := range o.Siblings {
+		if !s.Expired(nowMs) {
+			sibs = append(sibs, s)
+		}
+	}
+	if len(sibs) == 0 {
+		sibs = nil
+	}
+	return Object{Clock: o.Clock, Siblings: sibs}
+}
+
+// Dead reports whether o has siblings and every one is a tombstone or expired at nowMs:
+// nothing readable is left, and the object is reaped under the tombstone rules.
+func (o Object) Dead(nowMs int64) bool {
+	for _, s := range o.Siblings {
+		if !s.Dead(nowMs) {
+			return false
+		}
+	}
+	return len(o.Siblings) > 0
+}
+
+// DiedAt returns the wall time (Unix ms) at which the last of o's siblings died: a
+// tombstone at its write, an expiring value at its expiry (or its write, if later); a
+// live value without expiry counts at its write. Grace periods run from it.
+func (o Object) DiedAt() int64 {
+	var m int64
+	for _, s := range o.Siblings {
+		t := s.Timestamp.Wall
+		if !s.Tombstone && s.Expires > t {
+			t = s.Expires
+		}
+		m = max(m, t)
+	}
+	return m
+}
+
 // Empty reports whether o has no siblings.
 func (o Object) Empty() bool { return len(o.Siblings) == 0 }
 
@@ -299,6 +366,9 @@ func (o Object) String() string {
 			fmt.Fprintf(&b, "%v=⊥@%v", s.Dot, s.Timestamp)
 		} else {
 			fmt.Fprintf(&b, "%v=%q@%v", s.Dot, s.Value, s.Timestamp)
+		}
+		if s.Expires != 0 {
+			fmt.Fprintf(&b, "~%d", s.Expires)
 		}
 	}
 	b.WriteByte(']')

@@ -1,7 +1,9 @@
 package version
 
 import (
+	"bytes"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -322,5 +324,83 @@ func TestHLC(t *testing.T) {
 	c.Observe(HLC{Wall: 5, Logical: 1<<32 - 2}, 0)
 	if got := c.Now(0); got != (HLC{Wall: 6}) {
 		t.Fatalf("overflow: %v", got)
+	}
+}
+
+func expiring(actor string, ctr uint64, v string, wall, expires int64) Sibling {
+	s := val(actor, ctr, v)
+	s.Timestamp, s.Expires = HLC{Wall: wall}, expires
+	return s
+}
+
+func TestExpiry(t *testing.T) {
+	o := Object{}.
+		Update(nil, expiring("a", 1, "short", 100, 200)).
+		Update(nil, expiring("b", 1, "long", 100, 500)).
+		Update(nil, expiring("c", 1, "forever", 100, 0))
+	cases := []struct {
+		now  int64
+		want []string
+		dead bool
+	}{
+		{now: 199, want: []string{"short", "long", "forever"}},
+		{now: 200, want: []string{"long", "forever"}}, // expiry is inclusive
+		{now: 10_000, want: []string{"forever"}},
+	}
+	for _, tc := range cases {
+		u := o.Unexpired(tc.now)
+		if got := values(u); !slices.Equal(got, tc.want) {
+			t.Errorf("Unexpired(%d) = %v, want %v", tc.now, got, tc.want)
+		}
+		if !u.Clock.Equal(o.Clock) {
+			t.Errorf("Unexpired(%d) changed the clock to %v", tc.now, u.Clock)
+		}
+		if o.Dead(tc.now) {
+			t.Errorf("Dead(%d) with a value that never expires", tc.now)
+		}
+	}
+	// Without the value that never expires, the object dies with its last expiry.
+	p := Object{}.Update(nil, expiring("a", 1, "short", 100, 200)).Update(nil, expiring("b", 1, "long", 100, 500)).Update(nil, tomb("d", 1))
+	if p.Dead(499) || !p.Dead(500) {
+		t.Errorf("Dead(499), Dead(500) = %v, %v; want false, true", p.Dead(499), p.Dead(500))
+	}
+	if got := p.DiedAt(); got != 500 {
+		t.Errorf("DiedAt = %d, want 500 (the last expiry)", got)
+	}
+	if (Object{}).Dead(0) {
+		t.Error("the empty object is not dead: it holds nothing to reap")
+	}
+	// A superseding write drops an expired sibling like any other; a merge with a replica
+	// that still holds it drops it there too.
+	q := p.Update(p.Clock, val("e", 1, "fresh"))
+	if got := values(Merge(p, q)); !slices.Equal(got, []string{"fresh"}) {
+		t.Errorf("Merge kept %v, want only the fresh value", got)
+	}
+}
+
+func TestExpiryEncoding(t *testing.T) {
+	s := expiring("a", 1, "v", 100, 1_800_000_000_000)
+	o := Object{}.Update(nil, s)
+	b := o.AppendBinary(nil)
+	p, err := Decode(b)
+	if err != nil || !p.Equal(o) || p.Siblings[0].Expires != s.Expires {
+		t.Fatalf("Decode = %v, %v; want %v", p, err, o)
+	}
+	// Expiry is content: two copies of one dot differing only in expiry are not equal.
+	s2 := s
+	s2.Expires++
+	if s.Equal(s2) {
+		t.Error("siblings differing in expiry compare equal")
+	}
+	// The flag without an expiry, or with a zero one, is refused (not canonical).
+	plain := Object{}.Update(nil, val("a", 1, "v")).AppendBinary(nil)
+	flagAt := bytes.Index(plain, []byte{0, 1, 0}) + 2 // actoridx 0, counter 1, flags 0
+	bad := bytes.Clone(plain)
+	bad[flagAt] |= flagExpires
+	if _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("expiry flag without expiry: err = %v, want ErrCorrupt", err)
+	}
+	if _, err := Decode(append(bad, 0)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("zero expiry: err = %v, want ErrCorrupt", err)
 	}
 }

@@ -1,0 +1,293 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/crdt"
+	"github.com/quorumkv/quorumkv/internal/node"
+)
+
+// Expiry over the Redis protocol: SET EX/PX/KEEPTTL, SETEX, PSETEX, EXPIRE, PEXPIRE, TTL,
+// PTTL, PERSIST. A key's expiry is the core's (an absolute hybrid-clock time fixed at the
+// write, core/expiry.go): EXPIRE and PERSIST rewrite the key's state with a new expiry (a
+// touch), SET replaces it (KEEPTTL keeps it), INCR and SADD keep it.
+
+// setArgs are SET's options.
+type setArgs struct {
+	exp     core.Expiry
+	keepTTL bool
+	cond    core.WriteCond
+}
+
+// parseSet reads SET's options after the key and value; it answers the Redis error and
+// reports false on a bad one.
+func parseSet(conn redcon.Conn, opts [][]byte) (setArgs, bool) {
+	a := setArgs{exp: core.Expiry{Mode: core.ExpiryBucket}}
+	timed := false
+	for i := 0; i < len(opts); i++ {
+		switch o := strings.ToUpper(string(opts[i])); o {
+		case "EX", "PX":
+			if timed || a.keepTTL || i+1 == len(opts) {
+				conn.WriteError("ERR syntax error")
+				return a, false
+			}
+			i++
+			ttl, ok := parseTTL(conn, opts[i], o == "PX", "set")
+			if !ok {
+				return a, false
+			}
+			a.exp, timed = core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}, true
+		case "KEEPTTL":
+			if timed || a.keepTTL {
+				conn.WriteError("ERR syntax error")
+				return a, false
+			}
+			a.keepTTL, a.exp = true, core.Expiry{Mode: core.ExpiryAuto}
+		case "NX", "XX":
+			if a.cond != core.CondNone {
+				conn.WriteError("ERR syntax error")
+				return a, false
+			}
+			a.cond = core.CondAbsent
+			if o == "XX" {
+				a.cond = core.CondPresent
+			}
+		case "GET", "EXAT", "PXAT":
+			conn.WriteError(fmt.Sprintf("ERR SET option %s is not supported (supported: NX, XX, EX, PX, KEEPTTL)", o))
+			return a, false
+		default:
+			conn.WriteError("ERR syntax error")
+			return a, false
+		}
+	}
+	return a, true
+}
+
+// parseTTL reads a positive TTL in seconds (ms: milliseconds) as Redis does: not an integer
+// answers Redis's integer error, zero, negative or too long its "invalid expire time".
+func parseTTL(conn redcon.Conn, b []byte, ms bool, cmd string) (time.Duration, bool) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		conn.WriteError(errNotInteger)
+		return 0, false
+	}
+	unit := time.Second
+	if ms {
+		unit = time.Millisecond
+	}
+	if n <= 0 || n > int64(core.MaxTTL/unit) {
+		conn.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", cmd))
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// cmdSet assigns a register, replacing a key of any type, as Redis's SET does; its
+// expiry is the one given (EX, PX), the key's (KEEPTTL), or the bucket's ttl_s.
+func cmdSet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	a, ok := parseSet(conn, args[3:])
+	if !ok || !checkKey(conn, args[1]) {
+		return
+	}
+	r.set(ctx, c, conn, args[1], args[2], a.exp, a.cond)
+}
+
+// set runs SET; with a condition (NX, XX) that did not hold it answers nil, as Redis does.
+func (r *RESP) set(ctx context.Context, c *client, conn redcon.Conn, key, value []byte, exp core.Expiry, cond core.WriteCond) {
+	if len(value) > r.MaxValueBytes {
+		conn.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(value), r.MaxValueBytes))
+		return
+	}
+	v := string(value)
+	o := c.writeOpts()
+	o.Expiry, o.Cond = exp, cond
+	_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
+	switch {
+	case errors.Is(err, node.ErrPreconditionFailed):
+		conn.WriteNull()
+	case err != nil:
+		r.fail(conn, err)
+	default:
+		conn.WriteString("OK")
+	}
+}
+
+// cmdSetNX runs SETNX key value: SET key value NX answering 1 when set, 0 when not.
+func cmdSetNX(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if !checkKey(conn, args[1]) {
+		return
+	}
+	if len(args[2]) > r.MaxValueBytes {
+		conn.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(args[2]), r.MaxValueBytes))
+		return
+	}
+	v := string(args[2])
+	o := c.writeOpts()
+	o.Expiry, o.Cond = core.Expiry{Mode: core.ExpiryBucket}, core.CondAbsent
+	_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Register, crdt.Op{Assign: &v}, true, o)
+	switch {
+	case errors.Is(err, node.ErrPreconditionFailed):
+		conn.WriteInt(0)
+	case err != nil:
+		r.fail(conn, err)
+	default:
+		conn.WriteInt(1)
+	}
+}
+
+// cmdSetEx runs SETEX key seconds value and PSETEX key milliseconds value.
+func cmdSetEx(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	name := strings.ToLower(string(args[0]))
+	ttl, ok := parseTTL(conn, args[2], name == "psetex", name)
+	if !ok || !checkKey(conn, args[1]) {
+		return
+	}
+	r.set(ctx, c, conn, args[1], args[3], core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}, core.CondNone)
+}
+
+// cmdExpire runs EXPIRE key seconds [NX|XX|GT|LT] and PEXPIRE: 1 when the key's expiry was
+// set, 0 when the key is absent or the condition did not hold. A TTL of zero or less
+// deletes the key, as in Redis.
+func cmdExpire(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	name := strings.ToLower(string(args[0]))
+	n, err := strconv.ParseInt(string(args[2]), 10, 64)
+	if err != nil {
+		conn.WriteError(errNotInteger)
+		return
+	}
+	unit := time.Second
+	if name == "pexpire" {
+		unit = time.Millisecond
+	}
+	if n > int64(core.MaxTTL/unit) {
+		conn.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", name))
+		return
+	}
+	var cond expireCond
+	for _, o := range args[3:] {
+		switch x := strings.ToUpper(string(o)); x {
+		case "NX":
+			cond.nx = true
+		case "XX":
+			cond.xx = true
+		case "GT":
+			cond.gt = true
+		case "LT":
+			cond.lt = true
+		default:
+			conn.WriteError(fmt.Sprintf("ERR Unsupported option %s", clip(o)))
+			return
+		}
+	}
+	if cond.nx && (cond.xx || cond.gt || cond.lt) {
+		conn.WriteError("ERR NX and XX, GT or LT options at the same time are not compatible")
+		return
+	}
+	if cond.gt && cond.lt {
+		conn.WriteError("ERR GT and LT options at the same time are not compatible")
+		return
+	}
+	if !checkKey(conn, args[1]) {
+		return
+	}
+	// Read first: the answer needs the key's current expiry, and the read (with its read
+	// repair) brings the coordinator's copy up to date for the touch.
+	res, err := r.read(ctx, c, args[1])
+	if err != nil {
+		r.fail(conn, err)
+		return
+	}
+	if !res.Found {
+		conn.WriteInt(0)
+		return
+	}
+	ttl := time.Duration(n) * unit
+	if !cond.allows(res, ttl) {
+		conn.WriteInt(0)
+		return
+	}
+	if n <= 0 {
+		o := c.writeOpts()
+		o.Context = res.Context
+		if _, err := r.n.Delete(ctx, RedisBucket, string(args[1]), o); err != nil {
+			r.fail(conn, err)
+			return
+		}
+		conn.WriteInt(1)
+		return
+	}
+	r.touch(ctx, c, conn, args[1], res.State.Type(), core.Expiry{Mode: core.ExpiryTTL, TTL: ttl})
+}
+
+// expireCond is EXPIRE's options: NX only without an expiry, XX only with one, GT only
+// to a later expiry (no expiry counts as infinite), LT only to an earlier one.
+type expireCond struct{ nx, xx, gt, lt bool }
+
+func (c expireCond) allows(res node.CRDTResult, ttl time.Duration) bool {
+	has := res.Expires != 0
+	newAt := res.At + ttl.Milliseconds()
+	return (!c.nx || !has) && (!c.xx || has) && (!c.gt || has && newAt > res.Expires) && (!c.lt || !has || newAt < res.Expires)
+}
+
+// touch rewrites a key's state with exp and answers 1, or 0 when the key is gone.
+func (r *RESP) touch(ctx context.Context, c *client, conn redcon.Conn, key []byte, typ crdt.Type, exp core.Expiry) {
+	o := c.writeOpts()
+	o.Expiry = exp
+	err := r.n.TouchCRDT(ctx, RedisBucket, string(key), typ, o)
+	switch {
+	case errors.Is(err, node.ErrNotFound):
+		conn.WriteInt(0) // gone (expired or deleted) since the read
+	case err != nil:
+		r.fail(conn, err)
+	default:
+		conn.WriteInt(1)
+	}
+}
+
+// cmdTTL answers TTL (seconds, rounded) and PTTL (milliseconds): -2 for an absent key, -1
+// for one without an expiry.
+func cmdTTL(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if !checkKey(conn, args[1]) {
+		return
+	}
+	res, err := r.read(ctx, c, args[1])
+	switch {
+	case err != nil:
+		r.fail(conn, err)
+	case !res.Found:
+		conn.WriteInt(-2)
+	case res.Expires == 0:
+		conn.WriteInt(-1)
+	default:
+		ms := max(res.Expires-res.At, 0)
+		if strings.ToLower(string(args[0])) == "pttl" {
+			conn.WriteInt64(ms)
+		} else {
+			conn.WriteInt64((ms + 500) / 1000)
+		}
+	}
+}
+
+// cmdPersist removes a key's expiry: 1 when it had one, 0 otherwise.
+func cmdPersist(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+	if !checkKey(conn, args[1]) {
+		return
+	}
+	res, err := r.read(ctx, c, args[1])
+	switch {
+	case err != nil:
+		r.fail(conn, err)
+	case !res.Found || res.Expires == 0:
+		conn.WriteInt(0)
+	default:
+		r.touch(ctx, c, conn, args[1], res.State.Type(), core.Expiry{Mode: core.ExpiryNever})
+	}
+}
