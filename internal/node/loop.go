@@ -44,8 +44,12 @@ type loop struct {
 	reaps   map[uint64]chan core.ReapDone
 
 	// xfer is the core's transfer status as of its last durable change (published).
-	xferMu sync.Mutex
-	xfer   xferSnapshot
+	// Turns are carried out in order only among those that need no sync: a snapshot is
+	// taken only if it is newer (seq) than the one held, so a turn that waited for the
+	// syncer never puts back an older plan over a newer one.
+	xferMu  sync.Mutex
+	xfer    xferSnapshot
+	xferSeq uint64 // the seq of the last snapshot taken by a turn (loop goroutine only)
 	// observed: the partitions whose transfer duration was recorded, for observedFor.
 	observed    map[int]bool
 	observedFor string
@@ -204,7 +208,8 @@ func (l *loop) flush(ctx context.Context) {
 		}
 		if rd.TransfersChanged {
 			next, ts := l.c.TransferPlan()
-			out.xfer = &xferSnapshot{next, ts}
+			l.xferSeq++
+			out.xfer = &xferSnapshot{next: next, ts: ts, seq: l.xferSeq}
 			l.observeTransfers(next, ts)
 		}
 		for _, r := range rd.Compact {
@@ -254,7 +259,9 @@ func (l *loop) carryOut(ctx context.Context, t *turnOut) {
 	}
 	if t.xfer != nil {
 		l.xferMu.Lock()
-		l.xfer = *t.xfer
+		if t.xfer.seq > l.xfer.seq {
+			l.xfer = *t.xfer
+		}
 		l.xferMu.Unlock()
 		l.n.signalTransfers()
 	}
@@ -278,6 +285,7 @@ func (l *loop) observeTransfers(next string, ts []core.TransferStatus) {
 type xferSnapshot struct {
 	next string
 	ts   []core.TransferStatus
+	seq  uint64 // the loop's count of snapshots when it was taken
 }
 
 // transferSnapshot is the loop's transfer status as of its last durable change.

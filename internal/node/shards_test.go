@@ -86,3 +86,18 @@ func TestShardsShareOneActor(t *testing.T) {
 		}
 	}
 }
+
+// TestTransferSnapshotsNeverGoBack: a turn that waited for the syncer is carried out after
+// a later turn that did not; its transfer snapshot (an older plan) must not replace the
+// later one, or the node publishes a report for a change that was replaced and the new
+// change waits for it forever (seen: a node leaving right after another never reported
+// hearing of the second leave).
+func TestTransferSnapshotsNeverGoBack(t *testing.T) {
+	l := &loop{n: &Node{xferSig: make(chan struct{}, 1)}}
+	ctx := context.Background()
+	l.carryOut(ctx, &turnOut{xfer: &xferSnapshot{next: "n1,n2,n3", seq: 2}})
+	l.carryOut(ctx, &turnOut{xfer: &xferSnapshot{next: "n1,n2,n3,n5", seq: 1}})
+	if next, _ := l.transferSnapshot(); next != "n1,n2,n3" {
+		t.Fatalf("snapshot after an older turn was carried out: %q, want the later n1,n2,n3", next)
+	}
+}
