@@ -476,6 +476,8 @@ func (c *Core) pendingWriteResponse(pc *putCoord, from string, r Response) {
 	pc.pendingOut--
 	if r.Err == nil && r.Env.GetReplicateResp() != nil {
 		pc.otherAcked[from] = true
+	} else {
+		c.log(LevelDebug, "write to a replica of the other ring failed", "replica", from, "bucket", pc.bucket, "key", pc.key, "err", r.Err)
 	}
 	c.putProgress(pc, false)
 }

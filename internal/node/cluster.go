@@ -227,6 +227,14 @@ func (n *Node) refreshMembers() {
 		}
 		return // the metadata change brings us back
 	}
+	if v.next != nil && n.everyMemberSettled(v) {
+		// Every member has seen every partition moved: the change is over, whatever member
+		// records have been updated so far. (Deriving the ring from partly updated records
+		// — one joining node marked active, the other not yet — would put a ring in force
+		// that no partition was transferred to.)
+		n.finishChange(v)
+		v = v.completed()
+	}
 	if old := n.ring.Load(); v.cur != nil && (old == nil || !slices.Equal(old.Members(), v.cur.Members())) {
 		n.log.Info("ring updated", "members", len(v.cur.Members()))
 	}
@@ -235,10 +243,23 @@ func (n *Node) refreshMembers() {
 	n.pushView()
 	if v.next != nil && !slices.Contains(v.moved, false) {
 		n.signalTransfers() // to publish that this node sees it all moved
-		if n.everyMemberSettled(v) {
-			n.finishChange(v)
-		}
 	}
+}
+
+// completed is the view once v's change is over: its next ring in force, joining members
+// active, leaving ones left.
+func (v clusterView) completed() clusterView {
+	out := clusterView{cur: v.next, states: map[string]MemberState{}}
+	for id, st := range v.states {
+		switch st {
+		case StateJoining:
+			st = StateActive
+		case StateLeaving:
+			st = StateLeft
+		}
+		out.states[id] = st
+	}
+	return out
 }
 
 // everyMemberSettled reports whether every member of either ring seen up has published
