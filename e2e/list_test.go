@@ -113,7 +113,13 @@ func TestListingUnderWritesAndAKill(t *testing.T) {
 	}
 
 	// List through n1, failing over to n2 when n1 cannot be reached.
-	lister := client.New(c.node("n1").http+","+c.node("n2").http, client.WithTimeout(30*time.Second))
+	// One client over two nodes (it fails over when n1 is killed), secured as the cluster is.
+	n1 := c.node("n1")
+	opts := []client.Option{client.WithTimeout(30 * time.Second)}
+	if n1.sec != nil {
+		opts = append(opts, client.WithTLS(n1.sec.tls), client.WithCredentials("admin", e2eAdminPassword))
+	}
+	lister := client.New(n1.http+","+c.node("n2").http, opts...)
 	seen := map[string]int{}
 	cursor, pages := "", 0
 	listStart := time.Now()
