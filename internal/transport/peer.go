@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -162,6 +163,10 @@ func (p *peer) run() {
 			return
 		case <-p.wake:
 		}
+		// Let the goroutines that are ready to run go first: callers in the middle of a
+		// burst (an event loop's turn) queue the rest of it, and the burst goes out in
+		// one write. It costs no syscall, and a write saved is several µs of CPU.
+		runtime.Gosched()
 		for {
 			p.mu.Lock()
 			calls := p.queue

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -268,6 +269,7 @@ func (sc *serverConn) write() {
 			return
 		case <-sc.wake:
 		}
+		runtime.Gosched() // as in peer.run: let a burst of responses queue up
 		for {
 			sc.mu.Lock()
 			msgs := sc.out
