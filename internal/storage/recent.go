@@ -33,7 +33,7 @@ type recent struct {
 	// highest of any dropped generation.
 	curMax, oldMax, floor uint64
 	hits                  uint64
-	misses   uint64
+	misses                uint64
 }
 
 type recentEntry struct {
