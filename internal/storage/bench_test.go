@@ -75,51 +75,29 @@ func BenchmarkPebblePutNoSync(b *testing.B) {
 // BenchmarkPebbleGet reads random keys among 100k, flushed to sstables so
 // that reads go through the block cache.
 func BenchmarkPebbleGet(b *testing.B) {
-	// from tables: the keys flushed to sstables (block cache warm), the cache of recent
-	// writes off; memtable: the keys in the memtable, the cache off (the replica's
-	// read-before-write of a key written a while ago); recent: the cache on.
-	for _, c := range []struct {
-		name   string
-		flush  bool
-		recent int
-	}{{"from-tables", true, 0}, {"memtable", false, 0}, {"recent", false, 32 << 20}} {
-		b.Run(c.name, func(b *testing.B) {
-			cfg := DefaultPebbleConfig()
-			cfg.RecentBytes = c.recent
-			p, err := OpenPebble(b.TempDir(), cfg)
-			if err != nil {
+	p := openBenchPebble(b)
+	const n = 100_000
+	ops := make([]Op, 0, 1000)
+	for i := range n {
+		ops = append(ops, Op{Key: fmt.Appendf(nil, "key%012d", i), Value: benchValue})
+		if len(ops) == cap(ops) {
+			if err := p.Write(ops, WriteOptions{}); err != nil {
 				b.Fatal(err)
 			}
-			defer p.Close()
-			const n = 100_000
-			ops := make([]Op, 0, 1000)
-			for i := range n {
-				ops = append(ops, Op{Key: fmt.Appendf(nil, "key%012d", i), Value: benchValue})
-				if len(ops) == cap(ops) {
-					if err := p.Write(ops, WriteOptions{}); err != nil {
-						b.Fatal(err)
-					}
-					ops = ops[:0]
-				}
-			}
-			if c.flush {
-				if err := p.db.Flush(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			i := uint64(0)
-			key := make([]byte, 0, 16)
-			b.ReportAllocs()
-			for b.Loop() {
-				i = i*6364136223846793005 + 1442695040888963407 // an LCG: a spread-out, repeatable order
-				key = fmt.Appendf(key[:0], "key%012d", (i>>33)%n)
-				if _, err := p.Get(key); err != nil {
-					b.Fatal(err)
-				}
-			}
-			reportOps(b)
-		})
+			ops = ops[:0]
+		}
 	}
+	if err := p.db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	i := uint64(0)
+	for b.Loop() {
+		i = i*6364136223846793005 + 1442695040888963407 // an LCG: a spread-out, repeatable order
+		if _, err := p.Get(fmt.Appendf(nil, "key%012d", (i>>33)%n)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportOps(b)
 }
 
 func BenchmarkMemoryPut(b *testing.B) {

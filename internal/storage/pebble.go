@@ -35,11 +35,6 @@ type PebbleConfig struct {
 	// (one being written, one being flushed) before it stalls writes, so
 	// memtables take up to twice this.
 	MemTableBytes int
-	// RecentBytes bounds the cache of recently written keys (recent.go), per generation:
-	// it takes at most twice this. 16 MiB holds the last 60,000 or so writes of 100-byte
-	// values, enough that replicas of keys written again within seconds (hot keys, a
-	// write after a read repair) skip the memtable seek. 0 disables it.
-	RecentBytes int
 	// Logger receives Pebble's messages: routine ones at Debug, background
 	// errors and write stalls at Warn/Error. nil discards them.
 	Logger *slog.Logger
@@ -65,7 +60,6 @@ func DefaultPebbleConfig() PebbleConfig {
 		// a 3-node cluster under quorum writes, 8 MiB spent a fifth of the
 		// replica CPU opening table iterators.
 		MemTableBytes: 32 * mib,
-		RecentBytes:   16 * mib,
 		// nil: discard. The server passes its own logger.
 		Logger: nil,
 	}
@@ -75,9 +69,6 @@ func DefaultPebbleConfig() PebbleConfig {
 func (c PebbleConfig) Validate() error {
 	if c.CacheBytes < 0 {
 		return fmt.Errorf("storage: CacheBytes %d is negative", c.CacheBytes)
-	}
-	if c.RecentBytes < 0 {
-		return fmt.Errorf("storage: RecentBytes %d is negative", c.RecentBytes)
 	}
 	if c.MemTableBytes < minMemTableBytes || c.MemTableBytes > maxMemTableBytes {
 		return fmt.Errorf("storage: MemTableBytes %d out of range [%d, %d]",
@@ -100,7 +91,6 @@ type Pebble struct {
 	mu     sync.RWMutex
 	closed bool
 	db     *pebble.DB
-	recent *recent
 }
 
 // OpenPebble opens the database in dir, creating dir and the database if
@@ -165,7 +155,7 @@ func OpenPebble(dir string, cfg PebbleConfig) (*Pebble, error) {
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	return &Pebble{dir: dir, log: logger, db: db, recent: newRecent(cfg.RecentBytes)}, nil
+	return &Pebble{dir: dir, log: logger, db: db}, nil
 }
 
 // mkdirAllDurable creates dir and any missing parents, and fsyncs the
@@ -224,12 +214,6 @@ func (p *Pebble) Get(key []byte) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	defer p.mu.RUnlock()
-	if v, deleted, ok := p.recent.get(key); ok {
-		if deleted {
-			return nil, ErrNotFound
-		}
-		return v, nil
-	}
 	v, closer, err := p.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
@@ -254,22 +238,32 @@ func writeOpts(o WriteOptions) *pebble.WriteOptions {
 
 // Put implements Store.
 func (p *Pebble) Put(key, value []byte, o WriteOptions) error {
-	return p.write("put", []Op{{Key: key, Value: value}}, o)
+	if !p.enter() {
+		return ErrClosed
+	}
+	defer p.mu.RUnlock()
+	// Set copies key and value into a batch, and a synced Set joins the
+	// commit pipeline's group commit like any other batch.
+	if err := p.db.Set(key, value, writeOpts(o)); err != nil {
+		return p.wrap("put", err)
+	}
+	return nil
 }
 
 // Delete implements Store.
 func (p *Pebble) Delete(key []byte, o WriteOptions) error {
-	return p.write("delete", []Op{{Key: key, Delete: true}}, o)
+	if !p.enter() {
+		return ErrClosed
+	}
+	defer p.mu.RUnlock()
+	if err := p.db.Delete(key, writeOpts(o)); err != nil {
+		return p.wrap("delete", err)
+	}
+	return nil
 }
 
 // Write implements Store.
 func (p *Pebble) Write(ops []Op, o WriteOptions) error {
-	return p.write("write", ops, o)
-}
-
-// write commits ops as one batch (a synced one joins the commit pipeline's group commit
-// like any other) and records them in the cache of recent writes once committed.
-func (p *Pebble) write(what string, ops []Op, o WriteOptions) error {
 	if !p.enter() {
 		return ErrClosed
 	}
@@ -287,21 +281,14 @@ func (p *Pebble) write(what string, ops []Op, o WriteOptions) error {
 			err = b.Set(op.Key, op.Value, nil)
 		}
 		if err != nil {
-			return p.wrap(what, err)
+			return p.wrap("write", err)
 		}
 	}
 	if err := b.Commit(writeOpts(o)); err != nil {
-		p.recent.reset()
-		return p.wrap(what, err)
+		return p.wrap("write", err)
 	}
-	// The batch's operations took the sequence numbers from SeqNum on, in order.
-	p.recent.record(ops, b.SeqNum())
 	return nil
 }
-
-// RecentStats returns how many reads the cache of recent writes answered and how many it
-// sent on to Pebble.
-func (p *Pebble) RecentStats() (hits, misses uint64) { return p.recent.stats() }
 
 // Compact implements Compacter: it rewrites [start, end) so that deleted keys give their
 // disk space back, flushing the memtable first if it overlaps. It can take seconds on a

@@ -22,7 +22,6 @@ func testPebbleConfig() PebbleConfig {
 	c := DefaultPebbleConfig()
 	c.CacheBytes = 1 << 20
 	c.MemTableBytes = minMemTableBytes // small, so that tests reach flushes and sstables
-	c.RecentBytes = 1 << 10            // small, so that the cache of recent writes turns over
 	return c
 }
 
