@@ -2,57 +2,18 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"slices"
-	"sync/atomic"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	grpcpeer "google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 )
 
-// countingCreds wraps the TLS credentials of one side so that every handshake it refuses
-// (a peer whose certificate the cluster CA did not sign, a plaintext peer) is counted and
-// logged once, with the remote address and the reason, never key material.
-type countingCreds struct {
-	credentials.TransportCredentials
-	log      *slog.Logger
-	rejected *atomic.Uint64
-	side     string
-	expect   string // dialing side: the node id the peer's certificate must name
-}
-
-func (c *countingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
-	if err != nil {
-		c.rejected.Add(1)
-		c.log.Warn("internode TLS handshake refused", "side", c.side, "remote", raw.RemoteAddr().String(), "err", err)
-	}
-	return conn, info, err
-}
-
-func (c *countingCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
-	if err == nil && c.expect != "" {
-		if err = namesNode(info, c.expect); err != nil {
-			_ = conn.Close()
-		}
-	}
-	if err != nil && ctx.Err() == nil {
-		c.rejected.Add(1)
-		c.log.Warn("internode TLS handshake refused", "side", c.side, "remote", authority, "err", err)
-	}
-	return conn, info, err
-}
-
-func (c *countingCreds) Clone() credentials.TransportCredentials {
-	return &countingCreds{TransportCredentials: c.TransportCredentials.Clone(), log: c.log, rejected: c.rejected, side: c.side, expect: c.expect}
-}
+// The TLS side of the transport. Every handshake refused (a peer whose certificate the
+// cluster CA did not sign, a plaintext peer, a certificate that does not name the node it
+// should) is counted in Stats.TLSRejected and logged once, with the remote address and the
+// reason, never key material.
 
 // errWrongNode: a peer's certificate, though the cluster CA signed it, does not name the
 // node the peer claims to be (or the one dialled).
@@ -61,49 +22,76 @@ var errWrongNode = errors.New("transport: the peer's certificate does not name i
 // namesNode checks that the peer certificate of a TLS connection names node id, as its
 // common name or one of its DNS names ('quorumkv certs' puts the node name in both): a
 // member cannot speak for another.
-func namesNode(info credentials.AuthInfo, id string) error {
-	ti, ok := info.(credentials.TLSInfo)
-	if !ok || len(ti.State.PeerCertificates) == 0 {
+func namesNode(certs []*x509.Certificate, id string) error {
+	if len(certs) == 0 {
 		return fmt.Errorf("%w: no peer certificate", errWrongNode)
 	}
-	cert := ti.State.PeerCertificates[0]
+	cert := certs[0]
 	if cert.Subject.CommonName == id || slices.Contains(cert.DNSNames, id) {
 		return nil
 	}
 	return fmt.Errorf("%w: node %q, certificate %q", errWrongNode, id, cert.Subject.CommonName)
 }
 
-// checkSender refuses a stream whose claimed sender the peer's certificate does not name
-// (with TLS on; without it there is nothing to check).
-func (t *Transport) checkSender(ctx context.Context, from string) error {
+// serverHandshake runs the listening side's TLS handshake on an accepted connection (its
+// deadline already set); on failure the connection is closed and the refusal counted.
+func (t *Transport) serverHandshake(ctx context.Context, raw net.Conn) (net.Conn, error) {
+	tc := tls.Server(raw, t.cfg.ServerTLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = raw.Close()
+		if ctx.Err() == nil {
+			t.Stats.TLSRejected.Add(1)
+			t.log.Warn("internode TLS handshake refused", "side", "server", "remote", raw.RemoteAddr().String(), "err", err)
+		}
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// clientHandshake runs the dialing side's TLS handshake towards node id at addr, and
+// checks that the certificate shown names id.
+func (t *Transport) clientHandshake(ctx context.Context, raw net.Conn, id, addr string) (net.Conn, error) {
+	cfg := t.cfg.ClientTLS
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		// A configuration that checks host names checks the one dialled (pki's
+		// configuration checks the chain and leaves the name to namesNode).
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	tc := tls.Client(raw, cfg)
+	err := tc.HandshakeContext(ctx)
+	if err == nil {
+		err = namesNode(tc.ConnectionState().PeerCertificates, id)
+	}
+	if err != nil {
+		_ = raw.Close()
+		if ctx.Err() == nil {
+			t.Stats.TLSRejected.Add(1)
+			t.log.Warn("internode TLS handshake refused", "side", "client", "remote", addr, "peer", id, "err", err)
+		}
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// checkSender refuses a connection whose hello claims a sender the peer's certificate does
+// not name (with TLS on; without it there is nothing to check).
+func (t *Transport) checkSender(nc net.Conn, from, remote string) error {
 	if t.cfg.ServerTLS == nil {
 		return nil
 	}
-	p, ok := grpcpeer.FromContext(ctx)
-	if !ok {
-		return fmt.Errorf("%w: no peer information", errWrongNode)
+	var certs []*x509.Certificate
+	if tc, ok := nc.(*tls.Conn); ok {
+		certs = tc.ConnectionState().PeerCertificates
 	}
-	if err := namesNode(p.AuthInfo, from); err != nil {
+	if err := namesNode(certs, from); err != nil {
 		t.Stats.TLSRejected.Add(1)
-		t.log.Warn("internode stream refused", "remote", p.Addr.String(), "claimed", from, "err", err)
-		return status.Error(codes.PermissionDenied, err.Error())
+		t.log.Warn("internode stream refused", "remote", remote, "claimed", from, "err", err)
+		return err
 	}
 	return nil
-}
-
-// serverCreds are the credentials of the listening side: mutual TLS with cfg.ServerTLS,
-// or none.
-func (t *Transport) serverCreds() credentials.TransportCredentials {
-	if t.cfg.ServerTLS == nil {
-		return insecure.NewCredentials()
-	}
-	return &countingCreds{TransportCredentials: credentials.NewTLS(t.cfg.ServerTLS), log: t.log, rejected: &t.Stats.TLSRejected, side: "server"}
-}
-
-// clientCreds are the credentials of the dialing side towards node id.
-func (t *Transport) clientCreds(id string) credentials.TransportCredentials {
-	if t.cfg.ClientTLS == nil {
-		return insecure.NewCredentials()
-	}
-	return &countingCreds{TransportCredentials: credentials.NewTLS(t.cfg.ClientTLS), log: t.log, rejected: &t.Stats.TLSRejected, side: "client", expect: id}
 }
