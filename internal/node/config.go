@@ -20,7 +20,7 @@ type Config struct {
 	DataDir    string   // where the store lives
 	HTTPAddr   string   // host:port of the HTTP API; port 0 picks one
 	RESPAddr   string   // host:port of the Redis protocol front end ("" = off)
-	RPCAddr    string   // host:port of internode gRPC
+	RPCAddr    string   // host:port of the internode transport
 	GossipAddr string   // host:port of memberlist gossip
 	Join       []string // gossip addresses of seed nodes
 	Replace    string   // a dead member this node takes over (--replace)

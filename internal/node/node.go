@@ -414,7 +414,7 @@ func (s storeState) Save(b []byte) error {
 	return s.st.Put([]byte(keyMember), b, storage.WriteOptions{Sync: true})
 }
 
-// listenTransport starts the gRPC transport (the node is its AsyncHandler: no request holds
+// listenTransport starts the internode transport (the node is its AsyncHandler: no request holds
 // a goroutine while the loop works on it).
 func listenTransport(cfg transport.Config) (Transport, error) {
 	t, err := transport.Listen(cfg)
