@@ -37,7 +37,7 @@ func (n *Node) Cluster() ClusterInfo {
 	r := n.Ring()
 	for _, m := range n.Members() {
 		ni := NodeInfo{ID: m.ID, Zone: m.Zone, HTTP: m.HTTP, RESP: m.RESP, RPC: m.RPC, Gossip: m.Gossip, State: string(m.State)}
-		if st := n.memberState(m.ID); st != StateActive && m.State != membership.Down {
+		if st := n.stateOf(m.ID); st != StateActive && m.State != membership.Down {
 			ni.State = string(st) // joining, leaving or left: not yet, or no longer, serving its share
 		}
 		if r != nil {

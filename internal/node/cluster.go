@@ -63,6 +63,18 @@ type transferRecord struct {
 
 func (r transferRecord) done(p int) bool { return p/8 < len(r.Done) && r.Done[p/8]&(1<<(p%8)) != 0 }
 
+// stateOf is id's state in the view in force: its member record's, or where a change is
+// over by every member's report while the records are still being written, the state it
+// ends in (clusterView.completed).
+func (n *Node) stateOf(id string) MemberState {
+	if v := n.view.Load(); v != nil {
+		if st, ok := v.states[id]; ok {
+			return st
+		}
+	}
+	return n.memberState(id)
+}
+
 // memberState is id's state (joining when it has none yet).
 func (n *Node) memberState(id string) MemberState {
 	raw, ok := n.ms.GetMeta(metaMemberPrefix + id)
