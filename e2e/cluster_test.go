@@ -24,7 +24,7 @@ func (c *cluster) addNode(id string, extra ...string) *proc {
 		rpc: freePort(c.t), gossip: freePort(c.t), join: []string{c.procs[0].gossip}, extra: extra}
 	p.logPath = p.data + ".log"
 	c.procs = append(c.procs, p)
-	p.start()
+	p.startFresh()
 	return p
 }
 

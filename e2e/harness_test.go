@@ -126,18 +126,7 @@ func startClusterMode(t *testing.T, size int, secured bool, extra ...string) *cl
 			p.join = []string{c.procs[0].gossip}
 		}
 		c.procs = append(c.procs, p)
-		// A port chosen by freePort is free when chosen; another process (parallel test
-		// packages) may take it before the server binds it. Then choose again.
-		for attempt := 0; ; attempt++ {
-			if p.tryStart() {
-				break
-			}
-			b, _ := os.ReadFile(p.logPath)
-			if attempt == 4 || !strings.Contains(string(b), "address already in use") {
-				t.Fatalf("%s exited before it was ready (log %s)", p.id, p.logPath)
-			}
-			p.http, p.resp, p.rpc, p.gossip = freePort(t), freePort(t), freePort(t), freePort(t)
-		}
+		p.startFresh()
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -157,6 +146,23 @@ func startClusterMode(t *testing.T, size int, secured bool, extra ...string) *cl
 	})
 	c.waitAlive(size)
 	return c
+}
+
+// startFresh starts a node for the first time and waits until it is ready. A port chosen
+// by freePort is free when chosen; another process (parallel test packages) may take it
+// before the server binds it. Then it chooses again.
+func (p *proc) startFresh() {
+	p.t.Helper()
+	for attempt := 0; ; attempt++ {
+		if p.tryStart() {
+			return
+		}
+		b, _ := os.ReadFile(p.logPath)
+		if attempt == 4 || !strings.Contains(string(b), "address already in use") {
+			p.t.Fatalf("%s exited before it was ready (log %s)", p.id, p.logPath)
+		}
+		p.http, p.resp, p.rpc, p.gossip = freePort(p.t), freePort(p.t), freePort(p.t), freePort(p.t)
+	}
 }
 
 // start starts (or restarts) the node and waits until it is ready.
