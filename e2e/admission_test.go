@@ -23,22 +23,7 @@ func startSecured(t *testing.T, sec *secure, ids ...string) *cluster {
 	for _, id := range ids {
 		c.startSecuredNode(sec, root, id)
 	}
-	t.Cleanup(func() {
-		for _, p := range c.procs {
-			p.kill()
-		}
-		if t.Failed() {
-			for _, p := range c.procs {
-				if b, err := os.ReadFile(p.logPath); err == nil {
-					lines := strings.Split(string(b), "\n")
-					if len(lines) > 40 {
-						lines = lines[len(lines)-40:]
-					}
-					t.Logf("--- last log lines of %s ---\n%s", p.id, strings.Join(lines, "\n"))
-				}
-			}
-		}
-	})
+	c.stopAtCleanup()
 	c.waitAlive(len(ids))
 	return c
 }
@@ -55,16 +40,8 @@ func (c *cluster) startSecuredNode(sec *secure, root, id string) *proc {
 		p.join = []string{c.procs[0].gossip}
 	}
 	c.procs = append(c.procs, p)
-	for attempt := 0; ; attempt++ {
-		if p.tryStart() {
-			return p
-		}
-		b, _ := os.ReadFile(p.logPath)
-		if attempt == 4 || !strings.Contains(string(b), "address already in use") {
-			t.Fatalf("%s exited before it was ready (log %s)", p.id, p.logPath)
-		}
-		p.http, p.resp, p.rpc, p.gossip = freePort(t), freePort(t), freePort(t), freePort(t)
-	}
+	p.startFresh()
+	return p
 }
 
 // TestGossipKeyWithoutCertificateCannotJoin: a node that has the cluster's gossip key but

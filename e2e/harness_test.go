@@ -128,6 +128,15 @@ func startClusterMode(t *testing.T, size int, secured bool, extra ...string) *cl
 		c.procs = append(c.procs, p)
 		p.startFresh()
 	}
+	c.stopAtCleanup()
+	c.waitAlive(size)
+	return c
+}
+
+// stopAtCleanup kills every node when the test ends, after showing the last lines of each
+// node's log if it failed.
+func (c *cluster) stopAtCleanup() {
+	t := c.t
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			p.kill()
@@ -144,8 +153,6 @@ func startClusterMode(t *testing.T, size int, secured bool, extra ...string) *cl
 			}
 		}
 	})
-	c.waitAlive(size)
-	return c
 }
 
 // startFresh starts a node for the first time and waits until it is ready. A port chosen
