@@ -189,7 +189,10 @@ func TestReplaceAndRemoveDeadNodes(t *testing.T) {
 // in the change too, so the change waits for it, and cluster status names it; n2 comes
 // back and the join completes. No key is missing at R=quorum at any point.
 func TestKillMidTransfer(t *testing.T) {
-	slow := []string{"--transfer-rate", "65536"}
+	// At 16 KiB/s n4's share (about 180 KB) takes over ten seconds: time to catch it with
+	// a source. (At 64 KiB/s the whole join, the throttle's pauses between partitions
+	// included, once ended between two polls of the streaming phase in CI.)
+	slow := []string{"--transfer-rate", "16384"}
 	c := startClusterMode(t, 3, false, slow...) // addNode starts open nodes
 	ctx := context.Background()
 	const keys = 600
@@ -271,7 +274,10 @@ func TestKillMidTransfer(t *testing.T) {
 // miss a key, a write made meanwhile at w=quorum is readable afterwards, and once healed
 // every key reads at R=all through every node.
 func TestPartitionMidTransfer(t *testing.T) {
-	slow := []string{"--transfer-rate", "65536"}
+	// At 16 KiB/s n4's share (about 180 KB) takes over ten seconds: time to catch it with
+	// a source. (At 64 KiB/s the whole join, the throttle's pauses between partitions
+	// included, once ended between two polls of the streaming phase in CI.)
+	slow := []string{"--transfer-rate", "16384"}
 	c := startClusterMode(t, 3, false, slow...)
 	ctx := context.Background()
 	const keys = 600
@@ -301,7 +307,9 @@ func TestPartitionMidTransfer(t *testing.T) {
 			return false
 		}
 		for _, x := range tr.Transfers {
-			if x.Phase == "streaming" && x.From != "" {
+			// A partition's batch is in flight only for a round trip; the check with its
+			// source that follows is part of the transfer too.
+			if (x.Phase == "streaming" || x.Phase == "checking") && x.From != "" {
 				source = x.From
 				return true
 			}
