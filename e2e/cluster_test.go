@@ -393,6 +393,18 @@ func TestGrowShrinkUnderLoad(t *testing.T) {
 	problem := func(format string, args ...any) {
 		firstProblem.CompareAndSwap(nil, fmt.Sprintf(format, args...))
 	}
+	// The first read that goes wrong describes the key on every node at once (procsMu:
+	// nodes are added while the readers run).
+	var procsMu sync.Mutex
+	var described atomic.Bool
+	var description string
+	describe := func(i int) {
+		if described.CompareAndSwap(false, true) {
+			procsMu.Lock()
+			description = c.describeKey("b", key(i))
+			procsMu.Unlock()
+		}
+	}
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Add(1)
@@ -428,18 +440,22 @@ func TestGrowShrinkUnderLoad(t *testing.T) {
 				st.mu.Lock()
 				want := st.acked
 				st.mu.Unlock()
-				obj, err := stable[rng.IntN(len(stable))].client().Get(ctx, "b", key(i), client.Quorum{})
+				via := stable[rng.IntN(len(stable))]
+				began := time.Now().UTC().Format("15:04:05.000")
+				obj, err := via.client().Get(ctx, "b", key(i), client.Quorum{})
 				switch {
 				case ctx.Err() != nil:
 				case err != nil:
 					failures.Add(1)
-					problem("get %s: %v", key(i), err)
+					problem("get %s via %s at %s: %v", key(i), via.id, began, err)
 				case want > 0 && !obj.Found:
 					missing.Add(1)
-					problem("get %s: missing, %d acknowledged", key(i), want)
+					problem("get %s via %s at %s: missing, %d acknowledged", key(i), via.id, began, want)
+					describe(i)
 				case want > 0 && newest(obj.Values) < want:
 					stale.Add(1)
-					problem("get %s: %q, older than the acknowledged #%d", key(i), obj.Values, want)
+					problem("get %s via %s at %s: %q, older than the acknowledged #%d", key(i), via.id, began, obj.Values, want)
+					describe(i)
 				default:
 					reads.Add(1)
 				}
@@ -448,8 +464,10 @@ func TestGrowShrinkUnderLoad(t *testing.T) {
 	}
 
 	time.Sleep(2 * time.Second)
+	procsMu.Lock()
 	c.addNode("n4")
 	c.addNode("n5")
+	procsMu.Unlock()
 	c.waitRing("n1", "n2", "n3", "n4", "n5")
 	time.Sleep(time.Second)
 	for _, id := range []string{"n4", "n5"} {
@@ -466,6 +484,9 @@ func TestGrowShrinkUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d writes and %d reads under load: %d failed, %d missing, %d stale", writes.Load(), reads.Load(), failures.Load(), missing.Load(), stale.Load())
 	if p := firstProblem.Load(); p != nil {
+		if described.Load() {
+			t.Logf("%s\nmembership events:\n%s", description, c.membershipEvents())
+		}
 		t.Fatalf("%d failed, %d missing, %d stale requests; the first: %s", failures.Load(), missing.Load(), stale.Load(), p)
 	}
 	if writes.Load() < int64(len(states)) {
