@@ -320,6 +320,27 @@ type View struct {
 	Next  *ring.Ring
 	Moved []bool
 	Alive map[string]bool // members seen up (or suspect)
+	// Change names the pending change (with Next): the transfers this node makes, and the
+	// progress it saves and reports, belong to it. A driver gives every change a name of
+	// its own, never reused: a ring can come back (3 nodes, then 5, then the same 3), and
+	// what was taken over for the earlier change to it must not count for the later one.
+	// Empty: the members of Next (MembersKey), for drivers that never repeat a ring.
+	Change string
+	// Heard: every member has heard of the change (the driver saw each one's report
+	// for it), so every coordinator's writes now reach Next's replicas as well as
+	// Ring's. Transfers start only then: what they stream and check then holds every
+	// write acknowledged before, and the writes after reach the new replicas directly.
+	// (A transfer done before would miss the writes of a member that had not heard, to
+	// the old replicas only, and the partition would move without them.)
+	Heard bool
+}
+
+// changeName is the name of v's pending change (View.Change).
+func (v View) changeName() string {
+	if v.Change != "" || v.Next == nil {
+		return v.Change
+	}
+	return MembersKey(v.Next)
 }
 
 // Event is something that happened: the input of Step.
@@ -711,10 +732,13 @@ func (c *Core) runTimers() {
 }
 
 func (c *Core) setView(v View) {
-	was := c.view.Alive
+	was, wasHeard := c.view.Alive, c.view.Heard && c.view.Next != nil
 	c.view = v
 	c.viewSeq++
 	c.planTransfers()
+	if v.Next != nil && v.Heard && !wasHeard && len(c.xfers.order) > 0 {
+		c.at(c.now.Mono, timerTransfer, 0) // every member has heard: the transfers may start
+	}
 	c.planCleanup()
 	back := false
 	for id := range v.Alive {

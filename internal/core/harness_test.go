@@ -27,6 +27,9 @@ type world struct {
 	ring    *ring.Ring
 	next    *ring.Ring         // the ring after a pending change (nil: none)
 	moved   []bool             // by partition: taken over (follows next)
+	change  string             // the pending change's name: c1, c2, ... (core.View.Change)
+	changes int                // changes made so far
+	unheard bool               // not every member has heard of the change (core.View.Heard)
 	cut     map[[2]string]bool // one-way: from→to fails at once (unreachable)
 	hole    map[[2]string]bool // one-way: from→to silently lost
 	buckets fixedBuckets
@@ -183,7 +186,7 @@ func (w *world) pushViews() {
 	}
 	for _, nd := range w.nodes {
 		if nd.up {
-			w.step(nd, core.SetView{View: core.View{Ring: w.ring, Next: w.next, Moved: slices.Clone(w.moved), Alive: alive}})
+			w.step(nd, core.SetView{View: core.View{Ring: w.ring, Next: w.next, Moved: slices.Clone(w.moved), Alive: alive, Change: w.change, Heard: w.next != nil && !w.unheard}})
 		}
 	}
 }

@@ -109,8 +109,16 @@ func TestScripts(t *testing.T) {
 				return ""
 			case "change":
 				// A membership change: next= names the ring after it; nothing has moved yet.
+				// Every change gets a name of its own (c1, c2, ...). With unheard, not every
+				// member has heard of it yet (until "heard"): no transfer starts.
 				w.next = w.newRing(strings.Split(args["next"], ","))
 				w.moved = make([]bool, 64)
+				w.changes++
+				w.change, w.unheard = fmt.Sprintf("c%d", w.changes), slices.Contains(pos, "unheard")
+				w.pushViews()
+				return ""
+			case "heard":
+				w.unheard = false
 				w.pushViews()
 				return ""
 			case "transfers":
@@ -469,7 +477,7 @@ func (w *world) commitTransfers() string {
 	for _, nd := range w.nodes {
 		done[nd.id] = map[int]bool{}
 		key, _ := nd.core.TransferPlan()
-		heard[nd.id] = !nd.up || key == core.MembersKey(w.next)
+		heard[nd.id] = !nd.up || key == w.change
 		if !nd.up {
 			continue
 		}
@@ -492,7 +500,7 @@ func (w *world) commitTransfers() string {
 		}
 	}
 	if waiting == 0 {
-		w.ring, w.next, w.moved = w.next, nil, nil
+		w.ring, w.next, w.moved, w.change = w.next, nil, nil, ""
 	}
 	w.pushViews()
 	return fmt.Sprintf("moved=%d waiting=%d", moved, waiting)

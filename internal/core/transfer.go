@@ -68,7 +68,8 @@ type xfer struct {
 }
 
 type xferState struct {
-	next     *ring.Ring    // the Next these transfers are for
+	change   string        // the change these transfers are for (View.Change)
+	next     *ring.Ring    // its Next
 	ring     *ring.Ring    // and the Ring they start from
 	parts    map[int]*xfer // by partition
 	order    []int         // partitions, in the order they are taken
@@ -148,12 +149,7 @@ func Gainers(r, next *ring.Ring, p int, ns []int) []string {
 // replicas only, so a partition must not move — its reads go to the new replicas — while
 // one may still do so.
 func MovedPartitions(r, next *ring.Ring, ns []int, prev []bool, heard func(node string) bool, done func(node string, p int) bool) []bool {
-	all := true
-	for _, rg := range []*ring.Ring{r, next} {
-		for _, m := range rg.Members() {
-			all = all && heard(string(m.ID))
-		}
-	}
+	all := EveryMemberHeard(r, next, heard)
 	out := make([]bool, r.Partitions())
 	for p := range out {
 		if p < len(prev) && prev[p] {
@@ -175,6 +171,19 @@ func MovedPartitions(r, next *ring.Ring, ns []int, prev []bool, heard func(node 
 	return out
 }
 
+// EveryMemberHeard reports whether every member of r and next has heard of the change
+// between them (View.Heard).
+func EveryMemberHeard(r, next *ring.Ring, heard func(node string) bool) bool {
+	for _, rg := range []*ring.Ring{r, next} {
+		for _, m := range rg.Members() {
+			if !heard(string(m.ID)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // planTransfers lists the partitions of this shard that this node gains between Ring and
 // Next, keeping the progress of those it was already taking for the same Next.
 func (c *Core) planTransfers() {
@@ -188,21 +197,23 @@ func (c *Core) planTransfers() {
 		*x = xferState{}
 		return
 	}
-	if x.next != nil && slices.Equal(x.next.Members(), v.Next.Members()) && x.ring != nil && slices.Equal(x.ring.Members(), v.Ring.Members()) {
+	name := v.changeName()
+	if x.next != nil && x.change == name && slices.Equal(x.next.Members(), v.Next.Members()) && x.ring != nil && slices.Equal(x.ring.Members(), v.Ring.Members()) {
 		x.next, x.ring = v.Next, v.Ring
 		return // the same change: keep going
 	}
-	// A new plan. A partition complete for the same Next stays complete (the writes kept
-	// reaching this node, a pending owner, since); one under way starts again.
+	// A new plan. A partition complete for the same change stays complete (the writes
+	// kept reaching this node, a pending owner, since); one under way starts again. A
+	// change to the same Next made again later is another change: it starts afresh.
 	old := x.parts
-	if x.next == nil || !slices.Equal(x.next.Members(), v.Next.Members()) {
+	if x.next == nil || x.change != name || !slices.Equal(x.next.Members(), v.Next.Members()) {
 		old = nil
 	}
 	c.dropTransferChecks()
-	*x = xferState{next: v.Next, ring: v.Ring, parts: map[int]*xfer{}}
+	*x = xferState{change: name, next: v.Next, ring: v.Ring, parts: map[int]*xfer{}}
 	c.ready.TransfersChanged = true // a new plan: what it has done so far is to be published
 	// What this shard completed for the same change before a restart.
-	saved := c.loadTransfersDone(MembersKey(v.Next))
+	saved := c.loadTransfersDone(name)
 	self := ring.NodeID(c.cfg.ID)
 	ns := c.deps.Buckets.Ns()
 	lo, hi := ShardPartitions(c.cfg.Shard, c.cfg.Partitions, c.cfg.Shards)
@@ -230,18 +241,17 @@ func (c *Core) planTransfers() {
 	}
 }
 
-// TransferPlan is the change the transfers are for (the members of Next, sorted, joined
-// by commas; "" when none is pending) and their status.
+// TransferPlan is the change the transfers are for (View.Change; "" when none is
+// pending) and their status.
 func (c *Core) TransferPlan() (string, []TransferStatus) {
 	if c.xfers.next == nil {
 		return "", nil
 	}
-	return MembersKey(c.xfers.next), c.Transfers()
+	return c.xfers.change, c.Transfers()
 }
 
-// MembersKey names a ring by its members, sorted, joined by commas: the name of the change
-// a node's transfer reports are for (TransferPlan), which drivers compare with their own
-// next ring's.
+// MembersKey names a ring by its members, sorted, joined by commas (the name of a change
+// whose driver gives none: View.Change).
 func MembersKey(r *ring.Ring) string {
 	ids := make([]string, 0, len(r.Members()))
 	for _, m := range r.Members() {
@@ -252,18 +262,18 @@ func MembersKey(r *ring.Ring) string {
 }
 
 // The partitions a shard completed for a change are kept in the store (key
-// "m/xfer/<shard>": the next ring's members, a NUL, then one byte per partition), so a
+// "m/xfer/<shard>": the change's name, a NUL, then one byte per partition), so a
 // node that restarts in the middle of a change goes on from there instead of streaming
 // them again.
 func (c *Core) transfersKey() []byte { return []byte(fmt.Sprintf("m/xfer/%d", c.cfg.Shard)) }
 
-func (c *Core) loadTransfersDone(nextKey string) map[int]bool {
+func (c *Core) loadTransfersDone(change string) map[int]bool {
 	raw, err := c.deps.Store.Get(c.transfersKey())
 	if err != nil {
 		return nil
 	}
 	key, bits, ok := strings.Cut(string(raw), "\x00")
-	if !ok || key != nextKey {
+	if !ok || key != change {
 		return nil // another change
 	}
 	done := map[int]bool{}
@@ -283,7 +293,7 @@ func (c *Core) saveTransfersDone() {
 			bits[p] = 1
 		}
 	}
-	raw := append([]byte(MembersKey(x.next)+"\x00"), bits...)
+	raw := append([]byte(x.change+"\x00"), bits...)
 	if err := c.deps.Store.Put(c.transfersKey(), raw, storage.WriteOptions{}); err != nil {
 		c.log(LevelWarn, "recording transfer progress failed (a restart streams those partitions again)", "err", err)
 	}
@@ -317,8 +327,8 @@ func (c *Core) transferStep() {
 		}
 		return
 	}
-	if x.next == nil {
-		return
+	if x.next == nil || !c.view.Heard {
+		return // no change, or not every member has heard of it yet (View.Heard)
 	}
 	if c.now.Mono < x.resumeAt {
 		c.at(x.resumeAt, timerTransfer, 0)

@@ -46,11 +46,23 @@ const (
 
 type memberRecord struct {
 	State MemberState `json:"state"`
+	// Epoch orders the records that start changes. A record made joining or leaving
+	// takes an epoch above every one known (and at least the wall clock, in ms); records
+	// written as a change ends keep theirs. A change is named by its next ring and the
+	// highest epoch of all records (clusterView.change), so no two changes share a name,
+	// even two that lead to the same ring (3 nodes, then 5, then the same 3 again).
+	Epoch int64 `json:"epoch,omitempty"`
+	// Ended is, on a record made active (from joining) or left (from leaving) as a change
+	// ended, that change's name. Its writer saw every member report the change settled,
+	// so a node that reads it knows the change is over, even before those reports reach
+	// it: it does not derive a ring from records partly updated (one joining node marked
+	// active, another not yet), a ring no partition was transferred to.
+	Ended string `json:"ended,omitempty"`
 }
 
-// transferRecord is what a node has taken over of the change to the ring of Next.
+// transferRecord is what a node has taken over of a change.
 type transferRecord struct {
-	Next string `json:"next"` // the members of the ring after the change, comma-separated
+	Change string `json:"change"` // the change's name (clusterView.change)
 	// Done is the bitmap of the partitions complete (bit p%8 of byte p/8), base64 in
 	// JSON: 44 characters for 256 partitions, small enough to travel in one gossip
 	// packet (a list of numbers did not, and waited seconds for a push-pull).
@@ -76,21 +88,40 @@ func (n *Node) stateOf(id string) MemberState {
 }
 
 // memberState is id's state (joining when it has none yet).
-func (n *Node) memberState(id string) MemberState {
+func (n *Node) memberState(id string) MemberState { return n.memberRecord(id).State }
+
+// memberRecord is id's record (joining when it has none yet).
+func (n *Node) memberRecord(id string) memberRecord {
 	raw, ok := n.ms.GetMeta(metaMemberPrefix + id)
 	if !ok {
-		return StateJoining
+		return memberRecord{State: StateJoining}
 	}
 	var r memberRecord
 	if err := json.Unmarshal(raw, &r); err != nil {
 		n.log.Error("bad member record in cluster metadata", "member", id, "err", err)
-		return StateActive // as before records existed: a member is in the ring
+		return memberRecord{State: StateActive} // as before records existed: a member is in the ring
 	}
-	return r.State
+	return r
 }
 
-func (n *Node) setMemberState(id string, st MemberState) error {
-	raw, _ := json.Marshal(memberRecord{State: st})
+// maxEpoch is the highest epoch of every member record known.
+func (n *Node) maxEpoch() int64 {
+	var e int64
+	for _, k := range n.ms.MetaKeys(metaMemberPrefix) {
+		e = max(e, n.memberRecord(strings.TrimPrefix(k, metaMemberPrefix)).Epoch)
+	}
+	return e
+}
+
+// setMemberState records id in state st. Joining and leaving start a change: the record
+// takes a new epoch. Any other state keeps the record's epoch, and ended names the
+// change it ends ("" for none).
+func (n *Node) setMemberState(id string, st MemberState, ended string) error {
+	rec := memberRecord{State: st, Epoch: n.memberRecord(id).Epoch, Ended: ended}
+	if st == StateJoining || st == StateLeaving {
+		rec.Epoch, rec.Ended = max(n.maxEpoch()+1, time.Now().UnixMilli()), ""
+	}
+	raw, _ := json.Marshal(rec)
 	if err := n.ms.SetMeta(metaMemberPrefix+id, raw); err != nil {
 		return fmt.Errorf("record %s as %s: %w", id, st, err)
 	}
@@ -115,11 +146,11 @@ func (n *Node) initMemberState(fresh bool) error {
 			return err
 		}
 		st = StateJoining
-		if err := n.setMemberState(n.cfg.Replace, StateLeaving); err != nil {
+		if err := n.setMemberState(n.cfg.Replace, StateLeaving, ""); err != nil {
 			return err
 		}
 	}
-	return n.setMemberState(n.cfg.ID, st)
+	return n.setMemberState(n.cfg.ID, st, "")
 }
 
 // ringSet caches the rings built for member lists (building one costs a pass over
@@ -164,17 +195,60 @@ type clusterView struct {
 	cur, next *ring.Ring
 	moved     []bool
 	states    map[string]MemberState
-	nextKey   string
-	reports   map[string]transferRecord // the gainers' reports for nextKey, by node
+	nextKey   string                    // the members of next
+	change    string                    // the pending change's name: nextKey#epoch
+	over      bool                      // a member's record says the change has ended (memberRecord.Ended)
+	heard     bool                      // every member has reported on the change (core.View.Heard)
+	reports   map[string]transferRecord // the gainers' reports for change, by node
 }
 
 // computeView derives the rings from the members and their states, and which partitions
 // have moved from the transfer reports.
 func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
+	recs := make(map[string]memberRecord, len(ms))
+	var epoch int64
+	for _, m := range ms {
+		recs[m.ID] = n.memberRecord(m.ID)
+	}
+	for _, k := range n.ms.MetaKeys(metaMemberPrefix) {
+		epoch = max(epoch, n.memberRecord(strings.TrimPrefix(k, metaMemberPrefix)).Epoch)
+	}
+	// The newest change may have ended on some records and not yet on others: read those
+	// records as they were while it ran. Only a name with the highest epoch can be the
+	// newest change's, and it is, when the records read so lead to it.
+	suffix := fmt.Sprintf("#%d", epoch)
+	var ended []string
+	for _, r := range recs {
+		if strings.HasSuffix(r.Ended, suffix) && !slices.Contains(ended, r.Ended) {
+			ended = append(ended, r.Ended)
+		}
+	}
+	slices.Sort(ended)
+	for _, name := range ended {
+		if v, err := n.viewOf(ms, recs, name, epoch); err != nil || v.change == name {
+			v.over = true
+			return v, err
+		}
+	}
+	return n.viewOf(ms, recs, "", epoch)
+}
+
+// viewOf is the view of the members in the states of their records, with the records
+// that ended change read as they were while it ran; epoch is the highest of all records.
+func (n *Node) viewOf(ms []membership.Member, recs map[string]memberRecord, change string, epoch int64) (clusterView, error) {
 	v := clusterView{states: map[string]MemberState{}}
 	var cur, next []ring.Member
 	for _, m := range ms {
-		st := n.memberState(m.ID)
+		r := recs[m.ID]
+		st := r.State
+		if change != "" && r.Ended == change {
+			switch st {
+			case StateActive:
+				st = StateJoining
+			case StateLeft:
+				st = StateLeaving
+			}
+		}
 		v.states[m.ID] = st
 		rm := ring.Member{ID: ring.NodeID(m.ID), Zone: m.Zone}
 		switch st {
@@ -197,16 +271,18 @@ func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
 		return v, err
 	}
 	v.nextKey = core.MembersKey(v.next)
+	v.change = fmt.Sprintf("%s#%d", v.nextKey, epoch)
 	v.reports = map[string]transferRecord{}
 	for _, k := range n.ms.MetaKeys(metaTransferPrefix) {
 		raw, _ := n.ms.GetMeta(k)
 		var r transferRecord
-		if json.Unmarshal(raw, &r) != nil || r.Next != v.nextKey {
+		if json.Unmarshal(raw, &r) != nil || r.Change != v.change {
 			continue // about another change
 		}
 		v.reports[strings.TrimPrefix(k, metaTransferPrefix)] = r
 	}
 	heard := func(node string) bool { _, ok := v.reports[node]; return ok || !n.alive(node) }
+	v.heard = core.EveryMemberHeard(v.cur, v.next, heard)
 	v.moved = core.MovedPartitions(v.cur, v.next, n.Ns(), nil, heard, func(node string, p int) bool { return v.reports[node].done(p) })
 	return v, nil
 }
@@ -234,16 +310,15 @@ func (n *Node) refreshMembers() {
 	}
 	if v.cur == nil && v.states[n.cfg.ID] == StateJoining {
 		// Nobody holds anything yet (every member is new): the cluster starts here.
-		if err := n.setMemberState(n.cfg.ID, StateActive); err != nil {
+		if err := n.setMemberState(n.cfg.ID, StateActive, ""); err != nil {
 			n.log.Error("bootstrap", "err", err)
 		}
 		return // the metadata change brings us back
 	}
-	if v.next != nil && n.everyMemberSettled(v) {
-		// Every member has seen every partition moved: the change is over, whatever member
-		// records have been updated so far. (Deriving the ring from partly updated records
-		// — one joining node marked active, the other not yet — would put a ring in force
-		// that no partition was transferred to.)
+	if v.next != nil && (v.over || n.everyMemberSettled(v)) {
+		// Every member has seen every partition moved (this node read so in their
+		// reports, or in a record written by a node that did): the change is over,
+		// whatever member records have been updated so far.
 		n.finishChange(v)
 		v = v.completed()
 	}
@@ -315,7 +390,7 @@ func (n *Node) finishChange(v clusterView) {
 	wrote := false
 	set := func(id string, st MemberState) {
 		if n.memberState(id) != st {
-			errs = append(errs, n.setMemberState(id, st))
+			errs = append(errs, n.setMemberState(id, st, v.change))
 			wrote = true
 		}
 	}
@@ -332,7 +407,7 @@ func (n *Node) finishChange(v clusterView) {
 		return
 	}
 	if wrote {
-		n.log.Info("cluster change complete", "ring", v.nextKey)
+		n.log.Info("cluster change complete", "ring", v.nextKey, "change", v.change)
 	}
 }
 
@@ -370,7 +445,7 @@ func (n *Node) pushView() {
 	}
 	cv := core.View{Ring: n.Ring(), Alive: alive}
 	if v := n.view.Load(); v != nil {
-		cv.Next, cv.Moved = v.next, v.moved
+		cv.Next, cv.Moved, cv.Change, cv.Heard = v.next, v.moved, v.change, v.heard
 	}
 	n.broadcast(core.SetView{View: cv})
 }
@@ -384,20 +459,20 @@ func (n *Node) publishTransfers() {
 		if next == "" {
 			continue
 		}
-		if rec.Next != "" && rec.Next != next {
+		if rec.Change != "" && rec.Change != next {
 			return // the shards have not all seen the same change yet: the next one will
 		}
-		rec.Next = next
+		rec.Change = next
 		for _, t := range ts {
 			if t.Phase == "done" {
 				rec.Done[t.Partition/8] |= 1 << (t.Partition % 8)
 			}
 		}
 	}
-	if rec.Next == "" {
+	if rec.Change == "" {
 		return
 	}
-	if v := n.view.Load(); v != nil && v.nextKey == rec.Next && !slices.Contains(v.moved, false) {
+	if v := n.view.Load(); v != nil && v.change == rec.Change && !slices.Contains(v.moved, false) {
 		rec.Settled = true
 	}
 	raw, _ := json.Marshal(rec)
@@ -567,7 +642,7 @@ func (n *Node) Leave(ctx context.Context, id string) error {
 	if st == StateLeaving {
 		return nil // already leaving
 	}
-	return n.setMemberState(id, StateLeaving)
+	return n.setMemberState(id, StateLeaving, "")
 }
 
 // Remove drops a dead node: its partitions are rebuilt on the others from the surviving

@@ -130,16 +130,17 @@ type world struct {
 	lagRng *rand.Rand
 	// allMovedSeq is the first view of the pending change with every partition moved (0:
 	// none yet); pushedRing the ring of the last view pushed.
-	allMovedSeq uint64
-	pushedRing  *ring.Ring
-	now         time.Duration
-	seq         uint64
-	q           eventQueue
-	nodes       []*snode
-	ring        *ring.Ring
-	walks       [][]ring.NodeID // every partition's preference order
-	pbits       int             // log2(Partitions)
-	trace       *xxhash.Digest
+	allMovedSeq  uint64
+	allMovedName string // the change allMovedSeq is for
+	pushedRing   *ring.Ring
+	now          time.Duration
+	seq          uint64
+	q            eventQueue
+	nodes        []*snode
+	ring         *ring.Ring
+	walks        [][]ring.NodeID // every partition's preference order
+	pbits        int             // log2(Partitions)
+	trace        *xxhash.Digest
 
 	buckets simBuckets
 
@@ -164,6 +165,9 @@ type world struct {
 	ringCache     map[string]*ring.Ring
 	next          *ring.Ring
 	moved         []bool
+	change        string // the pending change's name (core.View.Change)
+	heard         bool   // every member has heard of it (core.View.Heard)
+	changeSeq     int    // bumps on every join and leave: changes to the same ring get new names
 	membershipDue bool
 	viewSeq       uint64
 	// clients are the client requests in flight, by request ID.

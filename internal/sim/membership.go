@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -79,10 +80,13 @@ func (w *world) recomputeMembership() {
 	w.membershipDue = false
 	cur, _ := w.buildRing(stateActive, stateLeaving)
 	next, _ := w.buildRing(stateActive, stateJoining)
-	nextKey := core.MembersKey(next) // the name the cores' reports use
+	// The change's name: a ring can come back (3 nodes, 5, the same 3), and what was
+	// taken over for the earlier change to it must not count for the later one.
+	name := fmt.Sprintf("%s#%d", core.MembersKey(next), w.changeSeq)
 	w.setRing(cur)
 	var moved []bool
 	var nextRing *ring.Ring
+	heardAll := false
 	if !slices.Equal(cur.Members(), next.Members()) {
 		done := map[string]map[int]bool{}
 		heard := map[string]bool{} // down, or every core has the plan for next
@@ -94,7 +98,7 @@ func (w *world) recomputeMembership() {
 			}
 			for _, c := range n.cores {
 				key, ts := c.TransferPlan()
-				if key != nextKey {
+				if key != name {
 					heard[n.name] = false
 					continue
 				}
@@ -106,12 +110,13 @@ func (w *world) recomputeMembership() {
 			}
 		}
 		nextRing = next
+		heardAll = core.EveryMemberHeard(cur, next, func(node string) bool { return heard[node] })
 		moved = core.MovedPartitions(cur, next, w.buckets.Ns(), nil, func(node string) bool { return heard[node] },
 			func(node string, p int) bool { return done[node][p] })
 		if !slices.Contains(moved, false) {
 			switch {
-			case w.allMovedSeq == 0:
-				w.allMovedSeq = w.viewSeq + 1 // the view pushed below
+			case w.allMovedSeq == 0 || w.allMovedName != name:
+				w.allMovedSeq, w.allMovedName = w.viewSeq+1, name // the view pushed below
 			case w.everyNodeSaw(w.allMovedSeq):
 				for i, st := range w.states {
 					switch st {
@@ -127,8 +132,11 @@ func (w *world) recomputeMembership() {
 			}
 		}
 	}
-	if w.pushedRing != w.ring || w.next != nextRing || !slices.Equal(w.moved, moved) {
-		w.next, w.moved = nextRing, moved
+	if nextRing == nil {
+		name = ""
+	}
+	if w.pushedRing != w.ring || w.next != nextRing || w.change != name || w.heard != heardAll || !slices.Equal(w.moved, moved) {
+		w.next, w.moved, w.change, w.heard = nextRing, moved, name, heardAll
 		w.pushedRing = w.ring
 		w.viewSeq++
 	}

@@ -175,7 +175,7 @@ func (n *snode) view(mask uint64) core.View {
 			alive[nodeName(j)] = true
 		}
 	}
-	return core.View{Ring: n.w.ring, Next: n.w.next, Moved: slices.Clone(n.w.moved), Alive: alive}
+	return core.View{Ring: n.w.ring, Next: n.w.next, Moved: slices.Clone(n.w.moved), Alive: alive, Change: n.w.change, Heard: n.w.heard}
 }
 
 // pushView gives the core the failure detector's view if it changed.

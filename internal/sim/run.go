@@ -190,6 +190,7 @@ func (w *world) apply(f Fault) func() {
 			}
 		}
 	case Join:
+		w.changeSeq++
 		for _, i := range f.Groups[0] {
 			if n := w.nodes[i]; n.store == nil {
 				if err := n.start(); err != nil {
@@ -200,6 +201,7 @@ func (w *world) apply(f Fault) func() {
 		w.membershipChanged()
 		return func() {}
 	case Leave:
+		w.changeSeq++
 		for _, i := range f.Groups[0] {
 			if w.states[i] == stateActive {
 				w.states[i] = stateLeaving
