@@ -206,13 +206,10 @@ type clusterView struct {
 // have moved from the transfer reports.
 func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
 	recs := make(map[string]memberRecord, len(ms))
-	var epoch int64
 	for _, m := range ms {
 		recs[m.ID] = n.memberRecord(m.ID)
 	}
-	for _, k := range n.ms.MetaKeys(metaMemberPrefix) {
-		epoch = max(epoch, n.memberRecord(strings.TrimPrefix(k, metaMemberPrefix)).Epoch)
-	}
+	epoch := n.maxEpoch()
 	// The newest change may have ended on some records and not yet on others: read those
 	// records as they were while it ran. Only a name with the highest epoch can be the
 	// newest change's, and it is, when the records read so lead to it.
