@@ -205,38 +205,62 @@ type clusterView struct {
 // computeView derives the rings from the members and their states, and which partitions
 // have moved from the transfer reports.
 func (n *Node) computeView(ms []membership.Member) (clusterView, error) {
-	recs := make(map[string]memberRecord, len(ms))
+	in := viewInputs{members: ms, records: map[string]memberRecord{}, epoch: n.maxEpoch(),
+		reports: map[string]transferRecord{}, alive: n.alive, partitions: n.cfg.Partitions, ns: n.Ns()}
 	for _, m := range ms {
-		recs[m.ID] = n.memberRecord(m.ID)
+		in.records[m.ID] = n.memberRecord(m.ID)
 	}
-	epoch := n.maxEpoch()
-	// The newest change may have ended on some records and not yet on others: read those
-	// records as they were while it ran. Only a name with the highest epoch can be the
-	// newest change's, and it is, when the records read so lead to it.
-	suffix := fmt.Sprintf("#%d", epoch)
+	for _, k := range n.ms.MetaKeys(metaTransferPrefix) {
+		raw, _ := n.ms.GetMeta(k)
+		var r transferRecord
+		if json.Unmarshal(raw, &r) == nil {
+			in.reports[strings.TrimPrefix(k, metaTransferPrefix)] = r
+		}
+	}
+	return deriveView(in, &n.rings)
+}
+
+// viewInputs is what a view is derived from: the members, their records, the highest
+// epoch of every record known, every node's transfer report, and the failure detector.
+type viewInputs struct {
+	members    []membership.Member
+	records    map[string]memberRecord // by member
+	epoch      int64
+	reports    map[string]transferRecord // by node, whatever change each is for
+	alive      func(id string) bool
+	partitions int
+	ns         []int
+}
+
+// deriveView is the view the inputs give. The newest change may have ended on some
+// records and not yet on others: those records are read as they were while it ran. Only a
+// name with the highest epoch can be the newest change's, and it is, when the records read
+// so lead to it; the view then says the change is over.
+func deriveView(in viewInputs, rings *ringSet) (clusterView, error) {
+	suffix := fmt.Sprintf("#%d", in.epoch)
 	var ended []string
-	for _, r := range recs {
+	for _, r := range in.records {
 		if strings.HasSuffix(r.Ended, suffix) && !slices.Contains(ended, r.Ended) {
 			ended = append(ended, r.Ended)
 		}
 	}
 	slices.Sort(ended)
 	for _, name := range ended {
-		if v, err := n.viewOf(ms, recs, name, epoch); err != nil || v.change == name {
+		if v, err := viewOf(in, rings, name); err != nil || v.change == name {
 			v.over = true
 			return v, err
 		}
 	}
-	return n.viewOf(ms, recs, "", epoch)
+	return viewOf(in, rings, "")
 }
 
 // viewOf is the view of the members in the states of their records, with the records
-// that ended change read as they were while it ran; epoch is the highest of all records.
-func (n *Node) viewOf(ms []membership.Member, recs map[string]memberRecord, change string, epoch int64) (clusterView, error) {
+// that ended change read as they were while it ran.
+func viewOf(in viewInputs, rings *ringSet, change string) (clusterView, error) {
 	v := clusterView{states: map[string]MemberState{}}
 	var cur, next []ring.Member
-	for _, m := range ms {
-		r := recs[m.ID]
+	for _, m := range in.members {
+		r := in.records[m.ID]
 		st := r.State
 		if change != "" && r.Ended == change {
 			switch st {
@@ -258,29 +282,26 @@ func (n *Node) viewOf(ms []membership.Member, recs map[string]memberRecord, chan
 		}
 	}
 	var err error
-	if v.cur, err = n.rings.get(n.cfg.Partitions, cur); err != nil {
+	if v.cur, err = rings.get(in.partitions, cur); err != nil {
 		return v, err
 	}
 	if v.cur == nil || ringKey(cur) == ringKey(next) {
 		return v, nil
 	}
-	if v.next, err = n.rings.get(n.cfg.Partitions, next); err != nil {
+	if v.next, err = rings.get(in.partitions, next); err != nil {
 		return v, err
 	}
 	v.nextKey = core.MembersKey(v.next)
-	v.change = fmt.Sprintf("%s#%d", v.nextKey, epoch)
+	v.change = fmt.Sprintf("%s#%d", v.nextKey, in.epoch)
 	v.reports = map[string]transferRecord{}
-	for _, k := range n.ms.MetaKeys(metaTransferPrefix) {
-		raw, _ := n.ms.GetMeta(k)
-		var r transferRecord
-		if json.Unmarshal(raw, &r) != nil || r.Change != v.change {
-			continue // about another change
+	for id, r := range in.reports {
+		if r.Change == v.change { // reports about other changes count for nothing
+			v.reports[id] = r
 		}
-		v.reports[strings.TrimPrefix(k, metaTransferPrefix)] = r
 	}
-	heard := func(node string) bool { _, ok := v.reports[node]; return ok || !n.alive(node) }
+	heard := func(node string) bool { _, ok := v.reports[node]; return ok || !in.alive(node) }
 	v.heard = core.EveryMemberHeard(v.cur, v.next, heard)
-	v.moved = core.MovedPartitions(v.cur, v.next, n.Ns(), nil, heard, func(node string, p int) bool { return v.reports[node].done(p) })
+	v.moved = core.MovedPartitions(v.cur, v.next, in.ns, nil, heard, func(node string, p int) bool { return v.reports[node].done(p) })
 	return v, nil
 }
 
