@@ -76,8 +76,8 @@ type simOptions struct {
 // simFlagOrder is the order of the flags in a replay command; the first ones are always
 // written, the others when they were given.
 var simFlagOrder = []string{"nodes", "n", "r", "w", "duration", "seed", "shards",
-	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "counter-ratio", "read-after-write", "latency", "loss", "read-repair", "conflict",
-	"handoff", "aae", "aae-interval", "detect-delay", "request-timeout", "handoff-timeout", "gc-grace", "heal-budget", "faults"}
+	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "counter-ratio", "ttl-ratio", "ttl", "read-after-write", "latency", "loss", "read-repair", "conflict",
+	"handoff", "aae", "aae-interval", "detect-delay", "request-timeout", "handoff-timeout", "gossip-lag", "client-failover", "gc-grace", "heal-budget", "faults"}
 
 const simAlwaysFlags = 6
 
@@ -114,6 +114,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	timeout := fs.Duration("request-timeout", def.RequestTimeout, "the nodes' request timeout")
 	handoffTimeout := fs.Duration("handoff-timeout", def.HandoffTimeout, "how long a node waits for a handoff batch's answer (the server's: 30s)")
 	gossipLag := fs.Duration("gossip-lag", def.GossipLag, "each node hears of a membership change (join, leave, a partition moved) within this, at random (0: all at once)")
+	failover := fs.Bool("client-failover", def.ClientFailover, "a client whose node is down sends to the next node up, as the Go client given several addresses does (false: the request fails)")
 	gcGrace := fs.Duration("gc-grace", def.GCGrace, "the bucket's gc_grace (whole seconds): tombstones older than this, held by every primary, are reaped")
 	heal := fs.Duration("heal-budget", def.HealBudget, "virtual time the cluster gets to converge after the workload and faults end")
 	faults := fs.String("faults", "", "fault `schedule` (see above)")
@@ -136,7 +137,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	cfg.HintedHandoff, cfg.AAE, cfg.AAEInterval = *handoff, *aae, *aaeInterval
 	cfg.DetectDelay, cfg.RequestTimeout, cfg.HealBudget = *detect, *timeout, *heal
 	cfg.HandoffTimeout, cfg.GCGrace, cfg.Conflict = *handoffTimeout, *gcGrace, *conflict
-	cfg.GossipLag = *gossipLag
+	cfg.GossipLag, cfg.ClientFailover = *gossipLag, *failover
 	var err error
 	if cfg.Latency, err = sim.ParseModel(*latency); err != nil {
 		return cfg, opts, usageErr(fs, "--latency: %v", err), false

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +48,7 @@ func TestSimFlagsAll(t *testing.T) {
 		"--rate", "250", "--keys", "50", "--key-dist", "zipfian", "--read-ratio", "0.5", "--delete-ratio", "0.1",
 		"--latency", "lnkd-disk", "--loss", "0.01", "--read-repair", "async", "--conflict", "lww", "--handoff=false", "--aae=false",
 		"--aae-interval", "2s", "--detect-delay", "3s", "--request-timeout", "500ms", "--handoff-timeout", "2s",
+		"--gossip-lag", "1s", "--client-failover=false", "--ttl-ratio", "0.2", "--ttl", "3s",
 		"--gc-grace", "60s", "--heal-budget", "30s",
 		"--faults", "partition n1,n2|n3,n4,n5 10s@20s; crash n3@30s; skew n2 500ms",
 		"--json", "--plot", "out.svg"}
@@ -57,7 +60,8 @@ func TestSimFlagsAll(t *testing.T) {
 		cfg.Rate != 250 || cfg.Keys != 50 || cfg.KeyDist != "zipfian" || cfg.ReadRatio != 0.5 || cfg.DeleteRatio != 0.1 ||
 		cfg.Loss != 0.01 || cfg.ReadRepair != quorum.RepairAsync || cfg.HintedHandoff || cfg.AAE ||
 		cfg.AAEInterval != 2*time.Second || cfg.DetectDelay != 3*time.Second || cfg.RequestTimeout != 500*time.Millisecond ||
-		cfg.HandoffTimeout != 2*time.Second || cfg.GCGrace != time.Minute || cfg.HealBudget != 30*time.Second || cfg.Conflict != "lww" {
+		cfg.HandoffTimeout != 2*time.Second || cfg.GCGrace != time.Minute || cfg.HealBudget != 30*time.Second || cfg.Conflict != "lww" ||
+		cfg.GossipLag != time.Second || cfg.ClientFailover || cfg.TTLRatio != 0.2 || cfg.TTL != 3*time.Second {
 		t.Errorf("config: %+v", cfg)
 	}
 	if cfg.Latency.Name != "lnkd-disk" {
@@ -70,9 +74,9 @@ func TestSimFlagsAll(t *testing.T) {
 		t.Errorf("options %+v", opts)
 	}
 	want := "quorumkv sim --nodes 7 --n 5 --r 1 --w 3 --duration 1m30s --seed 42 --rate 250 --keys 50 " +
-		"--key-dist zipfian --read-ratio 0.5 --delete-ratio 0.1 --latency lnkd-disk --loss 0.01 --read-repair async --conflict lww " +
+		"--key-dist zipfian --read-ratio 0.5 --delete-ratio 0.1 --ttl-ratio 0.2 --ttl 3s --latency lnkd-disk --loss 0.01 --read-repair async --conflict lww " +
 		"--handoff=false --aae=false --aae-interval 2s --detect-delay 3s --request-timeout 500ms --handoff-timeout 2s " +
-		"--gc-grace 1m0s --heal-budget 30s " +
+		"--gossip-lag 1s --client-failover=false --gc-grace 1m0s --heal-budget 30s " +
 		"--faults 'partition n1,n2|n3,n4,n5 10s@20s; crash n3@30s; skew n2 500ms'"
 	if opts.command != want {
 		t.Errorf("replay command\n%s\nwant\n%s", opts.command, want)
@@ -424,5 +428,22 @@ func TestSimPlotTimeline(t *testing.T) {
 	}
 	if dst := os.Getenv("SIM_PLOT_OUT"); dst != "" { // to look at it
 		_ = os.WriteFile(dst, b, 0o644)
+	}
+}
+
+// TestSimReplayHasEveryFlag: every flag of the sim command but the output ones has its
+// place in the replay command (a flag left out would replay another run).
+func TestSimReplayHasEveryFlag(t *testing.T) {
+	e, out, errb := testEnv("", nil)
+	parseSimFlags(e, []string{"--help"})
+	help := out.String() + errb.String()
+	flags := regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(help, -1)
+	if len(flags) < 20 {
+		t.Fatalf("found %d flags in the help:\n%s", len(flags), help)
+	}
+	for _, f := range flags {
+		if name := f[1]; name != "json" && name != "plot" && !slices.Contains(simFlagOrder, name) {
+			t.Errorf("--%s is missing from simFlagOrder: a replay command would drop it", name)
+		}
 	}
 }

@@ -64,6 +64,12 @@ type Config struct {
 	// server (0: every node at once). Coordinators with different views of a change are
 	// what the cores' rules for pending owners must survive.
 	GossipLag time.Duration
+	// ClientFailover: a client whose node is down (crashed: its connection is refused)
+	// sends the request to the next node up instead, as the Go client given several
+	// addresses does, so write and read success measure the cluster, not one node's
+	// clients. False: the request fails (a client that knows one node). A paused node's
+	// clients wait for it either way.
+	ClientFailover bool
 
 	// GCGrace is the bucket's gc_grace (whole seconds): a tombstone is reaped once it is
 	// this old and every primary holds it. ReapInterval is how often the cores look for
@@ -87,7 +93,8 @@ type Config struct {
 // every 100 ms per node (the server's default is 2 s: a simulated minute would otherwise
 // not see a full rotation); a 1 s request timeout, handoff rounds every second and a 5 s
 // handoff batch timeout (the server's are 5 s, 10 s and 30 s), so that short runs see
-// faults play out and heal; membership changes reach each node within 200 ms; the bucket's default gc_grace (10 days), so nothing is reaped
+// faults play out and heal; membership changes reach each node within 200 ms; clients
+// fail over from a crashed node; the bucket's default gc_grace (10 days), so nothing is reaped
 // unless GCGrace says otherwise.
 func DefaultConfig() Config {
 	return Config{
@@ -98,7 +105,7 @@ func DefaultConfig() Config {
 		Latency:    Uniform(Exponential{Mean: time.Millisecond}),
 		ReadRepair: quorum.RepairBlocking, Conflict: core.ConflictSiblings, HintedHandoff: true, AAE: true, AAEInterval: 100 * time.Millisecond,
 		RequestTimeout: time.Second, DetectDelay: 2 * time.Second, HandoffInterval: time.Second, HandoffTimeout: 5 * time.Second,
-		HintWindow: 3 * time.Hour, GossipLag: 200 * time.Millisecond, HealBudget: 60 * time.Second,
+		HintWindow: 3 * time.Hour, GossipLag: 200 * time.Millisecond, ClientFailover: true, HealBudget: 60 * time.Second,
 		GCGrace: time.Duration(core.DefaultBucketProps().GCGraceS) * time.Second, ReapInterval: 0,
 		VisibilityBins: []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 			10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,

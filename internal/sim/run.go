@@ -332,11 +332,20 @@ type clientOp struct {
 	req   core.ClientRequest
 }
 
-// submit hands a client request to node via: the client's connection fails at once if
-// the node is down; a paused node answers once it resumes.
+// submit hands a client request to node via: if the node is down, the client tries the
+// next node up (Config.ClientFailover) or its request fails at once; a paused node
+// answers once it resumes.
 func (w *world) submit(op *clientOp, req core.ClientRequest) {
 	for w.nodes[op.node].store == nil {
 		op.node = (op.node + 1) % len(w.nodes) // a node yet to join has no clients
+	}
+	if w.cfg.ClientFailover && !w.nodes[op.node].up {
+		for i := 1; i < len(w.nodes); i++ {
+			if j := (op.node + i) % len(w.nodes); w.nodes[j].store != nil && w.nodes[j].up {
+				op.node = j
+				break
+			}
+		}
 	}
 	n := w.nodes[op.node]
 	if !n.up {
