@@ -225,47 +225,83 @@ func TestClusterChanges(t *testing.T) {
 // is pending (seed 1); nothing moves before every member has heard of the change, and the
 // change ends only once every member has seen every partition moved (seeds 3 and 6).
 func TestClusterChangesFailNothing(t *testing.T) {
-	steady, hot := "join n4@2s; join n5@6s; leave n1@14s; leave n2@20s", "join n4@2s; join n5@10s; leave n1@20s; leave n2@28s"
-	// Back to the ring it started from: what was taken over for the first change to a ring
-	// must not count for a later one to the same ring.
-	back := "join n4@2s; join n5@2s; leave n4@15s; leave n5@15s"
-	for _, c := range []struct {
-		name               string
-		seed               uint64
-		shards, rate, keys int
-		gossipLag          time.Duration
-		faults             string
-		changes            int // completed at least
-	}{
-		{"steady", 1, 1, 400, 500, 200 * time.Millisecond, steady, 3},
-		{"steady", 2, 2, 400, 500, 200 * time.Millisecond, steady, 3},
-		{"hot keys, gossip lag", 1, 1, 2000, 20, 2 * time.Second, hot, 3},
-		{"hot keys, gossip lag", 3, 2, 2000, 20, 2 * time.Second, hot, 3},
-		{"hot keys, gossip lag", 6, 2, 2000, 20, 2 * time.Second, hot, 3},
+	for _, c := range []changeCase{
+		{"steady", 1, 1, 400, 500, 200 * time.Millisecond, changeSteady, 3},
+		{"steady", 2, 2, 400, 500, 200 * time.Millisecond, changeSteady, 3},
+		{"hot keys, gossip lag", 1, 1, 2000, 20, 2 * time.Second, changeHot, 3},
+		{"hot keys, gossip lag", 3, 2, 2000, 20, 2 * time.Second, changeHot, 3},
+		{"hot keys, gossip lag", 6, 2, 2000, 20, 2 * time.Second, changeHot, 3},
 		// Seeds that read stale values when transfers could complete before every member
 		// had heard of the change (a member's writes to the old replicas only were then
 		// missing from the new ones).
-		{"grow and shrink back, gossip lag", 34, 1, 2000, 20, 2 * time.Second, back, 2},
-		{"grow and shrink back, gossip lag", 36, 1, 2000, 20, 2 * time.Second, back, 2},
+		{"grow and shrink back, gossip lag", 34, 1, 2000, 20, 2 * time.Second, changeBack, 2},
+		{"grow and shrink back, gossip lag", 36, 1, 2000, 20, 2 * time.Second, changeBack, 2},
 	} {
-		cfg := DefaultConfig()
-		cfg.Seed, cfg.Nodes, cfg.Rate, cfg.Keys, cfg.GossipLag = c.seed, 5, float64(c.rate), c.keys, c.gossipLag
-		cfg.Duration, cfg.Shards = 40*time.Second, c.shards
-		f, err := ParseFaults(c.faults)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Faults = f
-		rep, err := Run(cfg, nil)
-		if err != nil {
-			t.Fatalf("%s, seed %d: %v", c.name, c.seed, err)
-		}
-		if rep.WriteSuccessRate != 1 || rep.FailedReads != 0 || rep.StaleReads != 0 || rep.ClusterChanges < c.changes || !rep.Converged || rep.StrayCopies != 0 {
-			t.Fatalf("%s, seed %d: writes %.4f ok, %d failed reads, %d stale, %d changes, converged %v, %d stray copies", c.name, c.seed,
-				rep.WriteSuccessRate, rep.FailedReads, rep.StaleReads, rep.ClusterChanges, rep.Converged, rep.StrayCopies)
-		}
-		t.Logf("%s, seed %d: %d reads, %d writes, %d changes, %d keys streamed", c.name, c.seed, rep.Reads, rep.Writes, rep.ClusterChanges, rep.TransferKeys)
+		c.check(t)
 	}
+}
+
+// TestClusterChangesSweep runs the cluster-change schedules on -sim.sweep seeds each, with
+// 1 and 2 shards and 200 ms and 2 s of gossip lag, on 20 hot keys (off by default: 4
+// minutes for -sim.sweep=10 on 2 cores).
+func TestClusterChangesSweep(t *testing.T) {
+	if *sweep == 0 {
+		t.Skip("run with -sim.sweep=N")
+	}
+	for _, faults := range []string{changeSteady, changeHot, changeBack} {
+		for _, shards := range []int{1, 2} {
+			for _, lag := range []time.Duration{200 * time.Millisecond, 2 * time.Second} {
+				for i := range *sweep {
+					changes := 3
+					if faults == changeBack {
+						changes = 2
+					}
+					changeCase{"sweep " + faults, uint64(100 + i), shards, 2000, 20, lag, faults, changes}.check(t)
+				}
+			}
+		}
+	}
+}
+
+// The schedules of the cluster-change tests: joins and leaves of other nodes, spaced or
+// under load, and a grow from 3 to 5 nodes and back to the ring it started from (what was
+// taken over for the first change to a ring must not count for a later one to it).
+const (
+	changeSteady = "join n4@2s; join n5@6s; leave n1@14s; leave n2@20s"
+	changeHot    = "join n4@2s; join n5@10s; leave n1@20s; leave n2@28s"
+	changeBack   = "join n4@2s; join n5@2s; leave n4@15s; leave n5@15s"
+)
+
+// changeCase is a run of 5 nodes through cluster changes, which must fail no request,
+// read nothing stale, complete the changes and converge with no stray copy.
+type changeCase struct {
+	name               string
+	seed               uint64
+	shards, rate, keys int
+	gossipLag          time.Duration
+	faults             string
+	changes            int // completed at least
+}
+
+func (c changeCase) check(t *testing.T) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Seed, cfg.Nodes, cfg.Rate, cfg.Keys, cfg.GossipLag = c.seed, 5, float64(c.rate), c.keys, c.gossipLag
+	cfg.Duration, cfg.Shards = 40*time.Second, c.shards
+	f, err := ParseFaults(c.faults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Faults = f
+	rep, err := Run(cfg, nil)
+	if err != nil {
+		t.Fatalf("%s, seed %d: %v", c.name, c.seed, err)
+	}
+	if rep.WriteSuccessRate != 1 || rep.FailedReads != 0 || rep.StaleReads != 0 || rep.ClusterChanges < c.changes || !rep.Converged || rep.StrayCopies != 0 {
+		t.Fatalf("%s, seed %d, %d shards, lag %s: writes %.4f ok, %d failed reads, %d stale, %d changes, converged %v, %d stray copies",
+			c.name, c.seed, c.shards, c.gossipLag, rep.WriteSuccessRate, rep.FailedReads, rep.StaleReads, rep.ClusterChanges, rep.Converged, rep.StrayCopies)
+	}
+	t.Logf("%s, seed %d: %d reads, %d writes, %d changes, %d keys streamed", c.name, c.seed, rep.Reads, rep.Writes, rep.ClusterChanges, rep.TransferKeys)
 }
 
 // TestClusterChangesPastNineNodes: with n10 and n11 in the cluster, the world names a ring
