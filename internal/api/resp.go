@@ -18,7 +18,9 @@ package api
 //     disconnects (or half-closes) or the server closes, and the node bounds each
 //     operation with its request timeout;
 //   - Close closes the listener and every connection and returns once every connection's
-//     goroutines have ended.
+//     goroutines have ended;
+//   - the commands of a connection are answered in the order they came, even when a
+//     pipeline runs them concurrently (resp_pipe.go).
 
 import (
 	"context"
@@ -28,7 +30,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,7 @@ type client struct {
 	name string
 	r, w string // QKV.QUORUM; "" takes the bucket's
 	user string // the logged-in user ("" before AUTH)
+	p    *pipe
 }
 
 func (r *RESP) accept(conn redcon.Conn) bool {
@@ -192,7 +194,10 @@ func (r *RESP) accept(conn redcon.Conn) bool {
 		return false
 	}
 	r.wg.Add(1)
-	conn.SetContext(&client{id: r.nextID.Add(1), g: g, addr: conn.RemoteAddr()})
+	c := &client{id: r.nextID.Add(1), g: g, addr: conn.RemoteAddr()}
+	c.p = newPipe(r, c, g)
+	g.p = c.p
+	conn.SetContext(c)
 	return true
 }
 
@@ -207,18 +212,9 @@ func (r *RESP) closedConn(conn redcon.Conn, err error) {
 	}
 }
 
-// serve runs one command. A panic (a broken invariant) is logged, answered and ends
-// the connection, not the process.
+// serve runs a command and the commands buffered behind it (resp_pipe.go).
 func (r *RESP) serve(conn redcon.Conn, cmd redcon.Command) {
-	c := conn.Context().(*client)
-	defer func() {
-		if p := recover(); p != nil {
-			r.log.Error("redis protocol: command panicked", "panic", p, "stack", string(debug.Stack()))
-			conn.WriteError("ERR internal error")
-			_ = conn.Close()
-		}
-	}()
-	r.dispatch(c.g.ctx, c, conn, cmd.Args)
+	conn.Context().(*client).p.serve(conn, cmd)
 }
 
 // guardListener wraps each accepted connection in a guardConn.
@@ -253,6 +249,10 @@ type guardConn struct {
 	done   chan struct{}
 	rerr   error // readLoop's final error; read after chunks is closed
 	once   sync.Once
+
+	// p orders the replies: bytes redcon writes itself (a protocol error) wait for the
+	// pipeline's replies, as does a refusal of the framer. Set by accept.
+	p *pipe
 
 	// owned by the reading side (redcon's goroutine)
 	f    *framer
@@ -317,6 +317,7 @@ func (g *guardConn) readLoop() {
 func (g *guardConn) Read(p []byte) (int, error) {
 	for len(g.cur) == 0 {
 		if g.ferr != nil {
+			g.drain() // the commands before the bad input are answered first
 			g.reject("ERR Protocol error: " + g.ferr.Error())
 			return 0, fmt.Errorf("%w: %v", errFraming, g.ferr)
 		}
@@ -326,6 +327,9 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		}
 		b, ok := <-g.chunks
 		if !ok {
+			// The client is gone (its commands are cancelled) or the connection closed:
+			// the pipeline's goroutines end before redcon ends the connection.
+			g.drain()
 			return 0, g.rerr
 		}
 		n, err := g.f.scan(b)
@@ -334,6 +338,23 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	n := copy(p, g.cur)
 	g.cur = g.cur[n:]
 	return n, nil
+}
+
+// drain waits for the pipeline's replies to be written (or to fail).
+func (g *guardConn) drain() {
+	if g.p != nil {
+		g.p.drain()
+	}
+}
+
+// Write implements net.Conn for redcon, which writes only what the pipeline does not: an
+// empty flush after each batch of commands, or a protocol error, after the replies.
+func (g *guardConn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	g.drain()
+	return g.Conn.Write(b)
 }
 
 // reject answers an error straight on the socket (redcon has flushed its replies: it

@@ -17,8 +17,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/quorumkv/quorumkv/internal/auth"
 )
 
@@ -28,50 +26,29 @@ const (
 	errWrongPass = "WRONGPASS invalid username-password pair or user is disabled."
 )
 
-// respRoles is the grant each data command needs on RedisBucket; a command not listed
-// needs only a login (PING, ECHO, INFO, CLIENT, COMMAND, CONFIG GET, SELECT, QKV.QUORUM).
-var respRoles = map[string]auth.Role{
-	"get": auth.RoleRead, "exists": auth.RoleRead, "mget": auth.RoleRead,
-	"smembers": auth.RoleRead, "sismember": auth.RoleRead, "scard": auth.RoleRead,
-	"set": auth.RoleWrite, "del": auth.RoleWrite,
-	"incr": auth.RoleWrite, "decr": auth.RoleWrite, "incrby": auth.RoleWrite, "decrby": auth.RoleWrite,
-	"sadd": auth.RoleWrite, "srem": auth.RoleWrite,
-	"ttl": auth.RoleRead, "pttl": auth.RoleRead,
-	"setex": auth.RoleWrite, "psetex": auth.RoleWrite, "expire": auth.RoleWrite, "pexpire": auth.RoleWrite,
-	"persist": auth.RoleWrite, "setnx": auth.RoleWrite,
-	"scan": auth.RoleRead, "keys": auth.RoleRead, "dbsize": auth.RoleRead,
-}
-
-// loginOnly are the commands that touch no key: they need a login and no grant.
-var loginOnly = map[string]bool{
-	"ping": true, "auth": true, "echo": true, "quit": true, "select": true, "hello": true, "client": true,
-	"command": true, "config": true, "info": true, "qkv.quorum": true,
-}
-
-// preAuth are the commands an unauthenticated connection may send.
-var preAuth = map[string]bool{"auth": true, "hello": true, "quit": true}
-
-// admit checks that connection c may run command name; when it answers false it has
-// written the refusal.
-func (r *RESP) admit(c *client, conn redcon.Conn, name string) bool {
-	if !r.RequireAuth || preAuth[name] {
+// admit checks that connection c may run command name (cmd: its table entry, nil for an
+// unknown command); when it answers false it has written the refusal. The grant a
+// command needs comes from its flags in the table (resp_table.go): write for "write",
+// read for "readonly", a login only for the others; "no_auth" runs before a login.
+func (r *RESP) admit(c *client, w *reply, name string, cmd *command) bool {
+	if !r.RequireAuth || (cmd != nil && cmd.noAuth) {
 		return true
 	}
 	if c.user == "" {
 		r.authFailures.WithLabelValues("resp", "missing").Inc()
-		conn.WriteError(errNoAuth)
+		w.WriteError(errNoAuth)
 		return false
 	}
 	u, err := r.Auth.Current(c.user)
 	if err != nil { // removed since it logged in
 		c.user = ""
 		r.authFailures.WithLabelValues("resp", "missing").Inc()
-		conn.WriteError(errNoAuth)
+		w.WriteError(errNoAuth)
 		return false
 	}
-	if role, ok := respRoles[name]; ok && !u.Can(role, RedisBucket) {
+	if cmd != nil && cmd.role != "" && !u.Can(cmd.role, RedisBucket) {
 		r.authFailures.WithLabelValues("resp", "forbidden").Inc()
-		conn.WriteError(fmt.Sprintf("NOPERM User %s has no permissions to run the '%s' command", u.Name, name))
+		w.WriteError(fmt.Sprintf("NOPERM User %s has no permissions to run the '%s' command", u.Name, name))
 		return false
 	}
 	return true
@@ -96,7 +73,7 @@ func (r *RESP) login(ctx context.Context, c *client, name, pw []byte) error {
 
 // cmdAuth answers AUTH [username] password. The one-argument form logs in as the user
 // "default", as Redis 6 does.
-func cmdAuth(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdAuth(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	var name, pw []byte
 	switch len(args) {
 	case 2:
@@ -104,24 +81,24 @@ func cmdAuth(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 	case 3:
 		name, pw = args[1], args[2]
 	default:
-		conn.WriteError("ERR syntax error")
+		w.WriteError("ERR syntax error")
 		return
 	}
 	if !r.RequireAuth && r.Auth == nil {
-		conn.WriteError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		w.WriteError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		return
 	}
 	if err := r.login(ctx, c, name, pw); err != nil {
-		conn.WriteError(err.Error())
+		w.WriteError(err.Error())
 		return
 	}
-	conn.WriteString("OK")
+	w.WriteString("OK")
 }
 
 // helloAuth handles HELLO's AUTH option; it reports whether the connection may go on.
-func helloAuth(r *RESP, ctx context.Context, c *client, conn redcon.Conn, name, pw []byte) bool {
+func helloAuth(r *RESP, ctx context.Context, c *client, w *reply, name, pw []byte) bool {
 	if err := r.login(ctx, c, name, pw); err != nil {
-		conn.WriteError(err.Error())
+		w.WriteError(err.Error())
 		return false
 	}
 	return true

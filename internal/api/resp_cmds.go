@@ -13,8 +13,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/node"
 	"github.com/quorumkv/quorumkv/internal/quorum"
@@ -30,73 +28,23 @@ const (
 	errNotInteger = "ERR value is not an integer or out of range"
 )
 
-// command is one Redis command: its arity as Redis counts it (the name included;
-// negative: at least that many) and its handler.
-type command struct {
-	arity int
-	run   func(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte)
-}
-
-// commands is the command table, by lower-case name.
-var commands map[string]command
-
-func init() {
-	commands = map[string]command{
-		"ping":       {-1, cmdPing},
-		"auth":       {-2, cmdAuth},
-		"echo":       {2, cmdEcho},
-		"quit":       {-1, cmdQuit},
-		"select":     {2, cmdSelect},
-		"hello":      {-1, cmdHello},
-		"client":     {-2, cmdClient},
-		"command":    {-1, cmdCommand},
-		"config":     {-2, cmdConfig},
-		"info":       {-1, cmdInfo},
-		"get":        {2, cmdGet},
-		"set":        {-3, cmdSet},
-		"del":        {-2, cmdDel},
-		"exists":     {-2, cmdExists},
-		"mget":       {-2, cmdMGet},
-		"incr":       {2, cmdIncr},
-		"decr":       {2, cmdIncr},
-		"incrby":     {3, cmdIncr},
-		"decrby":     {3, cmdIncr},
-		"sadd":       {-3, cmdSAdd},
-		"srem":       {-3, cmdSRem},
-		"smembers":   {2, cmdSMembers},
-		"sismember":  {3, cmdSIsMember},
-		"scard":      {2, cmdSCard},
-		"qkv.quorum": {3, cmdQuorum},
-		"setex":      {4, cmdSetEx},
-		"setnx":      {3, cmdSetNX},
-		"scan":       {-2, cmdScan},
-		"keys":       {2, cmdKeys},
-		"dbsize":     {1, cmdDBSize},
-		"psetex":     {4, cmdSetEx},
-		"expire":     {-3, cmdExpire},
-		"pexpire":    {-3, cmdExpire},
-		"ttl":        {2, cmdTTL},
-		"pttl":       {2, cmdTTL},
-		"persist":    {2, cmdPersist},
-	}
-}
-
-// dispatch checks a command's name and arity and runs it.
-func (r *RESP) dispatch(ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+// check looks a command up, checks that the connection may run it and its arity; nil
+// when it has answered the refusal.
+func (r *RESP) check(c *client, w *reply, args [][]byte) *command {
 	name := strings.ToLower(string(args[0]))
-	cmd, ok := commands[name]
-	if !r.admit(c, conn, name) {
-		return
+	cmd := commands[name]
+	if !r.admit(c, w, name, cmd) {
+		return nil
 	}
-	if !ok {
-		conn.WriteError(unknownCommand(args))
-		return
+	if cmd == nil {
+		w.WriteError(unknownCommand(args))
+		return nil
 	}
 	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
-		conn.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
-		return
+		w.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+		return nil
 	}
-	cmd.run(r, ctx, c, conn, args)
+	return cmd
 }
 
 // unknownCommand is Redis's message: the name and the first arguments, quoted, cut at
@@ -121,23 +69,23 @@ func clip(b []byte) string {
 }
 
 // fail answers a node error in Redis's form.
-func (r *RESP) fail(conn redcon.Conn, err error) {
+func (r *RESP) fail(w *reply, err error) {
 	var qe *quorum.QuorumError
 	switch {
 	case errors.As(err, &qe):
-		conn.WriteError("QUORUM " + qe.Error())
+		w.WriteError("QUORUM " + qe.Error())
 	case errors.Is(err, node.ErrWrongType):
-		conn.WriteError(errWrongType)
+		w.WriteError(errWrongType)
 	case errors.Is(err, context.Canceled):
-		conn.WriteError("ERR request cancelled")
+		w.WriteError("ERR request cancelled")
 	case errors.Is(err, context.DeadlineExceeded):
-		conn.WriteError("ERR request timed out")
+		w.WriteError("ERR request timed out")
 	default:
 		code := node.ErrorCode(err)
 		if code == "internal" {
 			r.log.Error("redis protocol: command failed", "err", err)
 		}
-		conn.WriteError("ERR " + err.Error())
+		w.WriteError("ERR " + err.Error())
 	}
 }
 
@@ -145,10 +93,10 @@ func (c *client) readOpts() node.ReadOptions   { return node.ReadOptions{R: c.r}
 func (c *client) writeOpts() node.WriteOptions { return node.WriteOptions{W: c.w} }
 
 // checkKey refuses keys the node cannot carry: internode messages hold keys as UTF-8.
-func checkKey(conn redcon.Conn, keys ...[]byte) bool {
+func checkKey(w *reply, keys ...[]byte) bool {
 	for _, k := range keys {
 		if !utf8.Valid(k) {
-			conn.WriteError("ERR keys must be valid UTF-8")
+			w.WriteError("ERR keys must be valid UTF-8")
 			return false
 		}
 	}
@@ -177,54 +125,54 @@ func stringValue(s crdt.State) (v []byte, null, ok bool) {
 	return nil, false, false
 }
 
-func cmdPing(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+func cmdPing(r *RESP, _ context.Context, _ *client, w *reply, args [][]byte) {
 	switch len(args) {
 	case 1:
-		conn.WriteString("PONG")
+		w.WriteString("PONG")
 	case 2:
-		conn.WriteBulk(args[1])
+		w.WriteBulk(args[1])
 	default:
-		conn.WriteError("ERR wrong number of arguments for 'ping' command")
+		w.WriteError("ERR wrong number of arguments for 'ping' command")
 	}
 }
 
-func cmdEcho(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
-	conn.WriteBulk(args[1])
+func cmdEcho(r *RESP, _ context.Context, _ *client, w *reply, args [][]byte) {
+	w.WriteBulk(args[1])
 }
 
-func cmdQuit(r *RESP, _ context.Context, _ *client, conn redcon.Conn, _ [][]byte) {
-	conn.WriteString("OK")
-	_ = conn.Close() // flushes first
+func cmdQuit(r *RESP, _ context.Context, _ *client, w *reply, _ [][]byte) {
+	w.WriteString("OK")
+	w.quit = true // the connection closes once the reply is written
 }
 
-func cmdSelect(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+func cmdSelect(r *RESP, _ context.Context, _ *client, w *reply, args [][]byte) {
 	db, err := strconv.Atoi(string(args[1]))
 	switch {
 	case err != nil:
-		conn.WriteError(errNotInteger)
+		w.WriteError(errNotInteger)
 	case db != 0:
-		conn.WriteError("ERR DB index is out of range (quorumkv has one database, 0)")
+		w.WriteError("ERR DB index is out of range (quorumkv has one database, 0)")
 	default:
-		conn.WriteString("OK")
+		w.WriteString("OK")
 	}
 }
 
 // cmdHello answers HELLO [protover [AUTH user pass] [SETNAME name]]. Only RESP2 is
 // spoken: HELLO 3 answers NOPROTO, on which clients (go-redis) carry on in RESP2.
-func cmdHello(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdHello(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	if len(args) > 1 {
 		v, err := strconv.Atoi(string(args[1]))
 		if err != nil {
-			conn.WriteError("ERR Protocol version is not an integer or out of range")
+			w.WriteError("ERR Protocol version is not an integer or out of range")
 			return
 		}
 		if v != 2 {
-			conn.WriteError("NOPROTO this server speaks RESP2 only")
+			w.WriteError("NOPROTO this server speaks RESP2 only")
 			return
 		}
 	}
 	if r.RequireAuth && c.user == "" && !hasAuthOption(args) {
-		conn.WriteError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		w.WriteError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return
 	}
 	name := c.name
@@ -232,45 +180,45 @@ func cmdHello(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args []
 		switch strings.ToLower(string(args[i])) {
 		case "auth":
 			if i+2 >= len(args) {
-				conn.WriteError("ERR syntax error in HELLO option 'auth'")
+				w.WriteError("ERR syntax error in HELLO option 'auth'")
 				return
 			}
-			if !helloAuth(r, ctx, c, conn, args[i+1], args[i+2]) {
+			if !helloAuth(r, ctx, c, w, args[i+1], args[i+2]) {
 				return
 			}
 			i += 2
 		case "setname":
 			if i+1 >= len(args) {
-				conn.WriteError("ERR syntax error in HELLO option 'setname'")
+				w.WriteError("ERR syntax error in HELLO option 'setname'")
 				return
 			}
 			i++
 			if !validClientName(args[i]) {
-				conn.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
+				w.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
 				return
 			}
 			name = string(args[i])
 		default:
-			conn.WriteError(fmt.Sprintf("ERR syntax error in HELLO option '%s'", clip(args[i])))
+			w.WriteError(fmt.Sprintf("ERR syntax error in HELLO option '%s'", clip(args[i])))
 			return
 		}
 	}
 	c.name = name
-	conn.WriteArray(14)
-	conn.WriteBulkString("server")
-	conn.WriteBulkString("quorumkv")
-	conn.WriteBulkString("version")
-	conn.WriteBulkString(redisCompatVersion)
-	conn.WriteBulkString("proto")
-	conn.WriteInt(2)
-	conn.WriteBulkString("id")
-	conn.WriteInt64(c.id)
-	conn.WriteBulkString("mode")
-	conn.WriteBulkString("standalone")
-	conn.WriteBulkString("role")
-	conn.WriteBulkString("master")
-	conn.WriteBulkString("modules")
-	conn.WriteArray(0)
+	w.WriteArray(14)
+	w.WriteBulkString("server")
+	w.WriteBulkString("quorumkv")
+	w.WriteBulkString("version")
+	w.WriteBulkString(redisCompatVersion)
+	w.WriteBulkString("proto")
+	w.WriteInt(2)
+	w.WriteBulkString("id")
+	w.WriteInt64(c.id)
+	w.WriteBulkString("mode")
+	w.WriteBulkString("standalone")
+	w.WriteBulkString("role")
+	w.WriteBulkString("master")
+	w.WriteBulkString("modules")
+	w.WriteArray(0)
 }
 
 func validClientName(b []byte) bool {
@@ -282,73 +230,80 @@ func validClientName(b []byte) bool {
 	return true
 }
 
-func cmdClient(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdClient(r *RESP, _ context.Context, c *client, w *reply, args [][]byte) {
 	sub := strings.ToLower(string(args[1]))
 	switch {
 	case sub == "setname" && len(args) == 3:
 		if !validClientName(args[2]) {
-			conn.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
+			w.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
 			return
 		}
 		c.name = string(args[2])
-		conn.WriteString("OK")
+		w.WriteString("OK")
 	case sub == "getname" && len(args) == 2:
 		if c.name == "" {
-			conn.WriteNull()
+			w.WriteNull()
 			return
 		}
-		conn.WriteBulkString(c.name)
+		w.WriteBulkString(c.name)
 	case sub == "id" && len(args) == 2:
-		conn.WriteInt64(c.id)
+		w.WriteInt64(c.id)
 	case sub == "setinfo" && len(args) == 4:
-		conn.WriteString("OK") // library name and version: accepted, not kept
+		w.WriteString("OK") // library name and version: accepted, not kept
 	case (sub == "info" || sub == "list") && len(args) == 2:
 		// LIST shows this connection only: connections are not shared across clients.
-		conn.WriteBulkString(fmt.Sprintf("id=%d addr=%s name=%s db=0 resp=2\n", c.id, c.addr, c.name))
+		w.WriteBulkString(fmt.Sprintf("id=%d addr=%s name=%s db=0 resp=2\n", c.id, c.addr, c.name))
 	case sub == "setname" || sub == "getname" || sub == "id" || sub == "setinfo" || sub == "info" || sub == "list":
-		conn.WriteError(fmt.Sprintf("ERR wrong number of arguments for 'client|%s' command", sub))
+		w.WriteError(fmt.Sprintf("ERR wrong number of arguments for 'client|%s' command", sub))
 	default:
-		conn.WriteError(fmt.Sprintf("ERR unsupported CLIENT subcommand '%s' (supported: SETNAME GETNAME ID SETINFO INFO LIST)", clip(args[1])))
+		w.WriteError(fmt.Sprintf("ERR unsupported CLIENT subcommand '%s' (supported: SETNAME GETNAME ID SETINFO INFO LIST)", clip(args[1])))
 	}
 }
 
-// cmdCommand answers COMMAND and its DOCS, COUNT, INFO and LIST subcommands with what
-// redis-cli and clients need at start: no command documentation.
-func cmdCommand(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+// cmdCommand answers COMMAND (every command's entry, as Redis 7 gives it), COMMAND COUNT,
+// COMMAND INFO name... (nil for a name that is not a command), COMMAND LIST and COMMAND
+// DOCS (empty: redis-cli 7 asks for it at start and does without).
+func cmdCommand(r *RESP, _ context.Context, _ *client, w *reply, args [][]byte) {
 	if len(args) == 1 {
-		conn.WriteArray(0)
+		w.WriteArray(len(commandList))
+		for _, c := range commandList {
+			c.writeInfo(w)
+		}
 		return
 	}
 	switch sub := strings.ToLower(string(args[1])); sub {
 	case "docs":
-		conn.WriteArray(0)
+		w.WriteArray(0)
 	case "count":
-		conn.WriteInt(len(commands))
+		if len(args) != 2 {
+			w.WriteError("ERR wrong number of arguments for 'command|count' command")
+			return
+		}
+		w.WriteInt(len(commandList))
 	case "info":
-		conn.WriteArray(len(args) - 2)
-		for range args[2:] {
-			conn.WriteNull()
+		w.WriteArray(len(args) - 2)
+		for _, a := range args[2:] {
+			if c := commands[strings.ToLower(string(a))]; c != nil {
+				c.writeInfo(w)
+			} else {
+				w.WriteNull()
+			}
 		}
 	case "list":
-		names := make([]string, 0, len(commands))
-		for n := range commands {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		conn.WriteArray(len(names))
-		for _, n := range names {
-			conn.WriteBulkString(n)
+		w.WriteArray(len(commandList))
+		for _, c := range commandList {
+			w.WriteBulkString(c.name)
 		}
 	default:
-		conn.WriteError(fmt.Sprintf("ERR unsupported COMMAND subcommand '%s' (supported: DOCS COUNT INFO LIST)", clip(args[1])))
+		w.WriteError(fmt.Sprintf("ERR unknown subcommand '%s'. Try COMMAND HELP.", clip(args[1])))
 	}
 }
 
 // cmdConfig answers CONFIG GET for the two parameters redis-benchmark asks about at
 // start (save, appendonly); other parameters are unknown, CONFIG SET is refused.
-func cmdConfig(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][]byte) {
+func cmdConfig(r *RESP, _ context.Context, _ *client, w *reply, args [][]byte) {
 	if strings.ToLower(string(args[1])) != "get" {
-		conn.WriteError(fmt.Sprintf("ERR unsupported CONFIG subcommand '%s' (supported: GET)", clip(args[1])))
+		w.WriteError(fmt.Sprintf("ERR unsupported CONFIG subcommand '%s' (supported: GET)", clip(args[1])))
 		return
 	}
 	known := map[string]string{"save": "", "appendonly": "no"}
@@ -358,40 +313,40 @@ func cmdConfig(r *RESP, _ context.Context, _ *client, conn redcon.Conn, args [][
 			out = append(out, strings.ToLower(string(a)), v)
 		}
 	}
-	conn.WriteArray(len(out))
+	w.WriteArray(len(out))
 	for _, s := range out {
-		conn.WriteBulkString(s)
+		w.WriteBulkString(s)
 	}
 }
 
-func cmdGet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	if !checkKey(conn, args[1]) {
+func cmdGet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	res, err := r.read(ctx, c, args[1])
 	if err != nil {
-		r.fail(conn, err)
+		r.fail(w, err)
 		return
 	}
 	if !res.Found {
-		conn.WriteNull()
+		w.WriteNull()
 		return
 	}
 	v, null, ok := stringValue(res.State)
 	switch {
 	case !ok:
-		conn.WriteError(errWrongType)
+		w.WriteError(errWrongType)
 	case null:
-		conn.WriteNull()
+		w.WriteNull()
 	default:
-		conn.WriteBulk(v)
+		w.WriteBulk(v)
 	}
 }
 
 // cmdDel deletes each key found, with the context of the read that found it, so the
 // delete supersedes what was read (a concurrent write it did not see survives).
-func cmdDel(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	if !checkKey(conn, args[1:]...) {
+func cmdDel(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	if !checkKey(w, args[1:]...) {
 		return
 	}
 	n := 0
@@ -406,7 +361,7 @@ func cmdDel(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]
 			}
 		}
 		if err != nil {
-			r.fail(conn, err)
+			r.fail(w, err)
 			return
 		}
 		if !res.Found && res.State.Type() == "" {
@@ -415,44 +370,44 @@ func cmdDel(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]
 		o := c.writeOpts()
 		o.Context = res.Context
 		if _, err := r.n.Delete(ctx, RedisBucket, string(k), o); err != nil {
-			r.fail(conn, err)
+			r.fail(w, err)
 			return
 		}
 		if res.Found {
 			n++
 		}
 	}
-	conn.WriteInt(n)
+	w.WriteInt(n)
 }
 
-func cmdExists(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	if !checkKey(conn, args[1:]...) {
+func cmdExists(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	if !checkKey(w, args[1:]...) {
 		return
 	}
 	n := 0
 	for _, k := range args[1:] {
 		res, err := r.read(ctx, c, k)
 		if err != nil {
-			r.fail(conn, err)
+			r.fail(w, err)
 			return
 		}
 		if res.Found {
 			n++
 		}
 	}
-	conn.WriteInt(n)
+	w.WriteInt(n)
 }
 
 // cmdMGet answers each key's GET value; a key of another type is nil, as in Redis.
-func cmdMGet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	if !checkKey(conn, args[1:]...) {
+func cmdMGet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	if !checkKey(w, args[1:]...) {
 		return
 	}
 	vals := make([][]byte, len(args)-1)
 	for i, k := range args[1:] {
 		res, err := r.read(ctx, c, k)
 		if err != nil {
-			r.fail(conn, err)
+			r.fail(w, err)
 			return
 		}
 		if !res.Found {
@@ -462,12 +417,12 @@ func cmdMGet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 			vals[i] = v
 		}
 	}
-	conn.WriteArray(len(vals))
+	w.WriteArray(len(vals))
 	for _, v := range vals {
 		if v == nil {
-			conn.WriteNull()
+			w.WriteNull()
 		} else {
-			conn.WriteBulk(v)
+			w.WriteBulk(v)
 		}
 	}
 }
@@ -475,42 +430,42 @@ func cmdMGet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 // cmdIncr runs INCR, DECR, INCRBY and DECRBY on a counter and answers its value after
 // the increment in the coordinator's view. A register is not a counter, even if it
 // holds a decimal integer: WRONGTYPE.
-func cmdIncr(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdIncr(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	name := strings.ToLower(string(args[0]))
 	by := int64(1)
 	if len(args) == 3 {
 		v, err := strconv.ParseInt(string(args[2]), 10, 64)
 		if err != nil {
-			conn.WriteError(errNotInteger)
+			w.WriteError(errNotInteger)
 			return
 		}
 		by = v
 	}
 	if strings.HasPrefix(name, "decr") {
 		if by == -1<<63 {
-			conn.WriteError("ERR decrement would overflow")
+			w.WriteError("ERR decrement would overflow")
 			return
 		}
 		by = -by
 	}
-	if !checkKey(conn, args[1]) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	_, after, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Counter, crdt.Op{Increment: &by}, false, c.writeOpts())
 	if err != nil {
-		r.fail(conn, err)
+		r.fail(w, err)
 		return
 	}
-	conn.WriteInt64(after.Value().(int64))
+	w.WriteInt64(after.Value().(int64))
 }
 
 // members checks set members: distinct, valid UTF-8 (internode messages carry them as
 // JSON strings).
-func members(conn redcon.Conn, args [][]byte) ([]string, bool) {
+func members(w *reply, args [][]byte) ([]string, bool) {
 	out := make([]string, 0, len(args))
 	for _, a := range args {
 		if !utf8.Valid(a) {
-			conn.WriteError("ERR set members must be valid UTF-8")
+			w.WriteError("ERR set members must be valid UTF-8")
 			return nil, false
 		}
 		out = append(out, string(a))
@@ -520,14 +475,14 @@ func members(conn redcon.Conn, args [][]byte) ([]string, bool) {
 }
 
 // cmdSAdd adds members; it answers how many were not in the coordinator's state before.
-func cmdSAdd(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	ms, ok := members(conn, args[2:])
-	if !ok || !checkKey(conn, args[1]) {
+func cmdSAdd(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	ms, ok := members(w, args[2:])
+	if !ok || !checkKey(w, args[1]) {
 		return
 	}
 	before, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Set, crdt.Op{Add: ms}, false, c.writeOpts())
 	if err != nil {
-		r.fail(conn, err)
+		r.fail(w, err)
 		return
 	}
 	n := 0
@@ -536,19 +491,19 @@ func cmdSAdd(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 			n++
 		}
 	}
-	conn.WriteInt(n)
+	w.WriteInt(n)
 }
 
 // cmdSRem removes members as the coordinator observed them (a concurrent add it had not
 // seen wins); it answers how many were in the coordinator's state.
-func cmdSRem(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	ms, ok := members(conn, args[2:])
-	if !ok || !checkKey(conn, args[1]) {
+func cmdSRem(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	ms, ok := members(w, args[2:])
+	if !ok || !checkKey(w, args[1]) {
 		return
 	}
 	before, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Set, crdt.Op{Remove: ms}, false, c.writeOpts())
 	if err != nil {
-		r.fail(conn, err)
+		r.fail(w, err)
 		return
 	}
 	n := 0
@@ -557,80 +512,80 @@ func cmdSRem(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 			n++
 		}
 	}
-	conn.WriteInt(n)
+	w.WriteInt(n)
 }
 
 // readSet reads a set; an absent key is the empty set; false when it answered an error.
-func (r *RESP) readSet(ctx context.Context, c *client, conn redcon.Conn, key []byte) (crdt.State, bool) {
-	if !checkKey(conn, key) {
+func (r *RESP) readSet(ctx context.Context, c *client, w *reply, key []byte) (crdt.State, bool) {
+	if !checkKey(w, key) {
 		return crdt.State{}, false
 	}
 	res, err := r.read(ctx, c, key)
 	if err != nil {
-		r.fail(conn, err)
+		r.fail(w, err)
 		return crdt.State{}, false
 	}
 	if !res.Found {
 		return crdt.New(crdt.Set), true
 	}
 	if res.State.Type() != crdt.Set {
-		conn.WriteError(errWrongType)
+		w.WriteError(errWrongType)
 		return crdt.State{}, false
 	}
 	return res.State, true
 }
 
-func cmdSMembers(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	s, ok := r.readSet(ctx, c, conn, args[1])
+func cmdSMembers(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	s, ok := r.readSet(ctx, c, w, args[1])
 	if !ok {
 		return
 	}
 	ms := s.Value().([]string) // sorted
-	conn.WriteArray(len(ms))
+	w.WriteArray(len(ms))
 	for _, m := range ms {
-		conn.WriteBulkString(m)
+		w.WriteBulkString(m)
 	}
 }
 
-func cmdSIsMember(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	s, ok := r.readSet(ctx, c, conn, args[1])
+func cmdSIsMember(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	s, ok := r.readSet(ctx, c, w, args[1])
 	if !ok {
 		return
 	}
 	if s.Contains(string(args[2])) {
-		conn.WriteInt(1)
+		w.WriteInt(1)
 	} else {
-		conn.WriteInt(0)
+		w.WriteInt(0)
 	}
 }
 
-func cmdSCard(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	s, ok := r.readSet(ctx, c, conn, args[1])
+func cmdSCard(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	s, ok := r.readSet(ctx, c, w, args[1])
 	if !ok {
 		return
 	}
-	conn.WriteInt(s.Len())
+	w.WriteInt(s.Len())
 }
 
 // cmdQuorum is QKV.QUORUM <r> <w>: this connection's R and W (1..N, one, quorum, all),
 // checked against the redis bucket's N now (and by the node on every request).
-func cmdQuorum(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdQuorum(r *RESP, _ context.Context, c *client, w *reply, args [][]byte) {
 	n := r.n.Bucket(RedisBucket).N
 	rv, wv := strings.ToLower(string(args[1])), strings.ToLower(string(args[2]))
 	if _, err := quorum.Parse(rv, n, 1, 0); err != nil || rv == "" {
-		conn.WriteError(fmt.Sprintf("ERR r %q: want 1..%d, one, quorum or all", clip(args[1]), n))
+		w.WriteError(fmt.Sprintf("ERR r %q: want 1..%d, one, quorum or all", clip(args[1]), n))
 		return
 	}
 	if _, err := quorum.Parse(wv, n, 1, 0); err != nil || wv == "" {
-		conn.WriteError(fmt.Sprintf("ERR w %q: want 1..%d, one, quorum or all", clip(args[2]), n))
+		w.WriteError(fmt.Sprintf("ERR w %q: want 1..%d, one, quorum or all", clip(args[2]), n))
 		return
 	}
 	c.r, c.w = rv, wv
-	conn.WriteString("OK")
+	w.WriteString("OK")
 }
 
 // cmdInfo answers INFO [section ...]: server, clients, cluster, replication, keyspace.
-func cmdInfo(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdInfo(r *RESP, _ context.Context, c *client, w *reply, args [][]byte) {
 	want := map[string]bool{}
 	for _, a := range args[1:] {
 		want[strings.ToLower(string(a))] = true
@@ -693,7 +648,7 @@ func cmdInfo(r *RESP, _ context.Context, c *client, conn redcon.Conn, args [][]b
 		// The number of keys is not known without a scan of every replica.
 		field("bucket", RedisBucket)
 	})
-	conn.WriteBulk(b.Bytes())
+	w.WriteBulk(b.Bytes())
 }
 
 func orDefault(s, d string) string {

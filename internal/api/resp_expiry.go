@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/node"
@@ -29,31 +27,31 @@ type setArgs struct {
 
 // parseSet reads SET's options after the key and value; it answers the Redis error and
 // reports false on a bad one.
-func parseSet(conn redcon.Conn, opts [][]byte) (setArgs, bool) {
+func parseSet(w *reply, opts [][]byte) (setArgs, bool) {
 	a := setArgs{exp: core.Expiry{Mode: core.ExpiryBucket}}
 	timed := false
 	for i := 0; i < len(opts); i++ {
 		switch o := strings.ToUpper(string(opts[i])); o {
 		case "EX", "PX":
 			if timed || a.keepTTL || i+1 == len(opts) {
-				conn.WriteError("ERR syntax error")
+				w.WriteError("ERR syntax error")
 				return a, false
 			}
 			i++
-			ttl, ok := parseTTL(conn, opts[i], o == "PX", "set")
+			ttl, ok := parseTTL(w, opts[i], o == "PX", "set")
 			if !ok {
 				return a, false
 			}
 			a.exp, timed = core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}, true
 		case "KEEPTTL":
 			if timed || a.keepTTL {
-				conn.WriteError("ERR syntax error")
+				w.WriteError("ERR syntax error")
 				return a, false
 			}
 			a.keepTTL, a.exp = true, core.Expiry{Mode: core.ExpiryAuto}
 		case "NX", "XX":
 			if a.cond != core.CondNone {
-				conn.WriteError("ERR syntax error")
+				w.WriteError("ERR syntax error")
 				return a, false
 			}
 			a.cond = core.CondAbsent
@@ -61,10 +59,10 @@ func parseSet(conn redcon.Conn, opts [][]byte) (setArgs, bool) {
 				a.cond = core.CondPresent
 			}
 		case "GET", "EXAT", "PXAT":
-			conn.WriteError(fmt.Sprintf("ERR SET option %s is not supported (supported: NX, XX, EX, PX, KEEPTTL)", o))
+			w.WriteError(fmt.Sprintf("ERR SET option %s is not supported (supported: NX, XX, EX, PX, KEEPTTL)", o))
 			return a, false
 		default:
-			conn.WriteError("ERR syntax error")
+			w.WriteError("ERR syntax error")
 			return a, false
 		}
 	}
@@ -73,10 +71,10 @@ func parseSet(conn redcon.Conn, opts [][]byte) (setArgs, bool) {
 
 // parseTTL reads a positive TTL in seconds (ms: milliseconds) as Redis does: not an integer
 // answers Redis's integer error, zero, negative or too long its "invalid expire time".
-func parseTTL(conn redcon.Conn, b []byte, ms bool, cmd string) (time.Duration, bool) {
+func parseTTL(w *reply, b []byte, ms bool, cmd string) (time.Duration, bool) {
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		conn.WriteError(errNotInteger)
+		w.WriteError(errNotInteger)
 		return 0, false
 	}
 	unit := time.Second
@@ -84,7 +82,7 @@ func parseTTL(conn redcon.Conn, b []byte, ms bool, cmd string) (time.Duration, b
 		unit = time.Millisecond
 	}
 	if n <= 0 || n > int64(core.MaxTTL/unit) {
-		conn.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", cmd))
+		w.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", cmd))
 		return 0, false
 	}
 	return time.Duration(n) * unit, true
@@ -92,18 +90,18 @@ func parseTTL(conn redcon.Conn, b []byte, ms bool, cmd string) (time.Duration, b
 
 // cmdSet assigns a register, replacing a key of any type, as Redis's SET does; its
 // expiry is the one given (EX, PX), the key's (KEEPTTL), or the bucket's ttl_s.
-func cmdSet(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	a, ok := parseSet(conn, args[3:])
-	if !ok || !checkKey(conn, args[1]) {
+func cmdSet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	a, ok := parseSet(w, args[3:])
+	if !ok || !checkKey(w, args[1]) {
 		return
 	}
-	r.set(ctx, c, conn, args[1], args[2], a.exp, a.cond)
+	r.set(ctx, c, w, args[1], args[2], a.exp, a.cond)
 }
 
 // set runs SET; with a condition (NX, XX) that did not hold it answers nil, as Redis does.
-func (r *RESP) set(ctx context.Context, c *client, conn redcon.Conn, key, value []byte, exp core.Expiry, cond core.WriteCond) {
+func (r *RESP) set(ctx context.Context, c *client, w *reply, key, value []byte, exp core.Expiry, cond core.WriteCond) {
 	if len(value) > r.MaxValueBytes {
-		conn.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(value), r.MaxValueBytes))
+		w.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(value), r.MaxValueBytes))
 		return
 	}
 	v := string(value)
@@ -112,21 +110,21 @@ func (r *RESP) set(ctx context.Context, c *client, conn redcon.Conn, key, value 
 	_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
 	switch {
 	case errors.Is(err, node.ErrPreconditionFailed):
-		conn.WriteNull()
+		w.WriteNull()
 	case err != nil:
-		r.fail(conn, err)
+		r.fail(w, err)
 	default:
-		conn.WriteString("OK")
+		w.WriteString("OK")
 	}
 }
 
 // cmdSetNX runs SETNX key value: SET key value NX answering 1 when set, 0 when not.
-func cmdSetNX(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	if !checkKey(conn, args[1]) {
+func cmdSetNX(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	if len(args[2]) > r.MaxValueBytes {
-		conn.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(args[2]), r.MaxValueBytes))
+		w.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(args[2]), r.MaxValueBytes))
 		return
 	}
 	v := string(args[2])
@@ -135,32 +133,32 @@ func cmdSetNX(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args []
 	_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Register, crdt.Op{Assign: &v}, true, o)
 	switch {
 	case errors.Is(err, node.ErrPreconditionFailed):
-		conn.WriteInt(0)
+		w.WriteInt(0)
 	case err != nil:
-		r.fail(conn, err)
+		r.fail(w, err)
 	default:
-		conn.WriteInt(1)
+		w.WriteInt(1)
 	}
 }
 
 // cmdSetEx runs SETEX key seconds value and PSETEX key milliseconds value.
-func cmdSetEx(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdSetEx(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	name := strings.ToLower(string(args[0]))
-	ttl, ok := parseTTL(conn, args[2], name == "psetex", name)
-	if !ok || !checkKey(conn, args[1]) {
+	ttl, ok := parseTTL(w, args[2], name == "psetex", name)
+	if !ok || !checkKey(w, args[1]) {
 		return
 	}
-	r.set(ctx, c, conn, args[1], args[3], core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}, core.CondNone)
+	r.set(ctx, c, w, args[1], args[3], core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}, core.CondNone)
 }
 
 // cmdExpire runs EXPIRE key seconds [NX|XX|GT|LT] and PEXPIRE: 1 when the key's expiry was
 // set, 0 when the key is absent or the condition did not hold. A TTL of zero or less
 // deletes the key, as in Redis.
-func cmdExpire(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdExpire(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	name := strings.ToLower(string(args[0]))
 	n, err := strconv.ParseInt(string(args[2]), 10, 64)
 	if err != nil {
-		conn.WriteError(errNotInteger)
+		w.WriteError(errNotInteger)
 		return
 	}
 	unit := time.Second
@@ -168,7 +166,7 @@ func cmdExpire(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [
 		unit = time.Millisecond
 	}
 	if n > int64(core.MaxTTL/unit) {
-		conn.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", name))
+		w.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", name))
 		return
 	}
 	var cond expireCond
@@ -183,48 +181,48 @@ func cmdExpire(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [
 		case "LT":
 			cond.lt = true
 		default:
-			conn.WriteError(fmt.Sprintf("ERR Unsupported option %s", clip(o)))
+			w.WriteError(fmt.Sprintf("ERR Unsupported option %s", clip(o)))
 			return
 		}
 	}
 	if cond.nx && (cond.xx || cond.gt || cond.lt) {
-		conn.WriteError("ERR NX and XX, GT or LT options at the same time are not compatible")
+		w.WriteError("ERR NX and XX, GT or LT options at the same time are not compatible")
 		return
 	}
 	if cond.gt && cond.lt {
-		conn.WriteError("ERR GT and LT options at the same time are not compatible")
+		w.WriteError("ERR GT and LT options at the same time are not compatible")
 		return
 	}
-	if !checkKey(conn, args[1]) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	// Read first: the answer needs the key's current expiry, and the read (with its read
 	// repair) brings the coordinator's copy up to date for the touch.
 	res, err := r.read(ctx, c, args[1])
 	if err != nil {
-		r.fail(conn, err)
+		r.fail(w, err)
 		return
 	}
 	if !res.Found {
-		conn.WriteInt(0)
+		w.WriteInt(0)
 		return
 	}
 	ttl := time.Duration(n) * unit
 	if !cond.allows(res, ttl) {
-		conn.WriteInt(0)
+		w.WriteInt(0)
 		return
 	}
 	if n <= 0 {
 		o := c.writeOpts()
 		o.Context = res.Context
 		if _, err := r.n.Delete(ctx, RedisBucket, string(args[1]), o); err != nil {
-			r.fail(conn, err)
+			r.fail(w, err)
 			return
 		}
-		conn.WriteInt(1)
+		w.WriteInt(1)
 		return
 	}
-	r.touch(ctx, c, conn, args[1], res.State.Type(), core.Expiry{Mode: core.ExpiryTTL, TTL: ttl})
+	r.touch(ctx, c, w, args[1], res.State.Type(), core.Expiry{Mode: core.ExpiryTTL, TTL: ttl})
 }
 
 // expireCond is EXPIRE's options: NX only without an expiry, XX only with one, GT only
@@ -238,56 +236,56 @@ func (c expireCond) allows(res node.CRDTResult, ttl time.Duration) bool {
 }
 
 // touch rewrites a key's state with exp and answers 1, or 0 when the key is gone.
-func (r *RESP) touch(ctx context.Context, c *client, conn redcon.Conn, key []byte, typ crdt.Type, exp core.Expiry) {
+func (r *RESP) touch(ctx context.Context, c *client, w *reply, key []byte, typ crdt.Type, exp core.Expiry) {
 	o := c.writeOpts()
 	o.Expiry = exp
 	err := r.n.TouchCRDT(ctx, RedisBucket, string(key), typ, o)
 	switch {
 	case errors.Is(err, node.ErrNotFound):
-		conn.WriteInt(0) // gone (expired or deleted) since the read
+		w.WriteInt(0) // gone (expired or deleted) since the read
 	case err != nil:
-		r.fail(conn, err)
+		r.fail(w, err)
 	default:
-		conn.WriteInt(1)
+		w.WriteInt(1)
 	}
 }
 
 // cmdTTL answers TTL (seconds, rounded) and PTTL (milliseconds): -2 for an absent key, -1
 // for one without an expiry.
-func cmdTTL(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	if !checkKey(conn, args[1]) {
+func cmdTTL(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	res, err := r.read(ctx, c, args[1])
 	switch {
 	case err != nil:
-		r.fail(conn, err)
+		r.fail(w, err)
 	case !res.Found:
-		conn.WriteInt(-2)
+		w.WriteInt(-2)
 	case res.Expires == 0:
-		conn.WriteInt(-1)
+		w.WriteInt(-1)
 	default:
 		ms := max(res.Expires-res.At, 0)
 		if strings.ToLower(string(args[0])) == "pttl" {
-			conn.WriteInt64(ms)
+			w.WriteInt64(ms)
 		} else {
-			conn.WriteInt64((ms + 500) / 1000)
+			w.WriteInt64((ms + 500) / 1000)
 		}
 	}
 }
 
 // cmdPersist removes a key's expiry: 1 when it had one, 0 otherwise.
-func cmdPersist(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
-	if !checkKey(conn, args[1]) {
+func cmdPersist(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	res, err := r.read(ctx, c, args[1])
 	switch {
 	case err != nil:
-		r.fail(conn, err)
+		r.fail(w, err)
 	case !res.Found || res.Expires == 0:
-		conn.WriteInt(0)
+		w.WriteInt(0)
 	default:
-		r.touch(ctx, c, conn, args[1], res.State.Type(), core.Expiry{Mode: core.ExpiryNever})
+		r.touch(ctx, c, w, args[1], res.State.Type(), core.Expiry{Mode: core.ExpiryNever})
 	}
 }

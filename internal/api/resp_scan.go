@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/node"
@@ -43,10 +41,10 @@ func liveState(k core.ListedKey) (crdt.State, bool) {
 }
 
 // cmdScan runs SCAN cursor [MATCH pattern] [COUNT count] [TYPE type].
-func cmdScan(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdScan(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	cur, err := strconv.ParseUint(string(args[1]), 10, 64)
 	if err != nil || cur > 1<<32-1 {
-		conn.WriteError("ERR invalid cursor")
+		w.WriteError("ERR invalid cursor")
 		return
 	}
 	count := 10
@@ -55,7 +53,7 @@ func cmdScan(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 	for i := 2; i < len(args); i++ {
 		opt := strings.ToUpper(string(args[i]))
 		if i+1 == len(args) {
-			conn.WriteError("ERR syntax error")
+			w.WriteError("ERR syntax error")
 			return
 		}
 		i++
@@ -66,17 +64,17 @@ func cmdScan(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 			n, err := strconv.Atoi(string(args[i]))
 			switch {
 			case err != nil:
-				conn.WriteError(errNotInteger)
+				w.WriteError(errNotInteger)
 				return
 			case n < 1:
-				conn.WriteError("ERR syntax error")
+				w.WriteError("ERR syntax error")
 				return
 			}
 			count = min(n, core.MaxListLimit)
 		case "TYPE":
 			typ = strings.ToLower(string(args[i]))
 		default:
-			conn.WriteError("ERR syntax error")
+			w.WriteError("ERR syntax error")
 			return
 		}
 	}
@@ -86,14 +84,14 @@ func cmdScan(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 	}
 	page, err := r.n.List(ctx, RedisBucket, o)
 	if err != nil {
-		r.fail(conn, err)
+		r.fail(w, err)
 		return
 	}
 	var next uint64
 	if page.Next != nil {
 		h, ok := core.ListCursorHash(page.Next)
 		if !ok || h == 0 {
-			r.fail(conn, fmt.Errorf("listing returned a cursor %x not at a hash boundary", page.Next))
+			r.fail(w, fmt.Errorf("listing returned a cursor %x not at a hash boundary", page.Next))
 			return
 		}
 		next = uint64(h)
@@ -106,23 +104,23 @@ func cmdScan(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 		}
 		out = append(out, k.Key)
 	}
-	conn.WriteArray(2)
-	conn.WriteBulkString(strconv.FormatUint(next, 10))
-	conn.WriteArray(len(out))
+	w.WriteArray(2)
+	w.WriteBulkString(strconv.FormatUint(next, 10))
+	w.WriteArray(len(out))
 	for _, k := range out {
-		conn.WriteBulkString(k)
+		w.WriteBulkString(k)
 	}
 }
 
 // cmdKeys runs KEYS pattern: a full listing of the redis bucket (expensive: it reads every
 // partition of the cluster; SCAN spreads the same work over many calls).
-func cmdKeys(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][]byte) {
+func cmdKeys(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	var out []string
 	o := node.ListOptions{Limit: 1000, R: c.r}
 	for {
 		page, err := r.n.List(ctx, RedisBucket, o)
 		if err != nil {
-			r.fail(conn, err)
+			r.fail(w, err)
 			return
 		}
 		for _, k := range page.Keys {
@@ -135,9 +133,9 @@ func cmdKeys(r *RESP, ctx context.Context, c *client, conn redcon.Conn, args [][
 		}
 		o.Cursor = page.Next
 	}
-	conn.WriteArray(len(out))
+	w.WriteArray(len(out))
 	for _, k := range out {
-		conn.WriteBulkString(k)
+		w.WriteBulkString(k)
 	}
 }
 
@@ -149,14 +147,14 @@ const dbsizeSample = 2000
 // count is exact as of the listing), and scales the count by the share of partitions
 // read. Keys are spread evenly over partitions by their hash, so the estimate is within a
 // few percent.
-func cmdDBSize(r *RESP, ctx context.Context, c *client, conn redcon.Conn, _ [][]byte) {
+func cmdDBSize(r *RESP, ctx context.Context, c *client, w *reply, _ [][]byte) {
 	q := r.n.Partitions()
 	o := node.ListOptions{Limit: 1000, R: c.r}
 	count := 0
 	for {
 		page, err := r.n.List(ctx, RedisBucket, o)
 		if err != nil {
-			r.fail(conn, err)
+			r.fail(w, err)
 			return
 		}
 		for _, k := range page.Keys {
@@ -165,7 +163,7 @@ func cmdDBSize(r *RESP, ctx context.Context, c *client, conn redcon.Conn, _ [][]
 			}
 		}
 		if page.Next == nil {
-			conn.WriteInt(count)
+			w.WriteInt(count)
 			return
 		}
 		o.Cursor = page.Next
@@ -173,7 +171,7 @@ func cmdDBSize(r *RESP, ctx context.Context, c *client, conn redcon.Conn, _ [][]
 			h, _ := core.ListCursorHash(page.Next[:len(core.PrefixData)+4])
 			done := int(uint64(h) >> (32 - uint(bits.TrailingZeros(uint(q)))))
 			if done > 0 {
-				conn.WriteInt64(int64(count) * int64(q) / int64(done))
+				w.WriteInt64(int64(count) * int64(q) / int64(done))
 				return
 			}
 		}

@@ -347,7 +347,8 @@ func respGoroutines() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("redcon.handle")) || bytes.Contains(g, []byte("(*guardConn).readLoop")) {
+		if bytes.Contains(g, []byte("redcon.handle")) || bytes.Contains(g, []byte("(*guardConn).readLoop")) ||
+			bytes.Contains(g, []byte("(*pipe).runJob")) {
 			n++
 		}
 	}

@@ -1,0 +1,354 @@
+package api
+
+// Pipelining: the commands of one connection are coordinated concurrently and answered in
+// order (docs/redis.md, "Pipelining").
+//
+// Model: redcon hands the connection's goroutine a command together with the commands
+// already buffered behind it (ReadPipeline). A command that arrives alone on an idle
+// connection runs there and then, as before (the unpipelined path costs no goroutine).
+// Otherwise each command becomes a job, admitted in arrival order by that goroutine:
+//
+//   - a command on keys runs in a goroutine of its own once the earlier commands on the
+//     same keys have run (per-key lanes: a write waits for every earlier command on its
+//     keys, a read for the earlier writes), so the commands of a pipeline that touch
+//     different keys wait for their quorums together;
+//   - a barrier (connection state: AUTH, HELLO, SELECT, CLIENT, QKV.QUORUM, QUIT; the
+//     keyspace: SCAN, KEYS, DBSIZE) waits until every job before it has been answered,
+//     then runs alone, before anything after it is admitted;
+//   - a command that touches neither (PING, ECHO, INFO, COMMAND, CONFIG), and every
+//     refusal (unknown command, arity, NOAUTH, NOPERM), is answered at admission.
+//
+// Which class a command is in, and its keys, come from the command table (resp_table.go).
+//
+// Invariants:
+//   - replies reach the socket strictly in arrival order: each job writes its reply into
+//     its own buffer, and whichever goroutine finds the oldest unwritten reply complete
+//     writes every complete reply from there on, one writer at a time;
+//   - at most maxInFlight replies of a connection are unwritten; admission waits for a
+//     slot, so a client that sends without reading stops being read (back pressure);
+//   - authentication and the connection's settings are read and changed in order: admit
+//     (the NOAUTH/NOPERM check) runs at admission, and every command that changes them is
+//     a barrier;
+//   - every job goroutine is counted in RESP.wg and ends once its command has run, which
+//     the connection's context bounds: a client that disconnects cancels them all, and
+//     the connection's goroutine waits for them (drain) before it lets redcon close it.
+
+import (
+	"context"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/tidwall/redcon"
+)
+
+// maxInFlight bounds a connection's unwritten replies: 64 quorum operations at once per
+// connection is about what a 2-core node keeps busy (docs/benchmarks.md), and it bounds
+// the reply memory a client that does not read can pin.
+const maxInFlight = 64
+
+// reply is one command's answer in RESP2, built in memory; the pipeline writes it.
+type reply struct {
+	b    []byte
+	quit bool // close the connection once this reply is written (QUIT)
+}
+
+func (w *reply) WriteString(s string)     { w.b = redcon.AppendString(w.b, s) }
+func (w *reply) WriteBulk(b []byte)       { w.b = redcon.AppendBulk(w.b, b) }
+func (w *reply) WriteBulkString(s string) { w.b = redcon.AppendBulkString(w.b, s) }
+func (w *reply) WriteInt(n int)           { w.b = redcon.AppendInt(w.b, int64(n)) }
+func (w *reply) WriteInt64(n int64)       { w.b = redcon.AppendInt(w.b, n) }
+func (w *reply) WriteError(msg string)    { w.b = redcon.AppendError(w.b, msg) }
+func (w *reply) WriteArray(n int)         { w.b = redcon.AppendArray(w.b, n) }
+func (w *reply) WriteNull()               { w.b = redcon.AppendNull(w.b) }
+func (w *reply) reset()                   { w.b, w.quit = w.b[:0], false }
+
+// job is one admitted command of a pipeline.
+type job struct {
+	args []byte   // the arguments' bytes, copied out of redcon's buffer
+	argv [][]byte // the arguments, slices of args
+	cmd  *command
+	deps []chan struct{} // ran: closed when the command has run
+	ran  chan struct{}
+	keys []string // the lanes it is registered in
+	rep  reply
+	done bool // rep is complete; guarded by pipe.mu
+}
+
+// lane orders the commands on one key.
+type lane struct {
+	write   *job   // the last write admitted
+	readers []*job // reads admitted since
+}
+
+// pipe is a connection's pipeline.
+type pipe struct {
+	r     *RESP
+	c     *client
+	g     *guardConn
+	slots chan struct{} // one per unwritten reply
+
+	mu      sync.Mutex
+	queue   [maxInFlight]*job // a ring: admitted, reply not written yet, in arrival order
+	head, n int               // the oldest job's index, and the number queued
+	lanes   map[string]*lane
+	writing bool   // a goroutine is writing replies
+	wbuf    []byte // the writer's buffer; owned by the goroutine that set writing
+
+	inline reply // the unpipelined path's reply, owned by the connection's goroutine
+}
+
+func newPipe(r *RESP, c *client, g *guardConn) *pipe {
+	return &pipe{r: r, c: c, g: g, slots: make(chan struct{}, maxInFlight), lanes: map[string]*lane{}}
+}
+
+// idle reports whether no reply is waiting or being written: the connection's goroutine
+// may then write to the socket itself.
+func (p *pipe) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n == 0 && !p.writing
+}
+
+// drain waits until every admitted reply is written. Only the connection's goroutine,
+// which admits, calls it, so nothing is admitted meanwhile.
+func (p *pipe) drain() {
+	for range maxInFlight {
+		p.slots <- struct{}{}
+	}
+	for range maxInFlight {
+		<-p.slots
+	}
+}
+
+// serve runs the commands redcon has read: cmd and those buffered behind it.
+func (p *pipe) serve(conn redcon.Conn, cmd redcon.Command) {
+	if len(conn.PeekPipeline()) == 0 && p.idle() {
+		w := &p.inline
+		w.reset()
+		p.r.run(p.g.ctx, p.c, w, cmd.Args)
+		if _, err := p.g.Conn.Write(w.b); err != nil {
+			_ = p.g.Close() // the read side ends the connection
+			return
+		}
+		if w.quit {
+			_ = conn.Close()
+		}
+		return
+	}
+	if !p.admit(cmd.Args) {
+		p.quit(conn)
+		return
+	}
+	for _, cmd := range conn.ReadPipeline() {
+		if !p.admit(cmd.Args) {
+			p.quit(conn)
+			return
+		}
+	}
+}
+
+// quit ends the connection after a QUIT (or a broken one): its replies are written, the
+// commands after it are dropped, as Redis drops them.
+func (p *pipe) quit(conn redcon.Conn) {
+	p.drain()
+	_ = conn.Close()
+}
+
+// admit takes one command in; false when nothing more may be (QUIT, a cancelled
+// connection).
+func (p *pipe) admit(args [][]byte) bool {
+	ctx := p.g.ctx
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		// Wait for a slot, unless the client is gone. (A command read before the client
+		// left still gets its answer, cancelled or not, as long as there is room.)
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	j := &job{}
+	cmd := p.r.check(p.c, &j.rep, args)
+	switch {
+	case cmd == nil: // refused: answered
+		p.enqueue(j, true)
+	case cmd.barrier:
+		<-p.slots // drain counts every slot
+		p.drain()
+		p.slots <- struct{}{}
+		p.r.runChecked(ctx, p.c, &j.rep, cmd, args)
+		p.enqueue(j, true)
+		if j.rep.quit {
+			return false
+		}
+	case cmd.first == 0: // no key, no connection state: answered at once
+		p.r.runChecked(ctx, p.c, &j.rep, cmd, args)
+		p.enqueue(j, true)
+	default:
+		j.cmd = cmd
+		j.copyArgs(args)
+		j.ran = make(chan struct{})
+		p.mu.Lock()
+		p.order(j)
+		p.push(j)
+		p.mu.Unlock()
+		p.r.wg.Add(1)
+		go p.runJob(ctx, j)
+	}
+	return true
+}
+
+// copyArgs keeps the arguments: redcon reuses its read buffer once the handler returns.
+func (j *job) copyArgs(args [][]byte) {
+	n := 0
+	for _, a := range args {
+		n += len(a)
+	}
+	j.args = make([]byte, 0, n)
+	j.argv = make([][]byte, len(args))
+	for i, a := range args {
+		j.args = append(j.args, a...)
+		j.argv[i] = j.args[len(j.args)-len(a) : len(j.args) : len(j.args)]
+	}
+}
+
+// order registers j in the lanes of its keys and records what it waits for. p.mu held.
+func (p *pipe) order(j *job) {
+	write := j.cmd.write
+	forKeys(j.cmd, j.argv, func(k []byte) {
+		l := p.lanes[string(k)]
+		if l == nil {
+			l = &lane{}
+			p.lanes[string(k)] = l
+		}
+		if l.write == j || (len(l.readers) > 0 && l.readers[len(l.readers)-1] == j) {
+			return // a key named twice
+		}
+		j.keys = append(j.keys, string(k))
+		if l.write != nil {
+			j.deps = append(j.deps, l.write.ran)
+		}
+		if !write {
+			l.readers = append(l.readers, j)
+			return
+		}
+		for _, rd := range l.readers {
+			j.deps = append(j.deps, rd.ran)
+		}
+		l.write, l.readers = j, l.readers[:0]
+	})
+}
+
+// runJob runs a keyed command once the commands it waits for have run.
+func (p *pipe) runJob(ctx context.Context, j *job) {
+	defer p.r.wg.Done()
+	for _, d := range j.deps {
+		<-d // each ends: a command ends, its context bounding it
+	}
+	p.r.runChecked(ctx, p.c, &j.rep, j.cmd, j.argv)
+	p.mu.Lock()
+	close(j.ran)
+	for _, k := range j.keys {
+		l := p.lanes[k]
+		if l.write == j {
+			l.write = nil
+		}
+		for i, rd := range l.readers {
+			if rd == j {
+				l.readers = append(l.readers[:i], l.readers[i+1:]...)
+				break
+			}
+		}
+		if l.write == nil && len(l.readers) == 0 {
+			delete(p.lanes, k)
+		}
+	}
+	j.done = true
+	p.mu.Unlock()
+	p.flush()
+}
+
+// enqueue appends a job whose reply is complete and writes what can be written.
+func (p *pipe) enqueue(j *job, done bool) {
+	p.mu.Lock()
+	j.done = done
+	p.push(j)
+	p.mu.Unlock()
+	p.flush()
+}
+
+// push queues j; p.mu held. It never overflows: every queued job holds one of the
+// maxInFlight slots.
+func (p *pipe) push(j *job) {
+	p.queue[(p.head+p.n)%maxInFlight] = j
+	p.n++
+}
+
+// flush writes the complete replies at the head of the queue, unless another goroutine
+// is writing: that one writes them after its own, as it looks again before it stops.
+func (p *pipe) flush() {
+	p.mu.Lock()
+	if p.writing {
+		p.mu.Unlock()
+		return
+	}
+	p.writing = true
+	for {
+		n := 0
+		buf := p.wbuf[:0]
+		quit := false
+		for p.n > 0 && p.queue[p.head].done {
+			j := p.queue[p.head]
+			buf = append(buf, j.rep.b...)
+			quit = quit || j.rep.quit
+			p.queue[p.head] = nil
+			p.head = (p.head + 1) % maxInFlight
+			p.n--
+			n++
+		}
+		if n == 0 {
+			p.writing = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		_, err := p.g.Conn.Write(buf)
+		if cap(buf) <= 64<<10 {
+			p.wbuf = buf
+		}
+		for range n {
+			<-p.slots
+		}
+		if err != nil || quit {
+			// The client is gone, or a command broke an invariant: the read side ends
+			// the connection. (QUIT also closes it in the connection's goroutine.)
+			_ = p.g.Close()
+		}
+		p.mu.Lock()
+	}
+}
+
+// run checks a command and runs it; the unpipelined path.
+func (r *RESP) run(ctx context.Context, c *client, w *reply, args [][]byte) {
+	if cmd := r.check(c, w, args); cmd != nil {
+		r.runChecked(ctx, c, w, cmd, args)
+	}
+}
+
+// runChecked runs a checked command. A panic (a broken invariant) is logged, answered,
+// and ends the connection, not the process.
+func (r *RESP) runChecked(ctx context.Context, c *client, w *reply, cmd *command, args [][]byte) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("redis protocol: command panicked", "command", strings.ToLower(string(args[0])),
+				"panic", p, "stack", string(debug.Stack()))
+			w.b = w.b[:0]
+			w.WriteError("ERR internal error")
+			w.quit = true
+		}
+	}()
+	cmd.run(r, ctx, c, w, args)
+}

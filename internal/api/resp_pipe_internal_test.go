@@ -1,0 +1,198 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quorumkv/quorumkv/internal/node"
+	"github.com/quorumkv/quorumkv/internal/testcluster"
+)
+
+// blocker is a test command, "test.block key" (a write) and "test.peek key" (a read), that
+// records when it starts and waits for release: it shows which commands of a pipeline
+// run at the same time, with no clock involved.
+type blocker struct {
+	mu      sync.Mutex
+	running int
+	started []string
+	release chan struct{}
+}
+
+func (b *blocker) run(_ *RESP, ctx context.Context, _ *client, w *reply, args [][]byte) {
+	b.mu.Lock()
+	b.running++
+	b.started = append(b.started, strings.ToLower(string(args[0]))+" "+string(args[1]))
+	b.mu.Unlock()
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	b.running--
+	b.mu.Unlock()
+	w.WriteBulk(args[1])
+}
+
+func (b *blocker) state() (int, []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running, append([]string(nil), b.started...)
+}
+
+// withBlocker adds the test commands to the table for one test (not a parallel one: the
+// table is global).
+func withBlocker(t *testing.T) *blocker {
+	b := &blocker{release: make(chan struct{})}
+	commands["test.block"] = &command{name: "test.block", arity: 2, flags: fWrite, first: 1, last: 1, step: 1, write: true, run: b.run}
+	commands["test.peek"] = &command{name: "test.peek", arity: 2, flags: fRead, first: 1, last: 1, step: 1, run: b.run}
+	t.Cleanup(func() {
+		delete(commands, "test.block")
+		delete(commands, "test.peek")
+	})
+	return b
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func startBlockerRESP(t *testing.T) string {
+	nodes := testcluster.Start(t, 1, func(*node.Config) {})
+	r := NewRESP(nodes[0], nil)
+	if err := r.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r.Addr()
+}
+
+// TestPipelineLanes: commands of a pipeline on different keys run at once; on one key a
+// write waits for every command before it, a read for the writes before it; a barrier
+// waits for everything before it and holds back everything after it; replies come in
+// the order sent.
+func TestPipelineLanes(t *testing.T) {
+	b := withBlocker(t)
+	addr := startBlockerRESP(t)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var sent []string
+	// Written in one go, so that redcon reads them as one pipeline (a pipeline read in
+	// several parts is ordered the same way: the lanes outlive a read).
+	var buf strings.Builder
+	for _, c := range []string{
+		"test.block a", "test.block b", "test.peek c", "test.peek c", "test.block d",
+		"test.block a", // waits for the first a
+		"test.peek b",  // waits for the write of b
+		"test.block c", // waits for both reads of c
+		"PING",         // answered at admission, in its place
+		"SELECT 0",     // a barrier: waits for all the above
+		"test.block e", // admitted after the barrier
+	} {
+		f := strings.Fields(c)
+		fmt.Fprintf(&buf, "*%d\r\n", len(f))
+		for _, a := range f {
+			fmt.Fprintf(&buf, "$%d\r\n%s\r\n", len(a), a)
+		}
+		sent = append(sent, c)
+	}
+	if _, err := conn.Write([]byte(buf.String())); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the five independent commands run together", func() bool { n, _ := b.state(); return n == 5 })
+	_, started := b.state()
+	want := map[string]bool{"test.block a": true, "test.block b": true, "test.peek c": true, "test.block d": true}
+	for _, s := range started {
+		if !want[s] {
+			t.Fatalf("started %q before the commands it waits for ended: %q", s, started)
+		}
+	}
+	close(b.release)
+	rd := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var got []string
+	for range sent {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		if strings.HasPrefix(line, "$") {
+			line, _ = rd.ReadString('\n')
+		}
+		got = append(got, strings.TrimSpace(line))
+	}
+	wantReplies := []string{"a", "b", "c", "c", "d", "a", "b", "c", "+PONG", "+OK", "e"}
+	if fmt.Sprint(got) != fmt.Sprint(wantReplies) {
+		t.Fatalf("replies %q, want %q", got, wantReplies)
+	}
+	_, started = b.state()
+	pos := func(s string, nth int) int {
+		for i, x := range started {
+			if x == s {
+				if nth == 0 {
+					return i
+				}
+				nth--
+			}
+		}
+		t.Fatalf("%q never started: %q", s, started)
+		return -1
+	}
+	if pos("test.block e", 0) != len(started)-1 {
+		t.Fatalf("test.block e ran before the barrier's predecessors: %q", started)
+	}
+	if pos("test.block c", 0) < pos("test.peek c", 1) || pos("test.block a", 1) < 5 {
+		t.Fatalf("order on one key broken: %q", started)
+	}
+}
+
+// TestPipelineBound: a connection has at most maxInFlight unanswered commands; the next
+// waits (and redcon stops reading) until one is answered.
+func TestPipelineBound(t *testing.T) {
+	b := withBlocker(t)
+	addr := startBlockerRESP(t)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var buf strings.Builder
+	total := maxInFlight + 20
+	for i := range total {
+		k := fmt.Sprint("k", i)
+		fmt.Fprintf(&buf, "*2\r\n$10\r\ntest.block\r\n$%d\r\n%s\r\n", len(k), k)
+	}
+	if _, err := conn.Write([]byte(buf.String())); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "maxInFlight commands run", func() bool { n, _ := b.state(); return n == maxInFlight })
+	// None beyond the bound starts while they block (checked again below, after release).
+	if _, started := b.state(); len(started) != maxInFlight {
+		t.Fatalf("%d started, want %d", len(started), maxInFlight)
+	}
+	close(b.release)
+	rd := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range total {
+		line, _ := rd.ReadString('\n')
+		val, err := rd.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("$%d\r\n", len(fmt.Sprint("k", i))) || val != fmt.Sprint("k", i)+"\r\n" {
+			t.Fatalf("reply %d: %q %q %v", i, line, val, err)
+		}
+	}
+}
