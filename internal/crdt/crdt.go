@@ -388,6 +388,27 @@ func (s State) Value() any {
 	return nil
 }
 
+// Field is one field of a map: its name, its type and its value.
+type Field struct {
+	Name  string
+	Type  Type
+	State State
+}
+
+// Fields returns a map's fields sorted by name, then type (a name has
+// several types when concurrent updates gave it different ones); nil for
+// other types.
+func (s State) Fields() []Field {
+	if len(s.fields) == 0 {
+		return nil
+	}
+	out := make([]Field, len(s.fields))
+	for i, f := range s.fields {
+		out[i] = Field{Name: f.name, Type: f.typ, State: f.value()}
+	}
+	return out
+}
+
 // Context returns s's causal context for clients to send back with removes:
 // the clock of a set, flag or map in an opaque URL-safe base64 string. It is
 // "" for counters, registers and empty clocks (and "" in a remove means

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -209,6 +210,28 @@ func TestMap(t *testing.T) {
 	// Another type for an existing name is refused.
 	if _, err := Apply(s, upd("hits", Set, Op{Add: []string{"x"}}), "n1", ts(6)); !errors.Is(err, ErrTypeMismatch) {
 		t.Fatalf("type change: %v", err)
+	}
+	// Replace changes a field's type in one op; an update the replacer had not seen
+	// survives beside it.
+	rp := mustApply(t, s, Op{Update: map[string]FieldOp{"hits": {Type: Register, Replace: true, Op: Op{Assign: str("x")}}}}, "n1", 7)
+	if got := rp.Value().(map[string]any)["hits"]; got != "x" {
+		t.Fatalf("replaced field: %v", got)
+	}
+	inc := mustApply(t, s, upd("hits", Counter, Op{Increment: i64(2)}), "n2", 7)
+	fs := mustMerge(t, rp, inc).Fields()
+	var kinds []string
+	for _, f := range fs {
+		if f.Name == "hits" {
+			kinds = append(kinds, fmt.Sprint(f.Type, "=", f.State.Value()))
+		}
+	}
+	if fmt.Sprint(kinds) != "[counter=5 register=x]" {
+		t.Fatalf("replace and a concurrent increment: %v", kinds)
+	}
+	// Replace of a field of the same type starts it afresh.
+	rp = mustApply(t, s, Op{Update: map[string]FieldOp{"hits": {Type: Counter, Replace: true, Op: Op{Increment: i64(1)}}}}, "n1", 8)
+	if got := rp.Value().(map[string]any)["hits"]; got != int64(1) {
+		t.Fatalf("replaced counter: %v", got)
 	}
 	// Concurrent updates with two types show both.
 	x := mustApply(t, New(Map), upd("f", Counter, Op{Increment: i64(1)}), "n1", 1)

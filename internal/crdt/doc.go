@@ -58,7 +58,8 @@
 // removed field keeps the field's whole value as the updater saw it
 // (counters keep their old increments, registers their value), rather than
 // only the updater's part. An update of a name whose existing field has
-// another type is refused (ErrTypeMismatch); remove the field first.
+// another type is refused (ErrTypeMismatch); remove the field first, or
+// replace it (FieldOp.Replace: a remove of the name and the update, in one op).
 // Concurrent updates of one name with two types leave both fields; Value
 // then shows them as "name:type". Removes act only on the dots the
 // coordinator's state holds: there are no deferred removes, so a remove

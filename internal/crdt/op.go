@@ -32,8 +32,15 @@ type Op struct {
 
 // FieldOp is a map field's type and the op on it. Maps nest up to MaxDepth.
 // A nested op's Context, when empty, defaults to the enclosing op's.
+//
+// Replace first removes the field, whatever its type, as a remove of the
+// name in the enclosing op would (the presence dots the context has seen),
+// then applies the op to a fresh State of Type: a field can change type in
+// one update (Redis HSET over a field HINCRBY made a counter). An update the
+// remover had not seen survives, as for any remove.
 type FieldOp struct {
-	Type Type `json:"type"`
+	Type    Type `json:"type"`
+	Replace bool `json:"replace,omitempty"`
 	Op
 }
 
@@ -333,7 +340,7 @@ func applyMap(s State, op Op, dot version.Dot, ts version.HLC, ctx version.Clock
 		out.clock = s.clock.With(dot)
 	}
 	fields := slices.Clone(s.fields)
-	removed := func(name string) bool { return slices.Contains(op.Remove, name) }
+	removed := func(name string) bool { return slices.Contains(op.Remove, name) || op.Update[name].Replace }
 	// Removes: drop the presence dots ctx has seen.
 	n := 0
 	for _, f := range fields {

@@ -55,6 +55,7 @@ func genOp(t *rapid.T, typ Type, depth int, ctxs []string) Op {
 				}
 				fop := FieldOp{Type: ft, Op: genOp(t, ft, depth+1, ctxs)}
 				fop.Context = ""
+				fop.Replace = rapid.IntRange(0, 3).Draw(t, "replace."+n) == 0
 				op.Update[n] = fop
 			case 2:
 				op.Remove = append(op.Remove, n)
