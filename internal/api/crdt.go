@@ -104,7 +104,7 @@ func (s *server) getCRDT(w http.ResponseWriter, r *http.Request) {
 	if res.Context != "" {
 		w.Header().Set(ContextHeader, res.Context)
 	}
-	if !res.Found || (bucket == RedisBucket && res.State.Type() == crdt.Set && res.State.Len() == 0) {
+	if !res.Found || (bucket == RedisBucket && emptyCollection(res.State)) {
 		writeError(w, http.StatusNotFound, "not_found", "not found")
 		return
 	}
@@ -177,7 +177,7 @@ func (s *server) getKVCRDT(w http.ResponseWriter, r *http.Request, o node.ReadOp
 	if res.Context != "" {
 		w.Header().Set(ContextHeader, res.Context)
 	}
-	if !res.Found || (bucket == RedisBucket && res.State.Type() == crdt.Set && res.State.Len() == 0) {
+	if !res.Found || (bucket == RedisBucket && emptyCollection(res.State)) {
 		writeError(w, http.StatusNotFound, "not_found", "not found")
 		return true
 	}

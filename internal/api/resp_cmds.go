@@ -61,6 +61,9 @@ func unknownCommand(args [][]byte) string {
 	return b.String()
 }
 
+// lower is a command name or option in lower case.
+func lower(b []byte) string { return strings.ToLower(string(b)) }
+
 func clip(b []byte) string {
 	if len(b) > 128 {
 		b = b[:128]
@@ -103,11 +106,30 @@ func checkKey(w *reply, keys ...[]byte) bool {
 	return true
 }
 
-// read reads a key as a CRDT. An empty set is no key, as in Redis.
+// emptyCollection reports whether s is an empty set or hash: no key, as in Redis.
+func emptyCollection(s crdt.State) bool {
+	return (s.Type() == crdt.Set || s.Type() == crdt.Map) && s.Len() == 0
+}
+
+// read reads a key as a CRDT. An empty set or hash is no key, as in Redis.
 func (r *RESP) read(ctx context.Context, c *client, key []byte) (node.CRDTResult, error) {
 	res, err := readCRDT(ctx, r.n, RedisBucket, string(key), c.readOpts())
-	if err == nil && res.Found && res.State.Type() == crdt.Set && res.State.Len() == 0 {
+	if err == nil && res.Found && emptyCollection(res.State) {
 		res.Found = false
+	}
+	return res, err
+}
+
+// readAny is read, except that a key holding plain values (written over HTTP before such
+// writes were refused) is found as an unset register, with the context of a plain read,
+// so that DEL and SET can supersede it.
+func (r *RESP) readAny(ctx context.Context, c *client, key []byte) (node.CRDTResult, error) {
+	res, err := r.read(ctx, c, key)
+	if errors.Is(err, node.ErrWrongType) {
+		var plain node.ReadResult
+		if plain, err = r.n.Get(ctx, RedisBucket, string(key), c.readOpts()); err == nil {
+			res = node.CRDTResult{Found: plain.Found, Context: plain.Context, State: crdt.New(crdt.Register)}
+		}
 	}
 	return res, err
 }
@@ -351,15 +373,7 @@ func cmdDel(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	}
 	n := 0
 	for _, k := range args[1:] {
-		res, err := r.read(ctx, c, k)
-		if errors.Is(err, node.ErrWrongType) {
-			// Not a CRDT state (plain values, written over HTTP before such writes were
-			// refused): DEL still deletes it, with the context of a plain read.
-			var plain node.ReadResult
-			if plain, err = r.n.Get(ctx, RedisBucket, string(k), c.readOpts()); err == nil {
-				res = node.CRDTResult{Found: plain.Found, Context: plain.Context, State: crdt.New(crdt.Register)}
-			}
-		}
+		res, err := r.readAny(ctx, c, k)
 		if err != nil {
 			r.fail(w, err)
 			return

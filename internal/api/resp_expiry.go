@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -23,26 +24,35 @@ type setArgs struct {
 	exp     core.Expiry
 	keepTTL bool
 	cond    core.WriteCond
+	get     bool // answer the old value (SET ... GET)
+	past    bool // EXAT/PXAT at or before now: the key is deleted, as Redis does
 }
 
 // parseSet reads SET's options after the key and value; it answers the Redis error and
-// reports false on a bad one.
-func parseSet(w *reply, opts [][]byte) (setArgs, bool) {
+// reports false on a bad one. now is the time EXAT and PXAT count from.
+func parseSet(w *reply, opts [][]byte, now time.Time) (setArgs, bool) {
 	a := setArgs{exp: core.Expiry{Mode: core.ExpiryBucket}}
 	timed := false
 	for i := 0; i < len(opts); i++ {
 		switch o := strings.ToUpper(string(opts[i])); o {
-		case "EX", "PX":
+		case "EX", "PX", "EXAT", "PXAT":
 			if timed || a.keepTTL || i+1 == len(opts) {
 				w.WriteError("ERR syntax error")
 				return a, false
 			}
 			i++
-			ttl, ok := parseTTL(w, opts[i], o == "PX", "set")
+			var ttl time.Duration
+			var ok bool
+			if o == "EX" || o == "PX" {
+				ttl, ok = parseTTL(w, opts[i], o == "PX", "set")
+			} else {
+				ttl, ok = parseAt(w, opts[i], o == "PXAT", now, "set")
+				a.past = ok && ttl <= 0
+			}
 			if !ok {
 				return a, false
 			}
-			a.exp, timed = core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}, true
+			a.exp, timed = core.Expiry{Mode: core.ExpiryTTL, TTL: max(ttl, time.Millisecond)}, true
 		case "KEEPTTL":
 			if timed || a.keepTTL {
 				w.WriteError("ERR syntax error")
@@ -58,9 +68,8 @@ func parseSet(w *reply, opts [][]byte) (setArgs, bool) {
 			if o == "XX" {
 				a.cond = core.CondPresent
 			}
-		case "GET", "EXAT", "PXAT":
-			w.WriteError(fmt.Sprintf("ERR SET option %s is not supported (supported: NX, XX, EX, PX, KEEPTTL)", o))
-			return a, false
+		case "GET":
+			a.get = true
 		default:
 			w.WriteError("ERR syntax error")
 			return a, false
@@ -88,56 +97,127 @@ func parseTTL(w *reply, b []byte, ms bool, cmd string) (time.Duration, bool) {
 	return time.Duration(n) * unit, true
 }
 
-// cmdSet assigns a register, replacing a key of any type, as Redis's SET does; its
-// expiry is the one given (EX, PX), the key's (KEEPTTL), or the bucket's ttl_s.
-func cmdSet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	a, ok := parseSet(w, args[3:])
-	if !ok || !checkKey(w, args[1]) {
-		return
+// parseAt reads a positive Unix time in seconds (ms: milliseconds) and answers the time
+// left from now until it, zero or less when it has passed. Zero or negative times, and
+// times over MaxTTL away, answer "invalid expire time".
+func parseAt(w *reply, b []byte, ms bool, now time.Time, cmd string) (time.Duration, bool) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		w.WriteError(errNotInteger)
+		return 0, false
 	}
-	r.set(ctx, c, w, args[1], args[2], a.exp, a.cond)
+	at, ok := unixMillis(n, ms)
+	if !ok || n <= 0 || at-now.UnixMilli() > core.MaxTTL.Milliseconds() {
+		w.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", cmd))
+		return 0, false
+	}
+	return time.Duration(at-now.UnixMilli()) * time.Millisecond, true
 }
 
-// set runs SET; with a condition (NX, XX) that did not hold it answers nil, as Redis does.
-func (r *RESP) set(ctx context.Context, c *client, w *reply, key, value []byte, exp core.Expiry, cond core.WriteCond) {
-	if len(value) > r.MaxValueBytes {
-		w.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(value), r.MaxValueBytes))
+// unixMillis converts a Unix time in seconds (ms: milliseconds) to milliseconds; false
+// when it would overflow.
+func unixMillis(n int64, ms bool) (int64, bool) {
+	if ms {
+		return n, true
+	}
+	if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
+		return 0, false
+	}
+	return n * 1000, true
+}
+
+// cmdSet assigns a register, replacing a key of any type, as Redis's SET does; its
+// expiry is the one given (EX, PX, EXAT, PXAT), the key's (KEEPTTL), or the bucket's
+// ttl_s. With NX or XX it answers nil when the condition did not hold; with GET the old
+// value (nil when absent) instead of OK.
+func cmdSet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
+	a, ok := parseSet(w, args[3:], time.Now())
+	if !ok || !r.checkValue(w, args[2]) || !checkKey(w, args[1]) {
 		return
 	}
-	v := string(value)
-	o := c.writeOpts()
-	o.Expiry, o.Cond = exp, cond
-	_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
+	written, old, err := r.set(ctx, c, args[1], args[2], a)
 	switch {
-	case errors.Is(err, node.ErrPreconditionFailed):
-		w.WriteNull()
 	case err != nil:
 		r.fail(w, err)
-	default:
+	case a.get && old == nil:
+		w.WriteNull()
+	case a.get:
+		w.WriteBulk(old)
+	case written:
 		w.WriteString("OK")
+	default:
+		w.WriteNull()
 	}
+}
+
+// checkValue refuses a value over the limit.
+func (r *RESP) checkValue(w *reply, v []byte) bool {
+	if len(v) > r.MaxValueBytes {
+		w.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(v), r.MaxValueBytes))
+		return false
+	}
+	return true
+}
+
+// set runs SET: written reports whether it wrote (a condition, NX or XX, may not hold),
+// old is the key's value before (with a.get only; nil when absent). A condition is
+// checked by the node at the redis bucket's R in the same request; with a connection R
+// (QKV.QUORUM), with GET, or with a time already past, this front end reads the key at
+// the connection's R first and decides, then writes (or deletes) with that read's
+// context: the same check-then-write as the node's, not atomic either.
+func (r *RESP) set(ctx context.Context, c *client, key, value []byte, a setArgs) (written bool, old []byte, err error) {
+	v := string(value)
+	o := c.writeOpts()
+	o.Expiry = a.exp
+	if !a.get && !a.past && (a.cond == core.CondNone || c.r == "") {
+		o.Cond = a.cond
+		_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
+		if errors.Is(err, node.ErrPreconditionFailed) {
+			return false, nil, nil
+		}
+		return err == nil, nil, err
+	}
+	res, err := r.readAny(ctx, c, key)
+	if err != nil {
+		return false, nil, err
+	}
+	if a.get && res.Found {
+		v, null, ok := stringValue(res.State)
+		if !ok {
+			return false, nil, fmt.Errorf("%w: SET GET of a %s", node.ErrWrongType, res.State.Type())
+		}
+		if !null {
+			old = v
+		}
+	}
+	if (a.cond == core.CondAbsent && res.Found) || (a.cond == core.CondPresent && !res.Found) {
+		return false, old, nil
+	}
+	if a.past {
+		if res.Context == "" {
+			return true, old, nil // nothing stored: nothing to delete
+		}
+		o.Context, o.Expiry = res.Context, core.Expiry{}
+		_, err := r.n.Delete(ctx, RedisBucket, string(key), o)
+		return err == nil, old, err
+	}
+	_, _, err = r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
+	return err == nil, old, err
 }
 
 // cmdSetNX runs SETNX key value: SET key value NX answering 1 when set, 0 when not.
 func cmdSetNX(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	if !checkKey(w, args[1]) {
+	if !checkKey(w, args[1]) || !r.checkValue(w, args[2]) {
 		return
 	}
-	if len(args[2]) > r.MaxValueBytes {
-		w.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(args[2]), r.MaxValueBytes))
-		return
-	}
-	v := string(args[2])
-	o := c.writeOpts()
-	o.Expiry, o.Cond = core.Expiry{Mode: core.ExpiryBucket}, core.CondAbsent
-	_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Register, crdt.Op{Assign: &v}, true, o)
+	written, _, err := r.set(ctx, c, args[1], args[2], setArgs{exp: core.Expiry{Mode: core.ExpiryBucket}, cond: core.CondAbsent})
 	switch {
-	case errors.Is(err, node.ErrPreconditionFailed):
-		w.WriteInt(0)
 	case err != nil:
 		r.fail(w, err)
-	default:
+	case written:
 		w.WriteInt(1)
+	default:
+		w.WriteInt(0)
 	}
 }
 
@@ -148,7 +228,14 @@ func cmdSetEx(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) 
 	if !ok || !checkKey(w, args[1]) {
 		return
 	}
-	r.set(ctx, c, w, args[1], args[3], core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}, core.CondNone)
+	if !r.checkValue(w, args[3]) {
+		return
+	}
+	if _, _, err := r.set(ctx, c, args[1], args[3], setArgs{exp: core.Expiry{Mode: core.ExpiryTTL, TTL: ttl}}); err != nil {
+		r.fail(w, err)
+		return
+	}
+	w.WriteString("OK")
 }
 
 // cmdExpire runs EXPIRE key seconds [NX|XX|GT|LT] and PEXPIRE: 1 when the key's expiry was
@@ -161,11 +248,14 @@ func cmdExpire(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte)
 		w.WriteError(errNotInteger)
 		return
 	}
+	ms := strings.HasPrefix(name, "p")
 	unit := time.Second
-	if name == "pexpire" {
+	if ms {
 		unit = time.Millisecond
 	}
-	if n > int64(core.MaxTTL/unit) {
+	abs := strings.HasSuffix(name, "at")
+	at, ok := unixMillis(n, ms)
+	if (abs && !ok) || (!abs && n > int64(core.MaxTTL/unit)) {
 		w.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", name))
 		return
 	}
@@ -207,12 +297,20 @@ func cmdExpire(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte)
 		w.WriteInt(0)
 		return
 	}
-	ttl := time.Duration(n) * unit
+	ttl := time.Duration(max(n, 0)) * unit // past: zero
+	if abs {
+		// An absolute time counts from the time the read judged expiry at.
+		if at-res.At > core.MaxTTL.Milliseconds() {
+			w.WriteError(fmt.Sprintf("ERR invalid expire time in '%s' command", name))
+			return
+		}
+		ttl = time.Duration(at-res.At) * time.Millisecond
+	}
 	if !cond.allows(res, ttl) {
 		w.WriteInt(0)
 		return
 	}
-	if n <= 0 {
+	if ttl <= 0 {
 		o := c.writeOpts()
 		o.Context = res.Context
 		if _, err := r.n.Delete(ctx, RedisBucket, string(args[1]), o); err != nil {

@@ -34,7 +34,7 @@ func scanType(s crdt.State) string {
 // empty set, plain values).
 func liveState(k core.ListedKey) (crdt.State, bool) {
 	s, found, err := crdt.Fold(k.Object)
-	if err != nil || !found || (s.Type() == crdt.Set && s.Len() == 0) {
+	if err != nil || !found || emptyCollection(s) {
 		return s, false
 	}
 	return s, true

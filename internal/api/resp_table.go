@@ -95,7 +95,13 @@ func init() {
 		key("incrby", 3, fWriteOOM, "@string", cmdIncr),
 		key("decrby", 3, fWriteOOM, "@string", cmdIncr),
 
+		keys("mset", -3, fWriteSlow, "@string", -1, 2, cmdMSet),
+
 		keys("del", -2, []string{"write"}, "@keyspace", -1, 1, cmdDel),
+		keys("unlink", -2, fWrite, "@keyspace", -1, 1, cmdDel),
+		key("type", 2, fRead, "@keyspace", cmdType),
+		key("expireat", -3, fWrite, "@keyspace", cmdExpire),
+		key("pexpireat", -3, fWrite, "@keyspace", cmdExpire),
 		keys("exists", -2, fRead, "@keyspace", -1, 1, cmdExists),
 		key("expire", -3, fWrite, "@keyspace", cmdExpire),
 		key("pexpire", -3, fWrite, "@keyspace", cmdExpire),
@@ -108,6 +114,19 @@ func init() {
 		key("smembers", 2, fReadSlow, "@set", cmdSMembers),
 		key("sismember", 3, fRead, "@set", cmdSIsMember),
 		key("scard", 2, fRead, "@set", cmdSCard),
+
+		key("hset", -4, fWriteOOM, "@hash", cmdHSet),
+		key("hmset", -4, fWriteOOM, "@hash", cmdHSet),
+		key("hsetnx", 4, fWriteOOM, "@hash", cmdHSetNX),
+		key("hget", 3, fRead, "@hash", cmdHGet),
+		key("hmget", -3, fRead, "@hash", cmdHMGet),
+		key("hgetall", 2, fReadSlow, "@hash", cmdHGetAll),
+		key("hkeys", 2, fReadSlow, "@hash", cmdHGetAll),
+		key("hvals", 2, fReadSlow, "@hash", cmdHGetAll),
+		key("hlen", 2, fRead, "@hash", cmdHLen),
+		key("hexists", 3, fRead, "@hash", cmdHExists),
+		key("hdel", -3, fWrite, "@hash", cmdHDel),
+		key("hincrby", 4, fWriteOOM, "@hash", cmdHIncrBy),
 	}
 	commands = make(map[string]*command, len(list))
 	for _, c := range list {
