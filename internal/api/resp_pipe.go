@@ -26,6 +26,9 @@ package api
 //     writes every complete reply from there on, one writer at a time;
 //   - at most maxInFlight replies of a connection are unwritten; admission waits for a
 //     slot, so a client that sends without reading stops being read (back pressure);
+//   - a connection holds at most maxInFlight commands of maxPipelinedBytes each: a larger
+//     command (a big SET) runs as a barrier, out of redcon's buffer, as an unpipelined
+//     one does;
 //   - authentication and the connection's settings are read and changed in order: admit
 //     (the NOAUTH/NOPERM check) runs at admission, and every command that changes them is
 //     a barrier;
@@ -46,6 +49,10 @@ import (
 // connection is about what a 2-core node keeps busy (docs/benchmarks.md), and it bounds
 // the reply memory a client that does not read can pin.
 const maxInFlight = 64
+
+// maxPipelinedBytes: a command whose arguments are larger runs alone (as a barrier), so
+// that the copies a pipeline keeps stay within maxInFlight × 64 KiB per connection.
+const maxPipelinedBytes = 64 << 10
 
 // reply is one command's answer in RESP2, built in memory; the pipeline writes it.
 type reply struct {
@@ -175,7 +182,7 @@ func (p *pipe) admit(args [][]byte) bool {
 	switch {
 	case cmd == nil: // refused: answered
 		p.enqueue(j, true)
-	case cmd.barrier:
+	case cmd.barrier || argBytes(args) > maxPipelinedBytes:
 		<-p.slots // drain counts every slot
 		p.drain()
 		p.slots <- struct{}{}
@@ -201,13 +208,18 @@ func (p *pipe) admit(args [][]byte) bool {
 	return true
 }
 
-// copyArgs keeps the arguments: redcon reuses its read buffer once the handler returns.
-func (j *job) copyArgs(args [][]byte) {
+// argBytes is the size of a command's arguments.
+func argBytes(args [][]byte) int {
 	n := 0
 	for _, a := range args {
 		n += len(a)
 	}
-	j.args = make([]byte, 0, n)
+	return n
+}
+
+// copyArgs keeps the arguments: redcon reuses its read buffer once the handler returns.
+func (j *job) copyArgs(args [][]byte) {
+	j.args = make([]byte, 0, argBytes(args))
 	j.argv = make([][]byte, len(args))
 	for i, a := range args {
 		j.args = append(j.args, a...)
@@ -253,6 +265,9 @@ func (p *pipe) runJob(ctx context.Context, j *job) {
 	close(j.ran)
 	for _, k := range j.keys {
 		l := p.lanes[k]
+		if l == nil { // never: a later command on k waits for this one
+			continue
+		}
 		if l.write == j {
 			l.write = nil
 		}

@@ -186,6 +186,24 @@ func TestRESPPipelineOrder(t *testing.T) {
 	}
 }
 
+// TestRESPPipelineBigValues: commands over the pipelined size run alone, in their place.
+func TestRESPPipelineBigValues(t *testing.T) {
+	_, rs := startRESPCluster(t, 3)
+	big := strings.Repeat("b", 100<<10)
+	cmds := [][]string{
+		{"SET", "small", "s"}, {"SET", "big", big}, {"GET", "big"}, {"GET", "small"},
+		{"SET", "big", "x" + big}, {"INCR", "c"}, {"GET", "big"}, {"STRLEN", "big"},
+	}
+	want := []string{"+OK", "+OK", big, "s", "+OK", ":1", "x" + big,
+		"-ERR unknown command 'STRLEN', with args beginning with: 'big' "}
+	got := pipeline(t, rs[0].Addr(), cmds)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("reply %d to %.20q = %.40q, want %.40q", i, cmds[i], got[i], want[i])
+		}
+	}
+}
+
 // TestRESPPipelineBadInput: commands that fail (unknown, wrong arity, bad arguments) are
 // answered in place and the rest of the pipeline runs; input that breaks the framing
 // is answered after every command before it, then the connection closes.
