@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -195,4 +196,43 @@ func TestPipelineBound(t *testing.T) {
 			t.Fatalf("reply %d: %q %q %v", i, line, val, err)
 		}
 	}
+}
+
+// TestPipelineCutOff: a client that disconnects while its pipeline runs cancels every
+// command of it, running or waiting, and leaves no goroutine behind.
+func TestPipelineCutOff(t *testing.T) {
+	b := withBlocker(t)
+	nodes := testcluster.Start(t, 1, func(*node.Config) {})
+	r := NewRESP(nodes[0], nil)
+	if err := r.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for round := range 3 {
+		conn, err := net.Dial("tcp", r.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf strings.Builder
+		for i := range 150 {
+			k := fmt.Sprint("k", i%(40+round*30))
+			fmt.Fprintf(&buf, "*2\r\n$10\r\ntest.block\r\n$%d\r\n%s\r\n", len(k), k)
+		}
+		if _, err := conn.Write([]byte(buf.String())); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "commands running", func() bool { n, _ := b.state(); return n > 0 })
+		_ = conn.Close()
+		waitUntil(t, "every command ended", func() bool {
+			n, _ := b.state()
+			return n == 0 && r.clients.Load() == 0 && pipeGoroutines() == 0
+		})
+	}
+}
+
+// pipeGoroutines counts the goroutines of pipelined commands.
+func pipeGoroutines() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "(*pipe).runJob")
 }
