@@ -302,6 +302,10 @@ func TestParseOp(t *testing.T) {
 		{Map, `{"update": {"a": {"type": "counter"}}}`, ErrBadOp},
 		{Map, `{"update": {"a": {"type": "counter", "increment": 1}}, "remove": ["a"]}`, ErrBadOp},
 		{Map, `{"add": ["x"]}`, ErrWrongOp},
+		{Map, `{"update": {"a": {"type": "register", "replace": true, "assign": "x"}}}`, nil},
+		{Map, `{"update": {"a": {"type": "counter", "replace": true, "increment": 1}}, "remove": ["b"]}`, nil},
+		{Map, `{"replace": true, "update": {"a": {"type": "counter", "increment": 1}}}`, ErrBadOp},
+		{Map, `{"update": {"a": {"type": "register", "replace": "yes", "assign": "x"}}}`, ErrBadOp},
 	}
 	for _, tt := range tests {
 		_, err := ParseOp(tt.typ, []byte(tt.in))
