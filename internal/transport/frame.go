@@ -119,8 +119,8 @@ func decodeBatch(payload []byte, fn func(*pb.Envelope)) error {
 				return fmt.Errorf("%w: %w", ErrMalformedFrame, protowire.ParseError(n))
 			}
 			payload = payload[n:]
-			e := new(pb.Envelope)
-			if err := proto.Unmarshal(b, e); err != nil {
+			e, err := unmarshalEnvelope(b)
+			if err != nil {
 				return fmt.Errorf("%w: envelope: %w", ErrMalformedFrame, err)
 			}
 			fn(e)

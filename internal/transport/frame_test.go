@@ -147,6 +147,7 @@ func TestHello(t *testing.T) {
 func FuzzFrameDecoder(f *testing.F) {
 	f.Add(encodeFrame(f, nil, sampleEnvelopes()))
 	f.Add(encodeFrame(f, nil, nil))
+	f.Add(encodeFrame(f, nil, hotEnvelopes()))
 	f.Add([]byte{0, 0, 0, 2, 0x0a, 0x00})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Add(appendHello(nil, "n1"))
