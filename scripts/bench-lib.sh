@@ -106,3 +106,15 @@ resp_bench() {
 # median: the median of the numbers on stdin, one a line (the mean of the middle two
 # when their count is even).
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# rotated ROUND SYSTEM...: the systems in turn order for round ROUND (1-based), rotated by
+# one place each round, so that no system always runs first or last in a round (a
+# machine whose load drifts within a round otherwise favours one of them every time).
+rotated() {
+  local r=$1 i
+  shift
+  for ((i = 0; i < $#; i++)); do
+    local j=$(((i + r - 1) % $# + 1))
+    echo "${!j}"
+  done
+}

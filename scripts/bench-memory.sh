@@ -6,7 +6,7 @@
 # each node it reads VmRSS at idle (after a settling pause), after the first half of the
 # keys, and at the end, and VmHWM (the peak) at the end, from /proc/PID/status; it also
 # times both halves of the load (keys/s and the three nodes' CPU per key). The builds take
-# turns within each round; the table gives medians over rounds of the largest of the three
+# turns within each round, the first one rotating from round to round; the table gives medians over rounds of the largest of the three
 # nodes' figures.
 #
 # Needs redis-cli (Debian: redis-tools).
@@ -124,7 +124,7 @@ load() {
 results=$work/results
 half=$((keys / 2))
 for round in $(seq "$rounds"); do
-  for sys in "${systems[@]}"; do
+  for sys in $(rotated "$round" "${systems[@]}"); do
     start_dev "${bin[$sys]}" "$work/$sys-$round"
     sleep "$settle"
     reading "$sys" "$round" idle

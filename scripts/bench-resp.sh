@@ -3,7 +3,7 @@
 # quorumkv builds, each as a 3-node `quorumkv dev` cluster (N=3, R=W=quorum) driven through
 # one node's RESP port by redis-benchmark — SET and GET, 50 clients, 100-byte values,
 # keys drawn from 100,000 that are written first — with and without -P 16. Systems take
-# turns within each round; the table gives the median of the rounds, and the server CPU
+# turns within each round, the first one rotating from round to round; the table gives the median of the rounds, and the server CPU
 # per operation summed over every quorumkv node (from /proc).
 #
 # Needs redis-server, redis-cli and redis-benchmark (Debian: redis-server redis-tools).
@@ -46,7 +46,7 @@ done
 
 results=$work/results
 for round in $(seq "$rounds"); do
-  for sys in "${systems[@]}"; do
+  for sys in $(rotated "$round" "${systems[@]}"); do
     start_system "$sys" "$work/$sys-$round"
     prefill
     for p in 1 16; do
