@@ -15,8 +15,8 @@ import (
 //
 // proto.Unmarshal of a ReplicateRequest allocates six times: the Envelope, the oneof
 // wrapper, the request, and one allocation per string or bytes field. The fast path makes
-// the three structs one allocation (they live and die together: the wrapper and the
-// request are reachable only through the envelope) and the string fields one more (a
+// the three structs one allocation (a receiver that keeps only the request keeps the
+// other two alive with it, about 200 bytes) and the string fields one more (a
 // single string that the fields slice), and gives each bytes field its own allocation as
 // proto.Unmarshal does, so a small key kept by its receiver never pins a large object.
 //
