@@ -17,7 +17,8 @@ import (
 // it between collections, and the server raises GOGC to 400 for CPU (tuneGC). Measured
 // with scripts/bench-memory.sh (docs/benchmarks.md): with GOGC=400 alone, a node's Go
 // heap reached 240 MB at 1M keys (RSS 336 MB); with the soft limit below, 116 MB (RSS 232
-// MB), for the same CPU per write (the collector's share stays under 1%). A soft limit
+// MB; 256 MB with the 16 MiB memtables that came after), for the same CPU per write (the
+// collector's share stays under 1%). A soft limit
 // makes the collector run sooner once the heap nears it, so the heap stays near the limit
 // while the live heap is small, and GOGC=400 still applies below it.
 //
@@ -29,7 +30,7 @@ import (
 
 // defaultGoMemoryMB is the default soft limit of the Go runtime's memory: 128 MiB leaves
 // the 12-50 MB live heap of a node with 1M keys at least 80 MB to grow between
-// collections, and with Pebble's 64 MiB and the binary keeps such a node under 240 MB.
+// collections, and with Pebble's 64 MiB and the binary keeps such a node near 256 MB.
 const defaultGoMemoryMB = 128
 
 // memoryGuardInterval is how often the limit in force follows the live heap.
