@@ -1,4 +1,4 @@
-# Shared functions of the benchmark scripts (bench-resp.sh, bench-vs-redis.sh,
+# Shared functions of the benchmark scripts (bench-resp.sh, bench-memory.sh, bench-vs-redis.sh,
 # bench-ycsb.sh): sourced, not run. They start a local Redis or a 3-node `quorumkv dev`
 # cluster, drive it with redis-benchmark, read the servers' CPU time from /proc, and take
 # medians. Every server started goes into $work and is stopped when the script exits.
@@ -35,6 +35,25 @@ bench_cleanup() {
 
 # build_quorumkv: builds this checkout into $work/quorumkv.
 build_quorumkv() { go build -o "$work/quorumkv" ./cmd/quorumkv; }
+
+# add_builds [LABEL=BINARY ...]: appends the quorumkv builds to measure to the arrays
+# systems (labels) and bin (label -> binary), which the caller declares; with none given,
+# this checkout, built, as "quorumkv".
+add_builds() {
+  local arg label path
+  if [ $# -eq 0 ]; then
+    build_quorumkv
+    systems+=(quorumkv)
+    bin[quorumkv]=$work/quorumkv
+  fi
+  for arg in "$@"; do
+    label=${arg%%=*}
+    path=${arg#*=}
+    [ -x "$path" ] || { echo "$path: not an executable" >&2; exit 2; }
+    systems+=("$label")
+    bin[$label]=$(realpath "$path")
+  done
+}
 
 # cpu_ticks PATTERN: summed user+system clock ticks of the processes whose command line
 # matches PATTERN (utime and stime, fields 14 and 15 of /proc/PID/stat).

@@ -37,18 +37,7 @@ bench_init
 
 systems=()
 declare -A bin
-if [ $# -eq 0 ]; then
-  build_quorumkv
-  systems+=(quorumkv)
-  bin[quorumkv]=$work/quorumkv
-fi
-for arg in "$@"; do
-  label=${arg%%=*}
-  path=${arg#*=}
-  [ -x "$path" ] || { echo "$path: not an executable" >&2; exit 2; }
-  systems+=("$label")
-  bin[$label]=$(realpath "$path")
-done
+add_builds "$@"
 
 # start_dev BINARY DIR: like start_quorumkv, with pprof served (--debug-faults).
 start_dev() {
