@@ -120,6 +120,19 @@ func (r *RESP) read(ctx context.Context, c *client, key []byte) (node.CRDTResult
 	return res, err
 }
 
+// readKey checks key and reads it; false when an error has been answered.
+func (r *RESP) readKey(ctx context.Context, c *client, w *reply, key []byte) (node.CRDTResult, bool) {
+	if !checkKey(w, key) {
+		return node.CRDTResult{}, false
+	}
+	res, err := r.read(ctx, c, key)
+	if err != nil {
+		r.fail(w, err)
+		return res, false
+	}
+	return res, true
+}
+
 // readAny is read, except that a key holding plain values (written over HTTP before such
 // writes were refused) is found as an unset register, with the context of a plain read,
 // so that DEL and SET can supersede it.
@@ -342,12 +355,8 @@ func cmdConfig(r *RESP, _ context.Context, _ *client, w *reply, args [][]byte) {
 }
 
 func cmdGet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	if !checkKey(w, args[1]) {
-		return
-	}
-	res, err := r.read(ctx, c, args[1])
-	if err != nil {
-		r.fail(w, err)
+	res, ok := r.readKey(ctx, c, w, args[1])
+	if !ok {
 		return
 	}
 	if !res.Found {
@@ -531,12 +540,8 @@ func cmdSRem(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 
 // readSet reads a set; an absent key is the empty set; false when it answered an error.
 func (r *RESP) readSet(ctx context.Context, c *client, w *reply, key []byte) (crdt.State, bool) {
-	if !checkKey(w, key) {
-		return crdt.State{}, false
-	}
-	res, err := r.read(ctx, c, key)
-	if err != nil {
-		r.fail(w, err)
+	res, ok := r.readKey(ctx, c, w, key)
+	if !ok {
 		return crdt.State{}, false
 	}
 	if !res.Found {

@@ -283,14 +283,10 @@ func cmdExpire(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte)
 		w.WriteError("ERR GT and LT options at the same time are not compatible")
 		return
 	}
-	if !checkKey(w, args[1]) {
-		return
-	}
 	// Read first: the answer needs the key's current expiry, and the read (with its read
 	// repair) brings the coordinator's copy up to date for the touch.
-	res, err := r.read(ctx, c, args[1])
-	if err != nil {
-		r.fail(w, err)
+	res, ok := r.readKey(ctx, c, w, args[1])
+	if !ok {
 		return
 	}
 	if !res.Found {
@@ -351,13 +347,9 @@ func (r *RESP) touch(ctx context.Context, c *client, w *reply, key []byte, typ c
 // cmdTTL answers TTL (seconds, rounded) and PTTL (milliseconds): -2 for an absent key, -1
 // for one without an expiry.
 func cmdTTL(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	if !checkKey(w, args[1]) {
-		return
-	}
-	res, err := r.read(ctx, c, args[1])
+	res, ok := r.readKey(ctx, c, w, args[1])
 	switch {
-	case err != nil:
-		r.fail(w, err)
+	case !ok:
 	case !res.Found:
 		w.WriteInt(-2)
 	case res.Expires == 0:
@@ -374,13 +366,9 @@ func cmdTTL(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 
 // cmdPersist removes a key's expiry: 1 when it had one, 0 otherwise.
 func cmdPersist(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	if !checkKey(w, args[1]) {
-		return
-	}
-	res, err := r.read(ctx, c, args[1])
+	res, ok := r.readKey(ctx, c, w, args[1])
 	switch {
-	case err != nil:
-		r.fail(w, err)
+	case !ok:
 	case !res.Found || res.Expires == 0:
 		w.WriteInt(0)
 	default:

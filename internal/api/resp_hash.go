@@ -88,12 +88,8 @@ func checkUTF8(w *reply, what string, bs ...[]byte) bool {
 
 // readHash reads a hash; an absent key is the empty hash; false when it answered an error.
 func (r *RESP) readHash(ctx context.Context, c *client, w *reply, key []byte) ([]hashField, bool) {
-	if !checkKey(w, key) {
-		return nil, false
-	}
-	res, err := r.read(ctx, c, key)
-	if err != nil {
-		r.fail(w, err)
+	res, ok := r.readKey(ctx, c, w, key)
+	if !ok {
 		return nil, false
 	}
 	if !res.Found {
