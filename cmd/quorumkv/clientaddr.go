@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/quorumkv/quorumkv/internal/transport"
 )
 
 // normalizeAddr accepts what a user types for --addr: one address or several separated by
@@ -132,8 +134,8 @@ func probePort(addr string) string {
 	switch {
 	case bytes.HasPrefix(b, []byte("+PONG")), len(b) > 0 && (b[0] == '-' || b[0] == '+'):
 		return "a Redis protocol (RESP) port (use redis-cli there)"
-	case len(b) >= 9 && b[0] == 0 && b[3] == 0x04: // an HTTP/2 SETTINGS frame
-		return "an HTTP/2 (gRPC) port: a node's internode RPC port"
+	case bytes.Contains(b, []byte(transport.HelloMagic)): // the internode handshake's refusal
+		return "a node's internode RPC port"
 	case bytes.HasPrefix(b, []byte("HTTP/")):
 		return ""
 	case n == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumkv/quorumkv/internal/transport"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
 // serveRaw accepts connections on a loopback port chosen at run time and answers each with
@@ -49,8 +53,8 @@ func TestWrongPortSaysWhatItIs(t *testing.T) {
 		}
 		return []byte("-ERR unknown command 'GET', with args beginning with: '/v1/kv/b/k' \r\n")
 	})
-	// An HTTP/2 server's first frame: SETTINGS (type 4) on stream 0.
-	rpc := serveRaw(t, func(string) []byte { return []byte{0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 5, 0, 0, 64, 0} })
+	// A real internode listener, which answers a stranger with a refusal naming the port.
+	rpc := internodePort(t)
 	silent := serveRaw(t, func(string) []byte { return nil })
 	for _, tc := range []struct{ addr, want string }{
 		{resp, "looks like a Redis protocol (RESP) port"},
@@ -243,4 +247,24 @@ func TestDescribeProcess(t *testing.T) {
 	if got := describeProcess(1 << 30); got != fmt.Sprintf("pid %d", 1<<30) {
 		t.Fatalf("describeProcess of no process = %q", got)
 	}
+}
+
+// refuseAll is an internode handler that answers nothing (no request reaches it here).
+type refuseAll struct{}
+
+func (refuseAll) Handle(context.Context, string, *pb.Envelope) *pb.Envelope { return nil }
+
+// internodePort is the address of a real internode listener (a node's --rpc port).
+func internodePort(t *testing.T) string {
+	t.Helper()
+	cfg := transport.DefaultConfig()
+	cfg.NodeID, cfg.ListenAddr = "n1", "127.0.0.1:0"
+	cfg.Handler = refuseAll{}
+	cfg.Resolve = func(string) (string, bool) { return "", false }
+	tr, err := transport.Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr.Addr()
 }

@@ -113,6 +113,14 @@ func TestBadFramesCloseTheConnection(t *testing.T) {
 		if _, err := nc.Write(c.bytes); err != nil {
 			t.Fatal(err)
 		}
+		if !c.hello {
+			// A stranger to the protocol is told what the port is before it is closed.
+			_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			ans, err := readFrame(br, nil, maxHelloBytes)
+			if err != nil || !errors.Is(parseHelloAnswer(ans), errRefused) || !strings.Contains(string(ans), "internode port") {
+				t.Errorf("%s: answer %q %v", name, ans, err)
+			}
+		}
 		if !closedByPeer(nc, br) {
 			t.Errorf("%s: the connection stayed open", name)
 		}

@@ -32,8 +32,13 @@ const frameHeaderLen = 4
 
 // helloMagic opens both handshake frames: the protocol name and version 1. A listener
 // that reads anything else (a gRPC client of an older build, a TLS handshake on a
-// plaintext port) closes the connection.
+// plaintext port, a Redis or HTTP client at the wrong port) answers a refusal saying what
+// the port is and closes the connection.
 const helloMagic = "QKVI\x01"
+
+// HelloMagic is what every handshake frame carries after its length: a client that finds
+// it in an answer has reached a node's internode port.
+const HelloMagic = helloMagic
 
 const (
 	helloOK      byte = 0

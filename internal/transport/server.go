@@ -150,6 +150,9 @@ func (t *Transport) accept(sc *serverConn) (string, *bufio.Reader, bool) {
 		if !errors.Is(err, io.EOF) {
 			t.Stats.BadFrames.Add(1)
 			t.log.Warn("internode connection refused: no valid hello", "remote", remote, "err", err)
+			// Say what this port is, so that a client pointed at it by mistake (the CLI
+			// probes a port that is not an HTTP API) can tell its user.
+			_, _ = sc.nc.Write(appendHelloAnswer(nil, errors.New("this is a quorumkv node's internode port")))
 		}
 		return "", nil, false
 	}
