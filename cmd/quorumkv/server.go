@@ -83,6 +83,8 @@ the environment, which wins over the file. --print-config shows the result.`)
 	reapInterval := fs.Duration("reap-interval", def.ReapInterval, "time between two scans for tombstones to reap")
 	hedge := fs.Duration("hedge-delay", def.HedgeDelay, "a write waits this long for a primary before also sending to a fallback")
 	loops := fs.Int("loops", 0, "event loops running the protocol, each owning a range of partitions (0: one per CPU)")
+	blockCacheMB := fs.Int64("block-cache-mb", def.BlockCacheBytes>>20, "Pebble's block cache in `MiB`, its memtables included")
+	rowCacheMB := fs.Int64("row-cache-mb", def.RowCacheBytes>>20, "row cache in `MiB`: recently read and written objects in front of Pebble, for the read before each write (0: off)")
 	goMemMB := fs.Int("go-memory-mb", defaultGoMemoryMB, "soft limit of the Go runtime's memory in `MiB`, never less than twice the live heap (GOMEMLIMIT wins when set; Pebble's 64 MiB come on top); 0: none")
 	secFlags := addSecurityFlags(fs)
 	conf := addConfigFlags(fs)
@@ -131,6 +133,7 @@ the environment, which wins over the file. --print-config shows the result.`)
 	cfg.RequestTimeout = *reqTimeout
 	cfg.HintWindow, cfg.HintMaxBytes, cfg.HintRate, cfg.HandoffInterval = *hintWindow, *hintMax, *hintRate, *handoffEvery
 	cfg.HedgeDelay, cfg.Loops, cfg.TransferRate = *hedge, *loops, *transferRate
+	cfg.BlockCacheBytes, cfg.RowCacheBytes = *blockCacheMB<<20, *rowCacheMB<<20
 	cfg.NoAAE, cfg.AAEInterval, cfg.AAESegments, cfg.ReapInterval = *noAAE, *aaeInterval, *aaeSegments, *reapInterval
 	cfg.ID = *id
 	cfg.DataDir = *data

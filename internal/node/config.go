@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/storage"
 )
 
 // Config configures a Node.
@@ -103,6 +104,13 @@ type Config struct {
 	// rather than per loop turn, which cost a third of a node's write throughput.
 	SyncWindow time.Duration
 
+	// BlockCacheBytes: 64 MiB, Pebble's block cache, which also holds its memtables
+	// (storage.DefaultPebbleConfig says why).
+	BlockCacheBytes int64
+	// RowCacheBytes: 32 MiB, recently read and written objects by key in front of Pebble,
+	// so that the read before each write of a hot key skips Pebble's seeks (0: none).
+	RowCacheBytes int64
+
 	// Clock is where the node reads the time; nil is the wall clock.
 	Clock Clock
 
@@ -145,6 +153,8 @@ func DefaultConfig() Config {
 		TreeRebuildInterval: cd.TreeRebuildInterval,
 		ReapInterval:        cd.ReapInterval,
 		SyncWindow:          time.Millisecond,
+		BlockCacheBytes:     storage.DefaultPebbleConfig().CacheBytes,
+		RowCacheBytes:       32 << 20,
 	}
 }
 
@@ -180,6 +190,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
+	}
+	if c.BlockCacheBytes < 0 || c.RowCacheBytes < 0 {
+		errs = append(errs, errors.New("node: cache sizes must be >= 0"))
 	}
 	if c.TransferRate < 0 {
 		errs = append(errs, errors.New("node: transfer rate must be >= 0 (0: unthrottled)"))

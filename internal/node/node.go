@@ -50,14 +50,15 @@ const (
 
 // Node is one quorumkv server.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	store storage.Store
-	ms    *membership.Membership
-	tr    Transport
-	clock Clock
-	http  *http.Server
-	hlis  net.Listener
+	cfg    Config
+	log    *slog.Logger
+	store  storage.Store
+	pebble *storage.Pebble // the store, for its statistics
+	ms     *membership.Membership
+	tr     Transport
+	clock  Clock
+	http   *http.Server
+	hlis   net.Listener
 
 	ring    atomic.Pointer[ring.Ring] // the ring in force
 	view    atomic.Pointer[clusterView]
@@ -107,11 +108,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	log = log.With("node", cfg.ID)
 	pcfg := storage.DefaultPebbleConfig()
 	pcfg.Logger = log
+	pcfg.CacheBytes, pcfg.RowCacheBytes = cfg.BlockCacheBytes, cfg.RowCacheBytes
+	// Only objects: the reads before writes are theirs, and other keys (hints, trees,
+	// membership) would take their room.
+	pcfg.RowCacheKeys = func(k []byte) bool { return len(k) > 0 && k[0] == core.PrefixData[0] }
 	st, err := storage.OpenPebble(cfg.DataDir, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
-	n := &Node{cfg: cfg, log: log, store: st, clock: cfg.Clock, xferSig: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: log, store: st, pebble: st, clock: cfg.Clock, xferSig: make(chan struct{}, 1)}
 	if n.clock == nil {
 		n.clock = wallClock{}
 	}
@@ -150,6 +155,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.metrics.reg.MustRegister(newTreeCollector(n))
 	n.metrics.reg.MustRegister(newTransferCollector(n))
 	n.metrics.reg.MustRegister(newSecurityCollector(n))
+	n.metrics.reg.MustRegister(newStoreCollector(n))
 
 	n.coreCfg = cfg.coreConfig()
 	ident, err := core.LoadIdentity(cfg.ID, st)

@@ -40,7 +40,13 @@ var (
 // TestMetamorphicPebbleVsMemory applies one random sequence of operations
 // to Pebble and to Memory and requires identical results at every step.
 // Pebble is also closed and reopened at random points: nothing may change.
-func TestMetamorphicPebbleVsMemory(t *testing.T) {
+func TestMetamorphicPebbleVsMemory(t *testing.T) { metamorphic(t, testPebbleConfig()) }
+
+// TestMetamorphicRowCacheVsMemory is the same with a row cache small enough that its
+// generations turn over every few writes, and that keeps only some keys.
+func TestMetamorphicRowCacheVsMemory(t *testing.T) { metamorphic(t, testRowCacheConfig()) }
+
+func metamorphic(t *testing.T, cfg PebbleConfig) {
 	base := t.TempDir()
 	rapid.Check(t, func(rt *rapid.T) {
 		dir, err := os.MkdirTemp(base, "db")
@@ -48,7 +54,7 @@ func TestMetamorphicPebbleVsMemory(t *testing.T) {
 			rt.Fatal(err)
 		}
 		defer os.RemoveAll(dir)
-		p, err := OpenPebble(dir, testPebbleConfig())
+		p, err := OpenPebble(dir, cfg)
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -97,7 +103,7 @@ func TestMetamorphicPebbleVsMemory(t *testing.T) {
 				if err := p.Close(); err != nil {
 					rt.Fatal(err)
 				}
-				if p, err = OpenPebble(dir, testPebbleConfig()); err != nil {
+				if p, err = OpenPebble(dir, cfg); err != nil {
 					rt.Fatal(err)
 				}
 			},

@@ -35,6 +35,11 @@ type PebbleConfig struct {
 	// (one being written, one being flushed) before it stalls writes, so
 	// memtables take up to twice this.
 	MemTableBytes int
+	// RowCacheBytes is the budget of the row cache (recently read and written values by
+	// key, in front of Pebble; see rowCache). 0 disables it.
+	RowCacheBytes int64
+	// RowCacheKeys picks the keys the row cache keeps (nil: all).
+	RowCacheKeys func(key []byte) bool
 	// Logger receives Pebble's messages: routine ones at Debug, background
 	// errors and write stalls at Warn/Error. nil discards them.
 	Logger *slog.Logger
@@ -74,6 +79,9 @@ func (c PebbleConfig) Validate() error {
 	if c.CacheBytes < 0 {
 		return fmt.Errorf("storage: CacheBytes %d is negative", c.CacheBytes)
 	}
+	if c.RowCacheBytes < 0 {
+		return fmt.Errorf("storage: RowCacheBytes %d is negative", c.RowCacheBytes)
+	}
 	if c.MemTableBytes < minMemTableBytes || c.MemTableBytes > maxMemTableBytes {
 		return fmt.Errorf("storage: MemTableBytes %d out of range [%d, %d]",
 			c.MemTableBytes, minMemTableBytes, maxMemTableBytes)
@@ -95,6 +103,7 @@ type Pebble struct {
 	mu     sync.RWMutex
 	closed bool
 	db     *pebble.DB
+	rows   *rowCache // nil: no row cache
 }
 
 // OpenPebble opens the database in dir, creating dir and the database if
@@ -159,7 +168,11 @@ func OpenPebble(dir string, cfg PebbleConfig) (*Pebble, error) {
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	return &Pebble{dir: dir, log: logger, db: db}, nil
+	p := &Pebble{dir: dir, log: logger, db: db}
+	if cfg.RowCacheBytes > 0 {
+		p.rows = newRowCache(cfg.RowCacheBytes, cfg.RowCacheKeys)
+	}
+	return p, nil
 }
 
 // mkdirAllDurable creates dir and any missing parents, and fsyncs the
@@ -218,8 +231,23 @@ func (p *Pebble) Get(key []byte) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	defer p.mu.RUnlock()
+	var seq uint64
+	cached := p.rows != nil && p.rows.caches(key)
+	if cached {
+		val, absent, ok, s := p.rows.get(key)
+		if ok {
+			if absent {
+				return nil, ErrNotFound
+			}
+			return val, nil
+		}
+		seq = s
+	}
 	v, closer, err := p.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
+		if cached {
+			p.rows.fill(key, nil, true, seq)
+		}
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -230,7 +258,52 @@ func (p *Pebble) Get(key []byte) ([]byte, error) {
 	if err := closer.Close(); err != nil {
 		return nil, p.wrap("get", err)
 	}
+	if cached {
+		p.rows.fill(key, out, false, seq)
+	}
 	return out, nil
+}
+
+// RowCacheStats describes the row cache (zero without one).
+func (p *Pebble) RowCacheStats() RowCacheStats {
+	if p.rows == nil {
+		return RowCacheStats{}
+	}
+	return p.rows.stats()
+}
+
+// apply runs write, which changes the keys of ops, keeping the row cache coherent (see
+// rowCache): an unsynced write updates the cache with what it wrote, under the writers'
+// lock; a synced one, and one that failed, drops its keys from the cache afterwards.
+func (p *Pebble) apply(ops []Op, o WriteOptions, write func() error) error {
+	if p.rows == nil {
+		return write()
+	}
+	if o.Sync {
+		err := write()
+		p.rows.wmu.Lock()
+		for _, op := range ops {
+			if p.rows.caches(op.Key) {
+				p.rows.invalidate(op.Key)
+			}
+		}
+		p.rows.wmu.Unlock()
+		return err
+	}
+	p.rows.wmu.Lock()
+	defer p.rows.wmu.Unlock()
+	err := write()
+	for _, op := range ops {
+		if !p.rows.caches(op.Key) {
+			continue
+		}
+		if err != nil {
+			p.rows.invalidate(op.Key)
+		} else {
+			p.rows.set(op.Key, op.Value, op.Delete)
+		}
+	}
+	return err
 }
 
 func writeOpts(o WriteOptions) *pebble.WriteOptions {
@@ -248,7 +321,8 @@ func (p *Pebble) Put(key, value []byte, o WriteOptions) error {
 	defer p.mu.RUnlock()
 	// Set copies key and value into a batch, and a synced Set joins the
 	// commit pipeline's group commit like any other batch.
-	if err := p.db.Set(key, value, writeOpts(o)); err != nil {
+	err := p.apply([]Op{{Key: key, Value: value}}, o, func() error { return p.db.Set(key, value, writeOpts(o)) })
+	if err != nil {
 		return p.wrap("put", err)
 	}
 	return nil
@@ -260,7 +334,8 @@ func (p *Pebble) Delete(key []byte, o WriteOptions) error {
 		return ErrClosed
 	}
 	defer p.mu.RUnlock()
-	if err := p.db.Delete(key, writeOpts(o)); err != nil {
+	err := p.apply([]Op{{Key: key, Delete: true}}, o, func() error { return p.db.Delete(key, writeOpts(o)) })
+	if err != nil {
 		return p.wrap("delete", err)
 	}
 	return nil
@@ -288,7 +363,7 @@ func (p *Pebble) Write(ops []Op, o WriteOptions) error {
 			return p.wrap("write", err)
 		}
 	}
-	if err := b.Commit(writeOpts(o)); err != nil {
+	if err := p.apply(ops, o, func() error { return b.Commit(writeOpts(o)) }); err != nil {
 		return p.wrap("write", err)
 	}
 	return nil

@@ -16,12 +16,29 @@ var engines = []struct {
 }{
 	{"memory", func(t testing.TB) Store { return NewMemory() }},
 	{"pebble", func(t testing.TB) Store { return openTestPebble(t, t.TempDir()) }},
+	{"pebble with row cache", func(t testing.TB) Store {
+		p, err := OpenPebble(t.TempDir(), testRowCacheConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		return p
+	}},
 }
 
 func testPebbleConfig() PebbleConfig {
 	c := DefaultPebbleConfig()
 	c.CacheBytes = 1 << 20
 	c.MemTableBytes = minMemTableBytes // small, so that tests reach flushes and sstables
+	return c
+}
+
+// testRowCacheConfig is testPebbleConfig with a row cache of 8 KiB (its generations turn
+// over every few entries) that keeps the keys not starting with 'b'.
+func testRowCacheConfig() PebbleConfig {
+	c := testPebbleConfig()
+	c.RowCacheBytes = 8 << 10
+	c.RowCacheKeys = func(k []byte) bool { return len(k) == 0 || k[0] != 'b' }
 	return c
 }
 
