@@ -24,6 +24,10 @@ package api
 //   - replies reach the socket strictly in arrival order: each job writes its reply into
 //     its own buffer, and whichever goroutine finds the oldest unwritten reply complete
 //     writes every complete reply from there on, one writer at a time;
+//   - replies are written in batches: complete replies wait while a later command of the
+//     pipeline still runs (its answer usually comes a moment later, in the next loop turn
+//     or group commit, and one write for both costs less than two), but never more than
+//     holdReplies of them, nor longer than holdFor;
 //   - at most maxInFlight replies of a connection are unwritten; admission waits for a
 //     slot, so a client that sends without reading stops being read (back pressure);
 //   - a connection holds at most maxInFlight commands of maxPipelinedBytes each: a larger
@@ -41,6 +45,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tidwall/redcon"
 )
@@ -53,6 +58,14 @@ const maxInFlight = 64
 // maxPipelinedBytes: a command whose arguments are larger runs alone (as a barrier), so
 // that the copies a pipeline keeps stay within maxInFlight × 64 KiB per connection.
 const maxPipelinedBytes = 64 << 10
+
+// holdReplies and holdFor bound how long complete replies wait for the rest of their
+// pipeline before they are written: 16 replies (redis-benchmark's -P 16 gets one write per
+// round trip), 1 ms (the node's group-commit window: the answers of one round trip come
+// within about one).
+const holdReplies = 16
+
+var holdFor = time.Millisecond // a variable for tests
 
 // reply is one command's answer in RESP2, built in memory; the pipeline writes it.
 type reply struct {
@@ -99,8 +112,10 @@ type pipe struct {
 	queue   [maxInFlight]*job // a ring: admitted, reply not written yet, in arrival order
 	head, n int               // the oldest job's index, and the number queued
 	lanes   map[string]*lane
-	writing bool   // a goroutine is writing replies
-	wbuf    []byte // the writer's buffer; owned by the goroutine that set writing
+	writing bool        // a goroutine is writing replies
+	wbuf    []byte      // the writer's buffer; owned by the goroutine that set writing
+	hold    *time.Timer // writes held-back replies once holdFor has passed
+	holding bool        // hold is armed
 
 	inline reply // the unpipelined path's reply, owned by the connection's goroutine
 }
@@ -303,8 +318,12 @@ func (p *pipe) push(j *job) {
 }
 
 // flush writes the complete replies at the head of the queue, unless another goroutine
-// is writing: that one writes them after its own, as it looks again before it stops.
-func (p *pipe) flush() {
+// is writing (that one writes them after its own, as it looks again before it stops), or
+// they are held back for the commands still running behind them (see holdReplies).
+func (p *pipe) flush() { p.write(false) }
+
+// write is flush; force writes held-back replies too.
+func (p *pipe) write(force bool) {
 	p.mu.Lock()
 	if p.writing {
 		p.mu.Unlock()
@@ -312,29 +331,49 @@ func (p *pipe) flush() {
 	}
 	p.writing = true
 	for {
-		n := 0
-		buf := p.wbuf[:0]
+		done := 0
+		for done < p.n && p.queue[(p.head+done)%maxInFlight].done {
+			done++
+		}
+		if done > 0 && done < p.n && done < holdReplies && !force {
+			// A later command still runs: its completion flushes again; the timer
+			// bounds the wait should it be slow.
+			if !p.holding {
+				p.holding = true
+				if p.hold == nil {
+					p.hold = time.AfterFunc(holdFor, p.release)
+				} else {
+					p.hold.Reset(holdFor)
+				}
+			}
+			done = 0
+		}
+		if done == 0 {
+			p.writing = false
+			p.mu.Unlock()
+			return
+		}
+		force = false
+		if p.holding { // what it held goes now: the next hold waits its full holdFor
+			p.hold.Stop()
+			p.holding = false
+		}
 		quit := false
-		for p.n > 0 && p.queue[p.head].done {
+		buf := p.wbuf[:0]
+		for range done {
 			j := p.queue[p.head]
 			buf = append(buf, j.rep.b...)
 			quit = quit || j.rep.quit
 			p.queue[p.head] = nil
 			p.head = (p.head + 1) % maxInFlight
 			p.n--
-			n++
-		}
-		if n == 0 {
-			p.writing = false
-			p.mu.Unlock()
-			return
 		}
 		p.mu.Unlock()
 		_, err := p.g.Conn.Write(buf)
 		if cap(buf) <= 64<<10 {
 			p.wbuf = buf
 		}
-		for range n {
+		for range done {
 			<-p.slots
 		}
 		if err != nil || quit {
@@ -344,6 +383,14 @@ func (p *pipe) flush() {
 		}
 		p.mu.Lock()
 	}
+}
+
+// release writes the replies held back past holdFor.
+func (p *pipe) release() {
+	p.mu.Lock()
+	p.holding = false
+	p.mu.Unlock()
+	p.write(true)
 }
 
 // run checks a command and runs it; the unpipelined path.

@@ -236,3 +236,122 @@ func pipeGoroutines() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	return strings.Count(string(buf), "(*pipe).runJob")
 }
+
+// gate is a test command, "test.gate key" (a write), that waits until its key is opened
+// and answers with the key.
+type gate struct {
+	mu    sync.Mutex
+	keys  map[string]chan struct{}
+	ended int
+}
+
+func (g *gate) ch(key string) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := g.keys[key]
+	if c == nil {
+		c = make(chan struct{})
+		g.keys[key] = c
+	}
+	return c
+}
+
+func (g *gate) run(_ *RESP, ctx context.Context, _ *client, w *reply, args [][]byte) {
+	select {
+	case <-g.ch(string(args[1])):
+	case <-ctx.Done():
+	}
+	w.WriteBulk(args[1])
+	g.mu.Lock()
+	g.ended++
+	g.mu.Unlock()
+}
+
+func (g *gate) open(key string) { close(g.ch(key)) }
+
+func (g *gate) endedCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ended
+}
+
+// TestPipelineRepliesBatched: complete replies wait for the commands still running behind
+// them, so that one write carries a round trip's replies; at most holdReplies of them,
+// and no longer than holdFor.
+func TestPipelineRepliesBatched(t *testing.T) {
+	g := &gate{keys: map[string]chan struct{}{}}
+	commands["test.gate"] = &command{name: "test.gate", arity: 2, flags: fWrite, first: 1, last: 1, step: 1, write: true, run: g.run}
+	defer delete(commands, "test.gate")
+	defer func(d time.Duration) { holdFor = d }(holdFor)
+	holdFor = time.Hour // only the other rules release replies, until the last case
+	addr := startBlockerRESP(t)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	send := func(keys ...string) {
+		var buf strings.Builder
+		for _, k := range keys {
+			fmt.Fprintf(&buf, "*2\r\n$9\r\ntest.gate\r\n$%d\r\n%s\r\n", len(k), k)
+		}
+		if _, err := conn.Write([]byte(buf.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nothingYet := func(what string) {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if b, err := rd.Peek(1); err == nil {
+			t.Fatalf("%s: a reply came (%q) while a command behind it still ran", what, b)
+		}
+		_ = conn.SetReadDeadline(time.Time{})
+	}
+	expect := func(keys ...string) {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for _, k := range keys {
+			line, _ := rd.ReadString('\n')
+			val, err := rd.ReadString('\n')
+			if err != nil || val != k+"\r\n" {
+				t.Fatalf("reply for %s: %q %q %v", k, line, val, err)
+			}
+		}
+		_ = conn.SetReadDeadline(time.Time{})
+	}
+	ended := 0
+	openAndWait := func(keys ...string) {
+		for _, k := range keys {
+			g.open(k)
+		}
+		ended += len(keys)
+		waitUntil(t, "the opened commands end", func() bool { return g.endedCount() == ended })
+	}
+
+	// A round trip of three: the first two end, their replies wait for the third.
+	send("a1", "a2", "a3")
+	openAndWait("a1", "a2")
+	nothingYet("two of three ended")
+	openAndWait("a3")
+	expect("a1", "a2", "a3")
+
+	// holdReplies complete replies are written even while a later command runs.
+	var keys []string
+	for i := range holdReplies + 1 {
+		keys = append(keys, fmt.Sprint("b", i))
+	}
+	send(keys...)
+	openAndWait(keys[:holdReplies]...)
+	expect(keys[:holdReplies]...)
+	openAndWait(keys[holdReplies])
+	expect(keys[holdReplies])
+
+	// A slow command holds the replies before it back for holdFor at most.
+	holdFor = 20 * time.Millisecond
+	send("c1", "c2")
+	openAndWait("c1")
+	expect("c1")
+	openAndWait("c2")
+	expect("c2")
+}
