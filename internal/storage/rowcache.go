@@ -12,12 +12,12 @@ import (
 // cache). Every write to the store passes through it; it never holds a value the store
 // does not.
 //
-// Model: 64 shards by key hash, each two generations of maps (entries move from the old
-// generation to the current one when read; when the current one reaches half the shard's
-// budget it becomes the old one and the old one is dropped), so the cache holds at most
-// its budget and evicts what was least recently touched, generation by generation. An
-// entry is a value or "absent" (a read that found nothing), so the first write of a new
-// key skips Pebble too.
+// Model: 64 shards by key hash, each a CLOCK cache within its share of the budget: an
+// entry read since the hand last passed it gets a second chance, the first one not read is
+// evicted. (Two generations of maps, tried first, held 60% of their budget on average and
+// answered 59% of a uniform 100,000-key workload that fits in it.) An entry is a value or
+// "absent" (a read that found nothing), so the first write of a new key skips Pebble too.
+// A value larger than a quarter of a shard's share is not kept.
 //
 // Coherence, with concurrent readers and writers:
 //   - Writers serialize their cache updates on wmu. An unsynced write applies to Pebble and
@@ -25,9 +25,9 @@ import (
 //     last write; a synced write (which waits for an fsync and must not hold wmu meanwhile)
 //     applies first and then invalidates its keys under wmu, after any unsynced write that
 //     raced it has updated them.
-//   - Every update or invalidation bumps its shard's generation counter. A reader that
-//     missed notes the counter before it reads Pebble and fills the cache only if the
-//     counter has not moved since: a value read before a write never replaces the write's.
+//   - Every update or invalidation bumps its shard's sequence number. A reader that missed
+//     notes the number before it reads Pebble and fills the cache only if it has not moved
+//     since: a value read before a write never replaces the write's.
 type rowCache struct {
 	wmu    sync.Mutex
 	shards [rowCacheShards]rowShard
@@ -39,30 +39,36 @@ type rowCache struct {
 const (
 	rowCacheShards = 64
 	// rowEntryOverhead approximates what an entry costs beyond its key and value bytes:
-	// the map slot, the string and slice headers.
-	rowEntryOverhead = 64
+	// its map slot, its CLOCK slot, the string and slice headers.
+	rowEntryOverhead = 80
 )
 
 type rowShard struct {
-	mu       sync.Mutex
-	seq      uint64 // bumped by every write to the shard's keys
-	cur, old map[string]rowEntry
-	curBytes int64
-	genBytes int64 // a generation's budget: half the shard's
+	mu     sync.Mutex
+	seq    uint64 // bumped by every write to the shard's keys
+	idx    map[string]int32
+	slots  []rowSlot
+	free   []int32 // unused slots
+	hand   int
+	bytes  int64
+	budget int64
 }
 
-// rowEntry is a cached value, or absent (nil val, absent true).
-type rowEntry struct {
+// rowSlot is a cached value, or absent (nil val, absent true).
+type rowSlot struct {
+	key    string
 	val    []byte
 	absent bool
+	ref    bool // read since the hand last passed
+	used   bool
 }
 
 func newRowCache(bytes int64, filter func([]byte) bool) *rowCache {
 	c := &rowCache{filter: filter}
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.cur, s.old = map[string]rowEntry{}, map[string]rowEntry{}
-		s.genBytes = max(bytes/rowCacheShards/2, 1)
+		s.idx = map[string]int32{}
+		s.budget = max(bytes/rowCacheShards, 1)
 	}
 	return c
 }
@@ -78,24 +84,23 @@ func (c *rowCache) shard(key []byte) *rowShard {
 func (c *rowCache) get(key []byte) (val []byte, absent, ok bool, seq uint64) {
 	s := c.shard(key)
 	s.mu.Lock()
-	e, hit := s.cur[string(key)]
-	if !hit {
-		if e, hit = s.old[string(key)]; hit {
-			delete(s.old, string(key))
-			s.put(key, e)
+	i, hit := s.idx[string(key)]
+	if hit {
+		sl := &s.slots[i]
+		sl.ref = true
+		absent = sl.absent
+		if !absent {
+			val = clonePlain(sl.val)
 		}
 	}
 	seq = s.seq
-	if hit && !e.absent {
-		val = append(make([]byte, 0, len(e.val)), e.val...)
-	}
 	s.mu.Unlock()
 	if !hit {
 		c.misses.Add(1)
 		return nil, false, false, seq
 	}
 	c.hits.Add(1)
-	return val, e.absent, true, seq
+	return val, absent, true, seq
 }
 
 // fill caches what a read found (val, or absent), unless a write to the shard came
@@ -104,7 +109,7 @@ func (c *rowCache) fill(key, val []byte, absent bool, seq uint64) {
 	s := c.shard(key)
 	s.mu.Lock()
 	if s.seq == seq {
-		s.put(key, rowEntry{val: clonePlain(val), absent: absent})
+		s.put(key, val, absent)
 	}
 	s.mu.Unlock()
 }
@@ -112,14 +117,9 @@ func (c *rowCache) fill(key, val []byte, absent bool, seq uint64) {
 // set records a write of key (a value, or a delete). The caller holds wmu.
 func (c *rowCache) set(key, val []byte, deleted bool) {
 	s := c.shard(key)
-	e := rowEntry{absent: deleted}
-	if !deleted {
-		e.val = clonePlain(val)
-	}
 	s.mu.Lock()
 	s.seq++
-	delete(s.old, string(key))
-	s.put(key, e)
+	s.put(key, val, deleted)
 	s.mu.Unlock()
 }
 
@@ -128,32 +128,84 @@ func (c *rowCache) invalidate(key []byte) {
 	s := c.shard(key)
 	s.mu.Lock()
 	s.seq++
-	if e, ok := s.cur[string(key)]; ok {
-		s.curBytes -= entryBytes(key, e)
-		delete(s.cur, string(key))
+	if i, ok := s.idx[string(key)]; ok {
+		s.drop(i)
 	}
-	delete(s.old, string(key))
 	s.mu.Unlock()
 }
 
-// put stores e in the current generation, turning it into the old one when full. s.mu is
-// held.
-func (s *rowShard) put(key []byte, e rowEntry) {
-	if prev, ok := s.cur[string(key)]; ok {
-		s.curBytes -= entryBytes(key, prev)
+// put stores a copy of val (or absent) under key, evicting as the budget needs. s.mu held.
+func (s *rowShard) put(key, val []byte, absent bool) {
+	n := entryBytes(len(key), len(val))
+	i, ok := s.idx[string(key)]
+	if n > s.budget/4 {
+		if ok {
+			s.drop(i) // too large to keep: forget the older value
+		}
+		return
 	}
-	n := entryBytes(key, e)
-	if s.curBytes+n > s.genBytes && len(s.cur) > 0 {
-		s.old, s.cur = s.cur, make(map[string]rowEntry, len(s.cur))
-		s.curBytes = 0
+	if ok {
+		sl := &s.slots[i]
+		s.bytes += n - entryBytes(len(sl.key), len(sl.val))
+		sl.val, sl.absent, sl.ref = nil, absent, true
+		if !absent {
+			sl.val = clonePlain(val)
+		}
+		for s.bytes > s.budget && len(s.idx) > 1 {
+			s.evict()
+		}
+		return
 	}
-	s.cur[string(key)] = e
-	s.curBytes += n
+	for s.bytes+n > s.budget && len(s.idx) > 0 {
+		s.evict()
+	}
+	sl := rowSlot{key: string(key), absent: absent, used: true}
+	if !absent {
+		sl.val = clonePlain(val)
+	}
+	if k := len(s.free); k > 0 {
+		i = s.free[k-1]
+		s.free = s.free[:k-1]
+		s.slots[i] = sl
+	} else {
+		i = int32(len(s.slots))
+		s.slots = append(s.slots, sl)
+	}
+	s.idx[sl.key] = i
+	s.bytes += n
 }
 
-func entryBytes(key []byte, e rowEntry) int64 {
-	return int64(len(key) + len(e.val) + rowEntryOverhead)
+// evict drops the first entry past the hand not read since the hand last passed it,
+// clearing the marks of those it passes. s.mu held, and at least one entry cached.
+func (s *rowShard) evict() {
+	for {
+		if s.hand >= len(s.slots) {
+			s.hand = 0
+		}
+		i := s.hand
+		s.hand++
+		sl := &s.slots[i]
+		switch {
+		case !sl.used:
+		case sl.ref:
+			sl.ref = false
+		default:
+			s.drop(int32(i))
+			return
+		}
+	}
 }
+
+// drop removes the entry in slot i. s.mu held.
+func (s *rowShard) drop(i int32) {
+	sl := &s.slots[i]
+	delete(s.idx, sl.key)
+	s.bytes -= entryBytes(len(sl.key), len(sl.val))
+	*sl = rowSlot{}
+	s.free = append(s.free, i)
+}
+
+func entryBytes(key, val int) int64 { return int64(key + val + rowEntryOverhead) }
 
 // clonePlain copies b; an empty value stays a non-nil empty slice.
 func clonePlain(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
@@ -170,11 +222,8 @@ func (c *rowCache) stats() RowCacheStats {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		st.Entries += len(s.cur) + len(s.old)
-		st.Bytes += s.curBytes
-		for k, e := range s.old {
-			st.Bytes += int64(len(k) + len(e.val) + rowEntryOverhead)
-		}
+		st.Entries += len(s.idx)
+		st.Bytes += s.bytes
 		s.mu.Unlock()
 	}
 	return st
