@@ -11,10 +11,15 @@ package storage
 // concurrent use: one loop owns it. Only writes through the TurnBatch are buffered; other
 // writers of the same store must not touch its keys.
 type TurnBatch struct {
-	st  Store
-	ops []Op
-	idx map[string]int // key → its last op in ops
+	st    Store
+	ops   []Op
+	idx   map[string]int // key → its last op in ops
+	arena []byte         // the buffered keys and values, copied one after another
 }
+
+// keepArenaBytes: an arena grown past this for one big turn is dropped at Commit rather
+// than kept for the loop's life.
+const keepArenaBytes = 1 << 20
 
 var _ Store = (*TurnBatch)(nil)
 
@@ -34,6 +39,12 @@ func (t *TurnBatch) Commit() error {
 	clear(t.ops)
 	t.ops = t.ops[:0]
 	clear(t.idx)
+	// Nothing refers to the arena's bytes any more: the store copied them, and the map
+	// that held its keys is empty.
+	t.arena = t.arena[:0]
+	if cap(t.arena) > keepArenaBytes {
+		t.arena = nil
+	}
 	return err
 }
 
@@ -49,10 +60,15 @@ func (t *TurnBatch) Get(key []byte) ([]byte, error) {
 	return t.st.Get(key)
 }
 
+// buffer copies op's key and value into the arena (one allocation for a turn's writes,
+// not two per write) and queues it. A slice handed out earlier keeps its bytes when the
+// arena grows: growing copies, it never moves what was written.
 func (t *TurnBatch) buffer(op Op) {
-	op.Key = append([]byte(nil), op.Key...)
+	t.arena = append(t.arena, op.Key...)
+	op.Key = t.arena[len(t.arena)-len(op.Key) : len(t.arena) : len(t.arena)]
 	if !op.Delete {
-		op.Value = append([]byte(nil), op.Value...)
+		t.arena = append(t.arena, op.Value...)
+		op.Value = t.arena[len(t.arena)-len(op.Value) : len(t.arena) : len(t.arena)]
 	}
 	t.idx[string(op.Key)] = len(t.ops)
 	t.ops = append(t.ops, op)

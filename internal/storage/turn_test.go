@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -67,4 +68,32 @@ func mustOK(t *testing.T, errs ...error) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestTurnBatchArenaReuse: the bytes a turn buffered are reused by the next turn once
+// committed; what the first turn wrote, and what a Get of it returned, stays intact.
+func TestTurnBatchArenaReuse(t *testing.T) {
+	st := NewMemory()
+	tb := NewTurnBatch(st)
+	mustPut(t, tb, "k1", "first value")
+	got, err := tb.Get([]byte("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, tb, "k2", "XXXXXXXXXXXXXXXXXXXXX") // lands where k1's bytes were
+	big := strings.Repeat("b", 2<<20)             // grows the arena past what is kept
+	mustPut(t, tb, "k3", big)
+	wantGet(t, tb, "k2", "XXXXXXXXXXXXXXXXXXXXX", nil)
+	if err := tb.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "first value" {
+		t.Fatalf("a value Get returned changed to %q", got)
+	}
+	wantGet(t, st, "k1", "first value", nil)
+	wantGet(t, st, "k2", "XXXXXXXXXXXXXXXXXXXXX", nil)
+	wantGet(t, st, "k3", big, nil)
 }
