@@ -31,6 +31,10 @@ type loop struct {
 
 	mu    sync.Mutex
 	queue []func()
+	// The common events wait in typed queues rather than as closures: one allocation
+	// less each, for every request, answer and peer message.
+	reqs  []queuedRequest
+	resps []core.Response
 	wake  chan struct{}
 	done  chan struct{} // closed when the loop has stopped
 
@@ -66,16 +70,37 @@ func (l *loop) now() core.Time {
 	return core.Time{Wall: l.n.physMs(), Mono: l.n.clock.Since(l.start)}
 }
 
+// queuedRequest is a client request waiting for the loop.
+type queuedRequest struct {
+	req core.ClientRequest
+	ch  chan core.Reply
+}
+
 // submit hands f to the loop; it never blocks.
 func (l *loop) submit(f func()) {
 	l.mu.Lock()
 	l.queue = append(l.queue, f)
 	l.mu.Unlock()
+	l.signal()
+}
+
+// submitResponse hands the loop an answer (or failure) of one of its messages.
+func (l *loop) submitResponse(r core.Response) {
+	l.mu.Lock()
+	l.resps = append(l.resps, r)
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *loop) signal() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
 }
+
+// replyChans recycles the channels client requests wait on (buffered, one reply each).
+var replyChans = sync.Pool{New: func() any { return make(chan core.Reply, 1) }}
 
 // do runs f on the loop and waits for it.
 func (l *loop) do(ctx context.Context, f func(c *core.Core)) error {
@@ -102,15 +127,14 @@ func (l *loop) step(ev core.Event) { l.c.Step(l.now(), ev) }
 
 // request runs a client request and waits for its reply.
 func (l *loop) request(ctx context.Context, req core.ClientRequest) (core.Reply, error) {
-	ch := make(chan core.Reply, 1)
-	l.submit(func() {
-		l.nextID++
-		req.ID = l.nextID
-		l.clients[req.ID] = ch
-		l.step(req)
-	})
+	ch := replyChans.Get().(chan core.Reply)
+	l.mu.Lock()
+	l.reqs = append(l.reqs, queuedRequest{req, ch})
+	l.mu.Unlock()
+	l.signal()
 	select {
 	case r := <-ch:
+		replyChans.Put(ch) // drained, and nothing else sends on it: reusable
 		return r, r.Err
 	case <-ctx.Done():
 		return core.Reply{}, ctx.Err()
@@ -123,7 +147,11 @@ func (l *loop) run(ctx context.Context) {
 	defer close(l.done)
 	l.timer = time.NewTimer(time.Hour)
 	defer l.timer.Stop()
-	var batch []func()
+	var (
+		batch []func()
+		reqs  []queuedRequest
+		resps []core.Response
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -134,10 +162,25 @@ func (l *loop) run(ctx context.Context) {
 		}
 		l.mu.Lock()
 		batch, l.queue = l.queue, batch[:0]
+		reqs, l.reqs = l.reqs, reqs[:0]
+		resps, l.resps = l.resps, resps[:0]
 		l.mu.Unlock()
 		for i, f := range batch {
 			f()
 			batch[i] = nil
+		}
+		// Answers first: they finish work in flight before new work starts.
+		for i := range resps {
+			l.step(resps[i])
+			resps[i] = core.Response{}
+		}
+		for i := range reqs {
+			q := &reqs[i]
+			l.nextID++
+			q.req.ID = l.nextID
+			l.clients[q.req.ID] = q.ch
+			l.step(q.req)
+			*q = queuedRequest{}
 		}
 		l.flush(ctx)
 	}
@@ -419,7 +462,7 @@ func (n *Node) syncer(ctx context.Context) {
 func (l *loop) failTurn(t *turnOut, err error) {
 	for _, m := range t.msgs {
 		id := m.ID
-		l.submit(func() { l.step(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)}) })
+		l.submitResponse(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
 	}
 	for _, ev := range t.local {
 		// A message to itself, or its answer, would claim the sync that failed.
@@ -432,7 +475,7 @@ func (l *loop) failTurn(t *turnOut, err error) {
 		default:
 			continue
 		}
-		l.submit(func() { l.step(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)}) })
+		l.submitResponse(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
 	}
 	for _, a := range t.answers {
 		a.respond(core.ErrorEnvelope(err))
@@ -453,14 +496,12 @@ func (l *loop) failTurn(t *turnOut, err error) {
 func (l *loop) send(ctx context.Context, m core.Message) {
 	id := m.ID
 	if m.To == l.self {
-		l.n.serve(l.self, m.Env, func(e *pb.Envelope) {
-			l.submit(func() { l.step(core.Response{ID: id, Env: e}) })
-		})
+		l.n.serve(l.self, m.Env, func(e *pb.Envelope) { l.submitResponse(core.Response{ID: id, Env: e}) })
 		return
 	}
 	dctx := deadlineCtx{Context: ctx, deadline: l.start.Add(m.Deadline)}
 	l.n.tr.Call(dctx, m.To, m.Env, func(e *pb.Envelope, err error) {
-		l.submit(func() { l.step(core.Response{ID: id, Env: e, Err: sendError(err)}) })
+		l.submitResponse(core.Response{ID: id, Env: e, Err: sendError(err)})
 	})
 }
 
