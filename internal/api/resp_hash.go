@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/node"
@@ -74,18 +73,6 @@ func hashGet(fs []hashField, name string) []byte {
 	return nil
 }
 
-// checkUTF8 refuses hash fields and values that are not UTF-8: a forwarded map operation
-// carries them as JSON strings.
-func checkUTF8(w *reply, what string, bs ...[]byte) bool {
-	for _, b := range bs {
-		if !utf8.Valid(b) {
-			w.WriteError("ERR hash " + what + " must be valid UTF-8")
-			return false
-		}
-	}
-	return true
-}
-
 // readHash reads a hash; an absent key is the empty hash; false when it answered an error.
 func (r *RESP) readHash(ctx context.Context, c *client, w *reply, key []byte) ([]hashField, bool) {
 	res, ok := r.readKey(ctx, c, w, key)
@@ -124,16 +111,13 @@ func (r *RESP) hset(ctx context.Context, c *client, key []byte, pairs [][]byte) 
 	return n, nil
 }
 
-// checkPairs checks HSET's field-value pairs: an even count, UTF-8, values within the limit.
+// checkPairs checks HSET's field-value pairs: an even count, values within the limit.
 func (r *RESP) checkPairs(w *reply, name string, pairs [][]byte) bool {
 	if len(pairs) == 0 || len(pairs)%2 != 0 {
 		w.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
 		return false
 	}
 	for i := 0; i < len(pairs); i += 2 {
-		if !checkUTF8(w, "fields", pairs[i]) || !checkUTF8(w, "values", pairs[i+1]) {
-			return false
-		}
 		if len(pairs[i+1]) > r.MaxValueBytes {
 			w.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(pairs[i+1]), r.MaxValueBytes))
 			return false
@@ -256,7 +240,7 @@ func cmdHExists(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte
 // cmdHDel removes fields as the coordinator observed them (a concurrent HSET it had not
 // seen survives); it answers how many were in its state.
 func cmdHDel(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	if !checkUTF8(w, "fields", args[2:]...) || !checkKey(w, args[1]) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	names := make([]string, 0, len(args)-2)
@@ -289,7 +273,7 @@ func cmdHIncrBy(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte
 		w.WriteError(errNotInteger)
 		return
 	}
-	if !checkUTF8(w, "fields", args[2]) || !checkKey(w, args[1]) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	field := string(args[2])

@@ -1,7 +1,6 @@
 package core
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -252,13 +251,10 @@ func (c *Core) forwardNext(f *forward) {
 		req.Meta = append(req.Meta, &pb.MetaEntry{Key: e.Key, Value: e.Value})
 	}
 	if f.m.crdt != nil {
-		js, assign, err := EncodeCRDTOp(f.m.crdt.Op)
-		if err != nil {
-			delete(c.fwds, f.id)
-			c.reply(f.from, Reply{Err: fmt.Errorf("encode operation: %w", err)})
-			return
+		req.CrdtType, req.ReplaceType = string(f.m.crdt.Type), f.m.crdt.ReplaceType
+		if !f.m.crdt.Touch {
+			req.Crdt = EncodeCRDTOp(f.m.crdt.Op)
 		}
-		req.CrdtType, req.CrdtOp, req.Value, req.ReplaceType = string(f.m.crdt.Type), js, assign, f.m.crdt.ReplaceType
 	}
 	f.sent = c.send(to, &pb.Envelope{Body: &pb.Envelope_CoordPut{CoordPut: req}}, f.deadline, pending{owner: f.id, kind: callForward})
 }
@@ -580,7 +576,13 @@ func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
 		}
 		m = mutation{crdt: &CRDTOp{Type: t, Touch: true}, exp: exp}
 	case r.CrdtType != "":
-		op, err := ParseCRDTOp(r.CrdtType, r.CrdtOp, r.Value, r.ReplaceType)
+		var op *CRDTOp
+		var err error
+		if r.Crdt == nil && len(r.CrdtOpJson) > 0 {
+			op, err = parseLegacyCRDTOp(r.CrdtType, r.CrdtOpJson, r.Value, r.ReplaceType)
+		} else {
+			op, err = DecodeCRDTOp(r.CrdtType, r.Crdt, r.ReplaceType)
+		}
 		if err != nil {
 			c.answer(from, id, ErrorEnvelope(err))
 			return
@@ -701,8 +703,11 @@ func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC) (
 	return cur.Encode(), next.Encode(), nil
 }
 
-// ParseCRDTOp rebuilds a forwarded operation (see EncodeCRDTOp).
-func ParseCRDTOp(typ string, js, assign []byte, replace bool) (*CRDTOp, error) {
+// parseLegacyCRDTOp rebuilds an operation forwarded by a node of the previous release: JSON
+// (the HTTP API's form), with a register's value as raw bytes beside it. Accepted on
+// receipt for one release, so a rolling upgrade loses no forwarded operation; nothing
+// sends it any more.
+func parseLegacyCRDTOp(typ string, js, assign []byte, replace bool) (*CRDTOp, error) {
 	t, err := crdt.ParseType(typ)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
@@ -716,16 +721,4 @@ func ParseCRDTOp(typ string, js, assign []byte, replace bool) (*CRDTOp, error) {
 		op.Assign = &v
 	}
 	return &CRDTOp{Type: t, Op: op, ReplaceType: replace}, nil
-}
-
-// EncodeCRDTOp is the forwarded form of an operation: JSON, except that a register's value
-// travels as raw bytes beside it (JSON strings must be UTF-8; values are any bytes).
-func EncodeCRDTOp(op crdt.Op) (js, assign []byte, err error) {
-	if op.Assign != nil {
-		assign = []byte(*op.Assign)
-		empty := ""
-		op.Assign = &empty
-	}
-	js, err = json.Marshal(op)
-	return js, assign, err
 }

@@ -656,15 +656,19 @@ type CoordPutRequest struct {
 	Pw        string `protobuf:"bytes,7,opt,name=pw,proto3" json:"pw,omitempty"`
 	Dw        string `protobuf:"bytes,8,opt,name=dw,proto3" json:"dw,omitempty"`
 	TimeoutMs int64  `protobuf:"varint,9,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	// A CRDT update instead of a value: the data type, the operation (JSON, as the HTTP API
-	// takes it), and whether a key of another type is replaced (Redis SET) rather than
-	// refused (WRONGTYPE).
-	CrdtType    string `protobuf:"bytes,10,opt,name=crdt_type,json=crdtType,proto3" json:"crdt_type,omitempty"`
-	CrdtOp      []byte `protobuf:"bytes,11,opt,name=crdt_op,json=crdtOp,proto3" json:"crdt_op,omitempty"`
+	// A CRDT update instead of a value: the data type, the operation (crdt), and whether a
+	// key of another type is replaced (Redis SET) rather than refused (WRONGTYPE).
+	CrdtType string `protobuf:"bytes,10,opt,name=crdt_type,json=crdtType,proto3" json:"crdt_type,omitempty"`
+	// crdt_op_json is the operation as JSON (the HTTP API's form) with a register's assign
+	// in value: what nodes of the previous release send instead of crdt. Read on receipt
+	// only, for one release (JSON strings are UTF-8: binary members did not survive it).
+	CrdtOpJson  []byte `protobuf:"bytes,11,opt,name=crdt_op_json,json=crdtOpJson,proto3" json:"crdt_op_json,omitempty"`
 	ReplaceType bool   `protobuf:"varint,12,opt,name=replace_type,json=replaceType,proto3" json:"replace_type,omitempty"`
 	// What the writer said of the value: its content type and metadata (keys sorted).
-	ContentType   string       `protobuf:"bytes,13,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	Meta          []*MetaEntry `protobuf:"bytes,14,rep,name=meta,proto3" json:"meta,omitempty"`
+	ContentType string       `protobuf:"bytes,13,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Meta        []*MetaEntry `protobuf:"bytes,14,rep,name=meta,proto3" json:"meta,omitempty"`
+	// crdt is the operation of a CRDT update (crdt_type set), binary-safe.
+	Crdt          *CrdtOp `protobuf:"bytes,15,opt,name=crdt,proto3" json:"crdt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -769,9 +773,9 @@ func (x *CoordPutRequest) GetCrdtType() string {
 	return ""
 }
 
-func (x *CoordPutRequest) GetCrdtOp() []byte {
+func (x *CoordPutRequest) GetCrdtOpJson() []byte {
 	if x != nil {
-		return x.CrdtOp
+		return x.CrdtOpJson
 	}
 	return nil
 }
@@ -797,6 +801,182 @@ func (x *CoordPutRequest) GetMeta() []*MetaEntry {
 	return nil
 }
 
+func (x *CoordPutRequest) GetCrdt() *CrdtOp {
+	if x != nil {
+		return x.Crdt
+	}
+	return nil
+}
+
+// CrdtOp is a crdt.Op: exactly the kinds its type takes are set (counter: increment; set:
+// add and/or remove; register: assign; flag: enable; map: update and/or remove). Members,
+// field names and values are bytes: a Redis set member or hash field is any bytes.
+type CrdtOp struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Increment *int64                 `protobuf:"zigzag64,1,opt,name=increment,proto3,oneof" json:"increment,omitempty"`
+	Add       [][]byte               `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty"`
+	// remove: set members, or map fields.
+	Remove [][]byte `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	Assign []byte   `protobuf:"bytes,4,opt,name=assign,proto3,oneof" json:"assign,omitempty"`
+	Enable *bool    `protobuf:"varint,5,opt,name=enable,proto3,oneof" json:"enable,omitempty"`
+	// update: map field operations, by name, sorted and unique.
+	Update []*CrdtFieldOp `protobuf:"bytes,6,rep,name=update,proto3" json:"update,omitempty"`
+	// context is the causal context of the read a remove is based on (crdt.Op.Context).
+	Context       []byte `protobuf:"bytes,7,opt,name=context,proto3" json:"context,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CrdtOp) Reset() {
+	*x = CrdtOp{}
+	mi := &file_internode_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CrdtOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CrdtOp) ProtoMessage() {}
+
+func (x *CrdtOp) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CrdtOp.ProtoReflect.Descriptor instead.
+func (*CrdtOp) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CrdtOp) GetIncrement() int64 {
+	if x != nil && x.Increment != nil {
+		return *x.Increment
+	}
+	return 0
+}
+
+func (x *CrdtOp) GetAdd() [][]byte {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *CrdtOp) GetRemove() [][]byte {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+func (x *CrdtOp) GetAssign() []byte {
+	if x != nil {
+		return x.Assign
+	}
+	return nil
+}
+
+func (x *CrdtOp) GetEnable() bool {
+	if x != nil && x.Enable != nil {
+		return *x.Enable
+	}
+	return false
+}
+
+func (x *CrdtOp) GetUpdate() []*CrdtFieldOp {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *CrdtOp) GetContext() []byte {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+// CrdtFieldOp is one map field's operation (crdt.FieldOp).
+type CrdtFieldOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  []byte                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// type is the field's data type (crdt.Type: counter, set, register, flag, map).
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// replace removes the field first, whatever its type (crdt.FieldOp.Replace).
+	Replace       bool    `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"`
+	Op            *CrdtOp `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CrdtFieldOp) Reset() {
+	*x = CrdtFieldOp{}
+	mi := &file_internode_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CrdtFieldOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CrdtFieldOp) ProtoMessage() {}
+
+func (x *CrdtFieldOp) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CrdtFieldOp.ProtoReflect.Descriptor instead.
+func (*CrdtFieldOp) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CrdtFieldOp) GetName() []byte {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
+func (x *CrdtFieldOp) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CrdtFieldOp) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+func (x *CrdtFieldOp) GetOp() *CrdtOp {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
 type MetaEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -807,7 +987,7 @@ type MetaEntry struct {
 
 func (x *MetaEntry) Reset() {
 	*x = MetaEntry{}
-	mi := &file_internode_proto_msgTypes[7]
+	mi := &file_internode_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +999,7 @@ func (x *MetaEntry) String() string {
 func (*MetaEntry) ProtoMessage() {}
 
 func (x *MetaEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[7]
+	mi := &file_internode_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1012,7 @@ func (x *MetaEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaEntry.ProtoReflect.Descriptor instead.
 func (*MetaEntry) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{7}
+	return file_internode_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MetaEntry) GetKey() string {
@@ -868,7 +1048,7 @@ type CoordPutResponse struct {
 
 func (x *CoordPutResponse) Reset() {
 	*x = CoordPutResponse{}
-	mi := &file_internode_proto_msgTypes[8]
+	mi := &file_internode_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1060,7 @@ func (x *CoordPutResponse) String() string {
 func (*CoordPutResponse) ProtoMessage() {}
 
 func (x *CoordPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[8]
+	mi := &file_internode_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1073,7 @@ func (x *CoordPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordPutResponse.ProtoReflect.Descriptor instead.
 func (*CoordPutResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{8}
+	return file_internode_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CoordPutResponse) GetContext() string {
@@ -962,7 +1142,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_internode_proto_msgTypes[9]
+	mi := &file_internode_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1154,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[9]
+	mi := &file_internode_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1167,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{9}
+	return file_internode_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Error) GetMessage() string {
@@ -1016,7 +1196,7 @@ type HandoffRequest struct {
 
 func (x *HandoffRequest) Reset() {
 	*x = HandoffRequest{}
-	mi := &file_internode_proto_msgTypes[10]
+	mi := &file_internode_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1208,7 @@ func (x *HandoffRequest) String() string {
 func (*HandoffRequest) ProtoMessage() {}
 
 func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[10]
+	mi := &file_internode_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1221,7 @@ func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffRequest.ProtoReflect.Descriptor instead.
 func (*HandoffRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{10}
+	return file_internode_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HandoffRequest) GetItems() []*HandoffItem {
@@ -1062,7 +1242,7 @@ type HandoffItem struct {
 
 func (x *HandoffItem) Reset() {
 	*x = HandoffItem{}
-	mi := &file_internode_proto_msgTypes[11]
+	mi := &file_internode_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1254,7 @@ func (x *HandoffItem) String() string {
 func (*HandoffItem) ProtoMessage() {}
 
 func (x *HandoffItem) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[11]
+	mi := &file_internode_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1267,7 @@ func (x *HandoffItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffItem.ProtoReflect.Descriptor instead.
 func (*HandoffItem) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{11}
+	return file_internode_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HandoffItem) GetBucket() string {
@@ -1120,7 +1300,7 @@ type HandoffResponse struct {
 
 func (x *HandoffResponse) Reset() {
 	*x = HandoffResponse{}
-	mi := &file_internode_proto_msgTypes[12]
+	mi := &file_internode_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1312,7 @@ func (x *HandoffResponse) String() string {
 func (*HandoffResponse) ProtoMessage() {}
 
 func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[12]
+	mi := &file_internode_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1325,7 @@ func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffResponse.ProtoReflect.Descriptor instead.
 func (*HandoffResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{12}
+	return file_internode_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HandoffResponse) GetApplied() int32 {
@@ -1175,7 +1355,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_internode_proto_msgTypes[13]
+	mi := &file_internode_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1367,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[13]
+	mi := &file_internode_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1380,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{13}
+	return file_internode_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TreeRequest) GetPartition() int32 {
@@ -1259,7 +1439,7 @@ type TreeResponse struct {
 
 func (x *TreeResponse) Reset() {
 	*x = TreeResponse{}
-	mi := &file_internode_proto_msgTypes[14]
+	mi := &file_internode_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1451,7 @@ func (x *TreeResponse) String() string {
 func (*TreeResponse) ProtoMessage() {}
 
 func (x *TreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[14]
+	mi := &file_internode_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1464,7 @@ func (x *TreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
 func (*TreeResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{14}
+	return file_internode_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TreeResponse) GetRoot() uint64 {
@@ -1323,7 +1503,7 @@ type TreeKeysRequest struct {
 
 func (x *TreeKeysRequest) Reset() {
 	*x = TreeKeysRequest{}
-	mi := &file_internode_proto_msgTypes[15]
+	mi := &file_internode_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1515,7 @@ func (x *TreeKeysRequest) String() string {
 func (*TreeKeysRequest) ProtoMessage() {}
 
 func (x *TreeKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[15]
+	mi := &file_internode_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1528,7 @@ func (x *TreeKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKeysRequest.ProtoReflect.Descriptor instead.
 func (*TreeKeysRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{15}
+	return file_internode_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TreeKeysRequest) GetPartition() int32 {
@@ -1395,7 +1575,7 @@ type TreeKeysResponse struct {
 
 func (x *TreeKeysResponse) Reset() {
 	*x = TreeKeysResponse{}
-	mi := &file_internode_proto_msgTypes[16]
+	mi := &file_internode_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1587,7 @@ func (x *TreeKeysResponse) String() string {
 func (*TreeKeysResponse) ProtoMessage() {}
 
 func (x *TreeKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[16]
+	mi := &file_internode_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1600,7 @@ func (x *TreeKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKeysResponse.ProtoReflect.Descriptor instead.
 func (*TreeKeysResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{16}
+	return file_internode_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TreeKeysResponse) GetKeys() []*TreeKey {
@@ -1442,7 +1622,7 @@ type TreeKey struct {
 
 func (x *TreeKey) Reset() {
 	*x = TreeKey{}
-	mi := &file_internode_proto_msgTypes[17]
+	mi := &file_internode_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1634,7 @@ func (x *TreeKey) String() string {
 func (*TreeKey) ProtoMessage() {}
 
 func (x *TreeKey) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[17]
+	mi := &file_internode_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1647,7 @@ func (x *TreeKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKey.ProtoReflect.Descriptor instead.
 func (*TreeKey) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{17}
+	return file_internode_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TreeKey) GetBucket() string {
@@ -1513,7 +1693,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_internode_proto_msgTypes[18]
+	mi := &file_internode_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1705,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[18]
+	mi := &file_internode_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1718,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{18}
+	return file_internode_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferRequest) GetPartition() int32 {
@@ -1581,7 +1761,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_internode_proto_msgTypes[19]
+	mi := &file_internode_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1773,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[19]
+	mi := &file_internode_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1786,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{19}
+	return file_internode_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferResponse) GetItems() []*HandoffItem {
@@ -1677,7 +1857,7 @@ const file_internode_proto_rawDesc = "" +
 	"hlcLogical\x12\x19\n" +
 	"\bhint_for\x18\a \x01(\tR\ahintFor\"-\n" +
 	"\x11ReplicateResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\"\x88\x03\n" +
+	"\adurable\x18\x01 \x01(\bR\adurable\"\xc4\x03\n" +
 	"\x0fCoordPutRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -1690,11 +1870,30 @@ const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\t \x01(\x03R\ttimeoutMs\x12\x1b\n" +
 	"\tcrdt_type\x18\n" +
-	" \x01(\tR\bcrdtType\x12\x17\n" +
-	"\acrdt_op\x18\v \x01(\fR\x06crdtOp\x12!\n" +
+	" \x01(\tR\bcrdtType\x12 \n" +
+	"\fcrdt_op_json\x18\v \x01(\fR\n" +
+	"crdtOpJson\x12!\n" +
 	"\freplace_type\x18\f \x01(\bR\vreplaceType\x12!\n" +
 	"\fcontent_type\x18\r \x01(\tR\vcontentType\x124\n" +
-	"\x04meta\x18\x0e \x03(\v2 .quorumkv.internode.v1.MetaEntryR\x04meta\"3\n" +
+	"\x04meta\x18\x0e \x03(\v2 .quorumkv.internode.v1.MetaEntryR\x04meta\x121\n" +
+	"\x04crdt\x18\x0f \x01(\v2\x1d.quorumkv.internode.v1.CrdtOpR\x04crdt\"\x89\x02\n" +
+	"\x06CrdtOp\x12!\n" +
+	"\tincrement\x18\x01 \x01(\x12H\x00R\tincrement\x88\x01\x01\x12\x10\n" +
+	"\x03add\x18\x02 \x03(\fR\x03add\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\fR\x06remove\x12\x1b\n" +
+	"\x06assign\x18\x04 \x01(\fH\x01R\x06assign\x88\x01\x01\x12\x1b\n" +
+	"\x06enable\x18\x05 \x01(\bH\x02R\x06enable\x88\x01\x01\x12:\n" +
+	"\x06update\x18\x06 \x03(\v2\".quorumkv.internode.v1.CrdtFieldOpR\x06update\x12\x18\n" +
+	"\acontext\x18\a \x01(\fR\acontextB\f\n" +
+	"\n" +
+	"_incrementB\t\n" +
+	"\a_assignB\t\n" +
+	"\a_enable\"~\n" +
+	"\vCrdtFieldOp\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\fR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\x12-\n" +
+	"\x02op\x18\x04 \x01(\v2\x1d.quorumkv.internode.v1.CrdtOpR\x02op\"3\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xde\x01\n" +
@@ -1772,7 +1971,7 @@ func file_internode_proto_rawDescGZIP() []byte {
 	return file_internode_proto_rawDescData
 }
 
-var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_internode_proto_goTypes = []any{
 	(*Batch)(nil),             // 0: quorumkv.internode.v1.Batch
 	(*Envelope)(nil),          // 1: quorumkv.internode.v1.Envelope
@@ -1781,19 +1980,21 @@ var file_internode_proto_goTypes = []any{
 	(*ReplicateRequest)(nil),  // 4: quorumkv.internode.v1.ReplicateRequest
 	(*ReplicateResponse)(nil), // 5: quorumkv.internode.v1.ReplicateResponse
 	(*CoordPutRequest)(nil),   // 6: quorumkv.internode.v1.CoordPutRequest
-	(*MetaEntry)(nil),         // 7: quorumkv.internode.v1.MetaEntry
-	(*CoordPutResponse)(nil),  // 8: quorumkv.internode.v1.CoordPutResponse
-	(*Error)(nil),             // 9: quorumkv.internode.v1.Error
-	(*HandoffRequest)(nil),    // 10: quorumkv.internode.v1.HandoffRequest
-	(*HandoffItem)(nil),       // 11: quorumkv.internode.v1.HandoffItem
-	(*HandoffResponse)(nil),   // 12: quorumkv.internode.v1.HandoffResponse
-	(*TreeRequest)(nil),       // 13: quorumkv.internode.v1.TreeRequest
-	(*TreeResponse)(nil),      // 14: quorumkv.internode.v1.TreeResponse
-	(*TreeKeysRequest)(nil),   // 15: quorumkv.internode.v1.TreeKeysRequest
-	(*TreeKeysResponse)(nil),  // 16: quorumkv.internode.v1.TreeKeysResponse
-	(*TreeKey)(nil),           // 17: quorumkv.internode.v1.TreeKey
-	(*TransferRequest)(nil),   // 18: quorumkv.internode.v1.TransferRequest
-	(*TransferResponse)(nil),  // 19: quorumkv.internode.v1.TransferResponse
+	(*CrdtOp)(nil),            // 7: quorumkv.internode.v1.CrdtOp
+	(*CrdtFieldOp)(nil),       // 8: quorumkv.internode.v1.CrdtFieldOp
+	(*MetaEntry)(nil),         // 9: quorumkv.internode.v1.MetaEntry
+	(*CoordPutResponse)(nil),  // 10: quorumkv.internode.v1.CoordPutResponse
+	(*Error)(nil),             // 11: quorumkv.internode.v1.Error
+	(*HandoffRequest)(nil),    // 12: quorumkv.internode.v1.HandoffRequest
+	(*HandoffItem)(nil),       // 13: quorumkv.internode.v1.HandoffItem
+	(*HandoffResponse)(nil),   // 14: quorumkv.internode.v1.HandoffResponse
+	(*TreeRequest)(nil),       // 15: quorumkv.internode.v1.TreeRequest
+	(*TreeResponse)(nil),      // 16: quorumkv.internode.v1.TreeResponse
+	(*TreeKeysRequest)(nil),   // 17: quorumkv.internode.v1.TreeKeysRequest
+	(*TreeKeysResponse)(nil),  // 18: quorumkv.internode.v1.TreeKeysResponse
+	(*TreeKey)(nil),           // 19: quorumkv.internode.v1.TreeKey
+	(*TransferRequest)(nil),   // 20: quorumkv.internode.v1.TransferRequest
+	(*TransferResponse)(nil),  // 21: quorumkv.internode.v1.TransferResponse
 }
 var file_internode_proto_depIdxs = []int32{
 	1,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
@@ -1802,25 +2003,28 @@ var file_internode_proto_depIdxs = []int32{
 	4,  // 3: quorumkv.internode.v1.Envelope.replicate:type_name -> quorumkv.internode.v1.ReplicateRequest
 	5,  // 4: quorumkv.internode.v1.Envelope.replicate_resp:type_name -> quorumkv.internode.v1.ReplicateResponse
 	6,  // 5: quorumkv.internode.v1.Envelope.coord_put:type_name -> quorumkv.internode.v1.CoordPutRequest
-	8,  // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
-	9,  // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
-	10, // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
-	12, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
-	13, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
-	14, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
-	15, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
-	16, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
-	18, // 14: quorumkv.internode.v1.Envelope.transfer:type_name -> quorumkv.internode.v1.TransferRequest
-	19, // 15: quorumkv.internode.v1.Envelope.transfer_resp:type_name -> quorumkv.internode.v1.TransferResponse
-	7,  // 16: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
-	11, // 17: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
-	17, // 18: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
-	11, // 19: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	10, // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
+	11, // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
+	12, // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
+	14, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
+	15, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
+	16, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
+	17, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
+	18, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
+	20, // 14: quorumkv.internode.v1.Envelope.transfer:type_name -> quorumkv.internode.v1.TransferRequest
+	21, // 15: quorumkv.internode.v1.Envelope.transfer_resp:type_name -> quorumkv.internode.v1.TransferResponse
+	9,  // 16: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
+	7,  // 17: quorumkv.internode.v1.CoordPutRequest.crdt:type_name -> quorumkv.internode.v1.CrdtOp
+	8,  // 18: quorumkv.internode.v1.CrdtOp.update:type_name -> quorumkv.internode.v1.CrdtFieldOp
+	7,  // 19: quorumkv.internode.v1.CrdtFieldOp.op:type_name -> quorumkv.internode.v1.CrdtOp
+	13, // 20: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
+	19, // 21: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
+	13, // 22: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_internode_proto_init() }
@@ -1845,13 +2049,14 @@ func file_internode_proto_init() {
 		(*Envelope_Transfer)(nil),
 		(*Envelope_TransferResp)(nil),
 	}
+	file_internode_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internode_proto_rawDesc), len(file_internode_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
