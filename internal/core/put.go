@@ -64,7 +64,8 @@ func checkMeta(m mutation) error {
 		if e.Key == "" || (i > 0 && e.Key <= m.meta[i-1].Key) {
 			return fmt.Errorf("%w: metadata keys must be non-empty, sorted and unique", ErrBadRequest)
 		}
-		if strings.HasPrefix(e.Key, reservedMetaPrefix) {
+		if strings.HasPrefix(e.Key, legacyMetaPrefix) {
+			// Reserved while forwarded writes of the previous release are read (expiry.go).
 			return fmt.Errorf("%w: metadata keys may not start with a NUL byte", ErrBadRequest)
 		}
 	}
@@ -247,11 +248,12 @@ func (c *Core) forwardNext(f *forward) {
 		W: f.o.W, Pw: f.o.PW, Dw: f.o.DW, TimeoutMs: (f.deadline - c.now.Mono).Milliseconds(),
 		ContentType: f.m.ctype,
 	}
-	for _, e := range append(reservedMeta(f.m), f.m.meta...) {
+	putExpiry(req, f.m.exp)
+	for _, e := range f.m.meta {
 		req.Meta = append(req.Meta, &pb.MetaEntry{Key: e.Key, Value: e.Value})
 	}
 	if f.m.crdt != nil {
-		req.CrdtType, req.ReplaceType = string(f.m.crdt.Type), f.m.crdt.ReplaceType
+		req.CrdtType, req.ReplaceType, req.Touch = string(f.m.crdt.Type), f.m.crdt.ReplaceType, f.m.crdt.Touch
 		if !f.m.crdt.Touch {
 			req.Crdt = EncodeCRDTOp(f.m.crdt.Op)
 		}
@@ -558,10 +560,23 @@ func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
 	for _, e := range r.Meta {
 		meta = append(meta, version.MetaEntry{Key: e.Key, Value: e.Value})
 	}
-	meta, exp, touch, err := takeReserved(meta)
+	exp, err := forwardedExpiry(r)
 	if err != nil {
 		c.answer(from, id, ErrorEnvelope(err))
 		return
+	}
+	touch := r.Touch
+	// A node of the previous release sends the expiry and the touch as reserved metadata.
+	meta, lexp, ltouch, legacy, err := takeLegacyReserved(meta)
+	switch {
+	case err != nil:
+		c.answer(from, id, ErrorEnvelope(err))
+		return
+	case legacy && (exp != (Expiry{}) || touch):
+		c.answer(from, id, ErrorEnvelope(fmt.Errorf("%w: a forwarded write with its expiry in both forms", ErrBadRequest)))
+		return
+	case legacy:
+		exp, touch = lexp, ltouch
 	}
 	if len(meta) > 0 {
 		m.meta = meta

@@ -26,6 +26,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ExpiryMode is core.ExpiryMode, number for number.
+type ExpiryMode int32
+
+const (
+	// The bucket's ttl_s for a value; a CRDT operation keeps the key's expiry.
+	ExpiryMode_EXPIRY_MODE_AUTO ExpiryMode = 0
+	// The bucket's ttl_s whatever the key held (Redis SET without EX).
+	ExpiryMode_EXPIRY_MODE_BUCKET ExpiryMode = 1
+	// ttl_ms from the write's timestamp.
+	ExpiryMode_EXPIRY_MODE_TTL ExpiryMode = 2
+	// No expiry, whatever the bucket says (Redis PERSIST).
+	ExpiryMode_EXPIRY_MODE_NEVER ExpiryMode = 3
+)
+
+// Enum value maps for ExpiryMode.
+var (
+	ExpiryMode_name = map[int32]string{
+		0: "EXPIRY_MODE_AUTO",
+		1: "EXPIRY_MODE_BUCKET",
+		2: "EXPIRY_MODE_TTL",
+		3: "EXPIRY_MODE_NEVER",
+	}
+	ExpiryMode_value = map[string]int32{
+		"EXPIRY_MODE_AUTO":   0,
+		"EXPIRY_MODE_BUCKET": 1,
+		"EXPIRY_MODE_TTL":    2,
+		"EXPIRY_MODE_NEVER":  3,
+	}
+)
+
+func (x ExpiryMode) Enum() *ExpiryMode {
+	p := new(ExpiryMode)
+	*p = x
+	return p
+}
+
+func (x ExpiryMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExpiryMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_internode_proto_enumTypes[0].Descriptor()
+}
+
+func (ExpiryMode) Type() protoreflect.EnumType {
+	return &file_internode_proto_enumTypes[0]
+}
+
+func (x ExpiryMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExpiryMode.Descriptor instead.
+func (ExpiryMode) EnumDescriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{0}
+}
+
 // Batch is the payload of one frame: the envelopes one side queued since its last write.
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -668,7 +725,14 @@ type CoordPutRequest struct {
 	ContentType string       `protobuf:"bytes,13,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	Meta        []*MetaEntry `protobuf:"bytes,14,rep,name=meta,proto3" json:"meta,omitempty"`
 	// crdt is the operation of a CRDT update (crdt_type set), binary-safe.
-	Crdt          *CrdtOp `protobuf:"bytes,15,opt,name=crdt,proto3" json:"crdt,omitempty"`
+	Crdt *CrdtOp `protobuf:"bytes,15,opt,name=crdt,proto3" json:"crdt,omitempty"`
+	// The write's expiry request (core.Expiry): how it sets the value's expiry, and with
+	// EXPIRY_MODE_TTL the time to live in milliseconds (the coordinator makes it absolute).
+	ExpiryMode ExpiryMode `protobuf:"varint,16,opt,name=expiry_mode,json=expiryMode,proto3,enum=quorumkv.internode.v1.ExpiryMode" json:"expiry_mode,omitempty"`
+	TtlMs      int64      `protobuf:"varint,17,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// touch: a CRDT touch (Redis EXPIRE, PERSIST) of a key of type crdt_type: no operation,
+	// the key's state rewritten with the expiry.
+	Touch         bool `protobuf:"varint,18,opt,name=touch,proto3" json:"touch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -806,6 +870,27 @@ func (x *CoordPutRequest) GetCrdt() *CrdtOp {
 		return x.Crdt
 	}
 	return nil
+}
+
+func (x *CoordPutRequest) GetExpiryMode() ExpiryMode {
+	if x != nil {
+		return x.ExpiryMode
+	}
+	return ExpiryMode_EXPIRY_MODE_AUTO
+}
+
+func (x *CoordPutRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *CoordPutRequest) GetTouch() bool {
+	if x != nil {
+		return x.Touch
+	}
+	return false
 }
 
 // CrdtOp is a crdt.Op: exactly the kinds its type takes are set (counter: increment; set:
@@ -1857,7 +1942,7 @@ const file_internode_proto_rawDesc = "" +
 	"hlcLogical\x12\x19\n" +
 	"\bhint_for\x18\a \x01(\tR\ahintFor\"-\n" +
 	"\x11ReplicateResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\"\xc4\x03\n" +
+	"\adurable\x18\x01 \x01(\bR\adurable\"\xb5\x04\n" +
 	"\x0fCoordPutRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -1876,7 +1961,11 @@ const file_internode_proto_rawDesc = "" +
 	"\freplace_type\x18\f \x01(\bR\vreplaceType\x12!\n" +
 	"\fcontent_type\x18\r \x01(\tR\vcontentType\x124\n" +
 	"\x04meta\x18\x0e \x03(\v2 .quorumkv.internode.v1.MetaEntryR\x04meta\x121\n" +
-	"\x04crdt\x18\x0f \x01(\v2\x1d.quorumkv.internode.v1.CrdtOpR\x04crdt\"\x89\x02\n" +
+	"\x04crdt\x18\x0f \x01(\v2\x1d.quorumkv.internode.v1.CrdtOpR\x04crdt\x12B\n" +
+	"\vexpiry_mode\x18\x10 \x01(\x0e2!.quorumkv.internode.v1.ExpiryModeR\n" +
+	"expiryMode\x12\x15\n" +
+	"\x06ttl_ms\x18\x11 \x01(\x03R\x05ttlMs\x12\x14\n" +
+	"\x05touch\x18\x12 \x01(\bR\x05touch\"\x89\x02\n" +
 	"\x06CrdtOp\x12!\n" +
 	"\tincrement\x18\x01 \x01(\x12H\x00R\tincrement\x88\x01\x01\x12\x10\n" +
 	"\x03add\x18\x02 \x03(\fR\x03add\x12\x16\n" +
@@ -1957,7 +2046,13 @@ const file_internode_proto_rawDesc = "" +
 	"\x10TransferResponse\x128\n" +
 	"\x05items\x18\x01 \x03(\v2\".quorumkv.internode.v1.HandoffItemR\x05items\x12\x12\n" +
 	"\x04next\x18\x02 \x01(\fR\x04next\x12\x12\n" +
-	"\x04done\x18\x03 \x01(\bR\x04doneB4Z2github.com/quorumkv/quorumkv/internal/transport/pbb\x06proto3"
+	"\x04done\x18\x03 \x01(\bR\x04done*f\n" +
+	"\n" +
+	"ExpiryMode\x12\x14\n" +
+	"\x10EXPIRY_MODE_AUTO\x10\x00\x12\x16\n" +
+	"\x12EXPIRY_MODE_BUCKET\x10\x01\x12\x13\n" +
+	"\x0fEXPIRY_MODE_TTL\x10\x02\x12\x15\n" +
+	"\x11EXPIRY_MODE_NEVER\x10\x03B4Z2github.com/quorumkv/quorumkv/internal/transport/pbb\x06proto3"
 
 var (
 	file_internode_proto_rawDescOnce sync.Once
@@ -1971,60 +2066,63 @@ func file_internode_proto_rawDescGZIP() []byte {
 	return file_internode_proto_rawDescData
 }
 
+var file_internode_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_internode_proto_goTypes = []any{
-	(*Batch)(nil),             // 0: quorumkv.internode.v1.Batch
-	(*Envelope)(nil),          // 1: quorumkv.internode.v1.Envelope
-	(*GetRequest)(nil),        // 2: quorumkv.internode.v1.GetRequest
-	(*GetResponse)(nil),       // 3: quorumkv.internode.v1.GetResponse
-	(*ReplicateRequest)(nil),  // 4: quorumkv.internode.v1.ReplicateRequest
-	(*ReplicateResponse)(nil), // 5: quorumkv.internode.v1.ReplicateResponse
-	(*CoordPutRequest)(nil),   // 6: quorumkv.internode.v1.CoordPutRequest
-	(*CrdtOp)(nil),            // 7: quorumkv.internode.v1.CrdtOp
-	(*CrdtFieldOp)(nil),       // 8: quorumkv.internode.v1.CrdtFieldOp
-	(*MetaEntry)(nil),         // 9: quorumkv.internode.v1.MetaEntry
-	(*CoordPutResponse)(nil),  // 10: quorumkv.internode.v1.CoordPutResponse
-	(*Error)(nil),             // 11: quorumkv.internode.v1.Error
-	(*HandoffRequest)(nil),    // 12: quorumkv.internode.v1.HandoffRequest
-	(*HandoffItem)(nil),       // 13: quorumkv.internode.v1.HandoffItem
-	(*HandoffResponse)(nil),   // 14: quorumkv.internode.v1.HandoffResponse
-	(*TreeRequest)(nil),       // 15: quorumkv.internode.v1.TreeRequest
-	(*TreeResponse)(nil),      // 16: quorumkv.internode.v1.TreeResponse
-	(*TreeKeysRequest)(nil),   // 17: quorumkv.internode.v1.TreeKeysRequest
-	(*TreeKeysResponse)(nil),  // 18: quorumkv.internode.v1.TreeKeysResponse
-	(*TreeKey)(nil),           // 19: quorumkv.internode.v1.TreeKey
-	(*TransferRequest)(nil),   // 20: quorumkv.internode.v1.TransferRequest
-	(*TransferResponse)(nil),  // 21: quorumkv.internode.v1.TransferResponse
+	(ExpiryMode)(0),           // 0: quorumkv.internode.v1.ExpiryMode
+	(*Batch)(nil),             // 1: quorumkv.internode.v1.Batch
+	(*Envelope)(nil),          // 2: quorumkv.internode.v1.Envelope
+	(*GetRequest)(nil),        // 3: quorumkv.internode.v1.GetRequest
+	(*GetResponse)(nil),       // 4: quorumkv.internode.v1.GetResponse
+	(*ReplicateRequest)(nil),  // 5: quorumkv.internode.v1.ReplicateRequest
+	(*ReplicateResponse)(nil), // 6: quorumkv.internode.v1.ReplicateResponse
+	(*CoordPutRequest)(nil),   // 7: quorumkv.internode.v1.CoordPutRequest
+	(*CrdtOp)(nil),            // 8: quorumkv.internode.v1.CrdtOp
+	(*CrdtFieldOp)(nil),       // 9: quorumkv.internode.v1.CrdtFieldOp
+	(*MetaEntry)(nil),         // 10: quorumkv.internode.v1.MetaEntry
+	(*CoordPutResponse)(nil),  // 11: quorumkv.internode.v1.CoordPutResponse
+	(*Error)(nil),             // 12: quorumkv.internode.v1.Error
+	(*HandoffRequest)(nil),    // 13: quorumkv.internode.v1.HandoffRequest
+	(*HandoffItem)(nil),       // 14: quorumkv.internode.v1.HandoffItem
+	(*HandoffResponse)(nil),   // 15: quorumkv.internode.v1.HandoffResponse
+	(*TreeRequest)(nil),       // 16: quorumkv.internode.v1.TreeRequest
+	(*TreeResponse)(nil),      // 17: quorumkv.internode.v1.TreeResponse
+	(*TreeKeysRequest)(nil),   // 18: quorumkv.internode.v1.TreeKeysRequest
+	(*TreeKeysResponse)(nil),  // 19: quorumkv.internode.v1.TreeKeysResponse
+	(*TreeKey)(nil),           // 20: quorumkv.internode.v1.TreeKey
+	(*TransferRequest)(nil),   // 21: quorumkv.internode.v1.TransferRequest
+	(*TransferResponse)(nil),  // 22: quorumkv.internode.v1.TransferResponse
 }
 var file_internode_proto_depIdxs = []int32{
-	1,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
-	2,  // 1: quorumkv.internode.v1.Envelope.get:type_name -> quorumkv.internode.v1.GetRequest
-	3,  // 2: quorumkv.internode.v1.Envelope.get_resp:type_name -> quorumkv.internode.v1.GetResponse
-	4,  // 3: quorumkv.internode.v1.Envelope.replicate:type_name -> quorumkv.internode.v1.ReplicateRequest
-	5,  // 4: quorumkv.internode.v1.Envelope.replicate_resp:type_name -> quorumkv.internode.v1.ReplicateResponse
-	6,  // 5: quorumkv.internode.v1.Envelope.coord_put:type_name -> quorumkv.internode.v1.CoordPutRequest
-	10, // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
-	11, // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
-	12, // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
-	14, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
-	15, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
-	16, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
-	17, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
-	18, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
-	20, // 14: quorumkv.internode.v1.Envelope.transfer:type_name -> quorumkv.internode.v1.TransferRequest
-	21, // 15: quorumkv.internode.v1.Envelope.transfer_resp:type_name -> quorumkv.internode.v1.TransferResponse
-	9,  // 16: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
-	7,  // 17: quorumkv.internode.v1.CoordPutRequest.crdt:type_name -> quorumkv.internode.v1.CrdtOp
-	8,  // 18: quorumkv.internode.v1.CrdtOp.update:type_name -> quorumkv.internode.v1.CrdtFieldOp
-	7,  // 19: quorumkv.internode.v1.CrdtFieldOp.op:type_name -> quorumkv.internode.v1.CrdtOp
-	13, // 20: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
-	19, // 21: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
-	13, // 22: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	2,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
+	3,  // 1: quorumkv.internode.v1.Envelope.get:type_name -> quorumkv.internode.v1.GetRequest
+	4,  // 2: quorumkv.internode.v1.Envelope.get_resp:type_name -> quorumkv.internode.v1.GetResponse
+	5,  // 3: quorumkv.internode.v1.Envelope.replicate:type_name -> quorumkv.internode.v1.ReplicateRequest
+	6,  // 4: quorumkv.internode.v1.Envelope.replicate_resp:type_name -> quorumkv.internode.v1.ReplicateResponse
+	7,  // 5: quorumkv.internode.v1.Envelope.coord_put:type_name -> quorumkv.internode.v1.CoordPutRequest
+	11, // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
+	12, // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
+	13, // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
+	15, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
+	16, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
+	17, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
+	18, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
+	19, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
+	21, // 14: quorumkv.internode.v1.Envelope.transfer:type_name -> quorumkv.internode.v1.TransferRequest
+	22, // 15: quorumkv.internode.v1.Envelope.transfer_resp:type_name -> quorumkv.internode.v1.TransferResponse
+	10, // 16: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
+	8,  // 17: quorumkv.internode.v1.CoordPutRequest.crdt:type_name -> quorumkv.internode.v1.CrdtOp
+	0,  // 18: quorumkv.internode.v1.CoordPutRequest.expiry_mode:type_name -> quorumkv.internode.v1.ExpiryMode
+	9,  // 19: quorumkv.internode.v1.CrdtOp.update:type_name -> quorumkv.internode.v1.CrdtFieldOp
+	8,  // 20: quorumkv.internode.v1.CrdtFieldOp.op:type_name -> quorumkv.internode.v1.CrdtOp
+	14, // 21: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
+	20, // 22: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
+	14, // 23: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_internode_proto_init() }
@@ -2055,13 +2153,14 @@ func file_internode_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internode_proto_rawDesc), len(file_internode_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_internode_proto_goTypes,
 		DependencyIndexes: file_internode_proto_depIdxs,
+		EnumInfos:         file_internode_proto_enumTypes,
 		MessageInfos:      file_internode_proto_msgTypes,
 	}.Build()
 	File_internode_proto = out.File
