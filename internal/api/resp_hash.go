@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/quorumkv/quorumkv/internal/crdt"
-	"github.com/quorumkv/quorumkv/internal/node"
 )
 
 // Hashes over the Redis protocol: HSET, HSETNX, HMSET, HGET, HMGET, HDEL, HGETALL, HKEYS,
@@ -51,16 +50,6 @@ func hashFields(s crdt.State) []hashField {
 		out = append(out, hashField{name: f.Name, value: v})
 	}
 	return out
-}
-
-// hasField reports whether s is a map with a field of that name and type.
-func hasField(s crdt.State, name string, t crdt.Type) bool {
-	for _, f := range s.Fields() {
-		if f.Name == name && f.Type == t {
-			return true
-		}
-	}
-	return false
 }
 
 // hashGet is one field's value; nil when absent.
@@ -280,17 +269,8 @@ func cmdHIncrBy(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte
 	op := crdt.Op{Update: map[string]crdt.FieldOp{field: {Type: crdt.Counter, Op: crdt.Op{Increment: &by}}}}
 	_, after, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Map, op, false, c.writeOpts())
 	switch {
-	case errors.Is(err, crdt.ErrTypeMismatch):
+	case errors.Is(err, crdt.ErrTypeMismatch): // a register field (the cause survives forwarding)
 		w.WriteError(errHashNotInteger)
-		return
-	case errors.Is(err, node.ErrBadRequest):
-		// Coordinated by another node, the error came back as a bad request without its
-		// cause: a register field is the one this operation can meet. Look.
-		if res, rerr := r.read(ctx, c, args[1]); rerr == nil && hasField(res.State, field, crdt.Register) {
-			w.WriteError(errHashNotInteger)
-			return
-		}
-		r.fail(w, err)
 		return
 	case err != nil:
 		r.fail(w, err)

@@ -1,6 +1,8 @@
 package core_test
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,5 +76,49 @@ func TestForwardedExpiryForms(t *testing.T) {
 		if _, ok := expires("bad"); ok {
 			t.Errorf("%s: the write was stored", name)
 		}
+	}
+}
+
+// TestForwardedTypeMismatch: a CRDT operation that meets a map field of another type fails
+// with crdt.ErrTypeMismatch (and ErrBadRequest) at the node the client asked, also when
+// that node forwarded it and the error came back over the wire (Error.cause). n1 is not a
+// primary of key c: the operations are forwarded.
+func TestForwardedTypeMismatch(t *testing.T) {
+	w := newWorld(t, 5, fixedBuckets{}, nil)
+	v, one := "text", int64(1)
+	w.request("hset", "n1", core.ClientRequest{Op: core.OpCRDT, Bucket: "b", Key: "c", CRDT: &core.CRDTOp{Type: crdt.Map,
+		Op: crdt.Op{Update: map[string]crdt.FieldOp{"f": {Type: crdt.Register, Op: crdt.Op{Assign: &v}}}}}})
+	w.run(100 * time.Millisecond)
+	if r := w.replies["hset"]; r == nil || r.Err != nil {
+		t.Fatalf("HSET: %+v", r)
+	}
+	w.request("hincrby", "n1", core.ClientRequest{Op: core.OpCRDT, Bucket: "b", Key: "c", CRDT: &core.CRDTOp{Type: crdt.Map,
+		Op: crdt.Op{Update: map[string]crdt.FieldOp{"f": {Type: crdt.Counter, Op: crdt.Op{Increment: &one}}}}}})
+	w.run(100 * time.Millisecond)
+	r := w.replies["hincrby"]
+	if r == nil {
+		t.Fatal("HINCRBY: no reply")
+	}
+	if !errors.Is(r.Err, crdt.ErrTypeMismatch) || !errors.Is(r.Err, core.ErrBadRequest) {
+		t.Fatalf("HINCRBY of a register field: %v, want a bad request with crdt.ErrTypeMismatch", r.Err)
+	}
+	if w.counts[core.CountForward] != 2 {
+		t.Fatalf("%d writes forwarded, want 2: the test exercised nothing", w.counts[core.CountForward])
+	}
+}
+
+// TestRemoteErrorOf: an error answer keeps its code's error, and its cause's.
+func TestRemoteErrorOf(t *testing.T) {
+	env := core.ErrorEnvelope(fmt.Errorf("%w: field: %w", core.ErrBadRequest, crdt.ErrTypeMismatch))
+	err := core.RemoteErrorOf(env.GetError())
+	if !errors.Is(err, core.ErrBadRequest) || !errors.Is(err, crdt.ErrTypeMismatch) {
+		t.Fatalf("%v: lost its code or cause", err)
+	}
+	err = core.RemoteErrorOf(core.ErrorEnvelope(fmt.Errorf("%w: no", core.ErrWrongType)).GetError())
+	if !errors.Is(err, core.ErrWrongType) || errors.Is(err, crdt.ErrTypeMismatch) {
+		t.Fatalf("%v: want a wrong type without a cause", err)
+	}
+	if err := core.RemoteErrorOf(&pb.Error{Code: "bad_request", Message: "m", Cause: "from a later version"}); !errors.Is(err, core.ErrBadRequest) {
+		t.Fatalf("an unknown cause: %v, want the code's error", err)
 	}
 }

@@ -275,7 +275,7 @@ func (c *Core) forwardResponse(f *forward, from string, r Response) {
 	}
 	delete(c.fwds, f.id)
 	if e := r.Env.GetError(); e != nil {
-		c.reply(f.from, Reply{Err: RemoteError(e.Code, e.Message)})
+		c.reply(f.from, Reply{Err: RemoteErrorOf(e)})
 		return
 	}
 	cp := r.Env.GetCoordPutResp()
@@ -489,7 +489,7 @@ func (c *Core) putResponse(pc *putCoord, from string, r Response) {
 	} else {
 		err := r.Err
 		if err == nil {
-			err = RemoteError(r.Env.GetError().GetCode(), r.Env.GetError().GetMessage())
+			err = RemoteErrorOf(r.Env.GetError())
 		}
 		c.log(LevelDebug, "replica write failed", "replica", from, "err", err)
 		// A primary that could not be reached, or whose connection broke, gets a stand-in

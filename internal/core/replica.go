@@ -371,7 +371,7 @@ func PastGCGrace(obj version.Object, props BucketProps, wallMs int64) bool {
 
 // ErrorEnvelope carries err over the wire.
 func ErrorEnvelope(err error) *pb.Envelope {
-	return &pb.Envelope{Body: &pb.Envelope_Error{Error: &pb.Error{Message: err.Error(), Code: string(ErrorCode(err))}}}
+	return &pb.Envelope{Body: &pb.Envelope_Error{Error: &pb.Error{Message: err.Error(), Code: string(ErrorCode(err)), Cause: string(ErrorCause(err))}}}
 }
 
 func (c *Core) answer(to string, id uint64, env *pb.Envelope) {

@@ -1218,9 +1218,12 @@ func (x *CoordPutResponse) GetCrdtBefore() []byte {
 }
 
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
-	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Message string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Code    string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// cause names a finer reason beside the code, where the node that asked acts on it
+	// (core.Cause: "crdt_type_mismatch"); empty for most errors.
+	Cause         string `protobuf:"bytes,3,opt,name=cause,proto3" json:"cause,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1265,6 +1268,13 @@ func (x *Error) GetMessage() string {
 func (x *Error) GetCode() string {
 	if x != nil {
 		return x.Code
+	}
+	return ""
+}
+
+func (x *Error) GetCause() string {
+	if x != nil {
+		return x.Cause
 	}
 	return ""
 }
@@ -1996,10 +2006,11 @@ const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"crdt_state\x18\a \x01(\fR\tcrdtState\x12\x1f\n" +
 	"\vcrdt_before\x18\b \x01(\fR\n" +
-	"crdtBefore\"5\n" +
+	"crdtBefore\"K\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
-	"\x04code\x18\x02 \x01(\tR\x04code\"J\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x14\n" +
+	"\x05cause\x18\x03 \x01(\tR\x05cause\"J\n" +
 	"\x0eHandoffRequest\x128\n" +
 	"\x05items\x18\x01 \x03(\v2\".quorumkv.internode.v1.HandoffItemR\x05items\"O\n" +
 	"\vHandoffItem\x12\x16\n" +
