@@ -395,6 +395,8 @@ func (c *Core) peerRequest(r PeerRequest) {
 		c.answer(r.From, r.ID, c.handleTreeKeys(b.TreeKeys))
 	case *pb.Envelope_Transfer:
 		c.answer(r.From, r.ID, c.handleTransfer(b.Transfer))
+	case *pb.Envelope_ListKeys:
+		c.answer(r.From, r.ID, c.handleListKeys(b.ListKeys))
 	default:
 		c.answer(r.From, r.ID, ErrorEnvelope(fmt.Errorf("%w: unknown internode request %T from %s", ErrBadRequest, r.Env.Body, r.From)))
 	}

@@ -149,6 +149,8 @@ type Envelope struct {
 	//	*Envelope_TreeKeysResp
 	//	*Envelope_Transfer
 	//	*Envelope_TransferResp
+	//	*Envelope_ListKeys
+	//	*Envelope_ListKeysResp
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -333,6 +335,24 @@ func (x *Envelope) GetTransferResp() *TransferResponse {
 	return nil
 }
 
+func (x *Envelope) GetListKeys() *ListKeysRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_ListKeys); ok {
+			return x.ListKeys
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetListKeysResp() *ListKeysResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_ListKeysResp); ok {
+			return x.ListKeysResp
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -397,6 +417,14 @@ type Envelope_TransferResp struct {
 	TransferResp *TransferResponse `protobuf:"bytes,24,opt,name=transfer_resp,json=transferResp,proto3,oneof"`
 }
 
+type Envelope_ListKeys struct {
+	ListKeys *ListKeysRequest `protobuf:"bytes,25,opt,name=list_keys,json=listKeys,proto3,oneof"`
+}
+
+type Envelope_ListKeysResp struct {
+	ListKeysResp *ListKeysResponse `protobuf:"bytes,26,opt,name=list_keys_resp,json=listKeysResp,proto3,oneof"`
+}
+
 func (*Envelope_Get) isEnvelope_Body() {}
 
 func (*Envelope_GetResp) isEnvelope_Body() {}
@@ -426,6 +454,10 @@ func (*Envelope_TreeKeysResp) isEnvelope_Body() {}
 func (*Envelope_Transfer) isEnvelope_Body() {}
 
 func (*Envelope_TransferResp) isEnvelope_Body() {}
+
+func (*Envelope_ListKeys) isEnvelope_Body() {}
+
+func (*Envelope_ListKeysResp) isEnvelope_Body() {}
 
 // GetRequest asks a replica for its stored object of a key.
 type GetRequest struct {
@@ -1905,13 +1937,244 @@ func (x *TransferResponse) GetDone() bool {
 	return false
 }
 
+// ListKeysRequest asks a replica of a partition for the keys of one bucket it stores (a
+// listing's coverage query), in store order from the store position `after` (empty: the
+// partition's start): at most `limit` keys of the bucket starting with `prefix`, reading
+// at most about max_bytes of the store.
+type ListKeysRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Partition  int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partitions int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Bucket     string                 `protobuf:"bytes,3,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Prefix     []byte                 `protobuf:"bytes,4,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	After      []byte                 `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
+	Limit      int32                  `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	MaxBytes   int32                  `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// values asks for the siblings' values too (Redis SCAN folds CRDT states to tell a
+	// key's type); without it every sibling's value, content type and metadata are left out.
+	Values        bool `protobuf:"varint,8,opt,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysRequest) Reset() {
+	*x = ListKeysRequest{}
+	mi := &file_internode_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysRequest) ProtoMessage() {}
+
+func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListKeysRequest) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListKeysRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *ListKeysRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *ListKeysRequest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *ListKeysRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetValues() bool {
+	if x != nil {
+		return x.Values
+	}
+	return false
+}
+
+type ListKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*ListedKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// next is the store position to go on from; done says the partition has no more.
+	Next []byte `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	Done bool   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	// scanned is how many bytes of the store the answer read (keys of other buckets too).
+	Scanned       int64 `protobuf:"varint,4,opt,name=scanned,proto3" json:"scanned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysResponse) Reset() {
+	*x = ListKeysResponse{}
+	mi := &file_internode_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysResponse) ProtoMessage() {}
+
+func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListKeysResponse) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListKeysResponse) GetKeys() []*ListedKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ListKeysResponse) GetNext() []byte {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+func (x *ListKeysResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *ListKeysResponse) GetScanned() int64 {
+	if x != nil {
+		return x.Scanned
+	}
+	return 0
+}
+
+// ListedKey is one key of a listing answer with its version: the binary encoding of its
+// version.Object (values left out unless asked), enough to merge the copies of several
+// replicas and drop deleted and expired keys.
+type ListedKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Object        []byte                 `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListedKey) Reset() {
+	*x = ListedKey{}
+	mi := &file_internode_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListedKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListedKey) ProtoMessage() {}
+
+func (x *ListedKey) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListedKey.ProtoReflect.Descriptor instead.
+func (*ListedKey) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListedKey) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ListedKey) GetObject() []byte {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
 var File_internode_proto protoreflect.FileDescriptor
 
 const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"\x0finternode.proto\x12\x15quorumkv.internode.v1\"<\n" +
 	"\x05Batch\x123\n" +
-	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\xc0\b\n" +
+	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\xd8\t\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x03get\x18\n" +
@@ -1929,7 +2192,9 @@ const file_internode_proto_rawDesc = "" +
 	"\ttree_keys\x18\x15 \x01(\v2&.quorumkv.internode.v1.TreeKeysRequestH\x00R\btreeKeys\x12O\n" +
 	"\x0etree_keys_resp\x18\x16 \x01(\v2'.quorumkv.internode.v1.TreeKeysResponseH\x00R\ftreeKeysResp\x12D\n" +
 	"\btransfer\x18\x17 \x01(\v2&.quorumkv.internode.v1.TransferRequestH\x00R\btransfer\x12N\n" +
-	"\rtransfer_resp\x18\x18 \x01(\v2'.quorumkv.internode.v1.TransferResponseH\x00R\ftransferRespB\x06\n" +
+	"\rtransfer_resp\x18\x18 \x01(\v2'.quorumkv.internode.v1.TransferResponseH\x00R\ftransferResp\x12E\n" +
+	"\tlist_keys\x18\x19 \x01(\v2&.quorumkv.internode.v1.ListKeysRequestH\x00R\blistKeys\x12O\n" +
+	"\x0elist_keys_resp\x18\x1a \x01(\v2'.quorumkv.internode.v1.ListKeysResponseH\x00R\flistKeysRespB\x06\n" +
 	"\x04body\"Q\n" +
 	"\n" +
 	"GetRequest\x12\x16\n" +
@@ -2057,7 +2322,26 @@ const file_internode_proto_rawDesc = "" +
 	"\x10TransferResponse\x128\n" +
 	"\x05items\x18\x01 \x03(\v2\".quorumkv.internode.v1.HandoffItemR\x05items\x12\x12\n" +
 	"\x04next\x18\x02 \x01(\fR\x04next\x12\x12\n" +
-	"\x04done\x18\x03 \x01(\bR\x04done*f\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\"\xe0\x01\n" +
+	"\x0fListKeysRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\x05R\n" +
+	"partitions\x12\x16\n" +
+	"\x06bucket\x18\x03 \x01(\tR\x06bucket\x12\x16\n" +
+	"\x06prefix\x18\x04 \x01(\fR\x06prefix\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\fR\x05after\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x1b\n" +
+	"\tmax_bytes\x18\a \x01(\x05R\bmaxBytes\x12\x16\n" +
+	"\x06values\x18\b \x01(\bR\x06values\"\x8a\x01\n" +
+	"\x10ListKeysResponse\x124\n" +
+	"\x04keys\x18\x01 \x03(\v2 .quorumkv.internode.v1.ListedKeyR\x04keys\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\fR\x04next\x12\x12\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\x12\x18\n" +
+	"\ascanned\x18\x04 \x01(\x03R\ascanned\"5\n" +
+	"\tListedKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
+	"\x06object\x18\x02 \x01(\fR\x06object*f\n" +
 	"\n" +
 	"ExpiryMode\x12\x14\n" +
 	"\x10EXPIRY_MODE_AUTO\x10\x00\x12\x16\n" +
@@ -2078,7 +2362,7 @@ func file_internode_proto_rawDescGZIP() []byte {
 }
 
 var file_internode_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_internode_proto_goTypes = []any{
 	(ExpiryMode)(0),           // 0: quorumkv.internode.v1.ExpiryMode
 	(*Batch)(nil),             // 1: quorumkv.internode.v1.Batch
@@ -2103,6 +2387,9 @@ var file_internode_proto_goTypes = []any{
 	(*TreeKey)(nil),           // 20: quorumkv.internode.v1.TreeKey
 	(*TransferRequest)(nil),   // 21: quorumkv.internode.v1.TransferRequest
 	(*TransferResponse)(nil),  // 22: quorumkv.internode.v1.TransferResponse
+	(*ListKeysRequest)(nil),   // 23: quorumkv.internode.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),  // 24: quorumkv.internode.v1.ListKeysResponse
+	(*ListedKey)(nil),         // 25: quorumkv.internode.v1.ListedKey
 }
 var file_internode_proto_depIdxs = []int32{
 	2,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
@@ -2121,19 +2408,22 @@ var file_internode_proto_depIdxs = []int32{
 	19, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
 	21, // 14: quorumkv.internode.v1.Envelope.transfer:type_name -> quorumkv.internode.v1.TransferRequest
 	22, // 15: quorumkv.internode.v1.Envelope.transfer_resp:type_name -> quorumkv.internode.v1.TransferResponse
-	10, // 16: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
-	8,  // 17: quorumkv.internode.v1.CoordPutRequest.crdt:type_name -> quorumkv.internode.v1.CrdtOp
-	0,  // 18: quorumkv.internode.v1.CoordPutRequest.expiry_mode:type_name -> quorumkv.internode.v1.ExpiryMode
-	9,  // 19: quorumkv.internode.v1.CrdtOp.update:type_name -> quorumkv.internode.v1.CrdtFieldOp
-	8,  // 20: quorumkv.internode.v1.CrdtFieldOp.op:type_name -> quorumkv.internode.v1.CrdtOp
-	14, // 21: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
-	20, // 22: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
-	14, // 23: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	23, // 16: quorumkv.internode.v1.Envelope.list_keys:type_name -> quorumkv.internode.v1.ListKeysRequest
+	24, // 17: quorumkv.internode.v1.Envelope.list_keys_resp:type_name -> quorumkv.internode.v1.ListKeysResponse
+	10, // 18: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
+	8,  // 19: quorumkv.internode.v1.CoordPutRequest.crdt:type_name -> quorumkv.internode.v1.CrdtOp
+	0,  // 20: quorumkv.internode.v1.CoordPutRequest.expiry_mode:type_name -> quorumkv.internode.v1.ExpiryMode
+	9,  // 21: quorumkv.internode.v1.CrdtOp.update:type_name -> quorumkv.internode.v1.CrdtFieldOp
+	8,  // 22: quorumkv.internode.v1.CrdtFieldOp.op:type_name -> quorumkv.internode.v1.CrdtOp
+	14, // 23: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
+	20, // 24: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
+	14, // 25: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
+	25, // 26: quorumkv.internode.v1.ListKeysResponse.keys:type_name -> quorumkv.internode.v1.ListedKey
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_internode_proto_init() }
@@ -2157,6 +2447,8 @@ func file_internode_proto_init() {
 		(*Envelope_TreeKeysResp)(nil),
 		(*Envelope_Transfer)(nil),
 		(*Envelope_TransferResp)(nil),
+		(*Envelope_ListKeys)(nil),
+		(*Envelope_ListKeysResp)(nil),
 	}
 	file_internode_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
@@ -2165,7 +2457,7 @@ func file_internode_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internode_proto_rawDesc), len(file_internode_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
