@@ -1951,7 +1951,8 @@ type ListKeysRequest struct {
 	Limit      int32                  `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
 	MaxBytes   int32                  `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// values asks for the siblings' values too (Redis SCAN folds CRDT states to tell a
-	// key's type); without it every sibling's value, content type and metadata are left out.
+	// key's type); without it every sibling's value, content type and metadata are left out
+	// of any object over 512 bytes (a smaller one costs more to strip than it saves).
 	Values        bool `protobuf:"varint,8,opt,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
