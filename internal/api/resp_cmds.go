@@ -482,25 +482,21 @@ func cmdIncr(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	w.WriteInt64(after.Value().(int64))
 }
 
-// members checks set members: distinct, valid UTF-8 (internode messages carry them as
-// JSON strings).
-func members(w *reply, args [][]byte) ([]string, bool) {
+// members is a command's set members, sorted and distinct: any bytes (a forwarded
+// operation carries them as bytes).
+func members(args [][]byte) []string {
 	out := make([]string, 0, len(args))
 	for _, a := range args {
-		if !utf8.Valid(a) {
-			w.WriteError("ERR set members must be valid UTF-8")
-			return nil, false
-		}
 		out = append(out, string(a))
 	}
 	slices.Sort(out)
-	return slices.Compact(out), true
+	return slices.Compact(out)
 }
 
 // cmdSAdd adds members; it answers how many were not in the coordinator's state before.
 func cmdSAdd(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	ms, ok := members(w, args[2:])
-	if !ok || !checkKey(w, args[1]) {
+	ms := members(args[2:])
+	if !checkKey(w, args[1]) {
 		return
 	}
 	before, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Set, crdt.Op{Add: ms}, false, c.writeOpts())
@@ -520,8 +516,8 @@ func cmdSAdd(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 // cmdSRem removes members as the coordinator observed them (a concurrent add it had not
 // seen wins); it answers how many were in the coordinator's state.
 func cmdSRem(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	ms, ok := members(w, args[2:])
-	if !ok || !checkKey(w, args[1]) {
+	ms := members(args[2:])
+	if !checkKey(w, args[1]) {
 		return
 	}
 	before, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Set, crdt.Op{Remove: ms}, false, c.writeOpts())

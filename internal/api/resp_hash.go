@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/quorumkv/quorumkv/internal/crdt"
-	"github.com/quorumkv/quorumkv/internal/node"
 )
 
 // Hashes over the Redis protocol: HSET, HSETNX, HMSET, HGET, HMGET, HDEL, HGETALL, HKEYS,
@@ -54,16 +52,6 @@ func hashFields(s crdt.State) []hashField {
 	return out
 }
 
-// hasField reports whether s is a map with a field of that name and type.
-func hasField(s crdt.State, name string, t crdt.Type) bool {
-	for _, f := range s.Fields() {
-		if f.Name == name && f.Type == t {
-			return true
-		}
-	}
-	return false
-}
-
 // hashGet is one field's value; nil when absent.
 func hashGet(fs []hashField, name string) []byte {
 	for _, f := range fs {
@@ -72,18 +60,6 @@ func hashGet(fs []hashField, name string) []byte {
 		}
 	}
 	return nil
-}
-
-// checkUTF8 refuses hash fields and values that are not UTF-8: a forwarded map operation
-// carries them as JSON strings.
-func checkUTF8(w *reply, what string, bs ...[]byte) bool {
-	for _, b := range bs {
-		if !utf8.Valid(b) {
-			w.WriteError("ERR hash " + what + " must be valid UTF-8")
-			return false
-		}
-	}
-	return true
 }
 
 // readHash reads a hash; an absent key is the empty hash; false when it answered an error.
@@ -124,16 +100,13 @@ func (r *RESP) hset(ctx context.Context, c *client, key []byte, pairs [][]byte) 
 	return n, nil
 }
 
-// checkPairs checks HSET's field-value pairs: an even count, UTF-8, values within the limit.
+// checkPairs checks HSET's field-value pairs: an even count, values within the limit.
 func (r *RESP) checkPairs(w *reply, name string, pairs [][]byte) bool {
 	if len(pairs) == 0 || len(pairs)%2 != 0 {
 		w.WriteError(fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
 		return false
 	}
 	for i := 0; i < len(pairs); i += 2 {
-		if !checkUTF8(w, "fields", pairs[i]) || !checkUTF8(w, "values", pairs[i+1]) {
-			return false
-		}
 		if len(pairs[i+1]) > r.MaxValueBytes {
 			w.WriteError(fmt.Sprintf("ERR value too large: %d bytes, the limit is %d", len(pairs[i+1]), r.MaxValueBytes))
 			return false
@@ -256,7 +229,7 @@ func cmdHExists(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte
 // cmdHDel removes fields as the coordinator observed them (a concurrent HSET it had not
 // seen survives); it answers how many were in its state.
 func cmdHDel(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	if !checkUTF8(w, "fields", args[2:]...) || !checkKey(w, args[1]) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	names := make([]string, 0, len(args)-2)
@@ -289,24 +262,15 @@ func cmdHIncrBy(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte
 		w.WriteError(errNotInteger)
 		return
 	}
-	if !checkUTF8(w, "fields", args[2]) || !checkKey(w, args[1]) {
+	if !checkKey(w, args[1]) {
 		return
 	}
 	field := string(args[2])
 	op := crdt.Op{Update: map[string]crdt.FieldOp{field: {Type: crdt.Counter, Op: crdt.Op{Increment: &by}}}}
 	_, after, err := r.n.UpdateCRDT(ctx, RedisBucket, string(args[1]), crdt.Map, op, false, c.writeOpts())
 	switch {
-	case errors.Is(err, crdt.ErrTypeMismatch):
+	case errors.Is(err, crdt.ErrTypeMismatch): // a register field (the cause survives forwarding)
 		w.WriteError(errHashNotInteger)
-		return
-	case errors.Is(err, node.ErrBadRequest):
-		// Coordinated by another node, the error came back as a bad request without its
-		// cause: a register field is the one this operation can meet. Look.
-		if res, rerr := r.read(ctx, c, args[1]); rerr == nil && hasField(res.State, field, crdt.Register) {
-			w.WriteError(errHashNotInteger)
-			return
-		}
-		r.fail(w, err)
 		return
 	case err != nil:
 		r.fail(w, err)

@@ -15,7 +15,9 @@ import (
 // Key listing over the Redis protocol: SCAN, KEYS, DBSIZE, each a coverage query of the
 // redis bucket (core/list.go). SCAN's cursor is a 32-bit hash position in decimal (Redis
 // clients parse cursors as integers): a page ends between keys of different hash prefixes,
-// so it goes on exactly where the last one stopped, on any node.
+// so it goes on exactly where the last one stopped, on any node. They list with the values
+// (ListOptions.Values): a key's folded CRDT state tells its type, and an empty set or hash
+// is no key.
 
 // scanType is the type SCAN's TYPE and TYPE report for a key's state.
 func scanType(s crdt.State) string {
@@ -78,7 +80,7 @@ func cmdScan(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 			return
 		}
 	}
-	o := node.ListOptions{Limit: count, HashAligned: true, R: c.r}
+	o := node.ListOptions{Limit: count, HashAligned: true, R: c.r, Values: true}
 	if cur != 0 {
 		o.Cursor = core.ListCursorAt(uint32(cur))
 	}
@@ -116,7 +118,7 @@ func cmdScan(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 // partition of the cluster; SCAN spreads the same work over many calls).
 func cmdKeys(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	var out []string
-	o := node.ListOptions{Limit: 1000, R: c.r}
+	o := node.ListOptions{Limit: 1000, R: c.r, Values: true}
 	for {
 		page, err := r.n.List(ctx, RedisBucket, o)
 		if err != nil {
@@ -149,7 +151,7 @@ const dbsizeSample = 2000
 // few percent.
 func cmdDBSize(r *RESP, ctx context.Context, c *client, w *reply, _ [][]byte) {
 	q := r.n.Partitions()
-	o := node.ListOptions{Limit: 1000, R: c.r}
+	o := node.ListOptions{Limit: 1000, R: c.r, Values: true}
 	count := 0
 	for {
 		page, err := r.n.List(ctx, RedisBucket, o)

@@ -3,8 +3,11 @@ package core
 import (
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/quorumkv/quorumkv/internal/crdt"
 	"github.com/quorumkv/quorumkv/internal/quorum"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
 // Errors returned to clients; the HTTP and Redis front ends map them to statuses.
@@ -80,6 +83,46 @@ func ErrorCode(err error) Code {
 	return CodeInternal
 }
 
+// Cause is a finer reason an error carries over the wire beside its Code, for the errors
+// whose cause the node that asked acts on: without it, the answer of a forwarded write
+// would say "bad request" and no more.
+type Cause string
+
+// The causes.
+const (
+	CauseNone Cause = ""
+	// CauseCRDTTypeMismatch: crdt.ErrTypeMismatch, a map field of another type (Redis
+	// HINCRBY of a string field answers "hash value is not an integer").
+	CauseCRDTTypeMismatch Cause = "crdt_type_mismatch"
+)
+
+// causes are the errors each Cause stands for.
+var causes = map[Cause]error{CauseCRDTTypeMismatch: crdt.ErrTypeMismatch}
+
+// ErrorCause is the Cause err carries over the wire.
+func ErrorCause(err error) Cause {
+	if errors.Is(err, crdt.ErrTypeMismatch) {
+		return CauseCRDTTypeMismatch
+	}
+	return CauseNone
+}
+
+// RemoteErrorOf turns an error answer back into a typed error: its code's (RemoteError),
+// and its cause's too, so errors.Is holds for both.
+func RemoteErrorOf(e *pb.Error) error {
+	err := RemoteError(e.GetCode(), e.GetMessage())
+	if cause, ok := causes[Cause(e.GetCause())]; ok {
+		return &causedError{err: err, cause: cause}
+	}
+	return err
+}
+
+// causedError is a remote error with its cause.
+type causedError struct{ err, cause error }
+
+func (e *causedError) Error() string   { return e.err.Error() }
+func (e *causedError) Unwrap() []error { return []error{e.err, e.cause} }
+
 // RemoteError turns an error carried over the wire back into a typed error.
 func RemoteError(code, msg string) error {
 	var base error
@@ -101,5 +144,6 @@ func RemoteError(code, msg string) error {
 	default:
 		return errors.New(msg)
 	}
-	return fmt.Errorf("%w: %s", base, msg)
+	// The message is the remote error's text, which names the base already.
+	return fmt.Errorf("%w: %s", base, strings.TrimPrefix(msg, base.Error()+": "))
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
 	"github.com/quorumkv/quorumkv/internal/version"
 )
 
@@ -130,63 +131,87 @@ func KeyExpiry(o version.Object) int64 {
 // HLC when that has seen later timestamps.
 func (c *Core) expiryNow() int64 { return max(c.now.Wall, c.hlc.Last().Wall) }
 
-// A forwarded write (pb.CoordPutRequest) carries what the internode message has no field
-// for as reserved metadata entries, whose keys start with a NUL byte (which no client's
-// metadata key may): they sort first, and the coordinator takes them out before anything
-// else sees the metadata.
-const (
-	reservedMetaPrefix = "\x00"
-	metaExpiry         = "\x00expiry" // "<mode>" or "<mode>:<ttl ms>"
-	metaTouch          = "\x00touch"  // a CRDT touch: keep the state, set the expiry
-)
+// The forwarded form of an expiry request: pb.CoordPutRequest's expiry_mode and ttl_ms.
 
-// reservedMeta is what a forward adds to the metadata, sorted.
-func reservedMeta(m mutation) []version.MetaEntry {
-	var out []version.MetaEntry
-	if m.exp != (Expiry{}) {
-		v := strconv.Itoa(int(m.exp.Mode))
-		if m.exp.Mode == ExpiryTTL {
-			v += ":" + strconv.FormatInt(m.exp.TTL.Milliseconds(), 10)
-		}
-		out = append(out, version.MetaEntry{Key: metaExpiry, Value: v})
-	}
-	if m.crdt != nil && m.crdt.Touch {
-		out = append(out, version.MetaEntry{Key: metaTouch, Value: "1"})
-	}
-	return out
+// expiryModes maps each ExpiryMode to its wire value, and back.
+var expiryModes = map[ExpiryMode]pb.ExpiryMode{
+	ExpiryAuto:   pb.ExpiryMode_EXPIRY_MODE_AUTO,
+	ExpiryBucket: pb.ExpiryMode_EXPIRY_MODE_BUCKET,
+	ExpiryTTL:    pb.ExpiryMode_EXPIRY_MODE_TTL,
+	ExpiryNever:  pb.ExpiryMode_EXPIRY_MODE_NEVER,
 }
 
-// takeReserved splits a forwarded write's metadata into the client's and the reserved
-// entries' meaning.
-func takeReserved(meta []version.MetaEntry) (rest []version.MetaEntry, exp Expiry, touch bool, err error) {
+// putExpiry sets a forwarded write's expiry fields from e (valid: checkWrite checked it).
+func putExpiry(req *pb.CoordPutRequest, e Expiry) {
+	req.ExpiryMode, req.TtlMs = expiryModes[e.Mode], e.TTL.Milliseconds()
+}
+
+// forwardedExpiry is the expiry request of a forwarded write; ErrBadRequest when it is not
+// a valid one.
+func forwardedExpiry(r *pb.CoordPutRequest) (Expiry, error) {
+	e := Expiry{Mode: ExpiryMode(255)}
+	for m, w := range expiryModes {
+		if w == r.ExpiryMode {
+			e.Mode = m
+		}
+	}
+	if e.Mode == ExpiryMode(255) {
+		return Expiry{}, fmt.Errorf("%w: unknown expiry mode %d in a forwarded write", ErrBadRequest, r.ExpiryMode)
+	}
+	if r.TtlMs < 0 || r.TtlMs > MaxTTL.Milliseconds() {
+		return Expiry{}, fmt.Errorf("%w: forwarded ttl %d ms is outside 1..%d", ErrBadRequest, r.TtlMs, MaxTTL.Milliseconds())
+	}
+	e.TTL = time.Duration(r.TtlMs) * time.Millisecond
+	if err := e.Validate(); err != nil {
+		return Expiry{}, err
+	}
+	return e, nil
+}
+
+// Nodes of the previous release forwarded the expiry and the touch as reserved metadata
+// entries, whose keys start with a NUL byte. A node still reads them on receipt, for one
+// release, so that a rolling upgrade drops no TTL an old node forwards (docs/design.md,
+// "Upgrades"); it never sends them. While it reads them, a client's metadata key may not
+// start with a NUL byte either (checkMeta): forwarded, it would be taken for one.
+const (
+	legacyMetaPrefix = "\x00"
+	legacyMetaExpiry = "\x00expiry" // "<mode>" or "<mode>:<ttl ms>"
+	legacyMetaTouch  = "\x00touch"  // a CRDT touch
+)
+
+// takeLegacyReserved splits a forwarded write's metadata into the client's entries and
+// what reserved entries (legacyMetaPrefix) an old node's forward said: legacy reports
+// whether there was any.
+func takeLegacyReserved(meta []version.MetaEntry) (rest []version.MetaEntry, exp Expiry, touch, legacy bool, err error) {
 	for _, e := range meta {
-		if !strings.HasPrefix(e.Key, reservedMetaPrefix) {
+		if !strings.HasPrefix(e.Key, legacyMetaPrefix) {
 			rest = append(rest, e)
 			continue
 		}
+		legacy = true
 		switch e.Key {
-		case metaExpiry:
+		case legacyMetaExpiry:
 			mode, ttl, hasTTL := strings.Cut(e.Value, ":")
 			m, perr := strconv.ParseUint(mode, 10, 8)
 			if perr != nil {
-				return nil, Expiry{}, false, fmt.Errorf("%w: forwarded expiry %q", ErrBadRequest, e.Value)
+				return nil, Expiry{}, false, false, fmt.Errorf("%w: forwarded expiry %q", ErrBadRequest, e.Value)
 			}
 			exp.Mode = ExpiryMode(m)
 			if hasTTL {
 				ms, perr := strconv.ParseInt(ttl, 10, 64)
-				if perr != nil {
-					return nil, Expiry{}, false, fmt.Errorf("%w: forwarded expiry %q", ErrBadRequest, e.Value)
+				if perr != nil || ms < 0 || ms > MaxTTL.Milliseconds() {
+					return nil, Expiry{}, false, false, fmt.Errorf("%w: forwarded expiry %q", ErrBadRequest, e.Value)
 				}
 				exp.TTL = time.Duration(ms) * time.Millisecond
 			}
 			if err := exp.Validate(); err != nil {
-				return nil, Expiry{}, false, err
+				return nil, Expiry{}, false, false, err
 			}
-		case metaTouch:
+		case legacyMetaTouch:
 			touch = true
 		default:
-			return nil, Expiry{}, false, fmt.Errorf("%w: unknown reserved metadata %q in a forwarded write", ErrBadRequest, e.Key)
+			return nil, Expiry{}, false, false, fmt.Errorf("%w: unknown reserved metadata %q in a forwarded write", ErrBadRequest, e.Key)
 		}
 	}
-	return rest, exp, touch, nil
+	return rest, exp, touch, legacy, nil
 }

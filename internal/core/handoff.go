@@ -214,7 +214,7 @@ func (c *Core) handoffResponse(target string, r Response) {
 	case r.Err != nil:
 		err = fmt.Errorf("send to %s: %w", target, r.Err)
 	case r.Env.GetError() != nil:
-		err = fmt.Errorf("%s refused the batch: %w", target, RemoteError(r.Env.GetError().Code, r.Env.GetError().Message))
+		err = fmt.Errorf("%s refused the batch: %w", target, RemoteErrorOf(r.Env.GetError()))
 	case r.Env.GetHandoffResp() == nil:
 		err = fmt.Errorf("%s: unexpected answer %T", target, r.Env.Body)
 	}

@@ -9,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/quorumkv/quorumkv/internal/core"
 	"github.com/quorumkv/quorumkv/internal/hints"
 	"github.com/quorumkv/quorumkv/internal/ring"
 	"github.com/quorumkv/quorumkv/internal/storage"
+	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
 // world is a small virtual-time cluster of cores for protocol scripts: messages take one
@@ -212,7 +215,7 @@ func (w *world) drain(nd *wnode) {
 		w.deliver(nd, m)
 	}
 	for _, a := range rd.Answers {
-		to, id, env, from := w.node(a.To), a.ID, a.Env, nd.id
+		to, id, env, from := w.node(a.To), a.ID, w.wire(a.Env), nd.id
 		w.at(w.now+hop, func() {
 			if to.up && !w.cut[[2]string{from, to.id}] && !w.hole[[2]string{from, to.id}] {
 				w.step(to, core.Response{ID: id, Env: env})
@@ -259,13 +262,28 @@ func (w *world) deliver(from *wnode, m core.Message) {
 			return
 		}
 		reqID := m.ID
-		w.step(to, core.PeerRequest{From: from.id, ID: reqID, Env: m.Env})
+		w.step(to, core.PeerRequest{From: from.id, ID: reqID, Env: w.wire(m.Env)})
 		w.at(m.Deadline, func() {
 			// The answer travels as a Response stepped into from (drain above); if the core
 			// still waits for it at the deadline, the driver says it was lost.
 			w.step(from, core.Response{ID: reqID, Err: fmt.Errorf("%w: deadline", core.ErrLost)})
 		})
 	})
+}
+
+// wire is what the transport does to an envelope: marshalled by the sender, unmarshalled
+// by the receiver, so a field that does not survive the encoding (a string that is not
+// UTF-8) fails the script rather than passing by pointer.
+func (w *world) wire(env *pb.Envelope) *pb.Envelope {
+	b, err := proto.Marshal(env)
+	if err != nil {
+		w.t.Fatalf("marshal %T: %v", env.GetBody(), err)
+	}
+	out := new(pb.Envelope)
+	if err := proto.Unmarshal(b, out); err != nil {
+		w.t.Fatalf("unmarshal %T: %v", env.GetBody(), err)
+	}
+	return out
 }
 
 // run moves time forward by d, running every event due.

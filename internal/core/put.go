@@ -1,7 +1,6 @@
 package core
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -65,7 +64,8 @@ func checkMeta(m mutation) error {
 		if e.Key == "" || (i > 0 && e.Key <= m.meta[i-1].Key) {
 			return fmt.Errorf("%w: metadata keys must be non-empty, sorted and unique", ErrBadRequest)
 		}
-		if strings.HasPrefix(e.Key, reservedMetaPrefix) {
+		if strings.HasPrefix(e.Key, legacyMetaPrefix) {
+			// Reserved while forwarded writes of the previous release are read (expiry.go).
 			return fmt.Errorf("%w: metadata keys may not start with a NUL byte", ErrBadRequest)
 		}
 	}
@@ -248,17 +248,15 @@ func (c *Core) forwardNext(f *forward) {
 		W: f.o.W, Pw: f.o.PW, Dw: f.o.DW, TimeoutMs: (f.deadline - c.now.Mono).Milliseconds(),
 		ContentType: f.m.ctype,
 	}
-	for _, e := range append(reservedMeta(f.m), f.m.meta...) {
+	putExpiry(req, f.m.exp)
+	for _, e := range f.m.meta {
 		req.Meta = append(req.Meta, &pb.MetaEntry{Key: e.Key, Value: e.Value})
 	}
 	if f.m.crdt != nil {
-		js, assign, err := EncodeCRDTOp(f.m.crdt.Op)
-		if err != nil {
-			delete(c.fwds, f.id)
-			c.reply(f.from, Reply{Err: fmt.Errorf("encode operation: %w", err)})
-			return
+		req.CrdtType, req.ReplaceType, req.Touch = string(f.m.crdt.Type), f.m.crdt.ReplaceType, f.m.crdt.Touch
+		if !f.m.crdt.Touch {
+			req.Crdt = EncodeCRDTOp(f.m.crdt.Op)
 		}
-		req.CrdtType, req.CrdtOp, req.Value, req.ReplaceType = string(f.m.crdt.Type), js, assign, f.m.crdt.ReplaceType
 	}
 	f.sent = c.send(to, &pb.Envelope{Body: &pb.Envelope_CoordPut{CoordPut: req}}, f.deadline, pending{owner: f.id, kind: callForward})
 }
@@ -277,7 +275,7 @@ func (c *Core) forwardResponse(f *forward, from string, r Response) {
 	}
 	delete(c.fwds, f.id)
 	if e := r.Env.GetError(); e != nil {
-		c.reply(f.from, Reply{Err: RemoteError(e.Code, e.Message)})
+		c.reply(f.from, Reply{Err: RemoteErrorOf(e)})
 		return
 	}
 	cp := r.Env.GetCoordPutResp()
@@ -491,7 +489,7 @@ func (c *Core) putResponse(pc *putCoord, from string, r Response) {
 	} else {
 		err := r.Err
 		if err == nil {
-			err = RemoteError(r.Env.GetError().GetCode(), r.Env.GetError().GetMessage())
+			err = RemoteErrorOf(r.Env.GetError())
 		}
 		c.log(LevelDebug, "replica write failed", "replica", from, "err", err)
 		// A primary that could not be reached, or whose connection broke, gets a stand-in
@@ -562,10 +560,23 @@ func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
 	for _, e := range r.Meta {
 		meta = append(meta, version.MetaEntry{Key: e.Key, Value: e.Value})
 	}
-	meta, exp, touch, err := takeReserved(meta)
+	exp, err := forwardedExpiry(r)
 	if err != nil {
 		c.answer(from, id, ErrorEnvelope(err))
 		return
+	}
+	touch := r.Touch
+	// A node of the previous release sends the expiry and the touch as reserved metadata.
+	meta, lexp, ltouch, legacy, err := takeLegacyReserved(meta)
+	switch {
+	case err != nil:
+		c.answer(from, id, ErrorEnvelope(err))
+		return
+	case legacy && (exp != (Expiry{}) || touch):
+		c.answer(from, id, ErrorEnvelope(fmt.Errorf("%w: a forwarded write with its expiry in both forms", ErrBadRequest)))
+		return
+	case legacy:
+		exp, touch = lexp, ltouch
 	}
 	if len(meta) > 0 {
 		m.meta = meta
@@ -580,7 +591,13 @@ func (c *Core) handleCoordPut(from string, id uint64, r *pb.CoordPutRequest) {
 		}
 		m = mutation{crdt: &CRDTOp{Type: t, Touch: true}, exp: exp}
 	case r.CrdtType != "":
-		op, err := ParseCRDTOp(r.CrdtType, r.CrdtOp, r.Value, r.ReplaceType)
+		var op *CRDTOp
+		var err error
+		if r.Crdt == nil && len(r.CrdtOpJson) > 0 {
+			op, err = parseLegacyCRDTOp(r.CrdtType, r.CrdtOpJson, r.Value, r.ReplaceType)
+		} else {
+			op, err = DecodeCRDTOp(r.CrdtType, r.Crdt, r.ReplaceType)
+		}
 		if err != nil {
 			c.answer(from, id, ErrorEnvelope(err))
 			return
@@ -701,8 +718,11 @@ func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC) (
 	return cur.Encode(), next.Encode(), nil
 }
 
-// ParseCRDTOp rebuilds a forwarded operation (see EncodeCRDTOp).
-func ParseCRDTOp(typ string, js, assign []byte, replace bool) (*CRDTOp, error) {
+// parseLegacyCRDTOp rebuilds an operation forwarded by a node of the previous release: JSON
+// (the HTTP API's form), with a register's value as raw bytes beside it. Accepted on
+// receipt for one release, so a rolling upgrade loses no forwarded operation; nothing
+// sends it any more.
+func parseLegacyCRDTOp(typ string, js, assign []byte, replace bool) (*CRDTOp, error) {
 	t, err := crdt.ParseType(typ)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
@@ -716,16 +736,4 @@ func ParseCRDTOp(typ string, js, assign []byte, replace bool) (*CRDTOp, error) {
 		op.Assign = &v
 	}
 	return &CRDTOp{Type: t, Op: op, ReplaceType: replace}, nil
-}
-
-// EncodeCRDTOp is the forwarded form of an operation: JSON, except that a register's value
-// travels as raw bytes beside it (JSON strings must be UTF-8; values are any bytes).
-func EncodeCRDTOp(op crdt.Op) (js, assign []byte, err error) {
-	if op.Assign != nil {
-		assign = []byte(*op.Assign)
-		empty := ""
-		op.Assign = &empty
-	}
-	js, err = json.Marshal(op)
-	return js, assign, err
 }

@@ -371,7 +371,7 @@ func PastGCGrace(obj version.Object, props BucketProps, wallMs int64) bool {
 
 // ErrorEnvelope carries err over the wire.
 func ErrorEnvelope(err error) *pb.Envelope {
-	return &pb.Envelope{Body: &pb.Envelope_Error{Error: &pb.Error{Message: err.Error(), Code: string(ErrorCode(err))}}}
+	return &pb.Envelope{Body: &pb.Envelope_Error{Error: &pb.Error{Message: err.Error(), Code: string(ErrorCode(err)), Cause: string(ErrorCause(err))}}}
 }
 
 func (c *Core) answer(to string, id uint64, env *pb.Envelope) {
@@ -395,6 +395,8 @@ func (c *Core) peerRequest(r PeerRequest) {
 		c.answer(r.From, r.ID, c.handleTreeKeys(b.TreeKeys))
 	case *pb.Envelope_Transfer:
 		c.answer(r.From, r.ID, c.handleTransfer(b.Transfer))
+	case *pb.Envelope_ListKeys:
+		c.answer(r.From, r.ID, c.handleListKeys(b.ListKeys))
 	default:
 		c.answer(r.From, r.ID, ErrorEnvelope(fmt.Errorf("%w: unknown internode request %T from %s", ErrBadRequest, r.Env.Body, r.From)))
 	}

@@ -29,9 +29,12 @@ import (
 //	setreg name=X k=K v=V via=N           Redis SET: assign a register, replacing any type
 //	  (put, setreg, incr: ttl=D sets a TTL; no-ttl none; bucket-ttl the bucket's ttl_s)
 //	  (put, setreg: if-absent / if-present make the write conditional, read at r= pr=)
+//	sadd name=X k=K via=N members=(A,B)   Redis SADD: add members to a set
+//	hset name=X k=K via=N field=F v=V     Redis HSET: assign a hash field (a map register)
+//	  (sadd, hset: members, field and v take Go escapes, \xff; the reply quotes them)
 //	expire name=X k=K via=N ttl=D         Redis EXPIRE: a touch setting the TTL
 //	persist name=X k=K via=N              Redis PERSIST: a touch removing it
-//	get name=X k=K via=N [r= pr=]
+//	get name=X k=K via=N [r= pr=] [crdt [quoted]]   (crdt: the folded state; quoted: strings Go-quoted)
 //	list name=X via=N [bucket= prefix= limit= r= cursor=NAME aligned]   a page of keys (cursor: reply NAME's next)
 //	run [for=D]                           move time on (default 100ms), delivering messages
 //	reply name=X                          a reply: ok/err, values, context's clock
@@ -127,6 +130,42 @@ func TestScripts(t *testing.T) {
 				// Every partition whose gaining nodes all report it complete moves to next;
 				// once all have, next becomes the ring.
 				return w.commitTransfers()
+			case "sadd", "hset":
+				unescape := func(v string) string {
+					u, err := strconv.Unquote(`"` + v + `"`)
+					if err != nil {
+						d.Fatalf(t, "bad escapes in %q: %v", v, err)
+					}
+					return u
+				}
+				req := core.ClientRequest{Op: core.OpCRDT, Bucket: bucketOf(args), Key: args["k"],
+					Write: core.WriteOptions{W: args["w"], PW: args["pw"], DW: args["dw"]}}
+				if d.Cmd == "sadd" {
+					var ms []string
+					for _, a := range d.CmdArgs {
+						if a.Key == "members" {
+							for _, v := range a.Vals {
+								ms = append(ms, unescape(v))
+							}
+						}
+					}
+					req.CRDT = &core.CRDTOp{Type: crdt.Set, Op: crdt.Op{Add: ms}}
+				} else {
+					v := unescape(args["v"])
+					req.CRDT = &core.CRDTOp{Type: crdt.Map, Op: crdt.Op{Update: map[string]crdt.FieldOp{
+						unescape(args["field"]): {Type: crdt.Register, Replace: true, Op: crdt.Op{Assign: &v}}}}}
+				}
+				w.request(args["name"], args["via"], req)
+				w.run(dur("for", "100ms"))
+				r := w.replies[args["name"]]
+				if r == nil || r.Err != nil {
+					return w.describeReply(args["name"])
+				}
+				s, err := crdt.Decode(r.After)
+				if err != nil {
+					return "bad state: " + err.Error()
+				}
+				return "ok value=" + quoted(s.Value())
 			case "put", "delete", "incr", "setreg", "expire", "persist":
 				req := core.ClientRequest{Op: core.OpPut, Bucket: bucketOf(args), Key: args["k"], Value: []byte(args["v"]),
 					Write: core.WriteOptions{W: args["w"], PW: args["pw"], DW: args["dw"]}}
@@ -186,7 +225,7 @@ func TestScripts(t *testing.T) {
 					Read: core.ReadOptions{R: args["r"], PR: args["pr"]}})
 				w.run(dur("for", "100ms"))
 				if slices.Contains(pos, "crdt") {
-					return w.describeCRDT(args["name"])
+					return w.describeCRDT(args["name"], slices.Contains(pos, "quoted"))
 				}
 				return w.describeReply(args["name"])
 			case "list":
@@ -355,8 +394,35 @@ func (w *world) describeReply(name string) string {
 
 func crdtValue(s crdt.State) any { return s.Value() }
 
-// describeCRDT prints a read's siblings folded into one CRDT state.
-func (w *world) describeCRDT(name string) string {
+// quoted prints a CRDT value with its strings Go-quoted: members, field names and values
+// that are not printable show as escapes.
+func quoted(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(v)
+	case []string:
+		q := make([]string, len(v))
+		for i, s := range v {
+			q[i] = strconv.Quote(s)
+		}
+		return "[" + strings.Join(q, " ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		q := make([]string, len(keys))
+		for i, k := range keys {
+			q[i] = strconv.Quote(k) + ":" + quoted(v[k])
+		}
+		return "map[" + strings.Join(q, " ") + "]"
+	}
+	return fmt.Sprint(v)
+}
+
+// describeCRDT prints a read's siblings folded into one CRDT state (q: strings quoted).
+func (w *world) describeCRDT(name string, q bool) string {
 	r := w.replies[name]
 	if r == nil || r.Err != nil {
 		return w.describeReply(name)
@@ -368,7 +434,11 @@ func (w *world) describeCRDT(name string) string {
 	case !found:
 		return "not found"
 	}
-	out := fmt.Sprintf("value=%v siblings=%d clock=%v", s.Value(), len(r.Object.Siblings), r.Object.Clock)
+	val := fmt.Sprint(s.Value())
+	if q {
+		val = quoted(s.Value())
+	}
+	out := fmt.Sprintf("value=%s siblings=%d clock=%v", val, len(r.Object.Siblings), r.Object.Clock)
 	if e := core.KeyExpiry(r.Object); e != 0 {
 		out += fmt.Sprintf(" ttl=%v", time.Duration(e-r.At)*time.Millisecond)
 	}

@@ -141,6 +141,8 @@ func Route(env *pb.Envelope, partitions, shards int) (int, error) {
 		return byPartition(b.TreeKeys.GetPartition()), nil
 	case *pb.Envelope_Transfer:
 		return byPartition(b.Transfer.GetPartition()), nil
+	case *pb.Envelope_ListKeys:
+		return byPartition(b.ListKeys.GetPartition()), nil
 	case *pb.Envelope_Handoff:
 		return 0, ErrSplit
 	}

@@ -607,7 +607,7 @@ func (c *Core) handleTransfer(r *pb.TransferRequest) *pb.Envelope {
 // remoteErr is the error an error envelope carries (or says there was none).
 func remoteErr(env *pb.Envelope) error {
 	if e := env.GetError(); e != nil {
-		return RemoteError(e.Code, e.Message)
+		return RemoteErrorOf(e)
 	}
 	return fmt.Errorf("%w: unexpected answer %T", ErrBadRequest, env.GetBody())
 }

@@ -26,6 +26,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ExpiryMode is core.ExpiryMode, number for number.
+type ExpiryMode int32
+
+const (
+	// The bucket's ttl_s for a value; a CRDT operation keeps the key's expiry.
+	ExpiryMode_EXPIRY_MODE_AUTO ExpiryMode = 0
+	// The bucket's ttl_s whatever the key held (Redis SET without EX).
+	ExpiryMode_EXPIRY_MODE_BUCKET ExpiryMode = 1
+	// ttl_ms from the write's timestamp.
+	ExpiryMode_EXPIRY_MODE_TTL ExpiryMode = 2
+	// No expiry, whatever the bucket says (Redis PERSIST).
+	ExpiryMode_EXPIRY_MODE_NEVER ExpiryMode = 3
+)
+
+// Enum value maps for ExpiryMode.
+var (
+	ExpiryMode_name = map[int32]string{
+		0: "EXPIRY_MODE_AUTO",
+		1: "EXPIRY_MODE_BUCKET",
+		2: "EXPIRY_MODE_TTL",
+		3: "EXPIRY_MODE_NEVER",
+	}
+	ExpiryMode_value = map[string]int32{
+		"EXPIRY_MODE_AUTO":   0,
+		"EXPIRY_MODE_BUCKET": 1,
+		"EXPIRY_MODE_TTL":    2,
+		"EXPIRY_MODE_NEVER":  3,
+	}
+)
+
+func (x ExpiryMode) Enum() *ExpiryMode {
+	p := new(ExpiryMode)
+	*p = x
+	return p
+}
+
+func (x ExpiryMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExpiryMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_internode_proto_enumTypes[0].Descriptor()
+}
+
+func (ExpiryMode) Type() protoreflect.EnumType {
+	return &file_internode_proto_enumTypes[0]
+}
+
+func (x ExpiryMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExpiryMode.Descriptor instead.
+func (ExpiryMode) EnumDescriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{0}
+}
+
 // Batch is the payload of one frame: the envelopes one side queued since its last write.
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -92,6 +149,8 @@ type Envelope struct {
 	//	*Envelope_TreeKeysResp
 	//	*Envelope_Transfer
 	//	*Envelope_TransferResp
+	//	*Envelope_ListKeys
+	//	*Envelope_ListKeysResp
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -276,6 +335,24 @@ func (x *Envelope) GetTransferResp() *TransferResponse {
 	return nil
 }
 
+func (x *Envelope) GetListKeys() *ListKeysRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_ListKeys); ok {
+			return x.ListKeys
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetListKeysResp() *ListKeysResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_ListKeysResp); ok {
+			return x.ListKeysResp
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -340,6 +417,14 @@ type Envelope_TransferResp struct {
 	TransferResp *TransferResponse `protobuf:"bytes,24,opt,name=transfer_resp,json=transferResp,proto3,oneof"`
 }
 
+type Envelope_ListKeys struct {
+	ListKeys *ListKeysRequest `protobuf:"bytes,25,opt,name=list_keys,json=listKeys,proto3,oneof"`
+}
+
+type Envelope_ListKeysResp struct {
+	ListKeysResp *ListKeysResponse `protobuf:"bytes,26,opt,name=list_keys_resp,json=listKeysResp,proto3,oneof"`
+}
+
 func (*Envelope_Get) isEnvelope_Body() {}
 
 func (*Envelope_GetResp) isEnvelope_Body() {}
@@ -369,6 +454,10 @@ func (*Envelope_TreeKeysResp) isEnvelope_Body() {}
 func (*Envelope_Transfer) isEnvelope_Body() {}
 
 func (*Envelope_TransferResp) isEnvelope_Body() {}
+
+func (*Envelope_ListKeys) isEnvelope_Body() {}
+
+func (*Envelope_ListKeysResp) isEnvelope_Body() {}
 
 // GetRequest asks a replica for its stored object of a key.
 type GetRequest struct {
@@ -656,15 +745,26 @@ type CoordPutRequest struct {
 	Pw        string `protobuf:"bytes,7,opt,name=pw,proto3" json:"pw,omitempty"`
 	Dw        string `protobuf:"bytes,8,opt,name=dw,proto3" json:"dw,omitempty"`
 	TimeoutMs int64  `protobuf:"varint,9,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	// A CRDT update instead of a value: the data type, the operation (JSON, as the HTTP API
-	// takes it), and whether a key of another type is replaced (Redis SET) rather than
-	// refused (WRONGTYPE).
-	CrdtType    string `protobuf:"bytes,10,opt,name=crdt_type,json=crdtType,proto3" json:"crdt_type,omitempty"`
-	CrdtOp      []byte `protobuf:"bytes,11,opt,name=crdt_op,json=crdtOp,proto3" json:"crdt_op,omitempty"`
+	// A CRDT update instead of a value: the data type, the operation (crdt), and whether a
+	// key of another type is replaced (Redis SET) rather than refused (WRONGTYPE).
+	CrdtType string `protobuf:"bytes,10,opt,name=crdt_type,json=crdtType,proto3" json:"crdt_type,omitempty"`
+	// crdt_op_json is the operation as JSON (the HTTP API's form) with a register's assign
+	// in value: what nodes of the previous release send instead of crdt. Read on receipt
+	// only, for one release (JSON strings are UTF-8: binary members did not survive it).
+	CrdtOpJson  []byte `protobuf:"bytes,11,opt,name=crdt_op_json,json=crdtOpJson,proto3" json:"crdt_op_json,omitempty"`
 	ReplaceType bool   `protobuf:"varint,12,opt,name=replace_type,json=replaceType,proto3" json:"replace_type,omitempty"`
 	// What the writer said of the value: its content type and metadata (keys sorted).
-	ContentType   string       `protobuf:"bytes,13,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	Meta          []*MetaEntry `protobuf:"bytes,14,rep,name=meta,proto3" json:"meta,omitempty"`
+	ContentType string       `protobuf:"bytes,13,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Meta        []*MetaEntry `protobuf:"bytes,14,rep,name=meta,proto3" json:"meta,omitempty"`
+	// crdt is the operation of a CRDT update (crdt_type set), binary-safe.
+	Crdt *CrdtOp `protobuf:"bytes,15,opt,name=crdt,proto3" json:"crdt,omitempty"`
+	// The write's expiry request (core.Expiry): how it sets the value's expiry, and with
+	// EXPIRY_MODE_TTL the time to live in milliseconds (the coordinator makes it absolute).
+	ExpiryMode ExpiryMode `protobuf:"varint,16,opt,name=expiry_mode,json=expiryMode,proto3,enum=quorumkv.internode.v1.ExpiryMode" json:"expiry_mode,omitempty"`
+	TtlMs      int64      `protobuf:"varint,17,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// touch: a CRDT touch (Redis EXPIRE, PERSIST) of a key of type crdt_type: no operation,
+	// the key's state rewritten with the expiry.
+	Touch         bool `protobuf:"varint,18,opt,name=touch,proto3" json:"touch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -769,9 +869,9 @@ func (x *CoordPutRequest) GetCrdtType() string {
 	return ""
 }
 
-func (x *CoordPutRequest) GetCrdtOp() []byte {
+func (x *CoordPutRequest) GetCrdtOpJson() []byte {
 	if x != nil {
-		return x.CrdtOp
+		return x.CrdtOpJson
 	}
 	return nil
 }
@@ -797,6 +897,203 @@ func (x *CoordPutRequest) GetMeta() []*MetaEntry {
 	return nil
 }
 
+func (x *CoordPutRequest) GetCrdt() *CrdtOp {
+	if x != nil {
+		return x.Crdt
+	}
+	return nil
+}
+
+func (x *CoordPutRequest) GetExpiryMode() ExpiryMode {
+	if x != nil {
+		return x.ExpiryMode
+	}
+	return ExpiryMode_EXPIRY_MODE_AUTO
+}
+
+func (x *CoordPutRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *CoordPutRequest) GetTouch() bool {
+	if x != nil {
+		return x.Touch
+	}
+	return false
+}
+
+// CrdtOp is a crdt.Op: exactly the kinds its type takes are set (counter: increment; set:
+// add and/or remove; register: assign; flag: enable; map: update and/or remove). Members,
+// field names and values are bytes: a Redis set member or hash field is any bytes.
+type CrdtOp struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Increment *int64                 `protobuf:"zigzag64,1,opt,name=increment,proto3,oneof" json:"increment,omitempty"`
+	Add       [][]byte               `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty"`
+	// remove: set members, or map fields.
+	Remove [][]byte `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	Assign []byte   `protobuf:"bytes,4,opt,name=assign,proto3,oneof" json:"assign,omitempty"`
+	Enable *bool    `protobuf:"varint,5,opt,name=enable,proto3,oneof" json:"enable,omitempty"`
+	// update: map field operations, by name, sorted and unique.
+	Update []*CrdtFieldOp `protobuf:"bytes,6,rep,name=update,proto3" json:"update,omitempty"`
+	// context is the causal context of the read a remove is based on (crdt.Op.Context).
+	Context       []byte `protobuf:"bytes,7,opt,name=context,proto3" json:"context,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CrdtOp) Reset() {
+	*x = CrdtOp{}
+	mi := &file_internode_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CrdtOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CrdtOp) ProtoMessage() {}
+
+func (x *CrdtOp) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CrdtOp.ProtoReflect.Descriptor instead.
+func (*CrdtOp) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CrdtOp) GetIncrement() int64 {
+	if x != nil && x.Increment != nil {
+		return *x.Increment
+	}
+	return 0
+}
+
+func (x *CrdtOp) GetAdd() [][]byte {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *CrdtOp) GetRemove() [][]byte {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+func (x *CrdtOp) GetAssign() []byte {
+	if x != nil {
+		return x.Assign
+	}
+	return nil
+}
+
+func (x *CrdtOp) GetEnable() bool {
+	if x != nil && x.Enable != nil {
+		return *x.Enable
+	}
+	return false
+}
+
+func (x *CrdtOp) GetUpdate() []*CrdtFieldOp {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *CrdtOp) GetContext() []byte {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+// CrdtFieldOp is one map field's operation (crdt.FieldOp).
+type CrdtFieldOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  []byte                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// type is the field's data type (crdt.Type: counter, set, register, flag, map).
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// replace removes the field first, whatever its type (crdt.FieldOp.Replace).
+	Replace       bool    `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"`
+	Op            *CrdtOp `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CrdtFieldOp) Reset() {
+	*x = CrdtFieldOp{}
+	mi := &file_internode_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CrdtFieldOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CrdtFieldOp) ProtoMessage() {}
+
+func (x *CrdtFieldOp) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CrdtFieldOp.ProtoReflect.Descriptor instead.
+func (*CrdtFieldOp) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CrdtFieldOp) GetName() []byte {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
+func (x *CrdtFieldOp) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CrdtFieldOp) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+func (x *CrdtFieldOp) GetOp() *CrdtOp {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
 type MetaEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -807,7 +1104,7 @@ type MetaEntry struct {
 
 func (x *MetaEntry) Reset() {
 	*x = MetaEntry{}
-	mi := &file_internode_proto_msgTypes[7]
+	mi := &file_internode_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1116,7 @@ func (x *MetaEntry) String() string {
 func (*MetaEntry) ProtoMessage() {}
 
 func (x *MetaEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[7]
+	mi := &file_internode_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1129,7 @@ func (x *MetaEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaEntry.ProtoReflect.Descriptor instead.
 func (*MetaEntry) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{7}
+	return file_internode_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MetaEntry) GetKey() string {
@@ -868,7 +1165,7 @@ type CoordPutResponse struct {
 
 func (x *CoordPutResponse) Reset() {
 	*x = CoordPutResponse{}
-	mi := &file_internode_proto_msgTypes[8]
+	mi := &file_internode_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1177,7 @@ func (x *CoordPutResponse) String() string {
 func (*CoordPutResponse) ProtoMessage() {}
 
 func (x *CoordPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[8]
+	mi := &file_internode_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1190,7 @@ func (x *CoordPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordPutResponse.ProtoReflect.Descriptor instead.
 func (*CoordPutResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{8}
+	return file_internode_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CoordPutResponse) GetContext() string {
@@ -953,16 +1250,19 @@ func (x *CoordPutResponse) GetCrdtBefore() []byte {
 }
 
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
-	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Message string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Code    string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// cause names a finer reason beside the code, where the node that asked acts on it
+	// (core.Cause: "crdt_type_mismatch"); empty for most errors.
+	Cause         string `protobuf:"bytes,3,opt,name=cause,proto3" json:"cause,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_internode_proto_msgTypes[9]
+	mi := &file_internode_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1274,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[9]
+	mi := &file_internode_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1287,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{9}
+	return file_internode_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Error) GetMessage() string {
@@ -1004,6 +1304,13 @@ func (x *Error) GetCode() string {
 	return ""
 }
 
+func (x *Error) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
 // HandoffRequest delivers hinted objects to the primary they were kept for. The receiver
 // validates every item before applying any, merges each into its replica with the normal
 // version rules, and acknowledges only once they are synced to disk.
@@ -1016,7 +1323,7 @@ type HandoffRequest struct {
 
 func (x *HandoffRequest) Reset() {
 	*x = HandoffRequest{}
-	mi := &file_internode_proto_msgTypes[10]
+	mi := &file_internode_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1335,7 @@ func (x *HandoffRequest) String() string {
 func (*HandoffRequest) ProtoMessage() {}
 
 func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[10]
+	mi := &file_internode_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1348,7 @@ func (x *HandoffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffRequest.ProtoReflect.Descriptor instead.
 func (*HandoffRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{10}
+	return file_internode_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HandoffRequest) GetItems() []*HandoffItem {
@@ -1062,7 +1369,7 @@ type HandoffItem struct {
 
 func (x *HandoffItem) Reset() {
 	*x = HandoffItem{}
-	mi := &file_internode_proto_msgTypes[11]
+	mi := &file_internode_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1381,7 @@ func (x *HandoffItem) String() string {
 func (*HandoffItem) ProtoMessage() {}
 
 func (x *HandoffItem) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[11]
+	mi := &file_internode_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1394,7 @@ func (x *HandoffItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffItem.ProtoReflect.Descriptor instead.
 func (*HandoffItem) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{11}
+	return file_internode_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HandoffItem) GetBucket() string {
@@ -1120,7 +1427,7 @@ type HandoffResponse struct {
 
 func (x *HandoffResponse) Reset() {
 	*x = HandoffResponse{}
-	mi := &file_internode_proto_msgTypes[12]
+	mi := &file_internode_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1439,7 @@ func (x *HandoffResponse) String() string {
 func (*HandoffResponse) ProtoMessage() {}
 
 func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[12]
+	mi := &file_internode_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1452,7 @@ func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffResponse.ProtoReflect.Descriptor instead.
 func (*HandoffResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{12}
+	return file_internode_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HandoffResponse) GetApplied() int32 {
@@ -1175,7 +1482,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_internode_proto_msgTypes[13]
+	mi := &file_internode_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1494,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[13]
+	mi := &file_internode_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1507,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{13}
+	return file_internode_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TreeRequest) GetPartition() int32 {
@@ -1259,7 +1566,7 @@ type TreeResponse struct {
 
 func (x *TreeResponse) Reset() {
 	*x = TreeResponse{}
-	mi := &file_internode_proto_msgTypes[14]
+	mi := &file_internode_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1578,7 @@ func (x *TreeResponse) String() string {
 func (*TreeResponse) ProtoMessage() {}
 
 func (x *TreeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[14]
+	mi := &file_internode_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1591,7 @@ func (x *TreeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeResponse.ProtoReflect.Descriptor instead.
 func (*TreeResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{14}
+	return file_internode_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TreeResponse) GetRoot() uint64 {
@@ -1323,7 +1630,7 @@ type TreeKeysRequest struct {
 
 func (x *TreeKeysRequest) Reset() {
 	*x = TreeKeysRequest{}
-	mi := &file_internode_proto_msgTypes[15]
+	mi := &file_internode_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1642,7 @@ func (x *TreeKeysRequest) String() string {
 func (*TreeKeysRequest) ProtoMessage() {}
 
 func (x *TreeKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[15]
+	mi := &file_internode_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1655,7 @@ func (x *TreeKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKeysRequest.ProtoReflect.Descriptor instead.
 func (*TreeKeysRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{15}
+	return file_internode_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TreeKeysRequest) GetPartition() int32 {
@@ -1395,7 +1702,7 @@ type TreeKeysResponse struct {
 
 func (x *TreeKeysResponse) Reset() {
 	*x = TreeKeysResponse{}
-	mi := &file_internode_proto_msgTypes[16]
+	mi := &file_internode_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1714,7 @@ func (x *TreeKeysResponse) String() string {
 func (*TreeKeysResponse) ProtoMessage() {}
 
 func (x *TreeKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[16]
+	mi := &file_internode_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1727,7 @@ func (x *TreeKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKeysResponse.ProtoReflect.Descriptor instead.
 func (*TreeKeysResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{16}
+	return file_internode_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TreeKeysResponse) GetKeys() []*TreeKey {
@@ -1442,7 +1749,7 @@ type TreeKey struct {
 
 func (x *TreeKey) Reset() {
 	*x = TreeKey{}
-	mi := &file_internode_proto_msgTypes[17]
+	mi := &file_internode_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1761,7 @@ func (x *TreeKey) String() string {
 func (*TreeKey) ProtoMessage() {}
 
 func (x *TreeKey) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[17]
+	mi := &file_internode_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1774,7 @@ func (x *TreeKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeKey.ProtoReflect.Descriptor instead.
 func (*TreeKey) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{17}
+	return file_internode_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TreeKey) GetBucket() string {
@@ -1513,7 +1820,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_internode_proto_msgTypes[18]
+	mi := &file_internode_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1832,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[18]
+	mi := &file_internode_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1845,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{18}
+	return file_internode_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferRequest) GetPartition() int32 {
@@ -1581,7 +1888,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_internode_proto_msgTypes[19]
+	mi := &file_internode_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1900,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internode_proto_msgTypes[19]
+	mi := &file_internode_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1913,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_internode_proto_rawDescGZIP(), []int{19}
+	return file_internode_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferResponse) GetItems() []*HandoffItem {
@@ -1630,13 +1937,245 @@ func (x *TransferResponse) GetDone() bool {
 	return false
 }
 
+// ListKeysRequest asks a replica of a partition for the keys of one bucket it stores (a
+// listing's coverage query), in store order from the store position `after` (empty: the
+// partition's start): at most `limit` keys of the bucket starting with `prefix`, reading
+// at most about max_bytes of the store.
+type ListKeysRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Partition  int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Partitions int32                  `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Bucket     string                 `protobuf:"bytes,3,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Prefix     []byte                 `protobuf:"bytes,4,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	After      []byte                 `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
+	Limit      int32                  `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	MaxBytes   int32                  `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// values asks for the siblings' values too (Redis SCAN folds CRDT states to tell a
+	// key's type); without it every sibling's value, content type and metadata are left out
+	// of any object over 512 bytes (a smaller one costs more to strip than it saves).
+	Values        bool `protobuf:"varint,8,opt,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysRequest) Reset() {
+	*x = ListKeysRequest{}
+	mi := &file_internode_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysRequest) ProtoMessage() {}
+
+func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListKeysRequest) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListKeysRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *ListKeysRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *ListKeysRequest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *ListKeysRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *ListKeysRequest) GetValues() bool {
+	if x != nil {
+		return x.Values
+	}
+	return false
+}
+
+type ListKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*ListedKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// next is the store position to go on from; done says the partition has no more.
+	Next []byte `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	Done bool   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	// scanned is how many bytes of the store the answer read (keys of other buckets too).
+	Scanned       int64 `protobuf:"varint,4,opt,name=scanned,proto3" json:"scanned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysResponse) Reset() {
+	*x = ListKeysResponse{}
+	mi := &file_internode_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysResponse) ProtoMessage() {}
+
+func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListKeysResponse) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListKeysResponse) GetKeys() []*ListedKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ListKeysResponse) GetNext() []byte {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+func (x *ListKeysResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *ListKeysResponse) GetScanned() int64 {
+	if x != nil {
+		return x.Scanned
+	}
+	return 0
+}
+
+// ListedKey is one key of a listing answer with its version: the binary encoding of its
+// version.Object (values left out unless asked), enough to merge the copies of several
+// replicas and drop deleted and expired keys.
+type ListedKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Object        []byte                 `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListedKey) Reset() {
+	*x = ListedKey{}
+	mi := &file_internode_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListedKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListedKey) ProtoMessage() {}
+
+func (x *ListedKey) ProtoReflect() protoreflect.Message {
+	mi := &file_internode_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListedKey.ProtoReflect.Descriptor instead.
+func (*ListedKey) Descriptor() ([]byte, []int) {
+	return file_internode_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListedKey) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ListedKey) GetObject() []byte {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
 var File_internode_proto protoreflect.FileDescriptor
 
 const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"\x0finternode.proto\x12\x15quorumkv.internode.v1\"<\n" +
 	"\x05Batch\x123\n" +
-	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\xc0\b\n" +
+	"\x04msgs\x18\x01 \x03(\v2\x1f.quorumkv.internode.v1.EnvelopeR\x04msgs\"\xd8\t\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x03get\x18\n" +
@@ -1654,7 +2193,9 @@ const file_internode_proto_rawDesc = "" +
 	"\ttree_keys\x18\x15 \x01(\v2&.quorumkv.internode.v1.TreeKeysRequestH\x00R\btreeKeys\x12O\n" +
 	"\x0etree_keys_resp\x18\x16 \x01(\v2'.quorumkv.internode.v1.TreeKeysResponseH\x00R\ftreeKeysResp\x12D\n" +
 	"\btransfer\x18\x17 \x01(\v2&.quorumkv.internode.v1.TransferRequestH\x00R\btransfer\x12N\n" +
-	"\rtransfer_resp\x18\x18 \x01(\v2'.quorumkv.internode.v1.TransferResponseH\x00R\ftransferRespB\x06\n" +
+	"\rtransfer_resp\x18\x18 \x01(\v2'.quorumkv.internode.v1.TransferResponseH\x00R\ftransferResp\x12E\n" +
+	"\tlist_keys\x18\x19 \x01(\v2&.quorumkv.internode.v1.ListKeysRequestH\x00R\blistKeys\x12O\n" +
+	"\x0elist_keys_resp\x18\x1a \x01(\v2'.quorumkv.internode.v1.ListKeysResponseH\x00R\flistKeysRespB\x06\n" +
 	"\x04body\"Q\n" +
 	"\n" +
 	"GetRequest\x12\x16\n" +
@@ -1677,7 +2218,7 @@ const file_internode_proto_rawDesc = "" +
 	"hlcLogical\x12\x19\n" +
 	"\bhint_for\x18\a \x01(\tR\ahintFor\"-\n" +
 	"\x11ReplicateResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\"\x88\x03\n" +
+	"\adurable\x18\x01 \x01(\bR\adurable\"\xb5\x04\n" +
 	"\x0fCoordPutRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -1690,11 +2231,34 @@ const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\t \x01(\x03R\ttimeoutMs\x12\x1b\n" +
 	"\tcrdt_type\x18\n" +
-	" \x01(\tR\bcrdtType\x12\x17\n" +
-	"\acrdt_op\x18\v \x01(\fR\x06crdtOp\x12!\n" +
+	" \x01(\tR\bcrdtType\x12 \n" +
+	"\fcrdt_op_json\x18\v \x01(\fR\n" +
+	"crdtOpJson\x12!\n" +
 	"\freplace_type\x18\f \x01(\bR\vreplaceType\x12!\n" +
 	"\fcontent_type\x18\r \x01(\tR\vcontentType\x124\n" +
-	"\x04meta\x18\x0e \x03(\v2 .quorumkv.internode.v1.MetaEntryR\x04meta\"3\n" +
+	"\x04meta\x18\x0e \x03(\v2 .quorumkv.internode.v1.MetaEntryR\x04meta\x121\n" +
+	"\x04crdt\x18\x0f \x01(\v2\x1d.quorumkv.internode.v1.CrdtOpR\x04crdt\x12B\n" +
+	"\vexpiry_mode\x18\x10 \x01(\x0e2!.quorumkv.internode.v1.ExpiryModeR\n" +
+	"expiryMode\x12\x15\n" +
+	"\x06ttl_ms\x18\x11 \x01(\x03R\x05ttlMs\x12\x14\n" +
+	"\x05touch\x18\x12 \x01(\bR\x05touch\"\x89\x02\n" +
+	"\x06CrdtOp\x12!\n" +
+	"\tincrement\x18\x01 \x01(\x12H\x00R\tincrement\x88\x01\x01\x12\x10\n" +
+	"\x03add\x18\x02 \x03(\fR\x03add\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\fR\x06remove\x12\x1b\n" +
+	"\x06assign\x18\x04 \x01(\fH\x01R\x06assign\x88\x01\x01\x12\x1b\n" +
+	"\x06enable\x18\x05 \x01(\bH\x02R\x06enable\x88\x01\x01\x12:\n" +
+	"\x06update\x18\x06 \x03(\v2\".quorumkv.internode.v1.CrdtFieldOpR\x06update\x12\x18\n" +
+	"\acontext\x18\a \x01(\fR\acontextB\f\n" +
+	"\n" +
+	"_incrementB\t\n" +
+	"\a_assignB\t\n" +
+	"\a_enable\"~\n" +
+	"\vCrdtFieldOp\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\fR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\x12-\n" +
+	"\x02op\x18\x04 \x01(\v2\x1d.quorumkv.internode.v1.CrdtOpR\x02op\"3\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xde\x01\n" +
@@ -1708,10 +2272,11 @@ const file_internode_proto_rawDesc = "" +
 	"\n" +
 	"crdt_state\x18\a \x01(\fR\tcrdtState\x12\x1f\n" +
 	"\vcrdt_before\x18\b \x01(\fR\n" +
-	"crdtBefore\"5\n" +
+	"crdtBefore\"K\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
-	"\x04code\x18\x02 \x01(\tR\x04code\"J\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x14\n" +
+	"\x05cause\x18\x03 \x01(\tR\x05cause\"J\n" +
 	"\x0eHandoffRequest\x128\n" +
 	"\x05items\x18\x01 \x03(\v2\".quorumkv.internode.v1.HandoffItemR\x05items\"O\n" +
 	"\vHandoffItem\x12\x16\n" +
@@ -1758,7 +2323,32 @@ const file_internode_proto_rawDesc = "" +
 	"\x10TransferResponse\x128\n" +
 	"\x05items\x18\x01 \x03(\v2\".quorumkv.internode.v1.HandoffItemR\x05items\x12\x12\n" +
 	"\x04next\x18\x02 \x01(\fR\x04next\x12\x12\n" +
-	"\x04done\x18\x03 \x01(\bR\x04doneB4Z2github.com/quorumkv/quorumkv/internal/transport/pbb\x06proto3"
+	"\x04done\x18\x03 \x01(\bR\x04done\"\xe0\x01\n" +
+	"\x0fListKeysRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\x05R\n" +
+	"partitions\x12\x16\n" +
+	"\x06bucket\x18\x03 \x01(\tR\x06bucket\x12\x16\n" +
+	"\x06prefix\x18\x04 \x01(\fR\x06prefix\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\fR\x05after\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x1b\n" +
+	"\tmax_bytes\x18\a \x01(\x05R\bmaxBytes\x12\x16\n" +
+	"\x06values\x18\b \x01(\bR\x06values\"\x8a\x01\n" +
+	"\x10ListKeysResponse\x124\n" +
+	"\x04keys\x18\x01 \x03(\v2 .quorumkv.internode.v1.ListedKeyR\x04keys\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\fR\x04next\x12\x12\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\x12\x18\n" +
+	"\ascanned\x18\x04 \x01(\x03R\ascanned\"5\n" +
+	"\tListedKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
+	"\x06object\x18\x02 \x01(\fR\x06object*f\n" +
+	"\n" +
+	"ExpiryMode\x12\x14\n" +
+	"\x10EXPIRY_MODE_AUTO\x10\x00\x12\x16\n" +
+	"\x12EXPIRY_MODE_BUCKET\x10\x01\x12\x13\n" +
+	"\x0fEXPIRY_MODE_TTL\x10\x02\x12\x15\n" +
+	"\x11EXPIRY_MODE_NEVER\x10\x03B4Z2github.com/quorumkv/quorumkv/internal/transport/pbb\x06proto3"
 
 var (
 	file_internode_proto_rawDescOnce sync.Once
@@ -1772,55 +2362,69 @@ func file_internode_proto_rawDescGZIP() []byte {
 	return file_internode_proto_rawDescData
 }
 
-var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_internode_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_internode_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_internode_proto_goTypes = []any{
-	(*Batch)(nil),             // 0: quorumkv.internode.v1.Batch
-	(*Envelope)(nil),          // 1: quorumkv.internode.v1.Envelope
-	(*GetRequest)(nil),        // 2: quorumkv.internode.v1.GetRequest
-	(*GetResponse)(nil),       // 3: quorumkv.internode.v1.GetResponse
-	(*ReplicateRequest)(nil),  // 4: quorumkv.internode.v1.ReplicateRequest
-	(*ReplicateResponse)(nil), // 5: quorumkv.internode.v1.ReplicateResponse
-	(*CoordPutRequest)(nil),   // 6: quorumkv.internode.v1.CoordPutRequest
-	(*MetaEntry)(nil),         // 7: quorumkv.internode.v1.MetaEntry
-	(*CoordPutResponse)(nil),  // 8: quorumkv.internode.v1.CoordPutResponse
-	(*Error)(nil),             // 9: quorumkv.internode.v1.Error
-	(*HandoffRequest)(nil),    // 10: quorumkv.internode.v1.HandoffRequest
-	(*HandoffItem)(nil),       // 11: quorumkv.internode.v1.HandoffItem
-	(*HandoffResponse)(nil),   // 12: quorumkv.internode.v1.HandoffResponse
-	(*TreeRequest)(nil),       // 13: quorumkv.internode.v1.TreeRequest
-	(*TreeResponse)(nil),      // 14: quorumkv.internode.v1.TreeResponse
-	(*TreeKeysRequest)(nil),   // 15: quorumkv.internode.v1.TreeKeysRequest
-	(*TreeKeysResponse)(nil),  // 16: quorumkv.internode.v1.TreeKeysResponse
-	(*TreeKey)(nil),           // 17: quorumkv.internode.v1.TreeKey
-	(*TransferRequest)(nil),   // 18: quorumkv.internode.v1.TransferRequest
-	(*TransferResponse)(nil),  // 19: quorumkv.internode.v1.TransferResponse
+	(ExpiryMode)(0),           // 0: quorumkv.internode.v1.ExpiryMode
+	(*Batch)(nil),             // 1: quorumkv.internode.v1.Batch
+	(*Envelope)(nil),          // 2: quorumkv.internode.v1.Envelope
+	(*GetRequest)(nil),        // 3: quorumkv.internode.v1.GetRequest
+	(*GetResponse)(nil),       // 4: quorumkv.internode.v1.GetResponse
+	(*ReplicateRequest)(nil),  // 5: quorumkv.internode.v1.ReplicateRequest
+	(*ReplicateResponse)(nil), // 6: quorumkv.internode.v1.ReplicateResponse
+	(*CoordPutRequest)(nil),   // 7: quorumkv.internode.v1.CoordPutRequest
+	(*CrdtOp)(nil),            // 8: quorumkv.internode.v1.CrdtOp
+	(*CrdtFieldOp)(nil),       // 9: quorumkv.internode.v1.CrdtFieldOp
+	(*MetaEntry)(nil),         // 10: quorumkv.internode.v1.MetaEntry
+	(*CoordPutResponse)(nil),  // 11: quorumkv.internode.v1.CoordPutResponse
+	(*Error)(nil),             // 12: quorumkv.internode.v1.Error
+	(*HandoffRequest)(nil),    // 13: quorumkv.internode.v1.HandoffRequest
+	(*HandoffItem)(nil),       // 14: quorumkv.internode.v1.HandoffItem
+	(*HandoffResponse)(nil),   // 15: quorumkv.internode.v1.HandoffResponse
+	(*TreeRequest)(nil),       // 16: quorumkv.internode.v1.TreeRequest
+	(*TreeResponse)(nil),      // 17: quorumkv.internode.v1.TreeResponse
+	(*TreeKeysRequest)(nil),   // 18: quorumkv.internode.v1.TreeKeysRequest
+	(*TreeKeysResponse)(nil),  // 19: quorumkv.internode.v1.TreeKeysResponse
+	(*TreeKey)(nil),           // 20: quorumkv.internode.v1.TreeKey
+	(*TransferRequest)(nil),   // 21: quorumkv.internode.v1.TransferRequest
+	(*TransferResponse)(nil),  // 22: quorumkv.internode.v1.TransferResponse
+	(*ListKeysRequest)(nil),   // 23: quorumkv.internode.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),  // 24: quorumkv.internode.v1.ListKeysResponse
+	(*ListedKey)(nil),         // 25: quorumkv.internode.v1.ListedKey
 }
 var file_internode_proto_depIdxs = []int32{
-	1,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
-	2,  // 1: quorumkv.internode.v1.Envelope.get:type_name -> quorumkv.internode.v1.GetRequest
-	3,  // 2: quorumkv.internode.v1.Envelope.get_resp:type_name -> quorumkv.internode.v1.GetResponse
-	4,  // 3: quorumkv.internode.v1.Envelope.replicate:type_name -> quorumkv.internode.v1.ReplicateRequest
-	5,  // 4: quorumkv.internode.v1.Envelope.replicate_resp:type_name -> quorumkv.internode.v1.ReplicateResponse
-	6,  // 5: quorumkv.internode.v1.Envelope.coord_put:type_name -> quorumkv.internode.v1.CoordPutRequest
-	8,  // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
-	9,  // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
-	10, // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
-	12, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
-	13, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
-	14, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
-	15, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
-	16, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
-	18, // 14: quorumkv.internode.v1.Envelope.transfer:type_name -> quorumkv.internode.v1.TransferRequest
-	19, // 15: quorumkv.internode.v1.Envelope.transfer_resp:type_name -> quorumkv.internode.v1.TransferResponse
-	7,  // 16: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
-	11, // 17: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
-	17, // 18: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
-	11, // 19: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	2,  // 0: quorumkv.internode.v1.Batch.msgs:type_name -> quorumkv.internode.v1.Envelope
+	3,  // 1: quorumkv.internode.v1.Envelope.get:type_name -> quorumkv.internode.v1.GetRequest
+	4,  // 2: quorumkv.internode.v1.Envelope.get_resp:type_name -> quorumkv.internode.v1.GetResponse
+	5,  // 3: quorumkv.internode.v1.Envelope.replicate:type_name -> quorumkv.internode.v1.ReplicateRequest
+	6,  // 4: quorumkv.internode.v1.Envelope.replicate_resp:type_name -> quorumkv.internode.v1.ReplicateResponse
+	7,  // 5: quorumkv.internode.v1.Envelope.coord_put:type_name -> quorumkv.internode.v1.CoordPutRequest
+	11, // 6: quorumkv.internode.v1.Envelope.coord_put_resp:type_name -> quorumkv.internode.v1.CoordPutResponse
+	12, // 7: quorumkv.internode.v1.Envelope.error:type_name -> quorumkv.internode.v1.Error
+	13, // 8: quorumkv.internode.v1.Envelope.handoff:type_name -> quorumkv.internode.v1.HandoffRequest
+	15, // 9: quorumkv.internode.v1.Envelope.handoff_resp:type_name -> quorumkv.internode.v1.HandoffResponse
+	16, // 10: quorumkv.internode.v1.Envelope.tree:type_name -> quorumkv.internode.v1.TreeRequest
+	17, // 11: quorumkv.internode.v1.Envelope.tree_resp:type_name -> quorumkv.internode.v1.TreeResponse
+	18, // 12: quorumkv.internode.v1.Envelope.tree_keys:type_name -> quorumkv.internode.v1.TreeKeysRequest
+	19, // 13: quorumkv.internode.v1.Envelope.tree_keys_resp:type_name -> quorumkv.internode.v1.TreeKeysResponse
+	21, // 14: quorumkv.internode.v1.Envelope.transfer:type_name -> quorumkv.internode.v1.TransferRequest
+	22, // 15: quorumkv.internode.v1.Envelope.transfer_resp:type_name -> quorumkv.internode.v1.TransferResponse
+	23, // 16: quorumkv.internode.v1.Envelope.list_keys:type_name -> quorumkv.internode.v1.ListKeysRequest
+	24, // 17: quorumkv.internode.v1.Envelope.list_keys_resp:type_name -> quorumkv.internode.v1.ListKeysResponse
+	10, // 18: quorumkv.internode.v1.CoordPutRequest.meta:type_name -> quorumkv.internode.v1.MetaEntry
+	8,  // 19: quorumkv.internode.v1.CoordPutRequest.crdt:type_name -> quorumkv.internode.v1.CrdtOp
+	0,  // 20: quorumkv.internode.v1.CoordPutRequest.expiry_mode:type_name -> quorumkv.internode.v1.ExpiryMode
+	9,  // 21: quorumkv.internode.v1.CrdtOp.update:type_name -> quorumkv.internode.v1.CrdtFieldOp
+	8,  // 22: quorumkv.internode.v1.CrdtFieldOp.op:type_name -> quorumkv.internode.v1.CrdtOp
+	14, // 23: quorumkv.internode.v1.HandoffRequest.items:type_name -> quorumkv.internode.v1.HandoffItem
+	20, // 24: quorumkv.internode.v1.TreeKeysResponse.keys:type_name -> quorumkv.internode.v1.TreeKey
+	14, // 25: quorumkv.internode.v1.TransferResponse.items:type_name -> quorumkv.internode.v1.HandoffItem
+	25, // 26: quorumkv.internode.v1.ListKeysResponse.keys:type_name -> quorumkv.internode.v1.ListedKey
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_internode_proto_init() }
@@ -1844,19 +2448,23 @@ func file_internode_proto_init() {
 		(*Envelope_TreeKeysResp)(nil),
 		(*Envelope_Transfer)(nil),
 		(*Envelope_TransferResp)(nil),
+		(*Envelope_ListKeys)(nil),
+		(*Envelope_ListKeysResp)(nil),
 	}
+	file_internode_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internode_proto_rawDesc), len(file_internode_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   20,
+			NumEnums:      1,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_internode_proto_goTypes,
 		DependencyIndexes: file_internode_proto_depIdxs,
+		EnumInfos:         file_internode_proto_enumTypes,
 		MessageInfos:      file_internode_proto_msgTypes,
 	}.Build()
 	File_internode_proto = out.File
