@@ -35,6 +35,7 @@ type loop struct {
 	// less each, for every request, answer and peer message.
 	reqs  []queuedRequest
 	resps []core.Response
+	own   []core.PeerRequest // this loop's messages to itself, back from the syncer
 	wake  chan struct{}
 	done  chan struct{} // closed when the loop has stopped
 
@@ -42,7 +43,7 @@ type loop struct {
 	nextID  uint64
 	clients map[uint64]chan core.Reply
 	peers   map[uint64]func(*pb.Envelope) // answers owed to peers, by request
-	local   []core.Event                  // events for the core raised while carrying out a Ready
+	local   localEvents                   // events for the core raised while carrying out a Ready
 	timer   *time.Timer
 	repairs map[uint64]*repairWatch
 	reaps   map[uint64]chan core.ReapDone
@@ -99,6 +100,30 @@ func (l *loop) signal() {
 	}
 }
 
+// localEvents are a loop's messages to itself and their answers, typed rather than as
+// core.Events so that queuing them allocates nothing per event. Their order does not
+// matter: the core never relies on the order of messages.
+type localEvents struct {
+	reqs  []core.PeerRequest
+	resps []core.Response
+}
+
+func (e *localEvents) len() int { return len(e.reqs) + len(e.resps) }
+
+func (e *localEvents) add(o localEvents) {
+	e.reqs = append(e.reqs, o.reqs...)
+	e.resps = append(e.resps, o.resps...)
+}
+
+// submitLocal hands the loop its own messages and answers, once their turn is durable.
+func (l *loop) submitLocal(e localEvents) {
+	l.mu.Lock()
+	l.own = append(l.own, e.reqs...)
+	l.resps = append(l.resps, e.resps...)
+	l.mu.Unlock()
+	l.signal()
+}
+
 // replyChans recycles the channels client requests wait on (buffered, one reply each).
 var replyChans = sync.Pool{New: func() any { return make(chan core.Reply, 1) }}
 
@@ -151,6 +176,7 @@ func (l *loop) run(ctx context.Context) {
 		batch []func()
 		reqs  []queuedRequest
 		resps []core.Response
+		own   []core.PeerRequest
 	)
 	for {
 		select {
@@ -164,6 +190,7 @@ func (l *loop) run(ctx context.Context) {
 		batch, l.queue = l.queue, batch[:0]
 		reqs, l.reqs = l.reqs, reqs[:0]
 		resps, l.resps = l.resps, resps[:0]
+		own, l.own = l.own, own[:0]
 		l.mu.Unlock()
 		for i, f := range batch {
 			f()
@@ -173,6 +200,10 @@ func (l *loop) run(ctx context.Context) {
 		for i := range resps {
 			l.step(resps[i])
 			resps[i] = core.Response{}
+		}
+		for i := range own {
+			l.step(own[i])
+			own[i] = core.PeerRequest{}
 		}
 		for i := range reqs {
 			q := &reqs[i]
@@ -200,11 +231,17 @@ func (l *loop) run(ctx context.Context) {
 // without a sync may overtake those of an earlier turn with one: they claim nothing
 // durable, and the core never relies on the order of messages.
 func (l *loop) flush(ctx context.Context) {
-	for l.c.HasReady() || len(l.local) > 0 {
-		for len(l.local) > 0 {
-			ev := l.local[0]
-			l.local = l.local[1:]
-			l.step(ev)
+	for l.c.HasReady() || l.local.len() > 0 {
+		for l.local.len() > 0 {
+			// Stepping may raise more: take what is there, then look again.
+			local := l.local
+			l.local = localEvents{}
+			for i := range local.resps {
+				l.step(local.resps[i])
+			}
+			for i := range local.reqs {
+				l.step(local.reqs[i])
+			}
 		}
 		if !l.c.HasReady() {
 			break
@@ -214,14 +251,14 @@ func (l *loop) flush(ctx context.Context) {
 		out := turnOut{sync: rd.Sync}
 		for _, m := range rd.Messages {
 			if m.To == l.self && l.n.shardOf(m.Env) == l.shard {
-				out.local = append(out.local, core.PeerRequest{From: l.self, ID: m.ID, Env: m.Env})
+				out.local.reqs = append(out.local.reqs, core.PeerRequest{From: l.self, ID: m.ID, Env: m.Env})
 				continue
 			}
 			out.msgs = append(out.msgs, m)
 		}
 		for _, a := range rd.Answers {
 			if a.To == l.self && a.ID&servedID == 0 {
-				out.local = append(out.local, core.Response{ID: a.ID, Env: a.Env})
+				out.local.resps = append(out.local.resps, core.Response{ID: a.ID, Env: a.Env})
 				continue
 			}
 			if ch, ok := l.peers[a.ID]; ok {
@@ -268,8 +305,8 @@ func (l *loop) flush(ctx context.Context) {
 			l.n.out.push(out)
 			continue
 		}
-		l.local = append(l.local, out.local...)
-		out.local = nil
+		l.local.add(out.local)
+		out.local = localEvents{}
 		l.carryOut(ctx, &out)
 	}
 	// Writes of a turn with nothing to send (a reaping or cleanup step, a repair merge) are
@@ -342,7 +379,7 @@ func (l *loop) transferSnapshot() (string, []core.TransferStatus) {
 type turnOut struct {
 	l       *loop // the loop whose turn it is
 	sync    bool
-	local   []core.Event // for this node's own core
+	local   localEvents // for this node's own core
 	msgs    []core.Message
 	answers []peerAnswer
 	replies []clientReply
@@ -372,7 +409,7 @@ type reapOut struct {
 }
 
 func (o *turnOut) empty() bool {
-	return !o.sync && len(o.local) == 0 && len(o.msgs) == 0 && len(o.answers) == 0 && len(o.replies) == 0 && len(o.repairs) == 0 && len(o.reaps) == 0 && o.xfer == nil
+	return !o.sync && o.local.len() == 0 && len(o.msgs) == 0 && len(o.answers) == 0 && len(o.replies) == 0 && len(o.repairs) == 0 && len(o.reaps) == 0 && o.xfer == nil
 }
 
 // outbox queues turns for the dispatcher without bound (the loop never waits for it).
@@ -435,25 +472,24 @@ func (n *Node) syncer(ctx context.Context) {
 			n.log.Error("store sync failed", "err", err)
 			serr = fmt.Errorf("sync: %w", err)
 		}
-		local := make(map[*loop][]core.Event)
+		local := make(map[*loop]*localEvents)
 		for i := range turns {
 			t := &turns[i]
 			if serr != nil {
 				t.l.failTurn(t, serr) // nothing that claims durability may leave
 			} else {
 				t.l.carryOut(ctx, t)
-				if len(t.local) > 0 {
-					local[t.l] = append(local[t.l], t.local...)
+				if t.local.len() > 0 {
+					if local[t.l] == nil {
+						local[t.l] = &localEvents{}
+					}
+					local[t.l].add(t.local)
 				}
 			}
 			*t = turnOut{}
 		}
 		for l, evs := range local {
-			l.submit(func() {
-				for _, ev := range evs {
-					l.step(ev)
-				}
-			})
+			l.submitLocal(*evs)
 		}
 	}
 }
@@ -464,18 +500,12 @@ func (l *loop) failTurn(t *turnOut, err error) {
 		id := m.ID
 		l.submitResponse(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
 	}
-	for _, ev := range t.local {
-		// A message to itself, or its answer, would claim the sync that failed.
-		var id uint64
-		switch e := ev.(type) {
-		case core.PeerRequest:
-			id = e.ID
-		case core.Response:
-			id = e.ID
-		default:
-			continue
-		}
-		l.submitResponse(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
+	// A message to itself, or its answer, would claim the sync that failed.
+	for _, r := range t.local.reqs {
+		l.submitResponse(core.Response{ID: r.ID, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
+	}
+	for _, r := range t.local.resps {
+		l.submitResponse(core.Response{ID: r.ID, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
 	}
 	for _, a := range t.answers {
 		a.respond(core.ErrorEnvelope(err))
