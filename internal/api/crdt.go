@@ -72,7 +72,7 @@ func (s *server) updateCRDT(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, fmt.Errorf("%w: %w", node.ErrBadRequest, err))
 		return
 	}
-	if _, _, err := s.n.UpdateCRDT(r.Context(), bucket, key, t, op, false, o); err != nil {
+	if err := s.n.ApplyCRDT(r.Context(), bucket, key, t, op, false, o); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -171,7 +171,7 @@ func (r *RESP) set(ctx context.Context, c *client, key, value []byte, a setArgs)
 	o.Expiry = a.exp
 	if !a.get && !a.past && (a.cond == core.CondNone || c.r == "") {
 		o.Cond = a.cond
-		_, _, err := r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
+		err := r.n.ApplyCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
 		if errors.Is(err, node.ErrPreconditionFailed) {
 			return false, nil, nil
 		}
@@ -201,7 +201,7 @@ func (r *RESP) set(ctx context.Context, c *client, key, value []byte, a setArgs)
 		_, err := r.n.Delete(ctx, RedisBucket, string(key), o)
 		return err == nil, old, err
 	}
-	_, _, err = r.n.UpdateCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
+	err = r.n.ApplyCRDT(ctx, RedisBucket, string(key), crdt.Register, crdt.Op{Assign: &v}, true, o)
 	return err == nil, old, err
 }
 

@@ -105,8 +105,7 @@ func (n *Node) Delete(ctx context.Context, bucket, key string, o WriteOptions) (
 // not have reached yet (before is a fresh state when the key held nothing, or another type
 // that was replaced).
 func (n *Node) UpdateCRDT(ctx context.Context, bucket, key string, typ crdt.Type, op crdt.Op, replaceType bool, o WriteOptions) (before, after crdt.State, err error) {
-	r, err := n.write(ctx, core.ClientRequest{Op: core.OpCRDT, Bucket: bucket, Key: key, Write: o,
-		CRDT: &core.CRDTOp{Type: typ, Op: op, ReplaceType: replaceType}})
+	r, err := n.crdtWrite(ctx, bucket, key, typ, op, replaceType, o)
 	if err != nil {
 		return crdt.State{}, crdt.State{}, err
 	}
@@ -119,6 +118,18 @@ func (n *Node) UpdateCRDT(ctx context.Context, bucket, key string, typ crdt.Type
 		}
 	}
 	return before, after, nil
+}
+
+// ApplyCRDT is UpdateCRDT for a caller that needs neither state (Redis SET): it spares
+// decoding them.
+func (n *Node) ApplyCRDT(ctx context.Context, bucket, key string, typ crdt.Type, op crdt.Op, replaceType bool, o WriteOptions) error {
+	_, err := n.crdtWrite(ctx, bucket, key, typ, op, replaceType, o)
+	return err
+}
+
+func (n *Node) crdtWrite(ctx context.Context, bucket, key string, typ crdt.Type, op crdt.Op, replaceType bool, o WriteOptions) (core.Reply, error) {
+	return n.write(ctx, core.ClientRequest{Op: core.OpCRDT, Bucket: bucket, Key: key, Write: o,
+		CRDT: &core.CRDTOp{Type: typ, Op: op, ReplaceType: replaceType}})
 }
 
 // TouchCRDT rewrites a CRDT key's state with a new expiry (o.Expiry: a TTL, or none),
