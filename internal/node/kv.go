@@ -50,7 +50,23 @@ type ReadResult struct {
 // ErrorCode is the contract's machine code for err.
 func ErrorCode(err error) string { return string(core.ErrorCode(err)) }
 
-func consistency(v, n int) string { return strconv.Itoa(v) + "of" + strconv.Itoa(n) }
+func consistency(v, n int) string {
+	if v >= 0 && n >= 0 && v < len(consistencyLabels) && n < len(consistencyLabels) {
+		return consistencyLabels[v][n]
+	}
+	return strconv.Itoa(v) + "of" + strconv.Itoa(n)
+}
+
+// consistencyLabels are the labels of every v and n up to the largest N (16), made once
+// rather than on every request.
+var consistencyLabels = func() (l [17][17]string) {
+	for v := range l {
+		for n := range l[v] {
+			l[v][n] = strconv.Itoa(v) + "of" + strconv.Itoa(n)
+		}
+	}
+	return l
+}()
 
 // quorumOf is the label of a request's consistency for the latency histogram.
 func quorumOf(v string, def core.Quorum, n int) string {
