@@ -107,6 +107,15 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	for _, s := range fastPathSeeds(f) {
 		f.Add(s)
 	}
+	// A forwarded write with every field (proto's path): a binary CRDT operation with a
+	// nested map field, an expiry, a touch, metadata.
+	one := int64(3)
+	f.Add(marshal(f, &pb.Envelope{Id: 9, Body: &pb.Envelope_CoordPut{CoordPut: &pb.CoordPutRequest{
+		Bucket: "b", Key: "k", Value: []byte{0xff, 0}, W: "2", TimeoutMs: 500, CrdtType: "map", ReplaceType: true,
+		Meta: []*pb.MetaEntry{{Key: "m", Value: "v"}}, ExpiryMode: pb.ExpiryMode_EXPIRY_MODE_TTL, TtlMs: 60000, Touch: true,
+		Crdt: &pb.CrdtOp{Increment: &one, Add: [][]byte{{0xff, 0xfe}}, Remove: [][]byte{{0}}, Context: []byte{1, 2},
+			Update: []*pb.CrdtFieldOp{{Name: []byte{0xe8}, Type: "set", Replace: true, Op: &pb.CrdtOp{Add: [][]byte{{0x80}}}}}},
+	}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want := new(pb.Envelope)
 		werr := proto.Unmarshal(b, want)
