@@ -234,20 +234,14 @@ func (p *Pebble) Get(key []byte) ([]byte, error) {
 	var seq uint64
 	cached := p.rows != nil && p.rows.caches(key)
 	if cached {
-		val, absent, ok, s := p.rows.get(key)
+		val, ok, s := p.rows.get(key)
 		if ok {
-			if absent {
-				return nil, ErrNotFound
-			}
 			return val, nil
 		}
 		seq = s
 	}
 	v, closer, err := p.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		if cached {
-			p.rows.fill(key, nil, true, seq)
-		}
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -259,7 +253,7 @@ func (p *Pebble) Get(key []byte) ([]byte, error) {
 		return nil, p.wrap("get", err)
 	}
 	if cached {
-		p.rows.fill(key, out, false, seq)
+		p.rows.fill(key, out, seq)
 	}
 	return out, nil
 }
@@ -273,8 +267,9 @@ func (p *Pebble) RowCacheStats() RowCacheStats {
 }
 
 // apply runs write, which changes the keys of ops, keeping the row cache coherent (see
-// rowCache): an unsynced write updates the cache with what it wrote, under the writers'
-// lock; a synced one, and one that failed, drops its keys from the cache afterwards.
+// rowCache): an unsynced write updates the cached keys with what it wrote, under the
+// writers' lock; a synced one, and one that failed, drops its keys from the cache
+// afterwards.
 func (p *Pebble) apply(ops []Op, o WriteOptions, write func() error) error {
 	if p.rows == nil {
 		return write()

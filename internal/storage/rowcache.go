@@ -15,9 +15,11 @@ import (
 // Model: 64 shards by key hash, each a CLOCK cache within its share of the budget: an
 // entry read since the hand last passed it gets a second chance, the first one not read is
 // evicted. (Two generations of maps, tried first, held 60% of their budget on average and
-// answered 59% of a uniform 100,000-key workload that fits in it.) An entry is a value or
-// "absent" (a read that found nothing), so the first write of a new key skips Pebble too.
-// A value larger than a quarter of a shard's share is not kept.
+// answered 59% of a uniform 100,000-key workload that fits in it.) A key is admitted when
+// a read finds it in Pebble; writes keep the keys cached current and admit none, so keys
+// written once and not read again (a bulk load, a stream of new keys) cost the cache
+// nothing and take none of its room. A value larger than a quarter of a shard's share is
+// not kept.
 //
 // Coherence, with concurrent readers and writers:
 //   - Writers serialize their cache updates on wmu. An unsynced write applies to Pebble and
@@ -54,13 +56,12 @@ type rowShard struct {
 	budget int64
 }
 
-// rowSlot is a cached value, or absent (nil val, absent true).
+// rowSlot is a cached value.
 type rowSlot struct {
-	key    string
-	val    []byte
-	absent bool
-	ref    bool // read since the hand last passed
-	used   bool
+	key  string
+	val  []byte
+	ref  bool // read since the hand last passed
+	used bool
 }
 
 func newRowCache(bytes int64, filter func([]byte) bool) *rowCache {
@@ -79,47 +80,51 @@ func (c *rowCache) shard(key []byte) *rowShard {
 	return &c.shards[xxhash.Sum64(key)%rowCacheShards]
 }
 
-// get returns a copy of the cached value of key and whether it is absent; ok false is a
-// miss, with the shard's seq to pass to fill.
-func (c *rowCache) get(key []byte) (val []byte, absent, ok bool, seq uint64) {
+// get returns a copy of the cached value of key; ok false is a miss, with the shard's seq
+// to pass to fill.
+func (c *rowCache) get(key []byte) (val []byte, ok bool, seq uint64) {
 	s := c.shard(key)
 	s.mu.Lock()
 	i, hit := s.idx[string(key)]
 	if hit {
 		sl := &s.slots[i]
 		sl.ref = true
-		absent = sl.absent
-		if !absent {
-			val = clonePlain(sl.val)
-		}
+		val = clonePlain(sl.val)
 	}
 	seq = s.seq
 	s.mu.Unlock()
 	if !hit {
 		c.misses.Add(1)
-		return nil, false, false, seq
+		return nil, false, seq
 	}
 	c.hits.Add(1)
-	return val, absent, true, seq
+	return val, true, seq
 }
 
-// fill caches what a read found (val, or absent), unless a write to the shard came
-// between the read's seq and now.
-func (c *rowCache) fill(key, val []byte, absent bool, seq uint64) {
+// fill caches the value a read found, unless a write to the shard came between the read's
+// seq and now.
+func (c *rowCache) fill(key, val []byte, seq uint64) {
 	s := c.shard(key)
 	s.mu.Lock()
 	if s.seq == seq {
-		s.put(key, val, absent)
+		s.put(key, val)
 	}
 	s.mu.Unlock()
 }
 
-// set records a write of key (a value, or a delete). The caller holds wmu.
+// set records a write of key (a value, or a delete): a cached key gets the new value, or
+// leaves the cache. The caller holds wmu.
 func (c *rowCache) set(key, val []byte, deleted bool) {
 	s := c.shard(key)
 	s.mu.Lock()
 	s.seq++
-	s.put(key, val, deleted)
+	if i, ok := s.idx[string(key)]; ok {
+		if deleted {
+			s.drop(i)
+		} else {
+			s.put(key, val)
+		}
+	}
 	s.mu.Unlock()
 }
 
@@ -134,8 +139,8 @@ func (c *rowCache) invalidate(key []byte) {
 	s.mu.Unlock()
 }
 
-// put stores a copy of val (or absent) under key, evicting as the budget needs. s.mu held.
-func (s *rowShard) put(key, val []byte, absent bool) {
+// put stores a copy of val under key, evicting as the budget needs. s.mu held.
+func (s *rowShard) put(key, val []byte) {
 	n := entryBytes(len(key), len(val))
 	i, ok := s.idx[string(key)]
 	if n > s.budget/4 {
@@ -147,10 +152,7 @@ func (s *rowShard) put(key, val []byte, absent bool) {
 	if ok {
 		sl := &s.slots[i]
 		s.bytes += n - entryBytes(len(sl.key), len(sl.val))
-		sl.val, sl.absent, sl.ref = nil, absent, true
-		if !absent {
-			sl.val = clonePlain(val)
-		}
+		sl.val, sl.ref = clonePlain(val), true
 		for s.bytes > s.budget && len(s.idx) > 1 {
 			s.evict()
 		}
@@ -159,10 +161,7 @@ func (s *rowShard) put(key, val []byte, absent bool) {
 	for s.bytes+n > s.budget && len(s.idx) > 0 {
 		s.evict()
 	}
-	sl := rowSlot{key: string(key), absent: absent, used: true}
-	if !absent {
-		sl.val = clonePlain(val)
-	}
+	sl := rowSlot{key: string(key), val: clonePlain(val), used: true}
 	if k := len(s.free); k > 0 {
 		i = s.free[k-1]
 		s.free = s.free[:k-1]
@@ -213,7 +212,7 @@ func clonePlain(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) 
 // RowCacheStats are the row cache's counters since the store opened, and what it holds.
 type RowCacheStats struct {
 	Hits, Misses uint64
-	Entries      int
+	Entries      int // keys cached
 	Bytes        int64 // as the cache counts them (keys, values and rowEntryOverhead each)
 }
 

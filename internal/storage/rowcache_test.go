@@ -10,8 +10,9 @@ import (
 	"github.com/cockroachdb/pebble"
 )
 
-// TestRowCacheAnswersReads: a read after a write, or after a read, comes from the cache;
-// a key the filter leaves out never does; a miss of an absent key is remembered.
+// TestRowCacheAnswersReads: a key is admitted by a read that finds it; later reads come
+// from the cache and writes keep it current; a write alone admits nothing, and a key the
+// filter leaves out is never cached.
 func TestRowCacheAnswersReads(t *testing.T) {
 	cfg := testPebbleConfig()
 	cfg.RowCacheBytes = 1 << 20
@@ -22,13 +23,18 @@ func TestRowCacheAnswersReads(t *testing.T) {
 	}
 	defer p.Close()
 	mustPut(t, p, "d1", "one")
-	wantGet(t, p, "d1", "one", nil) // hit: the write filled it
-	wantGet(t, p, "d2", "", ErrNotFound)
-	wantGet(t, p, "d2", "", ErrNotFound) // hit: known absent
+	if st := p.RowCacheStats(); st.Entries != 0 {
+		t.Fatalf("a write admitted a key: %+v", st)
+	}
+	wantGet(t, p, "d1", "one", nil) // miss: admitted
+	wantGet(t, p, "d1", "one", nil) // hit
+	mustPut(t, p, "d1", "uno")
+	wantGet(t, p, "d1", "uno", nil)      // hit: the write updated it
+	wantGet(t, p, "d2", "", ErrNotFound) // miss; an absent key is not cached
 	mustPut(t, p, "x1", "other")
 	wantGet(t, p, "x1", "other", nil) // not cached: no hit, no miss
-	if st := p.RowCacheStats(); st.Hits != 2 || st.Misses != 1 || st.Entries != 2 {
-		t.Fatalf("stats = %+v, want 2 hits, 1 miss, 2 entries", st)
+	if st := p.RowCacheStats(); st.Hits != 2 || st.Misses != 2 || st.Entries != 1 {
+		t.Fatalf("stats = %+v, want 2 hits, 2 misses, 1 entry", st)
 	}
 	// A returned value is the caller's: changing it changes nothing cached.
 	v, err := p.Get([]byte("d1"))
@@ -36,7 +42,7 @@ func TestRowCacheAnswersReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	v[0] = 'X'
-	wantGet(t, p, "d1", "one", nil)
+	wantGet(t, p, "d1", "uno", nil)
 	// A delete, unsynced and synced, and a synced put are seen by the next read.
 	if err := p.Delete([]byte("d1"), WriteOptions{}); err != nil {
 		t.Fatal(err)
@@ -68,6 +74,9 @@ func TestRowCacheStaysWithinBudget(t *testing.T) {
 		if err := p.Put(fmt.Appendf(nil, "k%05d", i), val, WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for i := range 5000 { // admitted by their first read
+		wantGet(t, p, fmt.Sprintf("k%05d", i), string(val), nil)
 	}
 	st := p.RowCacheStats()
 	if st.Bytes > cfg.RowCacheBytes || st.Bytes < cfg.RowCacheBytes*3/4 {
@@ -154,21 +163,34 @@ func pebbleGet(p *Pebble, key []byte) ([]byte, error) {
 // come and go; a value too large for a shard is not kept.
 func TestRowCacheKeepsWhatIsRead(t *testing.T) {
 	c := newRowCache(rowCacheShards*4096, nil)
+	admit := func(key, val []byte) {
+		_, _, seq := c.get(key)
+		c.fill(key, val, seq)
+	}
 	hot := []byte("hot")
-	c.set(hot, []byte("v"), false)
+	admit(hot, []byte("v"))
 	val := bytes.Repeat([]byte("x"), 100)
 	for i := range 10000 {
-		c.set(fmt.Appendf(nil, "cold%d", i), val, false)
-		if got, absent, ok, _ := c.get(hot); !ok || absent || string(got) != "v" {
-			t.Fatalf("after %d other writes the hot key is not cached (ok %v)", i, ok)
+		admit(fmt.Appendf(nil, "cold%d", i), val)
+		if got, ok, _ := c.get(hot); !ok || string(got) != "v" {
+			t.Fatalf("after %d other keys the hot key is not cached (ok %v)", i, ok)
 		}
 	}
-	if got, _, ok, _ := c.get([]byte("cold0")); ok {
-		t.Fatalf("cold0 still cached (%q) after 10,000 writes into 4 KiB shards", got)
+	if got, ok, _ := c.get([]byte("cold0")); ok {
+		t.Fatalf("cold0 still cached (%q) after 10,000 keys into 4 KiB shards", got)
 	}
 	big := bytes.Repeat([]byte("b"), 2048)
-	c.set([]byte("big"), big, false)
-	if _, _, ok, _ := c.get([]byte("big")); ok {
+	admit([]byte("big"), big)
+	if _, ok, _ := c.get([]byte("big")); ok {
 		t.Fatal("a value of half a shard's budget was cached")
+	}
+	// A fill that a write overtook is dropped: the read's value is older than the write's.
+	_, _, seq := c.get([]byte("raced"))
+	c.wmu.Lock()
+	c.set([]byte("raced"), []byte("new"), false)
+	c.wmu.Unlock()
+	c.fill([]byte("raced"), []byte("old"), seq)
+	if got, ok, _ := c.get([]byte("raced")); ok {
+		t.Fatalf("a fill read before a write was cached after it: %q", got)
 	}
 }
