@@ -68,6 +68,8 @@ func TestBadInput(t *testing.T) {
 		{"base64 context of garbage", "PUT", "/v1/kv/b/k", "v", map[string]string{api.ContextHeader: "AAAAAAAA"}, 400, "bad_request"},
 		{"oversized key", "PUT", "/v1/kv/b/" + bigKey, "v", nil, 413, "too_large"},
 		{"invalid UTF-8 bucket", "PUT", "/v1/kv/%ff/k", "v", nil, 400, "bad_request"},
+		{"invalid UTF-8 key", "PUT", "/v1/kv/b/k%ff", "v", nil, 400, "bad_request"},
+		{"get invalid UTF-8 key", "GET", "/v1/kv/b/%c3%28", "", nil, 400, "bad_request"},
 		{"NUL in bucket", "PUT", "/v1/kv/a%00b/k", "v", nil, 400, "bad_request"},
 		{"slash in bucket", "PUT", "/v1/kv/a%2Fb/k", "v", nil, 400, "bad_request"},
 		{"empty key", "PUT", "/v1/kv/b/", "v", nil, 400, "bad_request"},

@@ -71,6 +71,11 @@ func (cfg Config) ValidKey(bucket, key string) error {
 	if len(key) > cfg.MaxKeyBytes {
 		return fmt.Errorf("%w: key is %d bytes, the limit is %d", ErrTooLarge, len(key), cfg.MaxKeyBytes)
 	}
+	if !utf8.ValidString(key) {
+		// Internode messages carry keys as protobuf strings, which must be UTF-8: such a
+		// key could be stored on this node and then fail on the way to every other.
+		return fmt.Errorf("%w: key is not valid UTF-8", ErrBadRequest)
+	}
 	return nil
 }
 
