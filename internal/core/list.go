@@ -376,26 +376,15 @@ const listStripBytes = 512
 // values left out of any object over listStripBytes unless asked). The answer ends after limit keys or about max_bytes of
 // the store read, whichever comes first, with the position to go on from.
 func (c *Core) handleListKeys(r *pb.ListKeysRequest) *pb.Envelope {
-	if int(r.Partitions) != c.cfg.Partitions || r.Partition < 0 || int(r.Partition) >= c.cfg.Partitions {
-		return ErrorEnvelope(fmt.Errorf("%w: listing of partition %d of %d (this node has %d)", ErrBadRequest, r.Partition, r.Partitions, c.cfg.Partitions))
-	}
 	if err := ValidBucket(r.Bucket); err != nil {
 		return ErrorEnvelope(err)
 	}
 	if r.Limit < 1 || r.Limit > MaxListLimit {
 		return ErrorEnvelope(fmt.Errorf("%w: listing limit %d is outside 1..%d", ErrBadRequest, r.Limit, MaxListLimit))
 	}
-	p := int(r.Partition)
-	if !c.owns(p) {
-		return ErrorEnvelope(fmt.Errorf("core: partition %d asked of shard %d, which does not own it", p, c.cfg.Shard))
-	}
-	lo, hi := partitionStart(p, c.cfg.Partitions), partitionStart(p+1, c.cfg.Partitions)
-	start := lo
-	if len(r.After) > 0 {
-		if bytes.Compare(r.After, lo) < 0 || bytes.Compare(r.After, hi) >= 0 {
-			return ErrorEnvelope(fmt.Errorf("%w: listing cursor outside partition %d", ErrBadRequest, p))
-		}
-		start = r.After
+	p, start, hi, err := c.partitionScan("listing", r.Partition, r.Partitions, r.After)
+	if err != nil {
+		return ErrorEnvelope(err)
 	}
 	budget := int64(r.MaxBytes)
 	if budget <= 0 || budget > int64(c.cfg.HandoffBatchBytes) {
@@ -404,7 +393,7 @@ func (c *Core) handleListKeys(r *pb.ListKeysRequest) *pb.Envelope {
 	resp := &pb.ListKeysResponse{Done: true}
 	var last []byte
 	var failed error
-	err := c.deps.Store.Scan(start, hi, func(k, v []byte) bool {
+	err = c.deps.Store.Scan(start, hi, func(k, v []byte) bool {
 		if resp.Scanned >= budget || len(resp.Keys) >= int(r.Limit) {
 			resp.Done = false
 			return false

@@ -557,22 +557,33 @@ func (c *Core) dropTransferChecks() {
 	c.nextRepairExchange()
 }
 
-// handleTransfer answers a new owner's request for a partition's next stored objects.
-func (c *Core) handleTransfer(r *pb.TransferRequest) *pb.Envelope {
-	if int(r.Partitions) != c.cfg.Partitions || r.Partition < 0 || int(r.Partition) >= c.cfg.Partitions {
-		return ErrorEnvelope(fmt.Errorf("%w: transfer of partition %d of %d (this node has %d)", ErrBadRequest, r.Partition, r.Partitions, c.cfg.Partitions))
+// partitionScan checks a peer's request to read one of this shard's partitions (a transfer,
+// a listing) from a store position after (empty: its start): the partition, the store
+// range to read, [start, hi).
+func (c *Core) partitionScan(what string, part, parts int32, after []byte) (p int, start, hi []byte, err error) {
+	if int(parts) != c.cfg.Partitions || part < 0 || int(part) >= c.cfg.Partitions {
+		return 0, nil, nil, fmt.Errorf("%w: %s of partition %d of %d (this node has %d)", ErrBadRequest, what, part, parts, c.cfg.Partitions)
 	}
-	p := int(r.Partition)
+	p = int(part)
 	if !c.owns(p) {
-		return ErrorEnvelope(fmt.Errorf("core: partition %d asked of shard %d, which does not own it", p, c.cfg.Shard))
+		return 0, nil, nil, fmt.Errorf("core: partition %d asked of shard %d, which does not own it", p, c.cfg.Shard)
 	}
 	lo, hi := partitionStart(p, c.cfg.Partitions), partitionStart(p+1, c.cfg.Partitions)
-	start := lo
-	if len(r.After) > 0 {
-		if bytes.Compare(r.After, lo) < 0 || bytes.Compare(r.After, hi) >= 0 {
-			return ErrorEnvelope(fmt.Errorf("%w: transfer cursor outside partition %d", ErrBadRequest, p))
+	start = lo
+	if len(after) > 0 {
+		if bytes.Compare(after, lo) < 0 || bytes.Compare(after, hi) >= 0 {
+			return 0, nil, nil, fmt.Errorf("%w: %s cursor outside partition %d", ErrBadRequest, what, p)
 		}
-		start = r.After
+		start = after
+	}
+	return p, start, hi, nil
+}
+
+// handleTransfer answers a new owner's request for a partition's next stored objects.
+func (c *Core) handleTransfer(r *pb.TransferRequest) *pb.Envelope {
+	p, start, hi, err := c.partitionScan("transfer", r.Partition, r.Partitions, r.After)
+	if err != nil {
+		return ErrorEnvelope(err)
 	}
 	limit := int(r.MaxBytes)
 	if limit <= 0 || limit > c.cfg.HandoffBatchBytes {
@@ -581,7 +592,7 @@ func (c *Core) handleTransfer(r *pb.TransferRequest) *pb.Envelope {
 	resp := &pb.TransferResponse{Done: true}
 	size := 0
 	var last []byte
-	err := c.deps.Store.Scan(start, hi, func(k, v []byte) bool {
+	err = c.deps.Store.Scan(start, hi, func(k, v []byte) bool {
 		if size >= limit {
 			resp.Done = false
 			return false
