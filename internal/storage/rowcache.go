@@ -212,7 +212,7 @@ func clonePlain(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) 
 // RowCacheStats are the row cache's counters since the store opened, and what it holds.
 type RowCacheStats struct {
 	Hits, Misses uint64
-	Entries      int // keys cached
+	Entries      int   // keys cached
 	Bytes        int64 // as the cache counts them (keys, values and rowEntryOverhead each)
 }
 
