@@ -1,7 +1,6 @@
 package core
 
 import (
-	"container/heap"
 	"errors"
 	"fmt"
 	"strings"
@@ -558,7 +557,7 @@ func (c *Core) NextTimer() (time.Duration, bool) {
 	// Timers of requests that finished are dropped here rather than cancelled when they
 	// finish: the driver is then never woken for nothing.
 	for len(c.timers) > 0 && c.deadTimer(c.timers[0]) {
-		heap.Pop(&c.timers)
+		c.timers.pop()
 	}
 	if len(c.timers) == 0 {
 		return 0, false
@@ -661,37 +660,70 @@ type timer struct {
 	owner uint64
 }
 
+// timerHeap is a binary min-heap of timers by (at, seq): a total order (seq is unique), so
+// the order timers fire in does not depend on the heap's layout. Typed rather than
+// container/heap, whose Push and Pop box every timer into an interface (an allocation per
+// timer: two per write).
 type timerHeap []timer
 
-func (h timerHeap) Len() int { return len(h) }
-func (h timerHeap) Less(i, j int) bool {
-	if h[i].at != h[j].at {
-		return h[i].at < h[j].at
+func (t timer) before(u timer) bool {
+	if t.at != u.at {
+		return t.at < u.at
 	}
-	return h[i].seq < h[j].seq
+	return t.seq < u.seq
 }
-func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
+
+func (h *timerHeap) push(t timer) {
+	*h = append(*h, t)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q[i].before(q[parent]) {
+			break
+		}
+		q[i], q[parent] = q[parent], q[i]
+		i = parent
+	}
+}
+
+// pop removes and returns the earliest timer; the heap must not be empty.
+func (h *timerHeap) pop() timer {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q = q[:last]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < len(q) && q[l].before(q[least]) {
+			least = l
+		}
+		if r < len(q) && q[r].before(q[least]) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		q[i], q[least] = q[least], q[i]
+		i = least
+	}
+	*h = q
+	return top
 }
 
 func (c *Core) after(d time.Duration, kind timerKind, owner uint64) {
 	c.nextMsg++
-	heap.Push(&c.timers, timer{at: c.now.Mono + d, seq: c.nextMsg, kind: kind, owner: owner})
+	c.timers.push(timer{at: c.now.Mono + d, seq: c.nextMsg, kind: kind, owner: owner})
 }
 
 func (c *Core) at(t time.Duration, kind timerKind, owner uint64) {
 	c.nextMsg++
-	heap.Push(&c.timers, timer{at: t, seq: c.nextMsg, kind: kind, owner: owner})
+	c.timers.push(timer{at: t, seq: c.nextMsg, kind: kind, owner: owner})
 }
 
 func (c *Core) runTimers() {
 	for len(c.timers) > 0 && c.timers[0].at <= c.now.Mono {
-		t := heap.Pop(&c.timers).(timer)
+		t := c.timers.pop()
 		switch t.kind {
 		case timerPutDeadline:
 			if pc := c.puts[t.owner]; pc != nil {
