@@ -396,7 +396,7 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		}
 	}
 	pc := &putCoord{id: c.newID(), from: from, bucket: bucket, key: key, rs: rs, fsm: quorum.NewPut(spec, rs.targets()),
-		enc: enc, sync: sync, hlc: c.hlc.Last(), stoodIn: map[string]bool{}, before: before, after: after, deadline: deadline,
+		enc: enc, sync: sync, hlc: c.hlc.Last(), before: before, after: after, deadline: deadline,
 		// The new context covers what the client's context saw plus this write, and not
 		// concurrent siblings the client has never read.
 		newCtx: version.EncodeContext(clk.With(dot), now)}
@@ -447,6 +447,9 @@ func (c *Core) standIn(pc *putCoord, primary string) {
 		return
 	}
 	if fb, ok := pc.rs.nextSpare(); ok {
+		if pc.stoodIn == nil {
+			pc.stoodIn = map[string]bool{} // made on first use: most writes never stand in
+		}
 		pc.stoodIn[primary] = true
 		pc.fsm.AddTarget(quorum.Target{Node: fb})
 		c.count(CountFallbackWrite, 1)
