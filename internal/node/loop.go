@@ -472,7 +472,6 @@ func (n *Node) syncer(ctx context.Context) {
 			n.log.Error("store sync failed", "err", err)
 			serr = fmt.Errorf("sync: %w", err)
 		}
-		local := make(map[*loop]*localEvents)
 		for i := range turns {
 			t := &turns[i]
 			if serr != nil {
@@ -480,32 +479,26 @@ func (n *Node) syncer(ctx context.Context) {
 			} else {
 				t.l.carryOut(ctx, t)
 				if t.local.len() > 0 {
-					if local[t.l] == nil {
-						local[t.l] = &localEvents{}
-					}
-					local[t.l].add(t.local)
+					t.l.submitLocal(t.local)
 				}
 			}
 			*t = turnOut{}
-		}
-		for l, evs := range local {
-			l.submitLocal(*evs)
 		}
 	}
 }
 
 // failTurn answers everything of a turn that could not be made durable with err.
 func (l *loop) failTurn(t *turnOut, err error) {
+	lost := func(id uint64) { l.submitResponse(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)}) }
 	for _, m := range t.msgs {
-		id := m.ID
-		l.submitResponse(core.Response{ID: id, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
+		lost(m.ID)
 	}
 	// A message to itself, or its answer, would claim the sync that failed.
 	for _, r := range t.local.reqs {
-		l.submitResponse(core.Response{ID: r.ID, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
+		lost(r.ID)
 	}
 	for _, r := range t.local.resps {
-		l.submitResponse(core.Response{ID: r.ID, Err: fmt.Errorf("%w: %w", core.ErrLost, err)})
+		lost(r.ID)
 	}
 	for _, a := range t.answers {
 		a.respond(core.ErrorEnvelope(err))
