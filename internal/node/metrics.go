@@ -204,10 +204,11 @@ func coreLogger(log *slog.Logger) func(core.LogLevel, string, ...any) {
 	}
 }
 
-// storeCollector exports the store's row cache counters at scrape time.
+// storeCollector exports the store's row cache and key filter counters at scrape time.
 type storeCollector struct {
 	n                         *Node
 	hits, misses, bytes, keys *prometheus.Desc
+	negatives, filterBytes    *prometheus.Desc
 }
 
 func newStoreCollector(n *Node) *storeCollector {
@@ -216,12 +217,15 @@ func newStoreCollector(n *Node) *storeCollector {
 		hits:   prometheus.NewDesc("quorumkv_row_cache_hits_total", "Reads of objects answered by the row cache (no Pebble read).", nil, nil),
 		misses: prometheus.NewDesc("quorumkv_row_cache_misses_total", "Reads of objects the row cache could not answer (read from Pebble).", nil, nil),
 		bytes:  prometheus.NewDesc("quorumkv_row_cache_bytes", "What the row cache holds: keys, values and a fixed overhead per entry.", nil, nil),
-		keys:   prometheus.NewDesc("quorumkv_row_cache_entries", "Keys the row cache holds (values, and keys known absent).", nil, nil),
+		keys:   prometheus.NewDesc("quorumkv_row_cache_entries", "Keys the row cache holds.", nil, nil),
+		negatives: prometheus.NewDesc("quorumkv_key_filter_negatives_total",
+			"Reads of objects never written, answered absent by the key filter (no Pebble read).", nil, nil),
+		filterBytes: prometheus.NewDesc("quorumkv_key_filter_bytes", "The key filter's size (about 1.5 bytes per key stored).", nil, nil),
 	}
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.bytes, c.keys} {
+	for _, d := range []*prometheus.Desc{c.hits, c.misses, c.bytes, c.keys, c.negatives, c.filterBytes} {
 		ch <- d
 	}
 }
@@ -232,4 +236,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(st.Misses))
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.Bytes))
 	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(st.Entries))
+	kf := c.n.pebble.KeyFilterStats()
+	ch <- prometheus.MustNewConstMetric(c.negatives, prometheus.CounterValue, float64(kf.Negatives))
+	ch <- prometheus.MustNewConstMetric(c.filterBytes, prometheus.GaugeValue, float64(kf.Bytes))
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -38,8 +39,13 @@ type PebbleConfig struct {
 	// RowCacheBytes is the budget of the row cache (recently read and written values by
 	// key, in front of Pebble; see rowCache). 0 disables it.
 	RowCacheBytes int64
-	// RowCacheKeys picks the keys the row cache keeps (nil: all).
+	// RowCacheKeys picks the keys the row cache keeps and the key filter tracks (nil:
+	// all): those that point reads ask for.
 	RowCacheKeys func(key []byte) bool
+	// KeyFilter keeps a Bloom filter of the keys present (see keyFilter), so that a read
+	// of a key never written skips Pebble. It is built by a scan of the store in the
+	// background at open; reads go to Pebble until that is done.
+	KeyFilter bool
 	// Logger receives Pebble's messages: routine ones at Debug, background
 	// errors and write stalls at Warn/Error. nil discards them.
 	Logger *slog.Logger
@@ -69,6 +75,9 @@ func DefaultPebbleConfig() PebbleConfig {
 		// 64 MiB cache). Smaller still (8 MiB) flushes twice as often for no
 		// gain: more L0 tables for a read of an absent key to rule out.
 		MemTableBytes: 16 * mib,
+		// On: a new key's read before its first write is a memtable seek and a table
+		// probe per level otherwise. About 1.5 bytes per key.
+		KeyFilter: true,
 		// nil: discard. The server passes its own logger.
 		Logger: nil,
 	}
@@ -103,7 +112,12 @@ type Pebble struct {
 	mu     sync.RWMutex
 	closed bool
 	db     *pebble.DB
-	rows   *rowCache // nil: no row cache
+	rows   *rowCache  // nil: no row cache
+	keys   *keyFilter // nil: no key filter
+
+	stopScan chan struct{} // closed by Close: the key filter's scan stops
+	stopOnce sync.Once
+	scanDone chan struct{} // closed when the key filter's scan has ended
 }
 
 // OpenPebble opens the database in dir, creating dir and the database if
@@ -172,7 +186,49 @@ func OpenPebble(dir string, cfg PebbleConfig) (*Pebble, error) {
 	if cfg.RowCacheBytes > 0 {
 		p.rows = newRowCache(cfg.RowCacheBytes, cfg.RowCacheKeys)
 	}
+	if cfg.KeyFilter {
+		p.keys = newKeyFilter(cfg.RowCacheKeys)
+		p.stopScan, p.scanDone = make(chan struct{}), make(chan struct{})
+		go p.fillKeyFilter()
+	}
 	return p, nil
+}
+
+// fillKeyFilter adds every key the store holds to the key filter, then lets the filter
+// answer reads. Writes made meanwhile add their own keys (apply), so none is missed.
+func (p *Pebble) fillKeyFilter() {
+	defer close(p.scanDone)
+	if !p.enter() {
+		return
+	}
+	defer p.mu.RUnlock()
+	start := time.Now()
+	it, err := p.db.NewIter(nil)
+	if err != nil {
+		p.log.Error("key filter: cannot scan the store; reads of absent keys go to Pebble", "err", err)
+		return
+	}
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if k := it.Key(); p.keys.tracks(k) {
+			p.keys.add(k)
+		}
+		if n++; n%4096 == 0 {
+			select {
+			case <-p.stopScan:
+				_ = it.Close()
+				return
+			default:
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		p.log.Error("key filter: scan of the store failed; reads of absent keys go to Pebble", "err", err)
+		return
+	}
+	p.keys.ready.Store(true)
+	st := p.keys.stats()
+	p.log.Debug("key filter ready", "keys", st.Keys, "bytes", st.Bytes, "took", time.Since(start))
 }
 
 // mkdirAllDurable creates dir and any missing parents, and fsyncs the
@@ -240,6 +296,9 @@ func (p *Pebble) Get(key []byte) ([]byte, error) {
 		}
 		seq = s
 	}
+	if p.keys != nil && p.keys.absent(key) {
+		return nil, ErrNotFound
+	}
 	v, closer, err := p.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
@@ -258,6 +317,14 @@ func (p *Pebble) Get(key []byte) ([]byte, error) {
 	return out, nil
 }
 
+// KeyFilterStats describes the key filter (zero without one).
+func (p *Pebble) KeyFilterStats() KeyFilterStats {
+	if p.keys == nil {
+		return KeyFilterStats{}
+	}
+	return p.keys.stats()
+}
+
 // RowCacheStats describes the row cache (zero without one).
 func (p *Pebble) RowCacheStats() RowCacheStats {
 	if p.rows == nil {
@@ -266,11 +333,19 @@ func (p *Pebble) RowCacheStats() RowCacheStats {
 	return p.rows.stats()
 }
 
-// apply runs write, which changes the keys of ops, keeping the row cache coherent (see
-// rowCache): an unsynced write updates the cached keys with what it wrote, under the
+// apply runs write, which changes the keys of ops, keeping the key filter and the row
+// cache coherent: every key written goes into the key filter before the write (see
+// keyFilter); an unsynced write updates the cached keys with what it wrote, under the
 // writers' lock; a synced one, and one that failed, drops its keys from the cache
-// afterwards.
+// afterwards (see rowCache).
 func (p *Pebble) apply(ops []Op, o WriteOptions, write func() error) error {
+	if p.keys != nil {
+		for _, op := range ops {
+			if !op.Delete && p.keys.tracks(op.Key) {
+				p.keys.add(op.Key)
+			}
+		}
+	}
 	if p.rows == nil {
 		return write()
 	}
@@ -468,6 +543,10 @@ func (s *pebbleSnapshot) Close() error {
 // Close implements Store. It flushes and fsyncs the WAL, so every write
 // made before Close is durable once it returns.
 func (p *Pebble) Close() error {
+	if p.stopScan != nil {
+		p.stopOnce.Do(func() { close(p.stopScan) })
+		<-p.scanDone
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
