@@ -88,11 +88,14 @@ type job struct {
 	args []byte   // the arguments' bytes, copied out of redcon's buffer
 	argv [][]byte // the arguments, slices of args
 	cmd  *command
-	deps []chan struct{} // ran: closed when the command has run
-	ran  chan struct{}
-	keys []string // the lanes it is registered in
-	rep  reply
-	done bool // rep is complete; guarded by pipe.mu
+	deps []chan struct{} // the ran channels of the commands it waits for
+	// ran is closed when the command has run; made (under pipe.mu) only once a later
+	// command waits for it, which most never do.
+	ran   chan struct{}
+	keys  []string // the lanes it is registered in
+	keys1 [1]string
+	rep   reply
+	done  bool // rep is complete; guarded by pipe.mu
 }
 
 // lane orders the commands on one key.
@@ -112,10 +115,12 @@ type pipe struct {
 	queue   [maxInFlight]*job // a ring: admitted, reply not written yet, in arrival order
 	head, n int               // the oldest job's index, and the number queued
 	lanes   map[string]*lane
-	writing bool        // a goroutine is writing replies
-	wbuf    []byte      // the writer's buffer; owned by the goroutine that set writing
-	hold    *time.Timer // writes held-back replies once holdFor has passed
-	holding bool        // hold is armed
+	// freeLanes are emptied lanes kept for reuse (at most maxInFlight).
+	freeLanes []*lane
+	writing   bool        // a goroutine is writing replies
+	wbuf      []byte      // the writer's buffer; owned by the goroutine that set writing
+	hold      *time.Timer // writes held-back replies once holdFor has passed
+	holding   bool        // hold is armed
 
 	inline reply // the unpipelined path's reply, owned by the connection's goroutine
 }
@@ -212,7 +217,7 @@ func (p *pipe) admit(args [][]byte) bool {
 	default:
 		j.cmd = cmd
 		j.copyArgs(args)
-		j.ran = make(chan struct{})
+		j.keys = j.keys1[:0]
 		p.mu.Lock()
 		p.order(j)
 		p.push(j)
@@ -248,25 +253,46 @@ func (p *pipe) order(j *job) {
 	forKeys(j.cmd, j.argv, func(k []byte) {
 		l := p.lanes[string(k)]
 		if l == nil {
-			l = &lane{}
-			p.lanes[string(k)] = l
+			ks := string(k)
+			l = p.newLane()
+			p.lanes[ks] = l
+			j.keys = append(j.keys, ks)
+		} else {
+			if l.write == j || (len(l.readers) > 0 && l.readers[len(l.readers)-1] == j) {
+				return // a key named twice
+			}
+			j.keys = append(j.keys, string(k))
 		}
-		if l.write == j || (len(l.readers) > 0 && l.readers[len(l.readers)-1] == j) {
-			return // a key named twice
-		}
-		j.keys = append(j.keys, string(k))
 		if l.write != nil {
-			j.deps = append(j.deps, l.write.ran)
+			j.deps = append(j.deps, l.write.waitRan())
 		}
 		if !write {
 			l.readers = append(l.readers, j)
 			return
 		}
 		for _, rd := range l.readers {
-			j.deps = append(j.deps, rd.ran)
+			j.deps = append(j.deps, rd.waitRan())
 		}
 		l.write, l.readers = j, l.readers[:0]
 	})
+}
+
+// waitRan returns the channel closed once j has run, for a command behind it; p.mu held.
+func (j *job) waitRan() chan struct{} {
+	if j.ran == nil {
+		j.ran = make(chan struct{})
+	}
+	return j.ran
+}
+
+// newLane returns an empty lane, reusing one freed by an earlier command; p.mu held.
+func (p *pipe) newLane() *lane {
+	if n := len(p.freeLanes); n > 0 {
+		l := p.freeLanes[n-1]
+		p.freeLanes = p.freeLanes[:n-1]
+		return l
+	}
+	return &lane{}
 }
 
 // runJob runs a keyed command once the commands it waits for have run.
@@ -277,7 +303,9 @@ func (p *pipe) runJob(ctx context.Context, j *job) {
 	}
 	p.r.runChecked(ctx, p.c, &j.rep, j.cmd, j.argv)
 	p.mu.Lock()
-	close(j.ran)
+	if j.ran != nil {
+		close(j.ran)
+	}
 	for _, k := range j.keys {
 		l := p.lanes[k]
 		if l == nil { // never: a later command on k waits for this one
@@ -294,6 +322,10 @@ func (p *pipe) runJob(ctx context.Context, j *job) {
 		}
 		if l.write == nil && len(l.readers) == 0 {
 			delete(p.lanes, k)
+			if len(p.freeLanes) < maxInFlight {
+				clear(l.readers[:cap(l.readers)]) // no finished job stays reachable
+				p.freeLanes = append(p.freeLanes, l)
+			}
 		}
 	}
 	j.done = true

@@ -56,8 +56,9 @@ func (c *Core) startRead(r ClientRequest, cond *condWrite) {
 	// Every replica is asked by message, this node too (the server answers that one at
 	// once, in the same turn; the simulator after its read latencies).
 	for _, rep := range rs.reps {
-		req := &pb.GetRequest{Bucket: r.Bucket, Key: r.Key, HintFor: rep.hintFor}
-		c.send(rep.node, &pb.Envelope{Body: &pb.Envelope_Get{Get: req}}, deadline, pending{owner: g.id, kind: callRead})
+		env, req := newGet()
+		req.Bucket, req.Key, req.HintFor = r.Bucket, r.Key, rep.hintFor
+		c.send(rep.node, env, deadline, pending{owner: g.id, kind: callRead})
 	}
 	c.at(deadline, timerGetDeadline, g.id)
 	c.getProgress(g, false)

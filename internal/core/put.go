@@ -436,9 +436,10 @@ func (c *Core) replicate(pc *putCoord, to replica, sync bool) {
 	if to.node == c.cfg.ID && to.primary() {
 		enc = nil // this node stored it already: the message only acks (see handleReplicate)
 	}
-	req := &pb.ReplicateRequest{Bucket: pc.bucket, Key: pc.key, Object: enc, Sync: sync,
-		HlcWall: pc.hlc.Wall, HlcLogical: pc.hlc.Logical, HintFor: to.hintFor}
-	c.send(to.node, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: req}}, pc.deadline, pending{owner: pc.id, kind: callReplicate})
+	env, req := newReplicate()
+	req.Bucket, req.Key, req.Object, req.Sync = pc.bucket, pc.key, enc, sync
+	req.HlcWall, req.HlcLogical, req.HintFor = pc.hlc.Wall, pc.hlc.Logical, to.hintFor
+	c.send(to.node, env, pc.deadline, pending{owner: pc.id, kind: callReplicate})
 }
 
 // standIn adds a fallback for primary, if one is left.

@@ -210,6 +210,12 @@ type replicaSet struct {
 	spares    []string
 	other     []string // the other ring's replicas while a change is pending (otherReplicas)
 	pending   []string // those of them not among primaries (pendingOwners): written to, never counted
+
+	// Room for the usual N (3) and the walk of a small ring, so that a request's replica
+	// set is one allocation.
+	primBuf [3]string
+	repBuf  [3]replica
+	walkBuf [8]ring.NodeID
 }
 
 // ReplicaSet describes a key's replicas as this node sees them now.
@@ -244,9 +250,15 @@ func (c *Core) replicas(bucket, key string, nrep int) (*replicaSet, error) {
 		return nil, fmt.Errorf("%w: the ring has no members yet", ErrUnavailable)
 	}
 	p := PartitionOf(bucket, key, c.cfg.Partitions)
-	walk := c.ringFor(p).Walk(p)
+	rs := &replicaSet{partition: p}
+	r := c.ringFor(p)
+	walk := r.AppendPreference(rs.walkBuf[:0], p, r.Size())
 	k := min(nrep, len(walk))
-	rs := &replicaSet{partition: p, primaries: make([]string, k), reps: make([]replica, 0, k)}
+	if k <= len(rs.primBuf) {
+		rs.primaries, rs.reps = rs.primBuf[:k], rs.repBuf[:0:k]
+	} else {
+		rs.primaries, rs.reps = make([]string, k), make([]replica, 0, k)
+	}
 	for _, id := range walk[k:] {
 		if c.alive(string(id)) {
 			rs.spares = append(rs.spares, string(id))
@@ -412,7 +424,8 @@ func (c *Core) handleGet(r *pb.GetRequest) *pb.Envelope {
 		return ErrorEnvelope(err)
 	}
 	hl := c.hlc.Last()
-	resp := &pb.GetResponse{HlcWall: hl.Wall, HlcLogical: hl.Logical}
+	env, resp := newGetResp()
+	resp.HlcWall, resp.HlcLogical = hl.Wall, hl.Logical
 	if r.HintFor != "" && r.HintFor != c.cfg.ID {
 		obj, found, err := c.deps.Hints.Get(r.HintFor, r.Bucket, r.Key)
 		if err != nil {
@@ -421,7 +434,7 @@ func (c *Core) handleGet(r *pb.GetRequest) *pb.Envelope {
 		if found {
 			resp.Found, resp.Object = true, obj.AppendBinary(nil)
 		}
-		return &pb.Envelope{Body: &pb.Envelope_GetResp{GetResp: resp}}
+		return env
 	}
 	raw, err := c.deps.Store.Get(DataKey(r.Bucket, r.Key))
 	switch {
@@ -431,7 +444,7 @@ func (c *Core) handleGet(r *pb.GetRequest) *pb.Envelope {
 	default:
 		resp.Found, resp.Object = true, raw
 	}
-	return &pb.Envelope{Body: &pb.Envelope_GetResp{GetResp: resp}}
+	return env
 }
 
 func (c *Core) handleReplicate(from string, r *pb.ReplicateRequest) *pb.Envelope {
@@ -444,7 +457,7 @@ func (c *Core) handleReplicate(from string, r *pb.ReplicateRequest) *pb.Envelope
 		if r.Sync {
 			c.ready.Sync = true
 		}
-		return &pb.Envelope{Body: &pb.Envelope_ReplicateResp{ReplicateResp: &pb.ReplicateResponse{Durable: r.Sync}}}
+		return replicateAck(r.Sync)
 	}
 	c.hlcObserve(version.HLC{Wall: r.HlcWall, Logical: r.HlcLogical})
 	obj, err := version.Decode(r.Object)
@@ -455,13 +468,13 @@ func (c *Core) handleReplicate(from string, r *pb.ReplicateRequest) *pb.Envelope
 		if err := c.keepHint(r.HintFor, r.Bucket, r.Key, obj); err != nil {
 			return ErrorEnvelope(err)
 		}
-		return &pb.Envelope{Body: &pb.Envelope_ReplicateResp{ReplicateResp: &pb.ReplicateResponse{Durable: true}}}
+		return replicateAck(true)
 	}
 	durable, err := c.applyMerge(r.Bucket, r.Key, obj, c.deps.Buckets.Bucket(r.Bucket).LWW(), r.Sync)
 	if err != nil {
 		return ErrorEnvelope(err)
 	}
-	return &pb.Envelope{Body: &pb.Envelope_ReplicateResp{ReplicateResp: &pb.ReplicateResponse{Durable: durable}}}
+	return replicateAck(durable)
 }
 
 // WriteRaw replaces this node's copy of a key with raw (an encoded object; nil deletes),

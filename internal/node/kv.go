@@ -81,15 +81,19 @@ func quorumOf(v string, def core.Quorum, n int) string {
 }
 
 func resultLabel(err error) string {
-	var qe *quorum.QuorumError
 	switch {
-	case err == nil:
+	case err == nil: // first, and without errors.As, whose target would escape on every call
 		return "ok"
-	case errors.As(err, &qe):
+	case isQuorumError(err):
 		return "quorum_failed"
 	default:
 		return "error"
 	}
+}
+
+func isQuorumError(err error) bool {
+	var qe *quorum.QuorumError
+	return errors.As(err, &qe)
 }
 
 // write runs a put, delete or CRDT operation through the core.

@@ -58,12 +58,16 @@ type loop struct {
 	// observed: the partitions whose transfer duration was recorded, for observedFor.
 	observed    map[int]bool
 	observedFor string
+
+	answered func(uint64, *pb.Envelope, error) // onAnswer, as one func value for every send
 }
 
 func newLoop(n *Node, c *core.Core, shard int, batch *storage.TurnBatch) *loop {
-	return &loop{n: n, c: c, shard: shard, batch: batch, log: n.log.With("shard", shard), start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
+	l := &loop{n: n, c: c, shard: shard, batch: batch, log: n.log.With("shard", shard), start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]func(*pb.Envelope){},
 		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{}}
+	l.answered = l.onAnswer
+	return l
 }
 
 // now is the core's time: the wall clock (skewed by fault injection) and a monotonic clock.
@@ -323,7 +327,7 @@ func (l *loop) flush(ctx context.Context) {
 // carryOut sends a turn's outputs that leave the loop; none of it blocks.
 func (l *loop) carryOut(ctx context.Context, t *turnOut) {
 	for _, m := range t.msgs {
-		l.send(ctx, m)
+		l.send(m)
 	}
 	for _, a := range t.answers {
 		a.respond(a.env)
@@ -516,16 +520,18 @@ func (l *loop) failTurn(t *turnOut, err error) {
 
 // send hands a message to the transport (or, for this node itself, to the shard that
 // serves it); its answer, or failure, comes back to the loop.
-func (l *loop) send(ctx context.Context, m core.Message) {
+func (l *loop) send(m core.Message) {
 	id := m.ID
 	if m.To == l.self {
 		l.n.serve(l.self, m.Env, func(e *pb.Envelope) { l.submitResponse(core.Response{ID: id, Env: e}) })
 		return
 	}
-	dctx := deadlineCtx{Context: ctx, deadline: l.start.Add(m.Deadline)}
-	l.n.tr.Call(dctx, m.To, m.Env, func(e *pb.Envelope, err error) {
-		l.submitResponse(core.Response{ID: id, Env: e, Err: sendError(err)})
-	})
+	l.n.tr.Send(l.start.Add(m.Deadline), m.To, m.Env, id, l.answered)
+}
+
+// onAnswer is every sent message's callback (Transport.Send), on the transport's goroutines.
+func (l *loop) onAnswer(id uint64, e *pb.Envelope, err error) {
+	l.submitResponse(core.Response{ID: id, Env: e, Err: sendError(err)})
 }
 
 // sendError tells the core whether a failed message was sent at all.
@@ -539,14 +545,6 @@ func sendError(err error) error {
 	return fmt.Errorf("%w: %w", core.ErrLost, err)
 }
 
-// deadlineCtx carries a deadline to the transport (which reads only Deadline) without the
-// timer context.WithDeadline would start for every message.
-type deadlineCtx struct {
-	context.Context
-	deadline time.Time
-}
-
-func (d deadlineCtx) Deadline() (time.Time, bool) { return d.deadline, true }
 
 // watchRepair registers w for the updates of a repair run; on the loop.
 func (l *loop) watchRepair(w *repairWatch) uint64 {

@@ -272,6 +272,8 @@ func (n *Node) physMs() int64 { return n.clock.Now().UnixMilli() + n.skew.Load()
 // Call never blocks and runs its callback exactly once.
 type Transport interface {
 	Call(ctx context.Context, to string, req *pb.Envelope, cb func(*pb.Envelope, error))
+	// Send is Call with a deadline and a tag for cb (one func for many calls).
+	Send(deadline time.Time, to string, req *pb.Envelope, tag uint64, cb func(uint64, *pb.Envelope, error))
 	SetFaults(f transport.Faults)
 	CurrentFaults() transport.Faults
 	ResetBackoff(id string)

@@ -209,6 +209,9 @@ func (r *Ring) Partitions() int { return r.mask + 1 }
 // Members returns a copy of the members, sorted by ID.
 func (r *Ring) Members() []Member { return slices.Clone(r.members) }
 
+// Size is the number of members: len(Walk(p)) for every p.
+func (r *Ring) Size() int { return len(r.members) }
+
 // Has reports whether id is a member.
 func (r *Ring) Has(id NodeID) bool {
 	_, ok := r.index[id]

@@ -339,26 +339,37 @@ func (t *Transport) Close() error {
 // an error. It never blocks. The deadline is ctx's, or DefaultTimeout. req belongs to the
 // transport from here on (its Id is set): never pass one envelope to two calls.
 func (t *Transport) Call(ctx context.Context, to string, req *pb.Envelope, cb func(*pb.Envelope, error)) {
-	if t.dropped(to) {
-		t.Stats.Dropped.Add(1)
-		cb(nil, fmt.Errorf("%w: %s (fault injected)", ErrUnreachable, to))
-		return
-	}
-	addr, ok := t.cfg.Resolve(to)
-	if !ok {
-		cb(nil, fmt.Errorf("%w: %s has no known address", ErrUnreachable, to))
-		return
-	}
-	p, err := t.peer(to, addr)
-	if err != nil {
-		cb(nil, err)
-		return
-	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(t.cfg.DefaultTimeout)
 	}
-	c := &call{req: req, cb: cb, deadline: deadline}
+	t.call(to, &call{req: req, cb: cb, deadline: deadline})
+}
+
+// Send is Call for a caller that tells its calls apart by a tag: cb, typically one
+// function for all of them, runs exactly once with tag and the response or an error. It
+// costs one allocation less than Call with a closure and a context (an event loop sends
+// thousands a second).
+func (t *Transport) Send(deadline time.Time, to string, req *pb.Envelope, tag uint64, cb func(tag uint64, resp *pb.Envelope, err error)) {
+	t.call(to, &call{req: req, tcb: cb, tag: tag, deadline: deadline})
+}
+
+func (t *Transport) call(to string, c *call) {
+	if t.dropped(to) {
+		t.Stats.Dropped.Add(1)
+		c.finish(nil, fmt.Errorf("%w: %s (fault injected)", ErrUnreachable, to))
+		return
+	}
+	addr, ok := t.cfg.Resolve(to)
+	if !ok {
+		c.finish(nil, fmt.Errorf("%w: %s has no known address", ErrUnreachable, to))
+		return
+	}
+	p, err := t.peer(to, addr)
+	if err != nil {
+		c.finish(nil, err)
+		return
+	}
 	if d := t.faults.Load().Delay; d > 0 {
 		time.AfterFunc(d, func() { p.enqueue(c) })
 		return
@@ -409,13 +420,19 @@ func (t *Transport) sweep() {
 
 type call struct {
 	req      *pb.Envelope
-	cb       func(*pb.Envelope, error)
+	cb       func(*pb.Envelope, error)         // Call's
+	tcb      func(uint64, *pb.Envelope, error) // Send's, with tag
+	tag      uint64
 	deadline time.Time
 	done     atomic.Bool
 }
 
 func (c *call) finish(resp *pb.Envelope, err error) {
 	if c.done.CompareAndSwap(false, true) {
+		if c.tcb != nil {
+			c.tcb(c.tag, resp, err)
+			return
+		}
 		c.cb(resp, err)
 	}
 }
