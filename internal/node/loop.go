@@ -545,7 +545,6 @@ func sendError(err error) error {
 	return fmt.Errorf("%w: %w", core.ErrLost, err)
 }
 
-
 // watchRepair registers w for the updates of a repair run; on the loop.
 func (l *loop) watchRepair(w *repairWatch) uint64 {
 	l.nextID++
