@@ -220,7 +220,7 @@ func newStoreCollector(n *Node) *storeCollector {
 		keys:   prometheus.NewDesc("quorumkv_row_cache_entries", "Keys the row cache holds.", nil, nil),
 		negatives: prometheus.NewDesc("quorumkv_key_filter_negatives_total",
 			"Reads of objects never written, answered absent by the key filter (no Pebble read).", nil, nil),
-		filterBytes: prometheus.NewDesc("quorumkv_key_filter_bytes", "The key filter's size (about 1.5 bytes per key stored).", nil, nil),
+		filterBytes: prometheus.NewDesc("quorumkv_key_filter_bytes", "The key filter's size (1.5 to 3 bytes per key stored).", nil, nil),
 	}
 }
 
