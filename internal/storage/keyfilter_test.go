@@ -48,6 +48,24 @@ func TestKeyFilterNoFalseNegatives(t *testing.T) {
 	}
 }
 
+// writeKeysAndClose writes n keys named by format and i, in batches of 1000, and closes p.
+func writeKeysAndClose(t *testing.T, p *Pebble, format string, n int) {
+	t.Helper()
+	ops := make([]Op, 0, 1000)
+	for i := range n {
+		ops = append(ops, Op{Key: fmt.Appendf(nil, format, i), Value: []byte("v")})
+		if len(ops) == cap(ops) || i == n-1 {
+			if err := p.Write(ops, WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitKeyFilter waits until p's key filter answers reads.
 func waitKeyFilter(t *testing.T, p *Pebble) {
 	t.Helper()
@@ -113,19 +131,7 @@ func TestKeyFilterScanRacesWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	const old = 50_000
-	ops := make([]Op, 0, 1000)
-	for i := range old {
-		ops = append(ops, Op{Key: fmt.Appendf(nil, "old%08d", i), Value: []byte("v")})
-		if len(ops) == cap(ops) {
-			if err := p.Write(ops, WriteOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			ops = ops[:0]
-		}
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeKeysAndClose(t, p, "old%08d", old)
 
 	cfg.KeyFilter = true
 	p, err = OpenPebble(dir, cfg)
@@ -181,19 +187,7 @@ func TestKeyFilterCloseDuringScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops := make([]Op, 0, 1000)
-	for i := range 100_000 {
-		ops = append(ops, Op{Key: fmt.Appendf(nil, "k%08d", i), Value: []byte("v")})
-		if len(ops) == cap(ops) {
-			if err := p.Write(ops, WriteOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			ops = ops[:0]
-		}
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeKeysAndClose(t, p, "k%08d", 100_000)
 	for range 5 {
 		p, err := OpenPebble(dir, testPebbleConfig())
 		if err != nil {
