@@ -553,6 +553,9 @@ func (p *Pebble) Close() error {
 		return ErrClosed
 	}
 	p.closed = true
+	if p.rows != nil {
+		p.rows.close() // no call is in flight: they hold p.mu
+	}
 	if err := p.db.Close(); err != nil {
 		return p.wrap("close", err)
 	}

@@ -10,31 +10,41 @@ import (
 	"github.com/cockroachdb/pebble"
 )
 
-// TestRowCacheAnswersReads: a key is admitted by a read that finds it; later reads come
-// from the cache and writes keep it current; a write alone admits nothing, and a key the
-// filter leaves out is never cached.
+// TestRowCacheAnswersReads: a key is admitted by a write while there is room, and by a read
+// that finds it in Pebble; later reads come from the cache and writes keep it current; an
+// absent key is not cached, and a key the filter leaves out never is.
 func TestRowCacheAnswersReads(t *testing.T) {
+	dir := t.TempDir()
 	cfg := testPebbleConfig()
 	cfg.RowCacheBytes = 1 << 20
 	cfg.RowCacheKeys = func(k []byte) bool { return k[0] == 'd' }
-	p, err := OpenPebble(t.TempDir(), cfg)
+	p, err := OpenPebble(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, p, "d0", "zero")
+	if st := p.RowCacheStats(); st.Entries != 1 {
+		t.Fatalf("a write with room to spare did not admit its key: %+v", st)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, err = OpenPebble(dir, cfg) // an empty cache over a store holding d0
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	mustPut(t, p, "d1", "one")
-	if st := p.RowCacheStats(); st.Entries != 0 {
-		t.Fatalf("a write admitted a key: %+v", st)
-	}
-	wantGet(t, p, "d1", "one", nil) // miss: admitted
-	wantGet(t, p, "d1", "one", nil) // hit
+	wantGet(t, p, "d0", "zero", nil) // miss: admitted by the read
+	wantGet(t, p, "d0", "zero", nil) // hit
+	mustPut(t, p, "d1", "one")       // admitted: room
+	wantGet(t, p, "d1", "one", nil)  // hit
 	mustPut(t, p, "d1", "uno")
 	wantGet(t, p, "d1", "uno", nil)      // hit: the write updated it
 	wantGet(t, p, "d2", "", ErrNotFound) // miss; an absent key is not cached
 	mustPut(t, p, "x1", "other")
 	wantGet(t, p, "x1", "other", nil) // not cached: no hit, no miss
-	if st := p.RowCacheStats(); st.Hits != 2 || st.Misses != 2 || st.Entries != 1 {
-		t.Fatalf("stats = %+v, want 2 hits, 2 misses, 1 entry", st)
+	if st := p.RowCacheStats(); st.Hits != 3 || st.Misses != 2 || st.Entries != 2 {
+		t.Fatalf("stats = %+v, want 3 hits, 2 misses, 2 entries", st)
 	}
 	// A returned value is the caller's: changing it changes nothing cached.
 	v, err := p.Get([]byte("d1"))
@@ -57,6 +67,40 @@ func TestRowCacheAnswersReads(t *testing.T) {
 	}
 	wantGet(t, p, "d1", "", ErrNotFound)
 	wantGet(t, p, "d2", "v", nil)
+}
+
+// TestRowCacheWritesAdmitIntoRoomOnly: writes of new keys fill the free room and then
+// admit nothing more, evicting nothing: a bulk load keeps what it cached first, and the
+// keys written past the budget are admitted by their reads.
+func TestRowCacheWritesAdmitIntoRoomOnly(t *testing.T) {
+	cfg := testPebbleConfig()
+	cfg.RowCacheBytes = 64 << 10
+	p, err := OpenPebble(t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	val := bytes.Repeat([]byte("v"), 100)
+	for i := range 5000 { // about 15 times the budget
+		if err := p.Put(fmt.Appendf(nil, "k%05d", i), val, WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := p.RowCacheStats()
+	if full.Bytes > cfg.RowCacheBytes || full.Bytes < cfg.RowCacheBytes*3/4 || full.Entries > 1000 {
+		t.Fatalf("after the writes the cache holds %d bytes in %d entries, budget %d: want it nearly full, not past it", full.Bytes, full.Entries, cfg.RowCacheBytes)
+	}
+	// What the writes admitted first is still there: the later writes evicted none of it.
+	wantGet(t, p, "k00000", string(val), nil)
+	wantGet(t, p, "k00001", string(val), nil)
+	if st := p.RowCacheStats(); st.Hits != 2 || st.Misses != 0 {
+		t.Fatalf("stats = %+v, want the first keys written to hit", st)
+	}
+	wantGet(t, p, "k04999", string(val), nil) // written past the budget: a miss, admitted
+	wantGet(t, p, "k04999", string(val), nil)
+	if st := p.RowCacheStats(); st.Hits != 3 || st.Misses != 1 || st.Bytes > cfg.RowCacheBytes {
+		t.Fatalf("stats = %+v, want 3 hits and 1 miss within the budget", st)
+	}
 }
 
 // TestRowCacheStaysWithinBudget: writing far more than the budget keeps the cache near it,
@@ -179,6 +223,18 @@ func TestRowCacheKeepsWhatIsRead(t *testing.T) {
 	if got, ok, _ := c.get([]byte("cold0")); ok {
 		t.Fatalf("cold0 still cached (%q) after 10,000 keys into 4 KiB shards", got)
 	}
+	// Every key still cached reads back its own value, after the arenas were compacted
+	// many times over; and compaction bounds them (without it each would hold 17 KB).
+	for i := range 10000 {
+		if got, ok, _ := c.get(fmt.Appendf(nil, "cold%d", i)); ok && !bytes.Equal(got, val) {
+			t.Fatalf("cold%d reads %q", i, got)
+		}
+	}
+	for i := range c.shards {
+		if n := len(c.shards[i].arena); n > 3*4096 {
+			t.Fatalf("shard %d's arena holds %d bytes for a budget of 4096", i, n)
+		}
+	}
 	big := bytes.Repeat([]byte("b"), 2048)
 	admit([]byte("big"), big)
 	if _, ok, _ := c.get([]byte("big")); ok {
@@ -190,7 +246,7 @@ func TestRowCacheKeepsWhatIsRead(t *testing.T) {
 	c.set([]byte("raced"), []byte("new"), false)
 	c.wmu.Unlock()
 	c.fill([]byte("raced"), []byte("old"), seq)
-	if got, ok, _ := c.get([]byte("raced")); ok {
-		t.Fatalf("a fill read before a write was cached after it: %q", got)
+	if got, ok, _ := c.get([]byte("raced")); ok && string(got) != "new" {
+		t.Fatalf("a fill read before a write replaced the write's value: %q", got)
 	}
 }
