@@ -16,7 +16,8 @@ import (
 //
 // Model: a chain of split-block Bloom filters (blocks of one 64-byte cache line, eight
 // 64-bit words, one bit set per word per key), each sized for twice the keys of the one
-// before; keys go into the newest, a lookup asks every one. Nothing is ever removed: a
+// before; keys go into the newest, a lookup asks every one. At open, before its scan, the
+// store adds a part sized for the keys its tables hold (presize), so the chain stays short. Nothing is ever removed: a
 // deleted key stays "maybe present" (a false positive costs the Pebble read it would have
 // cost anyway).
 //
@@ -103,6 +104,20 @@ func (f *keyFilter) grow(full *bloomPart) {
 		return
 	}
 	next := append(parts[:len(parts):len(parts)], newBloomPart(2*full.limit))
+	f.parts.Store(&next)
+}
+
+// presize makes the newest part one sized for keys more keys, when the store about to be
+// scanned holds that many: the scan then fills one part instead of a chain of doubling ones
+// (each a cache line more for every lookup, and their false positives adding up).
+func (f *keyFilter) presize(keys int64) {
+	f.growMu.Lock()
+	defer f.growMu.Unlock()
+	parts := *f.parts.Load()
+	if keys <= parts[len(parts)-1].limit {
+		return
+	}
+	next := append(parts[:len(parts):len(parts)], newBloomPart(keys))
 	f.parts.Store(&next)
 }
 

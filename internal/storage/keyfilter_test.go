@@ -205,3 +205,37 @@ func TestKeyFilterCloseDuringScan(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyFilterPresizedAtOpen: reopening a store of 200K keys, the filter sizes one part
+// for them from the tables' entry counts, instead of doubling through three more.
+func TestKeyFilterPresizedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testPebbleConfig()
+	cfg.KeyFilter = false
+	p, err := OpenPebble(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200_000
+	writeKeysAndClose(t, p, "key%08d", n)
+
+	p, err = OpenPebble(dir, testPebbleConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	waitKeyFilter(t, p)
+	parts := *p.keys.parts.Load()
+	if len(parts) != 2 || parts[1].limit < n {
+		limits := []int64{}
+		for _, part := range parts {
+			limits = append(limits, part.limit)
+		}
+		t.Fatalf("parts sized %v for %d keys, want the first and one of at least %d", limits, n, n)
+	}
+	for i := range n {
+		if _, err := p.Get(fmt.Appendf(nil, "key%08d", i)); err != nil {
+			t.Fatalf("key%08d: %v", i, err)
+		}
+	}
+}
