@@ -17,9 +17,9 @@ import (
 // Model: a chain of split-block Bloom filters (blocks of one 64-byte cache line, eight
 // 64-bit words, one bit set per word per key), each sized for twice the keys of the one
 // before; keys go into the newest, a lookup asks every one. At open, before its scan, the
-// store adds a part sized for the keys its tables hold (presize), so the chain stays short. Nothing is ever removed: a
-// deleted key stays "maybe present" (a false positive costs the Pebble read it would have
-// cost anyway).
+// store adds a part sized for the keys its tables hold (presize), so the chain stays
+// short. Nothing is ever removed: a deleted key stays "maybe present" (a false positive
+// costs the Pebble read it would have cost anyway).
 //
 // Invariants:
 //   - no false negatives once ready: a key is added before any write of it is applied to

@@ -76,7 +76,8 @@ func DefaultPebbleConfig() PebbleConfig {
 		// gain: more L0 tables for a read of an absent key to rule out.
 		MemTableBytes: 16 * mib,
 		// On: a new key's read before its first write is a memtable seek and a table
-		// probe per level otherwise. 1.5 to 3 bytes a key; 2 MB and a 0.5 s scan at open for 1M keys.
+		// probe per level otherwise. 1.5 to 3 bytes a key: for 1M keys, 2 MB and a scan
+		// of 0.5 s at open.
 		KeyFilter: true,
 		// nil: discard. The server passes its own logger.
 		Logger: nil,
