@@ -10,8 +10,10 @@ import (
 // The memory of a server process, and the flags that bound it.
 //
 // A node's memory is Pebble's (the block cache and the memtables, which Pebble counts
-// against the cache: storage.DefaultPebbleConfig, outside the Go heap), the Go heap, and
-// the binary's own pages. The Go heap's live part is small — hash trees of about 30 bytes
+// against the cache: storage.DefaultPebbleConfig, outside the Go heap), the row cache's
+// (--row-cache-mb: its keys and values in arenas mapped outside the Go heap, so they count
+// neither in the live heap nor in the limit below), the Go heap, and the binary's own
+// pages. The Go heap's live part is small — hash trees of about 30 bytes
 // per key, in-flight requests and buffers: about 40 MB on a node of a 3-node cluster
 // holding 1M keys — but the garbage collector lets the heap grow to (1 + GOGC/100) times
 // it between collections, and the server raises GOGC to 400 for CPU (tuneGC). Measured
