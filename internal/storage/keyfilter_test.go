@@ -48,9 +48,17 @@ func TestKeyFilterNoFalseNegatives(t *testing.T) {
 	}
 }
 
-// writeKeysAndClose writes n keys named by format and i, in batches of 1000, and closes p.
-func writeKeysAndClose(t *testing.T, p *Pebble, format string, n int) {
+// storeOfKeys returns the directory of a closed store holding n keys named by format and
+// i (written without a key filter).
+func storeOfKeys(t *testing.T, format string, n int) string {
 	t.Helper()
+	dir := t.TempDir()
+	cfg := testPebbleConfig()
+	cfg.KeyFilter = false
+	p, err := OpenPebble(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ops := make([]Op, 0, 1000)
 	for i := range n {
 		ops = append(ops, Op{Key: fmt.Appendf(nil, format, i), Value: []byte("v")})
@@ -64,6 +72,7 @@ func writeKeysAndClose(t *testing.T, p *Pebble, format string, n int) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return dir
 }
 
 // waitKeyFilter waits until p's key filter answers reads.
@@ -123,18 +132,9 @@ func TestKeyFilterAnswersAbsentReads(t *testing.T) {
 // TestKeyFilterScanRacesWrites: keys written while the scan at open runs, and keys it
 // finds, are all read back once the filter answers: no write is hidden by it.
 func TestKeyFilterScanRacesWrites(t *testing.T) {
-	dir := t.TempDir()
-	cfg := testPebbleConfig()
-	cfg.KeyFilter = false
-	p, err := OpenPebble(dir, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const old = 50_000
-	writeKeysAndClose(t, p, "old%08d", old)
-
-	cfg.KeyFilter = true
-	p, err = OpenPebble(dir, cfg)
+	dir := storeOfKeys(t, "old%08d", old)
+	p, err := OpenPebble(dir, testPebbleConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,12 +182,7 @@ func TestKeyFilterScanRacesWrites(t *testing.T) {
 
 // TestKeyFilterCloseDuringScan: closing a store whose scan is still running stops it.
 func TestKeyFilterCloseDuringScan(t *testing.T) {
-	dir := t.TempDir()
-	p, err := OpenPebble(dir, testPebbleConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeKeysAndClose(t, p, "k%08d", 100_000)
+	dir := storeOfKeys(t, "k%08d", 100_000)
 	for range 5 {
 		p, err := OpenPebble(dir, testPebbleConfig())
 		if err != nil {
@@ -209,17 +204,9 @@ func TestKeyFilterCloseDuringScan(t *testing.T) {
 // TestKeyFilterPresizedAtOpen: reopening a store of 200K keys, the filter sizes one part
 // for them from the tables' entry counts, instead of doubling through three more.
 func TestKeyFilterPresizedAtOpen(t *testing.T) {
-	dir := t.TempDir()
-	cfg := testPebbleConfig()
-	cfg.KeyFilter = false
-	p, err := OpenPebble(dir, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 200_000
-	writeKeysAndClose(t, p, "key%08d", n)
-
-	p, err = OpenPebble(dir, testPebbleConfig())
+	dir := storeOfKeys(t, "key%08d", n)
+	p, err := OpenPebble(dir, testPebbleConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

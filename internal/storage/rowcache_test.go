@@ -69,23 +69,31 @@ func TestRowCacheAnswersReads(t *testing.T) {
 	wantGet(t, p, "d2", "v", nil)
 }
 
-// TestRowCacheWritesAdmitIntoRoomOnly: writes of new keys fill the free room and then
-// admit nothing more, evicting nothing: a bulk load keeps what it cached first, and the
-// keys written past the budget are admitted by their reads.
-func TestRowCacheWritesAdmitIntoRoomOnly(t *testing.T) {
+// openWrittenPast opens a store with a 64 KiB row cache and writes 5000 keys k00000... of
+// a 100-byte value into it, about 15 times the budget. The store closes with the test.
+func openWrittenPast(t *testing.T) (*Pebble, PebbleConfig, []byte) {
+	t.Helper()
 	cfg := testPebbleConfig()
 	cfg.RowCacheBytes = 64 << 10
 	p, err := OpenPebble(t.TempDir(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { _ = p.Close() })
 	val := bytes.Repeat([]byte("v"), 100)
-	for i := range 5000 { // about 15 times the budget
+	for i := range 5000 {
 		if err := p.Put(fmt.Appendf(nil, "k%05d", i), val, WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return p, cfg, val
+}
+
+// TestRowCacheWritesAdmitIntoRoomOnly: writes of new keys fill the free room and then
+// admit nothing more, evicting nothing: a bulk load keeps what it cached first, and the
+// keys written past the budget are admitted by their reads.
+func TestRowCacheWritesAdmitIntoRoomOnly(t *testing.T) {
+	p, cfg, val := openWrittenPast(t)
 	full := p.RowCacheStats()
 	if full.Bytes > cfg.RowCacheBytes || full.Bytes < cfg.RowCacheBytes*3/4 || full.Entries > 1000 {
 		t.Fatalf("after the writes the cache holds %d bytes in %d entries, budget %d: want it nearly full, not past it", full.Bytes, full.Entries, cfg.RowCacheBytes)
@@ -106,19 +114,7 @@ func TestRowCacheWritesAdmitIntoRoomOnly(t *testing.T) {
 // TestRowCacheStaysWithinBudget: writing far more than the budget keeps the cache near it,
 // and every key still reads back right.
 func TestRowCacheStaysWithinBudget(t *testing.T) {
-	cfg := testPebbleConfig()
-	cfg.RowCacheBytes = 64 << 10
-	p, err := OpenPebble(t.TempDir(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	val := bytes.Repeat([]byte("v"), 100)
-	for i := range 5000 {
-		if err := p.Put(fmt.Appendf(nil, "k%05d", i), val, WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p, cfg, val := openWrittenPast(t)
 	for i := range 5000 { // admitted by their first read
 		wantGet(t, p, fmt.Sprintf("k%05d", i), string(val), nil)
 	}
