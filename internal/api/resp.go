@@ -91,7 +91,8 @@ type RESP struct {
 	ln        net.Listener
 	serveDone chan struct{}
 	closed    bool
-	wg        sync.WaitGroup // connection handlers and socket readers
+	wg        sync.WaitGroup // connection handlers, socket readers and job workers
+	workers   jobWorkers     // run pipelined commands (resp_workers.go)
 }
 
 // NewRESP returns the Redis front end of n; Listen starts it.
@@ -106,6 +107,7 @@ func NewRESP(n *node.Node, log *slog.Logger) *RESP {
 		MaxClients:    defaultMaxClients,
 		base:          ctx, cancelBase: cancel,
 		authFailures: authMetrics(n.Registry()),
+		workers:      jobWorkers{maxIdle: maxIdleWorkers},
 	}
 }
 
@@ -165,6 +167,7 @@ func (r *RESP) Close() error {
 		err = ln.Close()
 		<-done // redcon closes the connections it serves as its loop ends
 	}
+	r.workers.close()
 	r.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil

@@ -8,10 +8,10 @@ package api
 // connection runs there and then, as before (the unpipelined path costs no goroutine).
 // Otherwise each command becomes a job, admitted in arrival order by that goroutine:
 //
-//   - a command on keys runs in a goroutine of its own once the earlier commands on the
-//     same keys have run (per-key lanes: a write waits for every earlier command on its
-//     keys, a read for the earlier writes), so the commands of a pipeline that touch
-//     different keys wait for their quorums together;
+//   - a command on keys runs on a worker goroutine (resp_workers.go) once the earlier
+//     commands on the same keys have run (per-key lanes: a write waits for every earlier
+//     command on its keys, a read for the earlier writes), so the commands of a pipeline
+//     that touch different keys wait for their quorums together;
 //   - a barrier (connection state: AUTH, HELLO, SELECT, CLIENT, QKV.QUORUM, QUIT; the
 //     keyspace: SCAN, KEYS, DBSIZE) waits until every job before it has been answered,
 //     then runs alone, before anything after it is admitted;
@@ -36,9 +36,10 @@ package api
 //   - authentication and the connection's settings are read and changed in order: admit
 //     (the NOAUTH/NOPERM check) runs at admission, and every command that changes them is
 //     a barrier;
-//   - every job goroutine is counted in RESP.wg and ends once its command has run, which
-//     the connection's context bounds: a client that disconnects cancels them all, and
-//     the connection's goroutine waits for them (drain) before it lets redcon close it.
+//   - every job runs on a worker goroutine (resp_workers.go), counted in RESP.wg, and
+//     ends, which the connection's context bounds: a client that disconnects cancels them
+//     all, and the connection's goroutine waits for them (drain) before it lets redcon
+//     close it.
 
 import (
 	"context"
@@ -222,8 +223,7 @@ func (p *pipe) admit(args [][]byte) bool {
 		p.order(j)
 		p.push(j)
 		p.mu.Unlock()
-		p.r.wg.Add(1)
-		go p.runJob(ctx, j)
+		p.r.workers.run(p.r, jobRun{p: p, ctx: ctx, j: j})
 	}
 	return true
 }
@@ -297,7 +297,6 @@ func (p *pipe) newLane() *lane {
 
 // runJob runs a keyed command once the commands it waits for have run.
 func (p *pipe) runJob(ctx context.Context, j *job) {
-	defer p.r.wg.Done()
 	for _, d := range j.deps {
 		<-d // each ends: a command ends, its context bounding it
 	}

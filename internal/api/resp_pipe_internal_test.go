@@ -355,3 +355,93 @@ func TestPipelineRepliesBatched(t *testing.T) {
 	openAndWait("c2")
 	expect("c2")
 }
+
+// TestPipelineWorkers: pipelined commands run on workers that park between jobs and serve
+// the next pipeline (no goroutine per command); at most maxIdleWorkers stay parked; Close
+// ends every one.
+func TestPipelineWorkers(t *testing.T) {
+	b := withBlocker(t)
+	close(b.release) // every command answers at once
+	nodes := testcluster.Start(t, 1, func(*node.Config) {})
+	r := NewRESP(nodes[0], nil)
+	if err := r.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = r.Close()
+		}
+	})
+	conn, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	round := func(n int) {
+		t.Helper()
+		var buf strings.Builder
+		for i := range n {
+			k := fmt.Sprint("k", i)
+			fmt.Fprintf(&buf, "*2\r\n$9\r\ntest.peek\r\n$%d\r\n%s\r\n", len(k), k)
+		}
+		if _, err := conn.Write([]byte(buf.String())); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := range n {
+			line, _ := rd.ReadString('\n')
+			val, err := rd.ReadString('\n')
+			if err != nil || val != fmt.Sprint("k", i)+"\r\n" {
+				t.Fatalf("reply %d: %q %q %v", i, line, val, err)
+			}
+		}
+	}
+	parked := func() int {
+		r.workers.mu.Lock()
+		defer r.workers.mu.Unlock()
+		return len(r.workers.idle)
+	}
+	round(32)
+	waitUntil(t, "the workers park", func() bool { return parked() > 0 })
+	first := parked()
+	for range 20 {
+		round(32)
+	}
+	// Twenty more pipelines of 32 commands ran on the parked workers: had each command
+	// started its own, 640 more would have parked (up to the bound).
+	waitUntil(t, "the workers park again", func() bool { return parked() >= first })
+	if n := parked(); n > 2*first+8 {
+		t.Fatalf("%d workers parked after 21 pipelines of 32 commands, %d after the first: workers are not reused", n, first)
+	}
+	if n := workerGoroutines(); n != parked() {
+		t.Fatalf("%d worker goroutines, %d parked: a worker neither runs nor parks", n, parked())
+	}
+
+	// The bound: a worker that finds maxIdle parked ends.
+	r.workers.mu.Lock()
+	r.workers.maxIdle = 3
+	r.workers.mu.Unlock()
+	round(32)
+	waitUntil(t, "workers beyond the bound end", func() bool { return workerGoroutines() <= 3 })
+	if p := parked(); p != 3 {
+		t.Fatalf("%d workers parked, want the bound 3", p)
+	}
+	round(8)
+
+	closed = true
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := workerGoroutines(); n != 0 {
+		t.Fatalf("%d worker goroutines left after Close", n)
+	}
+}
+
+// workerGoroutines counts the goroutines of jobWorker.loop, running a job or parked.
+func workerGoroutines() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "(*jobWorker).loop")
+}

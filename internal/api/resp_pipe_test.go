@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quorumkv/quorumkv/internal/api"
 	"github.com/quorumkv/quorumkv/internal/node"
 )
 
@@ -302,7 +303,7 @@ func TestRESPPipelineCutOff(t *testing.T) {
 	addr := rs[0].Addr()
 	ping(t, addr)
 	waitFor(t, 5*time.Second, "warm-up connections end", func() bool { return respGoroutines() == 0 })
-	base := runtime.NumGoroutine()
+	base := runtime.NumGoroutine() - parkedWorkers()
 	if err := nodes[0].SetFaults(node.Faults{Drop: []string{"n2", "n3"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -332,13 +333,9 @@ func TestRESPPipelineCutOff(t *testing.T) {
 	if err := nodes[0].SetFaults(node.Faults{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > base+5 {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("runtime.NumGoroutine %d, was %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
+	goroutinesBeyond(t, 10*time.Second, base, 5)
+	if n := parkedWorkers(); n > api.MaxIdleWorkers {
+		t.Errorf("%d workers parked, more than the bound %d", n, api.MaxIdleWorkers)
 	}
 	ping(t, addr)
 }
