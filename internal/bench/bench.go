@@ -95,16 +95,23 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{MaxIdleConns: cfg.Clients * 2, MaxIdleConnsPerHost: cfg.Clients, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: cfg.HTTPTimeout}
+	// One connection per client, kept across the operations (conn.go).
+	conns := make([]*conn, cfg.Clients)
+	for c := range conns {
+		conns[c] = newConn(cfg.Addrs[c%len(cfg.Addrs)], cfg.HTTPTimeout)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.close()
+		}
+	}()
 	value := bytes.Repeat([]byte("x"), cfg.ValueBytes)
 	if cfg.Prefix == "" {
 		cfg.Prefix = fmt.Sprintf("b%x-", time.Now().UnixNano())
 	}
 	var out []Result
 	for _, op := range cfg.Ops {
-		r, err := runOp(ctx, cfg, hc, op, value)
+		r, err := runOp(ctx, cfg, conns, op, value)
 		if err != nil {
 			return out, err
 		}
@@ -113,7 +120,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return out, nil
 }
 
-func runOp(ctx context.Context, cfg Config, hc *http.Client, op string, value []byte) (Result, error) {
+func runOp(ctx context.Context, cfg Config, conns []*conn, op string, value []byte) (Result, error) {
 	lat := make([]time.Duration, cfg.Requests)
 	var next, done, errs atomic.Int64
 	var firstErr atomic.Value
@@ -131,8 +138,8 @@ func runOp(ctx context.Context, cfg Config, hc *http.Client, op string, value []
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			addr := cfg.Addrs[c%len(cfg.Addrs)]
-			base := "http://" + addr + "/v1/kv/" + cfg.Bucket + "/" + cfg.Prefix
+			cn := conns[c]
+			base := "http://" + cn.addr + "/v1/kv/" + cfg.Bucket + "/" + cfg.Prefix
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if i >= int64(cfg.Requests) {
@@ -146,13 +153,9 @@ func runOp(ctx context.Context, cfg Config, hc *http.Client, op string, value []
 					req, _ = http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 				}
 				t0 := time.Now()
-				resp, err := hc.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode >= 400 && resp.StatusCode != http.StatusNotFound {
-						err = fmt.Errorf("%s %s: status %d", op, url, resp.StatusCode)
-					}
+				status, err := cn.do(ctx, req)
+				if err == nil && status >= 400 && status != http.StatusNotFound {
+					err = fmt.Errorf("%s %s: status %d", op, url, status)
 				}
 				lat[i] = time.Since(t0)
 				if err != nil {

@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestRunCountsRequestsAndErrors(t *testing.T) {
@@ -108,4 +111,75 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// TestRunConnections: each client keeps one connection for all its requests; a server
+// that closes a connection after a response, or a request whose reply never comes, costs
+// that request an error (or nothing, for the close) and the client dials again.
+func TestRunConnections(t *testing.T) {
+	var conns, reqs atomic.Int64
+	hang := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := reqs.Add(1)
+		switch {
+		case n%7 == 0:
+			w.Header().Set("Connection", "close") // the client must dial again
+		case n == 50:
+			<-hang // never answered in time: the client's timeout
+		}
+		w.WriteHeader(204)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	defer close(hang)
+	cfg := DefaultConfig()
+	cfg.Addrs = []string{strings.TrimPrefix(srv.URL, "http://")}
+	cfg.Requests, cfg.Clients, cfg.Ops = 300, 4, []string{"put"}
+	cfg.HTTPTimeout = 500 * time.Millisecond
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Errors != 1 {
+		t.Fatalf("%d errors, want 1 (the request never answered)", res[0].Errors)
+	}
+	// 4 first connections, one more after each of the 42 closes and after the timeout.
+	if c := conns.Load(); c < 4+42 || c > 4+42+1 {
+		t.Fatalf("%d connections for 300 requests, 42 closed by the server, 1 timed out", c)
+	}
+}
+
+// TestRunCancel: cancelling the run breaks off the requests in flight at once.
+func TestRunCancel(t *testing.T) {
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-hang
+	}))
+	defer srv.Close()
+	defer close(hang)
+	cfg := DefaultConfig()
+	cfg.Addrs = []string{strings.TrimPrefix(srv.URL, "http://")}
+	cfg.Requests, cfg.Clients, cfg.Ops = 10, 2, []string{"get"}
+	cfg.HTTPTimeout = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, cfg)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end within 10s of its cancellation")
+	}
 }
