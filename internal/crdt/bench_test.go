@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/quorumkv/quorumkv/internal/version"
@@ -68,6 +69,21 @@ func BenchmarkDecodeSet(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Decode(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFoldRegister: a Redis string read (GET) folds one register sibling.
+func BenchmarkFoldRegister(b *testing.B) {
+	s, err := Apply(New(Register), Op{Assign: new(string(strings.Repeat("x", 100)))}, "n1.ab", version.HLC{Wall: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	obj := version.Object{Siblings: []version.Sibling{{Dot: version.Dot{Actor: "n1.ab", Counter: 1}, Value: s.Encode()}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Fold(obj); err != nil {
 			b.Fatal(err)
 		}
 	}

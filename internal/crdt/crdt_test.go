@@ -392,3 +392,39 @@ func TestContext(t *testing.T) {
 		t.Fatal("empty set has a context")
 	}
 }
+
+// TestFold: one live sibling folds to its own state, several to their merge; a tombstone
+// is no value; siblings of another type than the latest are left out.
+func TestFold(t *testing.T) {
+	sib := func(s State, w int64) version.Sibling {
+		return version.Sibling{Dot: version.Dot{Actor: "n1.ab", Counter: uint64(w)}, Value: s.Encode(), Timestamp: ts(w)}
+	}
+	c1 := mustApply(t, New(Counter), Op{Increment: i64(2)}, "n1.ab", 1)
+	c2 := mustApply(t, New(Counter), Op{Increment: i64(5)}, "n2.cd", 2)
+	set := mustApply(t, New(Set), Op{Add: []string{"x", "y"}}, "n1.ab", 3)
+	reg := mustApply(t, New(Register), Op{Assign: str("v")}, "n1.ab", 4)
+	for _, tc := range []struct {
+		name  string
+		sibs  []version.Sibling
+		want  State
+		found bool
+	}{
+		{"none", nil, State{}, false},
+		{"tombstone", []version.Sibling{{Dot: version.Dot{Actor: "n1.ab", Counter: 9}, Tombstone: true}}, State{}, false},
+		{"one counter", []version.Sibling{sib(c1, 1)}, c1, true},
+		{"one set", []version.Sibling{sib(set, 3)}, set, true},
+		{"one register", []version.Sibling{sib(reg, 4)}, reg, true},
+		{"one empty register", []version.Sibling{sib(New(Register), 4)}, New(Register), true},
+		{"two counters", []version.Sibling{sib(c1, 1), sib(c2, 2)}, mustMerge(t, c1, c2), true},
+		{"a counter and a tombstone", []version.Sibling{sib(c1, 1), {Dot: version.Dot{Actor: "n2.cd", Counter: 9}, Tombstone: true}}, c1, true},
+		{"types differ: the latest's wins", []version.Sibling{sib(c1, 1), sib(reg, 4), sib(c2, 2)}, reg, true},
+	} {
+		got, found, err := Fold(version.Object{Siblings: tc.sibs})
+		if err != nil || found != tc.found || (found && !got.Equal(tc.want)) {
+			t.Errorf("%s: Fold = %v, %v, %v; want %v, %v", tc.name, got, found, err, tc.want, tc.found)
+		}
+	}
+	if _, _, err := Fold(version.Object{Siblings: []version.Sibling{{Value: []byte{0xff}}}}); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("one corrupt sibling: %v, want ErrCorrupt", err)
+	}
+}

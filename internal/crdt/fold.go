@@ -16,6 +16,16 @@ func Fold(obj version.Object) (s State, found bool, err error) {
 	if len(live) == 0 {
 		return State{}, false, nil
 	}
+	if len(live) == 1 { // the usual case: no states to keep aside
+		st, err := Decode(live[0].Value)
+		if err != nil {
+			return State{}, false, fmt.Errorf("crdt: sibling %s: %w", live[0].Dot, err)
+		}
+		if s, err = Merge(New(st.Type()), st); err != nil {
+			return State{}, false, err
+		}
+		return s, true, nil
+	}
 	states := make([]State, len(live))
 	latest := 0
 	for i, sib := range live {
