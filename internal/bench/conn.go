@@ -54,6 +54,9 @@ func (c *conn) do(ctx context.Context, req *http.Request) (int, error) {
 	if c.timeout > 0 {
 		_ = c.c.SetDeadline(time.Now().Add(c.timeout))
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, err // cancelled since the watch fired: the deadline just set undid it
+	}
 	status, err := c.exchange(req)
 	if err != nil {
 		c.close()
