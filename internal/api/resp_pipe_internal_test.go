@@ -403,20 +403,17 @@ func TestPipelineWorkers(t *testing.T) {
 		defer r.workers.mu.Unlock()
 		return len(r.workers.idle)
 	}
-	round(32)
-	waitUntil(t, "the workers park", func() bool { return parked() > 0 })
-	first := parked()
-	for range 20 {
+	// settled: every worker is parked (none between its reply and its parking).
+	settled := func() bool { p := parked(); return p > 0 && workerGoroutines() == p }
+	for range 21 {
 		round(32)
 	}
-	// Twenty more pipelines of 32 commands ran on the parked workers: had each command
-	// started its own, 640 more would have parked (up to the bound).
-	waitUntil(t, "the workers park again", func() bool { return parked() >= first })
-	if n := parked(); n > 2*first+8 {
-		t.Fatalf("%d workers parked after 21 pipelines of 32 commands, %d after the first: workers are not reused", n, first)
-	}
-	if n := workerGoroutines(); n != parked() {
-		t.Fatalf("%d worker goroutines, %d parked: a worker neither runs nor parks", n, parked())
+	waitUntil(t, "the workers park", settled)
+	// 21 pipelines of 32 commands ran; no more than 32 run at once, and a few workers may
+	// not have parked yet when the next pipeline starts. Had each command started a worker
+	// of its own, 672 would have parked.
+	if n := parked(); n > 2*32 {
+		t.Fatalf("%d workers parked after 21 pipelines of 32 commands: workers are not reused", n)
 	}
 
 	// The bound: a worker that finds maxIdle parked ends.
@@ -424,7 +421,7 @@ func TestPipelineWorkers(t *testing.T) {
 	r.workers.maxIdle = 3
 	r.workers.mu.Unlock()
 	round(32)
-	waitUntil(t, "workers beyond the bound end", func() bool { return workerGoroutines() <= 3 })
+	waitUntil(t, "workers beyond the bound end", func() bool { return settled() && workerGoroutines() <= 3 })
 	if p := parked(); p != 3 {
 		t.Fatalf("%d workers parked, want the bound 3", p)
 	}
