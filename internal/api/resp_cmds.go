@@ -363,6 +363,10 @@ func cmdGet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 		w.WriteNull()
 		return
 	}
+	if v, ok := res.State.Register(); ok { // the common case, without stringValue's copy
+		w.WriteBulkString(v)
+		return
+	}
 	v, null, ok := stringValue(res.State)
 	switch {
 	case !ok:

@@ -37,3 +37,30 @@ func BenchmarkPut(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGet is the core's whole read path on the same virtual cluster: a quorum read
+// through n1 of a key all three replicas hold alike (the common case: replicas in step),
+// its three messages, the replicas' answers and their merge.
+func BenchmarkGet(b *testing.B) {
+	w := newWorld(b, 3, fixedBuckets{}, nil)
+	w.run(time.Second)
+	value := make([]byte, 100)
+	const keys = 1000
+	for i := range keys {
+		w.request("w", "n1", core.ClientRequest{Op: core.OpPut, Bucket: "b", Key: "k" + strconv.Itoa(i), Value: value,
+			Write: core.WriteOptions{W: "all"}})
+		w.run(5 * time.Millisecond)
+		if r := w.replies["w"]; r == nil || r.Err != nil {
+			b.Fatalf("put %d: %+v", i, r)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.request("r", "n1", core.ClientRequest{Op: core.OpGet, Bucket: "b", Key: "k" + strconv.Itoa(i%keys)})
+		w.run(5 * time.Millisecond)
+		if r := w.replies["r"]; r == nil || r.Err != nil || len(r.Object.Siblings) != 1 {
+			b.Fatalf("get %d: %+v", i, r)
+		}
+	}
+}

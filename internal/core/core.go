@@ -219,6 +219,7 @@ type Core struct {
 	hlc   version.HLClock
 	view  View
 	ready Ready
+	spare Ready // slices handed back by Recycle, for the next Ready
 
 	nextMsg uint64
 	calls   map[uint64]pending // outstanding messages by id
@@ -542,14 +543,41 @@ func (c *Core) Step(now Time, ev Event) {
 	c.runTimers()
 }
 
-// Ready returns what the driver must do now. It stays valid until Advance.
+// Ready returns what the driver must do now. Its slices stay the driver's until it hands
+// them back with Recycle (a driver that never does keeps them for good).
 func (c *Core) Ready() Ready { return c.ready }
 
 // HasReady reports whether Ready holds anything.
 func (c *Core) HasReady() bool { return !c.ready.Empty() }
 
-// Advance tells the core that the last Ready was carried out.
-func (c *Core) Advance() { c.ready = Ready{} }
+// Advance tells the core that the last Ready was carried out. The next Ready starts in the
+// slices last handed back by Recycle, if any.
+func (c *Core) Advance() {
+	c.ready = Ready{Messages: c.spare.Messages, Answers: c.spare.Answers, Replies: c.spare.Replies}
+	c.spare = Ready{}
+}
+
+// recycleCap bounds the slices Recycle keeps: a burst's large Ready is not pinned for good.
+const recycleCap = 1024
+
+// Recycle hands back the slices of a Ready the driver has carried out and kept nothing of
+// (it copied what it keeps), so that the next turns append to them instead of growing new
+// ones: every request's messages and reply otherwise cost a turn of allocations. The
+// driver must not touch rd afterwards.
+func (c *Core) Recycle(rd Ready) {
+	if cap(rd.Messages) <= recycleCap {
+		clear(rd.Messages) // nothing the turn sent stays reachable
+		c.spare.Messages = rd.Messages[:0]
+	}
+	if cap(rd.Answers) <= recycleCap {
+		clear(rd.Answers)
+		c.spare.Answers = rd.Answers[:0]
+	}
+	if cap(rd.Replies) <= recycleCap {
+		clear(rd.Replies)
+		c.spare.Replies = rd.Replies[:0]
+	}
+}
 
 // NextTimer is the Mono time of the core's earliest timer, and false when it has none:
 // the driver steps a Tick then.

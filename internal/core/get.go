@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"errors"
 
 	"github.com/quorumkv/quorumkv/internal/quorum"
@@ -25,6 +26,9 @@ type getCoord struct {
 	settle *quorum.QuorumError
 	// cond: the read is a conditional write's (cond.go), which goes on from its answer.
 	cond *condWrite
+	// raw and obj are the last reply decoded, its bytes and its object.
+	raw []byte
+	obj version.Object
 }
 
 func (c *Core) startGet(r ClientRequest) { c.startRead(r, nil) }
@@ -78,7 +82,13 @@ func (c *Core) getResponse(g *getCoord, p pending, r Response) {
 	}
 	c.hlcObserve(version.HLC{Wall: gr.HlcWall, Logical: gr.HlcLogical})
 	var obj version.Object
-	if gr.Found {
+	switch {
+	case !gr.Found:
+	case g.raw != nil && bytes.Equal(gr.Object, g.raw):
+		// Replicas in step send the same bytes: decode them once. (The same bytes
+		// decode to the same object, whatever the encoding.)
+		obj = g.obj
+	default:
 		o, err := version.Decode(gr.Object)
 		if err != nil {
 			c.log(LevelError, "replica sent a corrupt object", "replica", p.node, "err", err)
@@ -86,7 +96,7 @@ func (c *Core) getResponse(g *getCoord, p pending, r Response) {
 			c.getProgress(g, false)
 			return
 		}
-		obj = o
+		obj, g.raw, g.obj = o, gr.Object, o
 	}
 	g.fsm.Reply(p.node, obj)
 	c.getProgress(g, false)

@@ -215,6 +215,7 @@ type replicaSet struct {
 	// set is one allocation.
 	primBuf [3]string
 	repBuf  [3]replica
+	tgtBuf  [3]quorum.Target
 	walkBuf [8]ring.NodeID
 }
 
@@ -311,7 +312,12 @@ func (rs *replicaSet) isPrimary(node string) bool {
 }
 
 func (rs *replicaSet) targets() []quorum.Target {
-	ts := make([]quorum.Target, len(rs.reps))
+	var ts []quorum.Target
+	if n := len(rs.reps); n <= len(rs.tgtBuf) {
+		ts = rs.tgtBuf[:n:n] // capped: an append (a stand-in added later) copies
+	} else {
+		ts = make([]quorum.Target, n)
+	}
 	for i, r := range rs.reps {
 		ts[i] = quorum.Target{Node: r.node, Primary: r.primary()}
 	}

@@ -348,6 +348,15 @@ func (f field) value() State {
 	return v
 }
 
+// Register returns a register's value without boxing it (Value's any): ok is false when
+// the register is unset, or s is not a register.
+func (s State) Register() (v string, ok bool) {
+	if s.typ != Register || !s.reg.set {
+		return "", false
+	}
+	return s.reg.v, true
+}
+
 // Value returns s's value in a JSON-friendly form: counter → int64; set →
 // sorted []string (never nil); register → string, or nil when unset; flag →
 // bool; map → map[string]any of the fields' values, keyed by name, or by

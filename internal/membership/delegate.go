@@ -120,6 +120,9 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 			changed = true
 		}
 	}
+	if changed {
+		m.metaGen.Add(1)
+	}
 	metaSubs := slices.Clone(m.metaSubs)
 	m.mu.Unlock()
 	if changed {
@@ -166,6 +169,9 @@ func (m *Membership) applyRecord(r record) {
 func (m *Membership) applyEntry(e entry, relay bool) {
 	m.mu.Lock()
 	changed := m.st.mergeEntry(e)
+	if changed {
+		m.metaGen.Add(1)
+	}
 	metaSubs := slices.Clone(m.metaSubs)
 	m.mu.Unlock()
 	if !changed {

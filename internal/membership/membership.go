@@ -229,6 +229,7 @@ type Membership struct {
 
 	mu       sync.Mutex
 	st       *state
+	metaGen  atomic.Uint64 // MetaGen: bumped under mu after each change to st.meta
 	subs     []chan struct{}
 	metaSubs []chan struct{}
 	lastView []Member
@@ -613,6 +614,7 @@ func (m *Membership) writeMeta(key string, value []byte, deleted bool) error {
 	}
 	m.mu.Lock()
 	e := m.st.put(m.self, key, value, deleted)
+	m.metaGen.Add(1)
 	metaSubs := slices.Clone(m.metaSubs)
 	m.mu.Unlock()
 	for _, ch := range metaSubs {
@@ -624,6 +626,11 @@ func (m *Membership) writeMeta(key string, value []byte, deleted bool) error {
 	}
 	return nil
 }
+
+// MetaGen numbers the states of the metadata: it grows with every change, after the
+// change is visible to GetMeta, so a value read after MetaGen returned g is at least as
+// new as state g (a cache keyed by it is never stale).
+func (m *Membership) MetaGen() uint64 { return m.metaGen.Load() }
 
 // GetMeta returns the current value of key.
 func (m *Membership) GetMeta(key string) ([]byte, bool) {

@@ -22,15 +22,21 @@ func DefaultBucketProps() BucketProps { return core.DefaultBucketProps() }
 
 const metaBucketPrefix = "bucket/"
 
-// bucketCache decodes bucket properties from the cluster metadata once per change.
+// bucketCache decodes bucket properties from the cluster metadata once per change of it:
+// several lookups a request (the core asks for the bucket's N at each step) cost a read
+// lock and a map probe, not a metadata copy.
 type bucketCache struct {
 	n  *Node
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[string]cachedProps
 }
 
+// maxCachedBuckets bounds the cache: clients name buckets freely, and every name read
+// is cached (defaults too).
+const maxCachedBuckets = 4096
+
 type cachedProps struct {
-	raw   string
+	gen   uint64 // the metadata generation (membership.MetaGen) it was read at
 	props BucketProps
 }
 
@@ -39,22 +45,27 @@ func newBucketCache(n *Node) *bucketCache { return &bucketCache{n: n, m: map[str
 // Bucket returns bucket's properties (defaults when never set). It implements
 // core.Buckets; safe from any goroutine.
 func (n *Node) Bucket(bucket string) BucketProps {
-	raw, ok := n.ms.GetMeta(metaBucketPrefix + bucket)
-	if !ok {
-		return DefaultBucketProps()
-	}
 	c := n.buckets
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[bucket]; ok && e.raw == string(raw) {
+	gen := n.ms.MetaGen() // before the read: a change after it makes the entry stale
+	c.mu.RLock()
+	e, ok := c.m[bucket]
+	c.mu.RUnlock()
+	if ok && e.gen == gen {
 		return e.props
 	}
 	p := DefaultBucketProps()
-	if err := json.Unmarshal(raw, &p); err != nil || p.Validate() != nil {
-		n.log.Error("bad bucket properties in cluster metadata; using defaults", "bucket", bucket, "err", err)
-		p = DefaultBucketProps()
+	if raw, ok := n.ms.GetMeta(metaBucketPrefix + bucket); ok {
+		if err := json.Unmarshal(raw, &p); err != nil || p.Validate() != nil {
+			n.log.Error("bad bucket properties in cluster metadata; using defaults", "bucket", bucket, "err", err)
+			p = DefaultBucketProps()
+		}
 	}
-	c.m[bucket] = cachedProps{raw: string(raw), props: p}
+	c.mu.Lock()
+	if len(c.m) >= maxCachedBuckets {
+		clear(c.m)
+	}
+	c.m[bucket] = cachedProps{gen: gen, props: p}
+	c.mu.Unlock()
 	return p
 }
 

@@ -44,9 +44,11 @@ type loop struct {
 	clients map[uint64]chan core.Reply
 	peers   map[uint64]func(*pb.Envelope) // answers owed to peers, by request
 	local   localEvents                   // events for the core raised while carrying out a Ready
-	timer   *time.Timer
-	repairs map[uint64]*repairWatch
-	reaps   map[uint64]chan core.ReapDone
+	// localSpare is local's other buffer: flush steps one while the next fills the other.
+	localSpare localEvents
+	timer      *time.Timer
+	repairs    map[uint64]*repairWatch
+	reaps      map[uint64]chan core.ReapDone
 
 	// xfer is the core's transfer status as of its last durable change (published).
 	// Turns are carried out in order only among those that need no sync: a snapshot is
@@ -60,6 +62,9 @@ type loop struct {
 	observedFor string
 
 	answered func(uint64, *pb.Envelope, error) // onAnswer, as one func value for every send
+
+	cur       core.Time // the time steps are fed (step)
+	stepsLeft int       // steps that may still use cur
 }
 
 func newLoop(n *Node, c *core.Core, shard int, batch *storage.TurnBatch) *loop {
@@ -114,6 +119,13 @@ type localEvents struct {
 
 func (e *localEvents) len() int { return len(e.reqs) + len(e.resps) }
 
+// reset empties e, keeping its slices (their elements cleared: nothing stays reachable).
+func (e *localEvents) reset() {
+	clear(e.reqs)
+	clear(e.resps)
+	e.reqs, e.resps = e.reqs[:0], e.resps[:0]
+}
+
 func (e *localEvents) add(o localEvents) {
 	e.reqs = append(e.reqs, o.reqs...)
 	e.resps = append(e.resps, o.resps...)
@@ -152,7 +164,24 @@ func (l *loop) do(ctx context.Context, f func(c *core.Core)) error {
 	}
 }
 
-func (l *loop) step(ev core.Event) { l.c.Step(l.now(), ev) }
+// step feeds the core one event. The clocks are read once for a run of events (up to
+// stepsPerClockRead of them, and anew at each turn and each round of flush), not for
+// each: two clock reads per event, five events or more per request, were 4% of the
+// answering node's CPU under pipelined GETs, and the core needs its time current only
+// to within a turn.
+func (l *loop) step(ev core.Event) {
+	if l.stepsLeft <= 0 {
+		l.cur, l.stepsLeft = l.now(), stepsPerClockRead
+	}
+	l.stepsLeft--
+	l.c.Step(l.cur, ev)
+}
+
+// stepsPerClockRead bounds how many events share one reading of the clocks.
+const stepsPerClockRead = 32
+
+// freshClock makes the next step read the clocks.
+func (l *loop) freshClock() { l.stepsLeft = 0 }
 
 // request runs a client request and waits for its reply.
 func (l *loop) request(ctx context.Context, req core.ClientRequest) (core.Reply, error) {
@@ -188,8 +217,10 @@ func (l *loop) run(ctx context.Context) {
 			return
 		case <-l.wake:
 		case <-l.timer.C:
+			l.freshClock()
 			l.step(core.Tick{})
 		}
+		l.freshClock()
 		l.mu.Lock()
 		batch, l.queue = l.queue, batch[:0]
 		reqs, l.reqs = l.reqs, reqs[:0]
@@ -236,23 +267,28 @@ func (l *loop) run(ctx context.Context) {
 // durable, and the core never relies on the order of messages.
 func (l *loop) flush(ctx context.Context) {
 	for l.c.HasReady() || l.local.len() > 0 {
+		l.freshClock() // the last round committed to the store: time has passed
 		for l.local.len() > 0 {
-			// Stepping may raise more: take what is there, then look again.
+			// Stepping may raise more: take what is there, then look again. (Stepping
+			// only adds to the core's Ready; l.local grows only below.)
 			local := l.local
-			l.local = localEvents{}
+			l.local, l.localSpare = l.localSpare, localEvents{}
 			for i := range local.resps {
 				l.step(local.resps[i])
 			}
 			for i := range local.reqs {
 				l.step(local.reqs[i])
 			}
+			local.reset()
+			l.localSpare = local
 		}
 		if !l.c.HasReady() {
 			break
 		}
 		rd := l.c.Ready()
 		l.c.Advance()
-		out := turnOut{sync: rd.Sync}
+		out := newTurnOut()
+		out.sync = rd.Sync
 		for _, m := range rd.Messages {
 			if m.To == l.self && l.n.shardOf(m.Env) == l.shard {
 				out.local.reqs = append(out.local.reqs, core.PeerRequest{From: l.self, ID: m.ID, Env: m.Env})
@@ -299,9 +335,11 @@ func (l *loop) flush(ctx context.Context) {
 		for _, r := range rd.Compact {
 			l.n.compact(r)
 		}
+		l.c.Recycle(rd) // copied into out
 		if err := l.batch.Commit(); err != nil {
 			l.log.Error("store write failed", "err", err)
-			l.failTurn(&out, fmt.Errorf("store: %w", err)) // nothing that relies on the writes may leave
+			l.failTurn(out, fmt.Errorf("store: %w", err)) // nothing that relies on the writes may leave
+			out.release()
 			continue
 		}
 		if out.sync {
@@ -310,8 +348,8 @@ func (l *loop) flush(ctx context.Context) {
 			continue
 		}
 		l.local.add(out.local)
-		out.local = localEvents{}
-		l.carryOut(ctx, &out)
+		l.carryOut(ctx, out)
+		out.release()
 	}
 	// Writes of a turn with nothing to send (a reaping or cleanup step, a repair merge) are
 	// committed here; they claimed nothing durable.
@@ -379,6 +417,41 @@ func (l *loop) transferSnapshot() (string, []core.TransferStatus) {
 	return l.xfer.next, l.xfer.ts
 }
 
+// turnOuts recycles carried-out turns (release): without it every turn grows its slices
+// anew, several allocations for each request.
+var turnOuts = sync.Pool{New: func() any { return new(turnOut) }}
+
+// newTurnOut returns an empty turnOut, its slices reused.
+func newTurnOut() *turnOut { return turnOuts.Get().(*turnOut) }
+
+// release empties t, which was carried out (or failed) and is referenced no more, and
+// keeps its slices for another turn; slices grown large by a burst are dropped.
+func (t *turnOut) release() {
+	const keep = 1024
+	t.local.reset()
+	*t = turnOut{
+		local:   t.local,
+		msgs:    recycled(t.msgs, keep),
+		answers: recycled(t.answers, keep),
+		replies: recycled(t.replies, keep),
+		repairs: recycled(t.repairs, keep),
+		reaps:   recycled(t.reaps, keep),
+	}
+	if cap(t.local.reqs) > keep || cap(t.local.resps) > keep {
+		t.local = localEvents{}
+	}
+	turnOuts.Put(t)
+}
+
+// recycled empties s for reuse (nil when its capacity is over keep).
+func recycled[T any](s []T, keep int) []T {
+	if cap(s) > keep {
+		return nil
+	}
+	clear(s)
+	return s[:0]
+}
+
 // turnOut is what one turn sends out of the node.
 type turnOut struct {
 	l       *loop // the loop whose turn it is
@@ -419,11 +492,11 @@ func (o *turnOut) empty() bool {
 // outbox queues turns for the dispatcher without bound (the loop never waits for it).
 type outbox struct {
 	mu  sync.Mutex
-	q   []turnOut
+	q   []*turnOut
 	sig chan struct{}
 }
 
-func (o *outbox) push(t turnOut) {
+func (o *outbox) push(t *turnOut) {
 	o.mu.Lock()
 	o.q = append(o.q, t)
 	o.mu.Unlock()
@@ -433,7 +506,7 @@ func (o *outbox) push(t turnOut) {
 	}
 }
 
-func (o *outbox) take(buf []turnOut) []turnOut {
+func (o *outbox) take(buf []*turnOut) []*turnOut {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	buf = append(buf[:0], o.q...)
@@ -446,7 +519,7 @@ func (o *outbox) take(buf []turnOut) []turnOut {
 // for every turn queued (whichever loop it came from), then their outputs, their events
 // for this node's own cores back to their loops.
 func (n *Node) syncer(ctx context.Context) {
-	var turns []turnOut
+	var turns []*turnOut
 	window := time.NewTimer(time.Hour)
 	window.Stop()
 	for {
@@ -476,17 +549,17 @@ func (n *Node) syncer(ctx context.Context) {
 			n.log.Error("store sync failed", "err", err)
 			serr = fmt.Errorf("sync: %w", err)
 		}
-		for i := range turns {
-			t := &turns[i]
+		for i, t := range turns {
 			if serr != nil {
 				t.l.failTurn(t, serr) // nothing that claims durability may leave
 			} else {
 				t.l.carryOut(ctx, t)
 				if t.local.len() > 0 {
-					t.l.submitLocal(t.local)
+					t.l.submitLocal(t.local) // copies the events
 				}
 			}
-			*t = turnOut{}
+			t.release()
+			turns[i] = nil
 		}
 	}
 }

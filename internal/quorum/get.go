@@ -86,17 +86,24 @@ type Get struct {
 	timedOut bool
 	decided  *Answer // answer decided, waiting for blocking repairs
 	out      Ready
+
+	// Room for the per-target state of the usual N (3) and a stand-in, so that a read's
+	// state machine is one allocation.
+	stBuf, repairBuf [inlineTargets]status
+	objsBuf          [inlineTargets]version.Object
+	inRepairBuf      [inlineTargets]bool
 }
+
+const inlineTargets = 4
 
 // NewGet starts a read of targets.
 func NewGet(spec GetSpec, targets []Target) *Get {
-	g := &Get{
-		spec:     spec,
-		targets:  targets,
-		st:       make([]status, len(targets)),
-		objs:     make([]version.Object, len(targets)),
-		repair:   make([]status, len(targets)),
-		inRepair: make([]bool, len(targets)),
+	g := &Get{spec: spec, targets: targets}
+	if n := len(targets); n <= inlineTargets {
+		g.st, g.objs, g.repair, g.inRepair = g.stBuf[:n], g.objsBuf[:n], g.repairBuf[:n], g.inRepairBuf[:n]
+	} else {
+		g.st, g.objs = make([]status, n), make([]version.Object, n)
+		g.repair, g.inRepair = make([]status, n), make([]bool, n)
 	}
 	g.step()
 	return g

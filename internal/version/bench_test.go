@@ -39,6 +39,19 @@ func BenchmarkMerge(b *testing.B) {
 			}
 		})
 	}
+	// A read's merges when its replicas agree: the first reply into nothing, then an
+	// equal one (decoded apart).
+	b.Run("in-step", func(b *testing.B) {
+		x := benchObject(1, 10)
+		y, err := Decode(x.AppendBinary(nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = Merge(Merge(Object{}, x), y)
+		}
+	})
 }
 
 func BenchmarkUpdate(b *testing.B) {

@@ -167,6 +167,15 @@ func (o Object) Update(ctx Clock, s Sibling) Object {
 // different contents (which a correct caller never produces), the greater by
 // (Timestamp, Tombstone, Value) is kept.
 func Merge(a, b Object) Object {
+	// The common cases need no new object: the first reply of a read merged into nothing,
+	// and replicas in step. Objects are values never changed in place, so the result may
+	// share b's or a's slices (as Join's does).
+	if len(a.Clock) == 0 && len(a.Siblings) == 0 {
+		return b
+	}
+	if a.Equal(b) {
+		return a
+	}
 	sibs := make([]Sibling, 0, len(a.Siblings)+len(b.Siblings))
 	i, j := 0, 0
 	for i < len(a.Siblings) || j < len(b.Siblings) {

@@ -404,3 +404,34 @@ func TestExpiryEncoding(t *testing.T) {
 		t.Errorf("zero expiry: err = %v, want ErrCorrupt", err)
 	}
 }
+
+// TestMergeInStep: the merges of a read whose replicas agree — the first reply into
+// nothing, then equal replies — give the reply itself, without allocating.
+func TestMergeInStep(t *testing.T) {
+	x := benchObject(2, 3)
+	y := roundTrip(t, x) // equal, not the same slices
+	if got := Merge(Object{}, x); !got.Equal(x) {
+		t.Fatalf("Merge(empty, x) = %+v, want x", got)
+	}
+	if got := Merge(x, y); !got.Equal(x) || !got.Equal(Merge(y, x)) {
+		t.Fatalf("Merge of equal objects = %+v, want x", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Merge(Merge(Object{}, x), y) }); n != 0 {
+		t.Fatalf("merging replicas in step allocated %v times, want 0", n)
+	}
+	// A replica behind still merges: y's write joins x.
+	z := x.Update(x.Clock, Sibling{Dot: Dot{"n9", 1}, Value: []byte("new")})
+	if got := Merge(x, z); !got.Equal(z) {
+		t.Fatalf("Merge(x, newer) = %+v, want the newer", got)
+	}
+}
+
+// roundTrip round-trips o through its encoding: an equal object in new memory.
+func roundTrip(t *testing.T, o Object) Object {
+	t.Helper()
+	d, err := Decode(o.AppendBinary(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
