@@ -23,6 +23,11 @@ type CRDTOp struct {
 	// (Redis EXPIRE, PERSIST), and fails with ErrNotFound when the coordinator's copy holds
 	// no live state. Op must be empty.
 	Touch bool
+	// Blind: the caller needs neither the states before and after (Reply.Before is nil)
+	// nor the new causal context (Reply.Context is ""), as Redis SET does not; the
+	// coordinator spares encoding them. Not forwarded: a forwarded operation's reply has
+	// them all.
+	Blind bool
 }
 
 // mutation is what a write changes: a value or tombstone superseding what the client's
@@ -354,7 +359,7 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	var before, after []byte
 	if m.crdt != nil {
 		// The new state folds in every local sibling, so it supersedes them all.
-		b, a, err := applyCRDT(live, m.crdt, actor, now)
+		b, a, err := applyCRDT(live, m.crdt, actor, now, !m.crdt.Blind)
 		if err != nil {
 			fail(err)
 			return
@@ -396,10 +401,12 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		}
 	}
 	pc := &putCoord{id: c.newID(), from: from, bucket: bucket, key: key, rs: rs, fsm: quorum.NewPut(spec, rs.targets()),
-		enc: enc, sync: sync, hlc: c.hlc.Last(), before: before, after: after, deadline: deadline,
+		enc: enc, sync: sync, hlc: c.hlc.Last(), before: before, after: after, deadline: deadline}
+	if m.crdt == nil || !m.crdt.Blind {
 		// The new context covers what the client's context saw plus this write, and not
 		// concurrent siblings the client has never read.
-		newCtx: version.EncodeContext(clk.With(dot), now)}
+		pc.newCtx = version.EncodeContext(clk.With(dot), now)
+	}
 	c.puts[pc.id] = pc
 	// Every replica acks through a message, this node's own too: its copy is stored above,
 	// at once (the actor rules need the coordinator's copy to hold every dot it minted), and
@@ -685,7 +692,7 @@ func checkExpiry(m mutation) error {
 // result superseding every sibling it folded; concurrent updates on other coordinators stay
 // siblings until a reader or the next coordinator folds them. Merging is a join, so no
 // acknowledged operation is ever lost, whichever replicas it reached.
-func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC) (before, after []byte, err error) {
+func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC, wantBefore bool) (before, after []byte, err error) {
 	cur, found, err := crdt.Fold(local)
 	if m.Touch {
 		switch {
@@ -719,7 +726,10 @@ func applyCRDT(local version.Object, m *CRDTOp, actor string, now version.HLC) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	return cur.Encode(), next.Encode(), nil
+	if wantBefore {
+		before = cur.Encode()
+	}
+	return before, next.Encode(), nil
 }
 
 // parseLegacyCRDTOp rebuilds an operation forwarded by a node of the previous release: JSON

@@ -75,7 +75,7 @@ func (op Op) Validate(t Type) error {
 }
 
 func (op Op) kinds() []string {
-	var k []string
+	k := make([]string, 0, 6) // on the stack: every write validates its op
 	if op.Increment != nil {
 		k = append(k, "increment")
 	}

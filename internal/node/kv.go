@@ -125,7 +125,7 @@ func (n *Node) Delete(ctx context.Context, bucket, key string, o WriteOptions) (
 // not have reached yet (before is a fresh state when the key held nothing, or another type
 // that was replaced).
 func (n *Node) UpdateCRDT(ctx context.Context, bucket, key string, typ crdt.Type, op crdt.Op, replaceType bool, o WriteOptions) (before, after crdt.State, err error) {
-	r, err := n.crdtWrite(ctx, bucket, key, typ, op, replaceType, o)
+	r, err := n.crdtWrite(ctx, bucket, key, &core.CRDTOp{Type: typ, Op: op, ReplaceType: replaceType}, o)
 	if err != nil {
 		return crdt.State{}, crdt.State{}, err
 	}
@@ -140,16 +140,15 @@ func (n *Node) UpdateCRDT(ctx context.Context, bucket, key string, typ crdt.Type
 	return before, after, nil
 }
 
-// ApplyCRDT is UpdateCRDT for a caller that needs neither state (Redis SET): it spares
-// decoding them.
+// ApplyCRDT is UpdateCRDT for a caller that needs neither state nor the new context
+// (Redis SET): the coordinator spares encoding them, and this node decoding them.
 func (n *Node) ApplyCRDT(ctx context.Context, bucket, key string, typ crdt.Type, op crdt.Op, replaceType bool, o WriteOptions) error {
-	_, err := n.crdtWrite(ctx, bucket, key, typ, op, replaceType, o)
+	_, err := n.crdtWrite(ctx, bucket, key, &core.CRDTOp{Type: typ, Op: op, ReplaceType: replaceType, Blind: true}, o)
 	return err
 }
 
-func (n *Node) crdtWrite(ctx context.Context, bucket, key string, typ crdt.Type, op crdt.Op, replaceType bool, o WriteOptions) (core.Reply, error) {
-	return n.write(ctx, core.ClientRequest{Op: core.OpCRDT, Bucket: bucket, Key: key, Write: o,
-		CRDT: &core.CRDTOp{Type: typ, Op: op, ReplaceType: replaceType}})
+func (n *Node) crdtWrite(ctx context.Context, bucket, key string, op *core.CRDTOp, o WriteOptions) (core.Reply, error) {
+	return n.write(ctx, core.ClientRequest{Op: core.OpCRDT, Bucket: bucket, Key: key, Write: o, CRDT: op})
 }
 
 // TouchCRDT rewrites a CRDT key's state with a new expiry (o.Expiry: a TTL, or none),
@@ -157,7 +156,7 @@ func (n *Node) crdtWrite(ctx context.Context, bucket, key string, typ crdt.Type,
 // coordinator's copy holds no live state.
 func (n *Node) TouchCRDT(ctx context.Context, bucket, key string, typ crdt.Type, o WriteOptions) error {
 	_, err := n.write(ctx, core.ClientRequest{Op: core.OpCRDT, Bucket: bucket, Key: key, Write: o,
-		CRDT: &core.CRDTOp{Type: typ, Touch: true}})
+		CRDT: &core.CRDTOp{Type: typ, Touch: true, Blind: true}})
 	return err
 }
 

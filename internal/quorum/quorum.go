@@ -102,11 +102,21 @@ type Put struct {
 	durable []bool
 	outcome Outcome
 	err     *QuorumError
+
+	// Room for the acks of the usual N (3) and a stand-in: a write's state machine is one
+	// allocation.
+	stBuf  [inlineTargets]status
+	durBuf [inlineTargets]bool
 }
 
 // NewPut starts a write to targets.
 func NewPut(spec PutSpec, targets []Target) *Put {
-	p := &Put{spec: spec, targets: targets, st: make([]status, len(targets)), durable: make([]bool, len(targets))}
+	p := &Put{spec: spec, targets: targets}
+	if n := len(targets); n <= inlineTargets {
+		p.st, p.durable = p.stBuf[:n], p.durBuf[:n] // AddTarget appends into the room left
+	} else {
+		p.st, p.durable = make([]status, n), make([]bool, n)
+	}
 	p.decide(false)
 	return p
 }
