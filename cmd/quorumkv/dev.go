@@ -461,7 +461,7 @@ func (d *devCluster) waitReady(ctx context.Context, c *devChild) error {
 		case <-c.done:
 			return fmt.Errorf("exited before it was healthy: %v", exitDesc(c.err))
 		case <-timer.C:
-			return fmt.Errorf("/healthz at %s not answering after %v: %v", httpAddr, devStartTimeout, err)
+			return fmt.Errorf("/healthz at %s not answering after %v: %w", httpAddr, devStartTimeout, err)
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -59,7 +59,7 @@ func (s *server) setFaults(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		s.fail(w, fmt.Errorf("%w: faults: %v", node.ErrBadRequest, err))
+		s.fail(w, fmt.Errorf("%w: faults: %w", node.ErrBadRequest, err))
 		return
 	}
 	if err := s.n.SetFaults(f); err != nil {
@@ -100,7 +100,7 @@ func (s *server) repair(w http.ResponseWriter, r *http.Request) {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			s.fail(w, fmt.Errorf("%w: repair request: %v", node.ErrBadRequest, err))
+			s.fail(w, fmt.Errorf("%w: repair request: %w", node.ErrBadRequest, err))
 			return
 		}
 	}

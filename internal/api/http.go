@@ -245,7 +245,7 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 func params(r *http.Request, allowed ...string) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, fmt.Errorf("%w: query: %v", node.ErrBadRequest, err)
+		return nil, fmt.Errorf("%w: query: %w", node.ErrBadRequest, err)
 	}
 	for k, v := range q {
 		ok := false
@@ -417,7 +417,7 @@ func (s *server) writeOptions(r *http.Request) (node.WriteOptions, error) {
 	}
 	ctx := r.Header.Get(ContextHeader)
 	if _, _, err := version.DecodeContext(ctx); err != nil {
-		return node.WriteOptions{}, fmt.Errorf("%w: %s: %v", node.ErrBadRequest, ContextHeader, err)
+		return node.WriteOptions{}, fmt.Errorf("%w: %s: %w", node.ErrBadRequest, ContextHeader, err)
 	}
 	exp, err := ParseTTL(q.Get("ttl"), q.Has("ttl"))
 	if err != nil {
@@ -470,7 +470,7 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading the body: %v", node.ErrBadRequest, err)
+		return nil, fmt.Errorf("%w: reading the body: %w", node.ErrBadRequest, err)
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("%w: body is over the limit of %d bytes", node.ErrTooLarge, limit)

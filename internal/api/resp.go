@@ -322,7 +322,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		if g.ferr != nil {
 			g.drain() // the commands before the bad input are answered first
 			g.reject("ERR Protocol error: " + g.ferr.Error())
-			return 0, fmt.Errorf("%w: %v", errFraming, g.ferr)
+			return 0, fmt.Errorf("%w: %w", errFraming, g.ferr)
 		}
 		if g.buf != nil {
 			g.free <- g.buf // never blocks: only two chunks exist

@@ -549,7 +549,7 @@ func (m *Membership) verifyMeta(name string, p peer) (record, error) {
 	}
 	r, _, err := decodeMsg(sm.payload)
 	if err != nil || r == nil || r.ID != name {
-		return record{}, refuse(ReasonBadSignature, name, fmt.Errorf("node meta is not its own member record: %v", err))
+		return record{}, refuse(ReasonBadSignature, name, fmt.Errorf("node meta is not its own member record: %w", err))
 	}
 	if r.Gossip != p.addr {
 		// A replay of a member's meta from another address: not that member.
@@ -612,7 +612,7 @@ func (m *Membership) openMsg(b []byte) []byte {
 	if len(b) > 0 && b[0] == msgCert {
 		var c certWire
 		if err := json.Unmarshal(b[1:], &c); err != nil || c.ID == "" {
-			m.log.Warn("ignoring corrupt gossip message", "err", fmt.Errorf("%w: certificate message: %v", ErrCorruptState, err))
+			m.log.Warn("ignoring corrupt gossip message", "err", fmt.Errorf("%w: certificate message: %w", ErrCorruptState, err))
 			return nil
 		}
 		if err := m.learnCert(c); err != nil {

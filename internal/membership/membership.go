@@ -176,7 +176,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Meta.ID %q contains whitespace", ErrInvalidInput, c.Meta.ID)
 	}
 	if _, _, err := splitHostPort(c.BindAddr); err != nil {
-		return fmt.Errorf("%w: BindAddr: %v", ErrInvalidInput, err)
+		return fmt.Errorf("%w: BindAddr: %w", ErrInvalidInput, err)
 	}
 	for name, d := range map[string]time.Duration{
 		"ProbeInterval": c.ProbeInterval, "ProbeTimeout": c.ProbeTimeout,

@@ -233,7 +233,7 @@ func decodeStateCerts(b []byte) (*state, []certWire, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
 	if dec.More() {
 		return nil, nil, fmt.Errorf("%w: trailing data", ErrCorruptState)
@@ -245,13 +245,13 @@ func decodeStateCerts(b []byte) (*state, []certWire, error) {
 	s.clock = w.Clock
 	for _, r := range w.Members {
 		if err := r.validate(); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 		}
 		s.mergeRecord(r)
 	}
 	for _, e := range w.Meta {
 		if err := e.validate(); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 		}
 		s.mergeEntry(e)
 	}
@@ -286,19 +286,19 @@ func decodeMsg(b []byte) (*record, *entry, error) {
 	case msgRecord:
 		var r record
 		if err := json.Unmarshal(b[1:], &r); err != nil {
-			return nil, nil, fmt.Errorf("%w: member message: %v", ErrCorruptState, err)
+			return nil, nil, fmt.Errorf("%w: member message: %w", ErrCorruptState, err)
 		}
 		if err := r.validate(); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 		}
 		return &r, nil, nil
 	case msgEntry:
 		var e entry
 		if err := json.Unmarshal(b[1:], &e); err != nil {
-			return nil, nil, fmt.Errorf("%w: metadata message: %v", ErrCorruptState, err)
+			return nil, nil, fmt.Errorf("%w: metadata message: %w", ErrCorruptState, err)
 		}
 		if err := e.validate(); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 		}
 		return nil, &e, nil
 	default:

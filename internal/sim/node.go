@@ -265,7 +265,7 @@ func (n *snode) loadClocks() error {
 		_, key, ok := core.ParseDataKey(k)
 		obj, err := version.Decode(v)
 		if !ok || err != nil {
-			bad = fmt.Errorf("stored object %q: %v", k, err)
+			bad = fmt.Errorf("stored object %q: %w", k, err)
 			return false
 		}
 		n.lastClock[key] = obj.Clock
