@@ -7,7 +7,8 @@
 // — each with the current time; the core answers through Ready: messages to peers,
 // answers to peers' requests, replies to clients, whether the store must be synced before
 // any of them leaves, and when the core next wants to be stepped (its earliest timer).
-// The driver carries the Ready out (sync, then send) and calls Advance. The core reads and
+// The driver carries the Ready out (sync, then send) and calls Advance; a driver that keeps
+// nothing of a carried-out Ready may hand its slices back (Recycle). The core reads and
 // writes its node's storage.Store directly (unsynced; Ready.Sync asks for the one fsync a
 // turn needs) and keeps hints in a hints.Store over the same store.
 //
