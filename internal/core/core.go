@@ -224,6 +224,8 @@ type Core struct {
 	nextMsg uint64
 	calls   map[uint64]pending // outstanding messages by id
 	timers  timerHeap
+	// purgeAt: the heap size at which timers of finished requests are purged (pushTimer).
+	purgeAt int
 	puts    map[uint64]*putCoord
 	fwds    map[uint64]*forward
 	gets    map[uint64]*getCoord
@@ -714,6 +716,31 @@ func (h *timerHeap) push(t timer) {
 	}
 }
 
+// heapify restores the heap order of h after arbitrary changes.
+func (h timerHeap) heapify() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+// down moves h[i] down to its place.
+func (h timerHeap) down(i int) {
+	for {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && h[l].before(h[least]) {
+			least = l
+		}
+		if r < len(h) && h[r].before(h[least]) {
+			least = r
+		}
+		if least == i {
+			return
+		}
+		h[i], h[least] = h[least], h[i]
+		i = least
+	}
+}
+
 // pop removes and returns the earliest timer; the heap must not be empty.
 func (h *timerHeap) pop() timer {
 	q := *h
@@ -721,32 +748,45 @@ func (h *timerHeap) pop() timer {
 	last := len(q) - 1
 	q[0] = q[last]
 	q = q[:last]
-	for i := 0; ; {
-		least, l, r := i, 2*i+1, 2*i+2
-		if l < len(q) && q[l].before(q[least]) {
-			least = l
-		}
-		if r < len(q) && q[r].before(q[least]) {
-			least = r
-		}
-		if least == i {
-			break
-		}
-		q[i], q[least] = q[least], q[i]
-		i = least
-	}
+	q.down(0)
 	*h = q
 	return top
 }
 
 func (c *Core) after(d time.Duration, kind timerKind, owner uint64) {
-	c.nextMsg++
-	c.timers.push(timer{at: c.now.Mono + d, seq: c.nextMsg, kind: kind, owner: owner})
+	c.at(c.now.Mono+d, kind, owner)
 }
 
 func (c *Core) at(t time.Duration, kind timerKind, owner uint64) {
 	c.nextMsg++
+	if len(c.timers) >= c.purgeAt {
+		c.purgeTimers()
+	}
 	c.timers.push(timer{at: t, seq: c.nextMsg, kind: kind, owner: owner})
+}
+
+// minPurge is the heap size below which timers of finished requests are left to be
+// dropped as they come up (NextTimer).
+const minPurge = 1024
+
+// purgeTimers drops the timers of requests that have finished. A request's deadline
+// timer (and a write's hedge) is not cancelled when the request finishes (NextTimer drops
+// it when it comes up), so under load the heap held every request of the last timeout:
+// 5 s of them, 100,000s, each push and pop walking ~17 levels of them. Purging when the
+// heap has doubled since the last purge keeps it within twice the live timers (and
+// minPurge), at an amortized O(1) per push. Pop order is unchanged: it is the total order
+// (at, seq), whatever the heap's shape.
+func (c *Core) purgeTimers() {
+	live := c.timers[:0]
+	for _, t := range c.timers {
+		if !c.deadTimer(t) {
+			live = append(live, t)
+		}
+	}
+	clear(c.timers[len(live):])
+	c.timers = live
+	c.timers.heapify()
+	c.purgeAt = max(2*len(c.timers), minPurge)
 }
 
 func (c *Core) runTimers() {

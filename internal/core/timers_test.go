@@ -55,3 +55,45 @@ func TestTimerHeapOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestTimerPurge: the deadline timers of finished requests are purged as the heap grows,
+// so it stays within twice the live timers (and minPurge) however many requests pass,
+// while every live timer — a request still in flight, a periodic task — still comes out,
+// in (at, seq) order.
+func TestTimerPurge(t *testing.T) {
+	c := &Core{gets: map[uint64]*getCoord{}}
+	var live []timer
+	for i := range 100_000 {
+		owner := uint64(i + 1)
+		at := time.Duration(i) * time.Microsecond
+		switch {
+		case i%1000 == 0: // a read still in flight
+			c.gets[owner] = &getCoord{}
+			c.at(at+5*time.Second, timerGetDeadline, owner)
+			live = append(live, timer{at: at + 5*time.Second, seq: c.nextMsg, kind: timerGetDeadline, owner: owner})
+		case i%5000 == 1: // a periodic task, never dead
+			c.at(at+time.Second, timerAAE, 0)
+			live = append(live, timer{at: at + time.Second, seq: c.nextMsg, kind: timerAAE})
+		default: // a read that finished at once
+			c.at(at+5*time.Second, timerGetDeadline, owner)
+		}
+		if len(c.timers) > 2*len(live)+minPurge {
+			t.Fatalf("after %d requests the heap holds %d timers, %d of them live", i+1, len(c.timers), len(live))
+		}
+	}
+	slices.SortFunc(live, func(a, b timer) int {
+		if a.before(b) {
+			return -1
+		}
+		return 1
+	})
+	var got []timer
+	for len(c.timers) > 0 {
+		if tm := c.timers.pop(); !c.deadTimer(tm) {
+			got = append(got, tm)
+		}
+	}
+	if !slices.Equal(got, live) {
+		t.Fatalf("live timers out: %d, want %d in (at, seq) order", len(got), len(live))
+	}
+}
