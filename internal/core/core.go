@@ -224,7 +224,7 @@ type Core struct {
 	nextMsg uint64
 	calls   map[uint64]pending // outstanding messages by id
 	timers  timerHeap
-	// purgeAt: the heap size at which timers of finished requests are purged (pushTimer).
+	// purgeAt: the heap size at which at purges the timers of finished requests.
 	purgeAt int
 	puts    map[uint64]*putCoord
 	fwds    map[uint64]*forward
@@ -567,18 +567,19 @@ const recycleCap = 1024
 // ones: every request's messages and reply otherwise cost a turn of allocations. The
 // driver must not touch rd afterwards.
 func (c *Core) Recycle(rd Ready) {
-	if cap(rd.Messages) <= recycleCap {
-		clear(rd.Messages) // nothing the turn sent stays reachable
-		c.spare.Messages = rd.Messages[:0]
+	c.spare.Messages = reusable(rd.Messages)
+	c.spare.Answers = reusable(rd.Answers)
+	c.spare.Replies = reusable(rd.Replies)
+}
+
+// reusable empties s for reuse, its elements cleared so that nothing the turn held stays
+// reachable; nil when s is over recycleCap.
+func reusable[T any](s []T) []T {
+	if cap(s) > recycleCap {
+		return nil
 	}
-	if cap(rd.Answers) <= recycleCap {
-		clear(rd.Answers)
-		c.spare.Answers = rd.Answers[:0]
-	}
-	if cap(rd.Replies) <= recycleCap {
-		clear(rd.Replies)
-		c.spare.Replies = rd.Replies[:0]
-	}
+	clear(s)
+	return s[:0]
 }
 
 // NextTimer is the Mono time of the core's earliest timer, and false when it has none:
