@@ -176,6 +176,14 @@ func Merge(a, b Object) Object {
 	if a.Equal(b) {
 		return a
 	}
+	// A write that saw the other side: the loop below would keep exactly its siblings
+	// and its clock (a replica taking a newer write, a stale replica read).
+	if supersedes(b, a) {
+		return b
+	}
+	if supersedes(a, b) {
+		return a
+	}
 	sibs := make([]Sibling, 0, len(a.Siblings)+len(b.Siblings))
 	i, j := 0, 0
 	for i < len(a.Siblings) || j < len(b.Siblings) {
@@ -213,6 +221,36 @@ func Merge(a, b Object) Object {
 		sibs = nil
 	}
 	return Object{Clock: Join(a.Clock, b.Clock), Siblings: sibs}
+}
+
+// supersedes reports whether Merge(a, b) is b as it is: b's clock descends a's (so their
+// join is b's clock), every sibling of a is a dot of a's clock that b's clock has seen
+// (so the merge drops it, and it is not one of b's siblings, which a's clock has not
+// seen), and no sibling of b is a dot a's clock has seen (so the merge keeps them all).
+func supersedes(b, a Object) bool {
+	if !b.Clock.Descends(a.Clock) {
+		return false
+	}
+	for _, y := range b.Siblings {
+		if a.Clock.Contains(y.Dot) {
+			return false
+		}
+	}
+	for _, x := range a.Siblings {
+		if !a.Clock.Contains(x.Dot) || !b.Clock.Contains(x.Dot) {
+			return false
+		}
+	}
+	return true
+}
+
+// Shares reports whether a and b are the same object value: the same clock and siblings,
+// not copies (Merge returns one of its inputs as it is when it supersedes the other). A
+// caller holding b's encoding may then use it for a.
+func Shares(a, b Object) bool {
+	return len(a.Clock) == len(b.Clock) && len(a.Siblings) == len(b.Siblings) &&
+		(len(a.Clock) == 0 || &a.Clock[0] == &b.Clock[0]) &&
+		(len(a.Siblings) == 0 || &a.Siblings[0] == &b.Siblings[0])
 }
 
 // LWW returns o reduced to its single greatest sibling by

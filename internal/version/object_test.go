@@ -3,8 +3,11 @@ package version
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 func mustClock(t *testing.T, entries ...Entry) Clock {
@@ -424,6 +427,78 @@ func TestMergeInStep(t *testing.T) {
 	if got := Merge(x, z); !got.Equal(z) {
 		t.Fatalf("Merge(x, newer) = %+v, want the newer", got)
 	}
+}
+
+// TestMergeSupersedes: a write that saw the other side merges to itself, shared and
+// without allocating (a replica taking a newer write, a stale copy read beside a fresh
+// one), whichever side it is on; a concurrent one still merges into a new object.
+func TestMergeSupersedes(t *testing.T) {
+	x := benchObject(2, 3)
+	z := x.Update(x.Clock, Sibling{Dot: Dot{"n9", 1}, Value: []byte("new")})
+	for _, got := range []Object{Merge(x, z), Merge(z, x)} {
+		if !Shares(got, z) {
+			t.Fatalf("Merge of x and a write that saw it = %+v, want that write itself", got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Merge(x, z) }); n != 0 {
+		t.Fatalf("merging a superseding write allocated %v times, want 0", n)
+	}
+	w := x.Update(x.Clock, Sibling{Dot: Dot{"n8", 1}, Value: []byte("other")}) // concurrent with z
+	got := Merge(z, w)
+	if Shares(got, z) || Shares(got, w) || len(got.Siblings) != 2 {
+		t.Fatalf("Merge of concurrent writes = %+v, want both siblings in a new object", got)
+	}
+	if Shares(x, roundTrip(t, x)) {
+		t.Fatal("Shares reports a copy as the same object")
+	}
+}
+
+// TestPropMergeFastPaths: Merge, with its shortcuts, gives what the general sibling walk
+// gives, for any two valid objects.
+func TestPropMergeFastPaths(t *testing.T) {
+	for _, arbitrary := range []bool{false, true} {
+		t.Run(fmt.Sprintf("arbitraryContent=%v", arbitrary), func(t *testing.T) {
+			rapid.Check(t, func(t *rapid.T) {
+				a := genObject(t, "a", arbitrary)
+				b := genObject(t, "b", arbitrary)
+				if rapid.Bool().Draw(t, "b saw a") {
+					// b is a's copy with a write on top: the case the shortcut is for.
+					b = a.Update(a.Clock, Sibling{Dot: Dot{"n9.zz", a.Clock.Get("n9.zz") + 1}, Value: []byte("w")})
+				}
+				checkEqual(t, "Merge(a, b)", Merge(a, b), mergeWalk(a, b))
+				checkEqual(t, "Merge(b, a)", Merge(b, a), mergeWalk(b, a))
+			})
+		})
+	}
+}
+
+// mergeWalk is Merge without its shortcuts: the sibling walk alone.
+func mergeWalk(a, b Object) Object {
+	var sibs []Sibling
+	i, j := 0, 0
+	for i < len(a.Siblings) || j < len(b.Siblings) {
+		switch {
+		case j == len(b.Siblings) || i < len(a.Siblings) && a.Siblings[i].Dot.Compare(b.Siblings[j].Dot) < 0:
+			if x := a.Siblings[i]; !b.Clock.Contains(x.Dot) {
+				sibs = append(sibs, x)
+			}
+			i++
+		case i == len(a.Siblings) || a.Siblings[i].Dot.Compare(b.Siblings[j].Dot) > 0:
+			if y := b.Siblings[j]; !a.Clock.Contains(y.Dot) {
+				sibs = append(sibs, y)
+			}
+			j++
+		default:
+			x, y := a.Siblings[i], b.Siblings[j]
+			if x.compareContent(y) < 0 {
+				x = y
+			}
+			sibs = append(sibs, x)
+			i++
+			j++
+		}
+	}
+	return Object{Clock: Join(a.Clock, b.Clock), Siblings: sibs}
 }
 
 // roundTrip round-trips o through its encoding: an equal object in new memory.
