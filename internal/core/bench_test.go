@@ -2,10 +2,12 @@ package core_test
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/crdt"
 )
 
 // BenchmarkPut is the core's whole write path on a three-node virtual cluster (in-memory
@@ -35,6 +37,32 @@ func BenchmarkPut(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkSetString is a Redis SET as the core runs it, on the same virtual cluster: a
+// blind register assignment through n1 over one of 1,000 keys every replica holds already
+// (redis-benchmark's workload), so every replica merges a newer write into its copy.
+func BenchmarkSetString(b *testing.B) {
+	w := newWorld(b, 3, fixedBuckets{}, nil)
+	w.run(time.Second)
+	value := strings.Repeat("v", 100)
+	const keys = 1000
+	set := func(i int) {
+		w.request("w", "n1", core.ClientRequest{Op: core.OpCRDT, Bucket: "b", Key: "k" + strconv.Itoa(i%keys),
+			CRDT: &core.CRDTOp{Type: crdt.Register, Op: crdt.Op{Assign: &value}, ReplaceType: true, Blind: true}})
+		w.run(5 * time.Millisecond)
+		if r := w.replies["w"]; r == nil || r.Err != nil {
+			b.Fatalf("set %d: %+v", i, r)
+		}
+	}
+	for i := range keys {
+		set(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		set(i)
 	}
 }
 

@@ -328,9 +328,10 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	localSync := true
 
 	var local version.Object
-	var localRaw []byte
+	var localRaw, k []byte
 	if selfIn {
-		if local, localRaw, err = c.loadReplica(self, bucket, key); err != nil {
+		k = DataKey(bucket, key)
+		if local, localRaw, err = c.loadReplica(self, bucket, key, k); err != nil {
 			fail(err)
 			return
 		}
@@ -395,7 +396,7 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		// one with the same counter, which merges (max per actor) would swallow. A register
 		// (Redis strings) holds no per-actor counter: it goes in parallel like a value.
 		strict := m.crdt != nil && m.crdt.Type != crdt.Register
-		if err := c.storeReplica(self, bucket, key, localRaw, obj, enc, strict); err != nil {
+		if err := c.storeReplica(self, bucket, key, k, localRaw, obj, enc, strict); err != nil {
 			fail(fmt.Errorf("local write: %w", err))
 			return
 		}

@@ -166,6 +166,13 @@ func (c *Core) checkCaps(obj version.Object) error {
 // read repair, a handoff or an anti-entropy repair). It reports whether the write must be
 // synced.
 func (c *Core) applyMerge(bucket, key string, in version.Object, lww, durable bool) (bool, error) {
+	return c.mergeRaw(bucket, key, in, nil, lww, durable)
+}
+
+// mergeRaw is applyMerge given in's encoding too (nil if the caller has none): when the
+// merge is in itself (a write that saw this copy, the common case of a replica write),
+// those bytes are stored as they are rather than encoded anew.
+func (c *Core) mergeRaw(bucket, key string, in version.Object, inRaw []byte, lww, durable bool) (bool, error) {
 	k := DataKey(bucket, key)
 	local, raw, err := c.loadRaw(k)
 	if err != nil {
@@ -175,17 +182,21 @@ func (c *Core) applyMerge(bucket, key string, in version.Object, lww, durable bo
 	if lww && len(merged.Siblings) > 1 {
 		merged = merged.LWW()
 	}
-	if merged.Equal(local) && raw != nil {
+	if raw != nil && (version.Shares(merged, local) || merged.Equal(local)) {
 		if durable {
 			c.ready.Sync = true // what it holds may not be synced yet
 		}
 		return durable, nil
 	}
+	enc := inRaw
+	if enc == nil || !version.Shares(merged, in) {
+		enc = merged.AppendBinary(nil)
+	}
 	// No cap check here: the coordinator admits writes against the caps. A replica that
 	// refused a merge would diverge from its peers for good, and a refused repair would
 	// keep a replica stale; under concurrent blind writes an object can so end a few
 	// siblings over the cap (the writes that were in flight), but never trimmed.
-	if err := c.writeData(bucket, key, k, raw, merged.AppendBinary(nil), durable); err != nil {
+	if err := c.writeData(bucket, key, k, raw, enc, durable); err != nil {
 		return false, err
 	}
 	return durable, nil
@@ -326,9 +337,9 @@ func (rs *replicaSet) targets() []quorum.Target {
 
 // loadReplica reads this node's copy of a key as replica r: its own replica (with its
 // stored bytes), or the hint it keeps for the primary r stands in for.
-func (c *Core) loadReplica(r replica, bucket, key string) (version.Object, []byte, error) {
+func (c *Core) loadReplica(r replica, bucket, key string, k []byte) (version.Object, []byte, error) {
 	if r.primary() || r.hintFor == c.cfg.ID {
-		return c.loadRaw(DataKey(bucket, key))
+		return c.loadRaw(k)
 	}
 	obj, _, err := c.deps.Hints.Get(r.hintFor, bucket, key)
 	if err != nil {
@@ -337,11 +348,11 @@ func (c *Core) loadReplica(r replica, bucket, key string) (version.Object, []byt
 	return obj, nil, nil
 }
 
-// storeReplica writes obj (encoded as enc) as this node's copy for replica r. obj already
-// includes what was stored.
-func (c *Core) storeReplica(r replica, bucket, key string, oldRaw []byte, obj version.Object, enc []byte, durable bool) error {
+// storeReplica writes obj (encoded as enc) as this node's copy for replica r (under data
+// key k when it is not a hint). obj already includes what was stored.
+func (c *Core) storeReplica(r replica, bucket, key string, k, oldRaw []byte, obj version.Object, enc []byte, durable bool) error {
 	if r.primary() || r.hintFor == c.cfg.ID {
-		return c.writeData(bucket, key, DataKey(bucket, key), oldRaw, enc, durable)
+		return c.writeData(bucket, key, k, oldRaw, enc, durable)
 	}
 	return c.keepHint(r.hintFor, bucket, key, obj)
 }
@@ -476,7 +487,7 @@ func (c *Core) handleReplicate(from string, r *pb.ReplicateRequest) *pb.Envelope
 		}
 		return replicateAck(true)
 	}
-	durable, err := c.applyMerge(r.Bucket, r.Key, obj, c.deps.Buckets.Bucket(r.Bucket).LWW(), r.Sync)
+	durable, err := c.mergeRaw(r.Bucket, r.Key, obj, r.Object, c.deps.Buckets.Bucket(r.Bucket).LWW(), r.Sync)
 	if err != nil {
 		return ErrorEnvelope(err)
 	}

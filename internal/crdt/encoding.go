@@ -219,6 +219,31 @@ func (d *decoder) str(what string) string {
 	return s
 }
 
+// strPair reads two strings that follow each other, in one allocation: a register's actor
+// and value, read on every write of a Redis string.
+func (d *decoder) strPair(what1, what2 string) (string, string) {
+	n1 := d.Uvarint(what1 + " length")
+	if d.Err == nil && n1 > uint64(d.Remaining()) {
+		d.Fail("%s length %d exceeds input", what1, n1)
+	}
+	if d.Err != nil {
+		return "", ""
+	}
+	off1 := d.Off
+	d.Off += int(n1)
+	n2 := d.Uvarint(what2 + " length")
+	if d.Err == nil && n2 > uint64(d.Remaining()) {
+		d.Fail("%s length %d exceeds input", what2, n2)
+	}
+	if d.Err != nil {
+		return "", ""
+	}
+	off2 := d.Off
+	d.Off += int(n2)
+	both := string(d.B[off1:d.Off]) // the second string's length lies between: a few bytes
+	return both[:n1], both[off2-off1:]
+}
+
 func (d *decoder) clock() version.Clock {
 	n := d.Count("clock length", 3)
 	if n == 0 {
@@ -341,8 +366,7 @@ func (d *decoder) body(depth int) State {
 			w := d.Uvarint("register wall")
 			l := d.Uvarint("register logical")
 			s.reg = lww{set: true, ts: version.HLC{Wall: int64(w>>1) ^ -int64(w&1), Logical: uint32(l)}}
-			s.reg.actor = d.str("register actor")
-			s.reg.v = d.str("register value")
+			s.reg.actor, s.reg.v = d.strPair("register actor", "register value")
 			switch {
 			case d.Err != nil:
 			case l > math.MaxUint32:
