@@ -1,5 +1,7 @@
 package storage
 
+import "unsafe"
+
 // TurnBatch gathers the unsynced writes of one event-loop turn and commits them to the
 // store underneath as one atomic batch (one Pebble commit instead of one per write),
 // while reads through it see them at once. Its owner commits it at the end of every turn,
@@ -70,7 +72,10 @@ func (t *TurnBatch) buffer(op Op) {
 		t.arena = append(t.arena, op.Value...)
 		op.Value = t.arena[len(t.arena)-len(op.Value) : len(t.arena) : len(t.arena)]
 	}
-	t.idx[string(op.Key)] = len(t.ops)
+	// The map's key is the arena's copy, not a new string: nothing overwrites those bytes
+	// before Commit empties the map (the arena only grows meanwhile, and growing leaves
+	// what was written where it was).
+	t.idx[unsafe.String(unsafe.SliceData(op.Key), len(op.Key))] = len(t.ops)
 	t.ops = append(t.ops, op)
 }
 
