@@ -91,8 +91,14 @@ func endFrame(buf []byte, start int) []byte {
 	return buf
 }
 
-// envelopeBytes is e's encoded size; it is cached in e for appendEnvelope.
-func envelopeBytes(e *pb.Envelope) int { return proto.Size(e) }
+// envelopeBytes is e's encoded size, and whether the fast path encodes it (encode.go);
+// otherwise proto.Size caches the size in e for appendEnvelope.
+func envelopeBytes(e *pb.Envelope) (size int, hot bool) {
+	if n, ok := hotSize(e); ok {
+		return n, true
+	}
+	return proto.Size(e), false
+}
 
 // framedSize is how many bytes appendEnvelope adds for an envelope of size bytes.
 func framedSize(size int) int { return protowire.SizeTag(1) + protowire.SizeBytes(size) }
@@ -100,11 +106,14 @@ func framedSize(size int) int { return protowire.SizeTag(1) + protowire.SizeByte
 // marshalCached marshals with the size proto.Size cached in the message just before.
 var marshalCached = proto.MarshalOptions{UseCachedSize: true}
 
-// appendEnvelope appends e, whose proto.Size was just computed as size, as one element of
+// appendEnvelope appends e, whose size and path envelopeBytes just gave, as one element of
 // a Batch's repeated field 1.
-func appendEnvelope(buf []byte, e *pb.Envelope, size int) ([]byte, error) {
+func appendEnvelope(buf []byte, e *pb.Envelope, size int, hot bool) ([]byte, error) {
 	buf = protowire.AppendTag(buf, 1, protowire.BytesType)
 	buf = protowire.AppendVarint(buf, uint64(size))
+	if hot {
+		return appendHot(buf, e), nil
+	}
 	return marshalCached.MarshalAppend(buf, e)
 }
 

@@ -29,7 +29,8 @@ func encodeFrame(t testing.TB, buf []byte, envs []*pb.Envelope) []byte {
 	buf, start := beginFrame(buf)
 	for _, e := range envs {
 		var err error
-		if buf, err = appendEnvelope(buf, e, envelopeBytes(e)); err != nil {
+		size, hot := envelopeBytes(e)
+		if buf, err = appendEnvelope(buf, e, size, hot); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -215,7 +215,7 @@ func (p *peer) send(calls []*call, buf []byte) []byte {
 	for _, c := range live {
 		cc.nextID++
 		c.req.Id = cc.nextID
-		size := envelopeBytes(c.req)
+		size, hot := envelopeBytes(c.req)
 		fs := framedSize(size)
 		if fs > p.t.cfg.MaxMsgBytes {
 			c.finish(nil, fmt.Errorf("%w: a %T of %d bytes to %s, limit %d", ErrFrameTooLarge, c.req.Body, fs, p.id, p.t.cfg.MaxMsgBytes))
@@ -231,7 +231,7 @@ func (p *peer) send(calls []*call, buf []byte) []byte {
 		}
 		mark := len(buf)
 		var merr error
-		if buf, merr = appendEnvelope(buf, c.req, size); merr != nil {
+		if buf, merr = appendEnvelope(buf, c.req, size, hot); merr != nil {
 			// Not expected for messages built by this program (invalid UTF-8 in a string
 			// field is the one way): fail the call and take its bytes back out.
 			buf = buf[:mark]

@@ -313,12 +313,12 @@ func (sc *serverConn) write() {
 func (t *Transport) encodeResponses(buf []byte, msgs []*pb.Envelope, to string) []byte {
 	start, inFrame, frameBytes := -1, 0, 0
 	for _, m := range msgs {
-		size := envelopeBytes(m)
+		size, hot := envelopeBytes(m)
 		fs := framedSize(size)
 		if fs > t.cfg.MaxMsgBytes {
 			t.log.Warn("internode response too large; an error sent instead", "peer", to, "type", fmt.Sprintf("%T", m.Body), "bytes", fs, "limit", t.cfg.MaxMsgBytes)
 			m = tooLargeAnswer(m.Id, fs, t.cfg.MaxMsgBytes)
-			size = envelopeBytes(m)
+			size, hot = envelopeBytes(m)
 			fs = framedSize(size)
 		}
 		if start < 0 || inFrame == t.cfg.MaxBatch || frameBytes+fs > t.cfg.MaxMsgBytes {
@@ -331,7 +331,7 @@ func (t *Transport) encodeResponses(buf []byte, msgs []*pb.Envelope, to string) 
 		}
 		mark := len(buf)
 		var err error
-		if buf, err = appendEnvelope(buf, m, size); err != nil {
+		if buf, err = appendEnvelope(buf, m, size, hot); err != nil {
 			buf = buf[:mark]
 			t.log.Error("internode response not encodable; dropped", "peer", to, "err", err)
 			continue
