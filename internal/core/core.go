@@ -220,6 +220,9 @@ type Core struct {
 	view  View
 	ready Ready
 	spare Ready // slices handed back by Recycle, for the next Ready
+	// keyBuf is the data key of the write in hand (scratchKey): every store copies the
+	// keys it keeps, so one buffer serves each write in turn.
+	keyBuf []byte
 
 	nextMsg uint64
 	calls   map[uint64]pending // outstanding messages by id

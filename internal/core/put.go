@@ -330,7 +330,7 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	var local version.Object
 	var localRaw, k []byte
 	if selfIn {
-		k = DataKey(bucket, key)
+		k = c.scratchKey(bucket, key) // used up by storeReplica below; nothing between takes another
 		if local, localRaw, err = c.loadReplica(self, bucket, key, k); err != nil {
 			fail(err)
 			return

@@ -31,6 +31,17 @@ func DataKey(bucket, key string) []byte {
 	return append(b, key...)
 }
 
+// scratchKey is DataKey in the core's own buffer, for a write's read and store: valid
+// until the next call, which the caller must not make while it still uses the key.
+func (c *Core) scratchKey(bucket, key string) []byte {
+	b := append(c.keyBuf[:0], PrefixData...)
+	b = binary.BigEndian.AppendUint32(b, uint32(ring.KeyHash(bucket, key)>>32))
+	b = append(b, bucket...)
+	b = append(b, 0)
+	c.keyBuf = append(b, key...)
+	return c.keyBuf
+}
+
 // ParseDataKey splits a store key made by DataKey.
 func ParseDataKey(k []byte) (bucket, key string, ok bool) {
 	if len(k) < len(PrefixData)+4+2 || string(k[:len(PrefixData)]) != PrefixData {
@@ -173,7 +184,7 @@ func (c *Core) applyMerge(bucket, key string, in version.Object, lww, durable bo
 // merge is in itself (a write that saw this copy, the common case of a replica write),
 // those bytes are stored as they are rather than encoded anew.
 func (c *Core) mergeRaw(bucket, key string, in version.Object, inRaw []byte, lww, durable bool) (bool, error) {
-	k := DataKey(bucket, key)
+	k := c.scratchKey(bucket, key)
 	local, raw, err := c.loadRaw(k)
 	if err != nil {
 		return false, err
