@@ -223,6 +223,8 @@ type Core struct {
 	// keyBuf is the data key of the write in hand (scratchKey): every store copies the
 	// keys it keeps, so one buffer serves each write in turn.
 	keyBuf []byte
+	// intern keeps the actor strings of the clocks this core decodes on its hot paths.
+	intern version.Interner
 
 	nextMsg uint64
 	calls   map[uint64]pending // outstanding messages by id

@@ -89,7 +89,7 @@ func (c *Core) getResponse(g *getCoord, p pending, r Response) {
 		// decode to the same object, whatever the encoding.)
 		obj = g.obj
 	default:
-		o, err := version.Decode(gr.Object)
+		o, err := version.DecodeInterned(gr.Object, &c.intern)
 		if err != nil {
 			c.log(LevelError, "replica sent a corrupt object", "replica", p.node, "err", err)
 			g.fsm.Fail(p.node)

@@ -101,7 +101,7 @@ func (c *Core) loadRaw(k []byte) (version.Object, []byte, error) {
 	if err != nil {
 		return version.Object{}, nil, fmt.Errorf("read %q: %w", k, err)
 	}
-	obj, err := version.Decode(raw)
+	obj, err := version.DecodeInterned(raw, &c.intern)
 	if err != nil {
 		return version.Object{}, nil, fmt.Errorf("stored object %q: %w", k, err)
 	}
@@ -488,7 +488,7 @@ func (c *Core) handleReplicate(from string, r *pb.ReplicateRequest) *pb.Envelope
 		return replicateAck(r.Sync)
 	}
 	c.hlcObserve(version.HLC{Wall: r.HlcWall, Logical: r.HlcLogical})
-	obj, err := version.Decode(r.Object)
+	obj, err := version.DecodeInterned(r.Object, &c.intern)
 	if err != nil {
 		return ErrorEnvelope(fmt.Errorf("%w: replicate %s/%s: %w", ErrBadRequest, r.Bucket, r.Key, err))
 	}

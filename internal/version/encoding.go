@@ -191,7 +191,33 @@ func (o Object) AppendBinary(dst []byte) []byte {
 
 // decoder reads the binary format. On the first error it records it and
 // every later read fails, so callers check err once per step.
-type decoder struct{ wire.Decoder }
+type decoder struct {
+	wire.Decoder
+	in *Interner // nil: every clock's actors are a new string
+}
+
+// Interner keeps the actor strings of the clocks decoded through it, so that decoding the
+// clock of a key written before (whose actors are the same nodes') reuses them rather than
+// allocating them again: a replica decodes two objects per write. Not safe for concurrent
+// use: a core owns one. It holds at most internMax strings, then starts over.
+type Interner struct{ m map[string]string }
+
+// internMax bounds an Interner: a cluster's actors are its nodes (each key's clock lists
+// the few that wrote it, in one string), plus one-off actors of sloppy coordination.
+const internMax = 4096
+
+// actors returns b as a string, the one kept for equal bytes if there is one.
+func (in *Interner) actors(b []byte) string {
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	if in.m == nil || len(in.m) >= internMax {
+		in.m = make(map[string]string, 64)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
+}
 
 func (d *decoder) hlc() HLC {
 	w := d.Uvarint("timestamp wall")
@@ -236,7 +262,12 @@ func (d *decoder) clock() Clock {
 		d.Fail("clock actors (%d bytes) exceed input", total)
 		return nil
 	}
-	actors := string(d.B[d.Off : d.Off+total])
+	var actors string
+	if d.in != nil {
+		actors = d.in.actors(d.B[d.Off : d.Off+total])
+	} else {
+		actors = string(d.B[d.Off : d.Off+total])
+	}
 	actorsStart := d.Off
 	// Second pass: build the entries.
 	c := make(Clock, n)
@@ -273,8 +304,12 @@ func (d *decoder) clock() Clock {
 // The returned siblings' Values alias b (without spare capacity): the caller
 // must not modify b while the Object is in use, or must use DecodeCopy.
 // Actor strings never alias b.
-func Decode(b []byte) (Object, error) {
-	o, err := decodeObject(b)
+func Decode(b []byte) (Object, error) { return DecodeInterned(b, nil) }
+
+// DecodeInterned is Decode with the clock's actors taken from in (nil: none), which
+// remembers new ones.
+func DecodeInterned(b []byte, in *Interner) (Object, error) {
+	o, err := decodeObject(b, in)
 	if err != nil {
 		return Object{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
@@ -308,8 +343,8 @@ func DecodeCopy(b []byte) (Object, error) {
 	return o, nil
 }
 
-func decodeObject(b []byte) (Object, error) {
-	d := decoder{wire.Decoder{B: b}}
+func decodeObject(b []byte, in *Interner) (Object, error) {
+	d := decoder{Decoder: wire.Decoder{B: b}, in: in}
 	if v := d.Byte("format version"); d.Err == nil && v != formatV1 {
 		return Object{}, fmt.Errorf("unknown format version %d", v)
 	}
@@ -418,7 +453,7 @@ func DecodeContext(s string) (Clock, HLC, error) {
 	if err != nil {
 		return nil, HLC{}, fmt.Errorf("%w: %w", ErrBadContext, err)
 	}
-	d := decoder{wire.Decoder{B: b}}
+	d := decoder{Decoder: wire.Decoder{B: b}}
 	if v := d.Byte("format version"); d.Err == nil && v != formatV1 {
 		return nil, HLC{}, fmt.Errorf("%w: unknown format version %d", ErrBadContext, v)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"pgregory.net/rapid"
 )
@@ -509,4 +510,38 @@ func roundTrip(t *testing.T, o Object) Object {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestDecodeInterned: decoding through an Interner gives what Decode gives, and a second
+// object with the same actors reuses their string instead of allocating it; the Interner
+// stays bounded.
+func TestDecodeInterned(t *testing.T) {
+	x := benchObject(3, 2)
+	raw := x.AppendBinary(nil)
+	var in Interner
+	a, err := DecodeInterned(raw, &in)
+	if err != nil || !a.Equal(x) {
+		t.Fatalf("DecodeInterned = %+v, %v; want %+v", a, err, x)
+	}
+	b, err := DecodeInterned(bytes.Clone(raw), &in)
+	if err != nil || !b.Equal(x) {
+		t.Fatalf("second DecodeInterned = %+v, %v", b, err)
+	}
+	if unsafe.StringData(a.Clock[0].Actor) != unsafe.StringData(b.Clock[0].Actor) {
+		t.Fatal("the second decode allocated its actors anew")
+	}
+	plain := testing.AllocsPerRun(100, func() { _, _ = Decode(raw) })
+	interned := testing.AllocsPerRun(100, func() { _, _ = DecodeInterned(raw, &in) })
+	if interned != plain-1 {
+		t.Fatalf("DecodeInterned allocates %v times, Decode %v: want one fewer", interned, plain)
+	}
+	for i := range 3 * internMax {
+		y := x.Update(x.Clock, Sibling{Dot: Dot{fmt.Sprintf("n%d.e", i), 1}, Value: []byte("v")})
+		if got, err := DecodeInterned(y.AppendBinary(nil), &in); err != nil || !got.Equal(y) {
+			t.Fatalf("object %d: %+v, %v", i, got, err)
+		}
+	}
+	if len(in.m) > internMax {
+		t.Fatalf("the Interner holds %d strings, bound %d", len(in.m), internMax)
+	}
 }
