@@ -33,17 +33,18 @@ type loop struct {
 	queue []func()
 	// The common events wait in typed queues rather than as closures: one allocation
 	// less each, for every request, answer and peer message.
-	reqs  []queuedRequest
-	resps []core.Response
-	own   []core.PeerRequest // this loop's messages to itself, back from the syncer
-	wake  chan struct{}
-	done  chan struct{} // closed when the loop has stopped
+	reqs   []queuedRequest
+	resps  []core.Response
+	own    []core.PeerRequest // this loop's messages to itself, back from the syncer
+	served []servedRequest    // peers' requests (peerRequestAsync)
+	wake   chan struct{}
+	done   chan struct{} // closed when the loop has stopped
 
 	// Owned by the loop goroutine.
 	nextID  uint64
 	clients map[uint64]chan core.Reply
-	peers   map[uint64]func(*pb.Envelope) // answers owed to peers, by request
-	local   localEvents                   // events for the core raised while carrying out a Ready
+	peers   map[uint64]transport.Responder // answers owed to peers, by request
+	local   localEvents                    // events for the core raised while carrying out a Ready
 	// localSpare is local's other buffer: flush steps one while the next fills the other.
 	localSpare localEvents
 	timer      *time.Timer
@@ -69,7 +70,7 @@ type loop struct {
 
 func newLoop(n *Node, c *core.Core, shard int, batch *storage.TurnBatch) *loop {
 	l := &loop{n: n, c: c, shard: shard, batch: batch, log: n.log.With("shard", shard), start: n.clock.Now(), self: n.cfg.ID, wake: make(chan struct{}, 1),
-		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]func(*pb.Envelope){},
+		done: make(chan struct{}), clients: map[uint64]chan core.Reply{}, peers: map[uint64]transport.Responder{},
 		repairs: map[uint64]*repairWatch{}, reaps: map[uint64]chan core.ReapDone{}}
 	l.answered = l.onAnswer
 	return l
@@ -206,10 +207,11 @@ func (l *loop) run(ctx context.Context) {
 	l.timer = time.NewTimer(time.Hour)
 	defer l.timer.Stop()
 	var (
-		batch []func()
-		reqs  []queuedRequest
-		resps []core.Response
-		own   []core.PeerRequest
+		batch  []func()
+		reqs   []queuedRequest
+		resps  []core.Response
+		own    []core.PeerRequest
+		served []servedRequest
 	)
 	for {
 		select {
@@ -226,6 +228,7 @@ func (l *loop) run(ctx context.Context) {
 		reqs, l.reqs = l.reqs, reqs[:0]
 		resps, l.resps = l.resps, resps[:0]
 		own, l.own = l.own, own[:0]
+		served, l.served = l.served, served[:0]
 		l.mu.Unlock()
 		for i, f := range batch {
 			f()
@@ -239,6 +242,10 @@ func (l *loop) run(ctx context.Context) {
 		for i := range own {
 			l.step(own[i])
 			own[i] = core.PeerRequest{}
+		}
+		for i := range served {
+			l.stepServed(served[i])
+			served[i] = servedRequest{}
 		}
 		for i := range reqs {
 			q := &reqs[i]
@@ -368,7 +375,7 @@ func (l *loop) carryOut(ctx context.Context, t *turnOut) {
 		l.send(m)
 	}
 	for _, a := range t.answers {
-		a.respond(a.env)
+		a.respond.Respond(a.env)
 	}
 	for _, r := range t.replies {
 		r.ch <- r.r
@@ -466,7 +473,7 @@ type turnOut struct {
 }
 
 type peerAnswer struct {
-	respond func(*pb.Envelope)
+	respond transport.Responder
 	env     *pb.Envelope
 }
 
@@ -578,7 +585,7 @@ func (l *loop) failTurn(t *turnOut, err error) {
 		lost(r.ID)
 	}
 	for _, a := range t.answers {
-		a.respond(core.ErrorEnvelope(err))
+		a.respond.Respond(core.ErrorEnvelope(err))
 	}
 	for _, r := range t.replies {
 		r.ch <- core.Reply{ID: r.r.ID, Err: err}
@@ -596,7 +603,7 @@ func (l *loop) failTurn(t *turnOut, err error) {
 func (l *loop) send(m core.Message) {
 	id := m.ID
 	if m.To == l.self {
-		l.n.serve(l.self, m.Env, func(e *pb.Envelope) { l.submitResponse(core.Response{ID: id, Env: e}) })
+		l.n.serve(l.self, m.Env, transport.ResponderFunc(func(e *pb.Envelope) { l.submitResponse(core.Response{ID: id, Env: e}) }))
 		return
 	}
 	l.n.tr.Send(l.start.Add(m.Deadline), m.To, m.Env, id, l.answered)

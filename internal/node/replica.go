@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/quorumkv/quorumkv/internal/core"
+	"github.com/quorumkv/quorumkv/internal/transport"
 	"github.com/quorumkv/quorumkv/internal/transport/pb"
 )
 
@@ -13,7 +14,7 @@ import (
 // loop of the shard that owns them.
 func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.Envelope {
 	ch := make(chan *pb.Envelope, 1)
-	n.HandleAsync(ctx, from, req, func(e *pb.Envelope) { ch <- e })
+	n.HandleAsync(ctx, from, req, transport.ResponderFunc(func(e *pb.Envelope) { ch <- e }))
 	select {
 	case a := <-ch:
 		return a
@@ -24,9 +25,9 @@ func (n *Node) Handle(ctx context.Context, from string, req *pb.Envelope) *pb.En
 
 // HandleAsync takes an internode request without holding a goroutine
 // (transport.AsyncHandler): the owning shard's loop answers it through respond.
-func (n *Node) HandleAsync(ctx context.Context, from string, req *pb.Envelope, respond func(*pb.Envelope)) {
+func (n *Node) HandleAsync(ctx context.Context, from string, req *pb.Envelope, respond transport.Responder) {
 	if !n.ready.Load() {
-		respond(core.ErrorEnvelope(fmt.Errorf("%w: node %s is starting", ErrUnavailable, n.cfg.ID)))
+		respond.Respond(core.ErrorEnvelope(fmt.Errorf("%w: node %s is starting", ErrUnavailable, n.cfg.ID)))
 		return
 	}
 	n.serve(from, req, respond)
@@ -35,7 +36,7 @@ func (n *Node) HandleAsync(ctx context.Context, from string, req *pb.Envelope, r
 // serve hands a peer's request to the loop of the shard that owns it; a handoff batch,
 // which spans shards, is checked whole, split, and answered once every shard has merged
 // its part.
-func (n *Node) serve(from string, req *pb.Envelope, respond func(*pb.Envelope)) {
+func (n *Node) serve(from string, req *pb.Envelope, respond transport.Responder) {
 	if ho := req.GetHandoff(); ho != nil && len(n.loops) > 1 {
 		n.serveHandoff(from, ho, respond)
 		return
@@ -43,30 +44,30 @@ func (n *Node) serve(from string, req *pb.Envelope, respond func(*pb.Envelope)) 
 	n.loops[n.shardOf(req)].peerRequestAsync(from, req, respond)
 }
 
-func (n *Node) serveHandoff(from string, ho *pb.HandoffRequest, respond func(*pb.Envelope)) {
+func (n *Node) serveHandoff(from string, ho *pb.HandoffRequest, respond transport.Responder) {
 	parts, err := core.SplitHandoff(n.coreCfg, ho, len(n.loops))
 	if err != nil {
-		respond(core.ErrorEnvelope(err))
+		respond.Respond(core.ErrorEnvelope(err))
 		return
 	}
 	var mu sync.Mutex
 	g := core.NewHandoffGather(parts)
 	if !g.Waiting() {
-		respond(g.Answer())
+		respond.Respond(g.Answer())
 		return
 	}
 	for s, p := range parts {
 		if p == nil {
 			continue
 		}
-		n.loops[s].peerRequestAsync(from, &pb.Envelope{Body: &pb.Envelope_Handoff{Handoff: p}}, func(e *pb.Envelope) {
+		n.loops[s].peerRequestAsync(from, &pb.Envelope{Body: &pb.Envelope_Handoff{Handoff: p}}, transport.ResponderFunc(func(e *pb.Envelope) {
 			mu.Lock()
 			ans, done := g.Add(e)
 			mu.Unlock()
 			if done {
-				respond(ans)
+				respond.Respond(ans)
 			}
-		})
+		}))
 	}
 }
 
@@ -77,13 +78,26 @@ func (n *Node) serveHandoff(from string, ho *pb.HandoffRequest, respond func(*pb
 const servedID = uint64(1) << 63
 
 // peerRequestAsync steps a peer's request on the loop; respond gets the core's answer.
-func (l *loop) peerRequestAsync(from string, req *pb.Envelope, respond func(*pb.Envelope)) {
-	l.submit(func() {
-		l.nextID++
-		id := l.nextID | servedID
-		l.peers[id] = respond
-		l.step(core.PeerRequest{From: from, ID: id, Env: req})
-	})
+func (l *loop) peerRequestAsync(from string, req *pb.Envelope, respond transport.Responder) {
+	l.mu.Lock()
+	l.served = append(l.served, servedRequest{from, req, respond})
+	l.mu.Unlock()
+	l.signal()
+}
+
+// servedRequest is a peer's request waiting for the loop.
+type servedRequest struct {
+	from    string
+	req     *pb.Envelope
+	respond transport.Responder
+}
+
+// stepServed steps a peer's request, keeping how to answer it.
+func (l *loop) stepServed(r servedRequest) {
+	l.nextID++
+	id := l.nextID | servedID
+	l.peers[id] = r.respond
+	l.step(core.PeerRequest{From: r.from, ID: id, Env: r.req})
 }
 
 func errorEnvelope(err error) *pb.Envelope { return core.ErrorEnvelope(err) }

@@ -166,9 +166,8 @@ func (t *Transport) accept(sc *serverConn) (string, *bufio.Reader, bool) {
 
 // dispatch hands one request to the handler.
 func (t *Transport) dispatch(sc *serverConn, async AsyncHandler, m *pb.Envelope) {
-	id := m.Id
 	if async != nil {
-		async.HandleAsync(sc.ctx, sc.from, m, func(resp *pb.Envelope) { t.respond(sc, id, resp, false) })
+		async.HandleAsync(sc.ctx, sc.from, m, Responder{t: t, sc: sc, id: m.Id})
 		return
 	}
 	j := job{sc: sc, req: m}

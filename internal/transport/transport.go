@@ -74,12 +74,35 @@ type Handler interface {
 }
 
 // AsyncHandler is a Handler that can also take requests without holding a goroutine:
-// HandleAsync must not block; it calls respond exactly once, from any goroutine, with the
-// response envelope (or nil for none), whose Id the transport sets. A Handler that
-// implements it gets every request through it, on the connection's reader goroutine.
+// HandleAsync must not block; it calls respond.Respond exactly once, from any goroutine,
+// with the response envelope (or nil for none), whose Id the transport sets. A Handler
+// that implements it gets every request through it, on the connection's reader goroutine.
 type AsyncHandler interface {
 	Handler
-	HandleAsync(ctx context.Context, from string, req *pb.Envelope, respond func(*pb.Envelope))
+	HandleAsync(ctx context.Context, from string, req *pb.Envelope, respond Responder)
+}
+
+// Responder answers one request taken by an AsyncHandler. It is a small value, not a
+// closure, so that taking a request allocates nothing for its answer's way back; a
+// handler may keep it as long as it needs to.
+type Responder struct {
+	t  *Transport
+	sc *serverConn
+	id uint64
+	fn func(*pb.Envelope) // set by ResponderFunc: answered by a call instead
+}
+
+// ResponderFunc is a Responder that calls fn with the answer: for callers that relay an
+// answer themselves (a synchronous wrapper, an answer gathered from parts).
+func ResponderFunc(fn func(*pb.Envelope)) Responder { return Responder{fn: fn} }
+
+// Respond sends resp (nil: no answer) to the asker.
+func (r Responder) Respond(resp *pb.Envelope) {
+	if r.fn != nil {
+		r.fn(resp)
+		return
+	}
+	r.t.respond(r.sc, r.id, resp, false)
 }
 
 // Resolver maps a node ID to its current RPC address.
