@@ -39,6 +39,15 @@ func BenchmarkMerge(b *testing.B) {
 			}
 		})
 	}
+	// A replica's merge of a newer write into its copy: the write saw the copy.
+	b.Run("superseding", func(b *testing.B) {
+		x := benchObject(1, 10)
+		y := x.Update(x.Clock, Sibling{Dot: Dot{"n2.0b11d4", x.Clock.Get("n2.0b11d4") + 1}, Value: bytes.Repeat([]byte{'z'}, 100)})
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = Merge(x, y)
+		}
+	})
 	// A read's merges when its replicas agree: the first reply into nothing, then an
 	// equal one (decoded apart).
 	b.Run("in-step", func(b *testing.B) {
