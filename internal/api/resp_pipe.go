@@ -118,10 +118,16 @@ type pipe struct {
 	lanes   map[string]*lane
 	// freeLanes are emptied lanes kept for reuse (at most maxInFlight).
 	freeLanes []*lane
-	writing   bool        // a goroutine is writing replies
-	wbuf      []byte      // the writer's buffer; owned by the goroutine that set writing
-	hold      *time.Timer // writes held-back replies once holdFor has passed
-	holding   bool        // hold is armed
+	// freeJobs are jobs whose replies were written, kept for reuse with their reply
+	// buffers and argument slices (at most maxInFlight): nothing refers to a job once its
+	// reply is written (it has left the queue, its lanes and its worker). Their argument
+	// bytes are not reused: a command that gave up on its node call (a cancelled
+	// connection) may have left them with the node's loop.
+	freeJobs []*job
+	writing  bool        // a goroutine is writing replies
+	wbuf     []byte      // the writer's buffer; owned by the goroutine that set writing
+	hold     *time.Timer // writes held-back replies once holdFor has passed
+	holding  bool        // hold is armed
 
 	inline reply // the unpipelined path's reply, owned by the connection's goroutine
 }
@@ -198,7 +204,7 @@ func (p *pipe) admit(args [][]byte) bool {
 			return false
 		}
 	}
-	j := &job{}
+	j := p.newJob()
 	cmd := p.r.check(p.c, &j.rep, args)
 	switch {
 	case cmd == nil: // refused: answered
@@ -208,8 +214,9 @@ func (p *pipe) admit(args [][]byte) bool {
 		p.drain()
 		p.slots <- struct{}{}
 		p.r.runChecked(ctx, p.c, &j.rep, cmd, args)
+		quit := j.rep.quit // j is another goroutine's to write, and reuse, once enqueued
 		p.enqueue(j, true)
-		if j.rep.quit {
+		if quit {
 			return false
 		}
 	case cmd.first == 0: // no key, no connection state: answered at once
@@ -240,7 +247,11 @@ func argBytes(args [][]byte) int {
 // copyArgs keeps the arguments: redcon reuses its read buffer once the handler returns.
 func (j *job) copyArgs(args [][]byte) {
 	j.args = make([]byte, 0, argBytes(args))
-	j.argv = make([][]byte, len(args))
+	if cap(j.argv) >= len(args) {
+		j.argv = j.argv[:len(args)]
+	} else {
+		j.argv = make([][]byte, len(args))
+	}
 	for i, a := range args {
 		j.args = append(j.args, a...)
 		j.argv[i] = j.args[len(j.args)-len(a) : len(j.args) : len(j.args)]
@@ -283,6 +294,30 @@ func (j *job) waitRan() chan struct{} {
 		j.ran = make(chan struct{})
 	}
 	return j.ran
+}
+
+// newJob returns an empty job, reusing one whose reply was written.
+func (p *pipe) newJob() *job {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.freeJobs); n > 0 {
+		j := p.freeJobs[n-1]
+		p.freeJobs = p.freeJobs[:n-1]
+		return j
+	}
+	return &job{}
+}
+
+// recycle keeps j, whose reply has been written, for a later command; p.mu held.
+func (p *pipe) recycle(j *job) {
+	if len(p.freeJobs) >= maxInFlight || cap(j.rep.b) > 4<<10 {
+		return // a large reply's buffer is not worth keeping
+	}
+	clear(j.argv[:cap(j.argv)])
+	clear(j.deps[:cap(j.deps)])
+	clear(j.keys1[:])
+	*j = job{argv: j.argv[:0], deps: j.deps[:0], rep: reply{b: j.rep.b[:0]}}
+	p.freeJobs = append(p.freeJobs, j)
 }
 
 // newLane returns an empty lane, reusing one freed by an earlier command; p.mu held.
@@ -395,6 +430,7 @@ func (p *pipe) write(force bool) {
 			j := p.queue[p.head]
 			buf = append(buf, j.rep.b...)
 			quit = quit || j.rep.quit
+			p.recycle(j)
 			p.queue[p.head] = nil
 			p.head = (p.head + 1) % maxInFlight
 			p.n--
