@@ -207,40 +207,36 @@ func Decode(b []byte) (State, error) {
 type decoder struct{ wire.Decoder }
 
 func (d *decoder) str(what string) string {
-	n := d.Uvarint(what + " length")
-	if d.Err == nil && n > uint64(d.Remaining()) {
-		d.Fail("%s length %d exceeds input", what, n)
-	}
+	off, n := d.span(what)
 	if d.Err != nil {
 		return ""
 	}
-	s := string(d.B[d.Off : d.Off+int(n)])
-	d.Off += int(n)
-	return s
+	return string(d.B[off : off+n])
+}
+
+// span reads a string's length and steps over its bytes, returning where they lie.
+func (d *decoder) span(what string) (off, n int) {
+	l := d.Uvarint(what + " length")
+	if d.Err == nil && l > uint64(d.Remaining()) {
+		d.Fail("%s length %d exceeds input", what, l)
+	}
+	if d.Err != nil {
+		return 0, 0
+	}
+	off = d.Off
+	d.Off += int(l)
+	return off, int(l)
 }
 
 // strPair reads two strings that follow each other, in one allocation: a register's actor
 // and value, read on every write of a Redis string.
 func (d *decoder) strPair(what1, what2 string) (string, string) {
-	n1 := d.Uvarint(what1 + " length")
-	if d.Err == nil && n1 > uint64(d.Remaining()) {
-		d.Fail("%s length %d exceeds input", what1, n1)
-	}
+	off1, n1 := d.span(what1)
+	off2, n2 := d.span(what2)
 	if d.Err != nil {
 		return "", ""
 	}
-	off1 := d.Off
-	d.Off += int(n1)
-	n2 := d.Uvarint(what2 + " length")
-	if d.Err == nil && n2 > uint64(d.Remaining()) {
-		d.Fail("%s length %d exceeds input", what2, n2)
-	}
-	if d.Err != nil {
-		return "", ""
-	}
-	off2 := d.Off
-	d.Off += int(n2)
-	both := string(d.B[off1:d.Off]) // the second string's length lies between: a few bytes
+	both := string(d.B[off1 : off2+n2]) // the second string's length lies between: a few bytes
 	return both[:n1], both[off2-off1:]
 }
 

@@ -184,6 +184,11 @@ func Merge(a, b Object) Object {
 	if supersedes(a, b) {
 		return a
 	}
+	return mergeWalk(a, b)
+}
+
+// mergeWalk is Merge's general case: it walks both objects' siblings in dot order.
+func mergeWalk(a, b Object) Object {
 	sibs := make([]Sibling, 0, len(a.Siblings)+len(b.Siblings))
 	i, j := 0, 0
 	for i < len(a.Siblings) || j < len(b.Siblings) {

@@ -454,8 +454,8 @@ func TestMergeSupersedes(t *testing.T) {
 	}
 }
 
-// TestPropMergeFastPaths: Merge, with its shortcuts, gives what the general sibling walk
-// gives, for any two valid objects.
+// TestPropMergeFastPaths: Merge, with its shortcuts, gives what its general sibling walk
+// (mergeWalk) gives, for any two valid objects.
 func TestPropMergeFastPaths(t *testing.T) {
 	for _, arbitrary := range []bool{false, true} {
 		t.Run(fmt.Sprintf("arbitraryContent=%v", arbitrary), func(t *testing.T) {
@@ -471,35 +471,6 @@ func TestPropMergeFastPaths(t *testing.T) {
 			})
 		})
 	}
-}
-
-// mergeWalk is Merge without its shortcuts: the sibling walk alone.
-func mergeWalk(a, b Object) Object {
-	var sibs []Sibling
-	i, j := 0, 0
-	for i < len(a.Siblings) || j < len(b.Siblings) {
-		switch {
-		case j == len(b.Siblings) || i < len(a.Siblings) && a.Siblings[i].Dot.Compare(b.Siblings[j].Dot) < 0:
-			if x := a.Siblings[i]; !b.Clock.Contains(x.Dot) {
-				sibs = append(sibs, x)
-			}
-			i++
-		case i == len(a.Siblings) || a.Siblings[i].Dot.Compare(b.Siblings[j].Dot) > 0:
-			if y := b.Siblings[j]; !a.Clock.Contains(y.Dot) {
-				sibs = append(sibs, y)
-			}
-			j++
-		default:
-			x, y := a.Siblings[i], b.Siblings[j]
-			if x.compareContent(y) < 0 {
-				x = y
-			}
-			sibs = append(sibs, x)
-			i++
-			j++
-		}
-	}
-	return Object{Clock: Join(a.Clock, b.Clock), Siblings: sibs}
 }
 
 // roundTrip round-trips o through its encoding: an equal object in new memory.
