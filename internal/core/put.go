@@ -389,8 +389,11 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	if selfIn {
 		// Stored at once. A value or tombstone is not synced yet: the message to itself below
 		// syncs it (its answer waits for the sync), while the other replicas get the object in
-		// parallel; should the node crash before the sync, that write was never acknowledged,
-		// and a later dot of the same actor may supersede it. A counter, set, flag or map is
+		// parallel. Should the node crash before the sync, the write is lost here, and a later
+		// dot of the same actor may supersede it at the other replicas. That is harmless when
+		// the write was never acknowledged, but quorum.Put counts any W acks, so W other
+		// replicas may have answered the client first: for the sync window and an fsync, an
+		// acknowledged write is exposed to kv679's hazard (see Identity.load). A counter, set, flag or map is
 		// synced before anything of this turn leaves: its per-actor counters and dots come
 		// from this copy, and a copy that lost an increment others hold would count a later
 		// one with the same counter, which merges (max per actor) would swallow. A register
