@@ -23,66 +23,53 @@ import (
 // this program builds carry no unknown fields, which the fast path would leave out.
 
 // hotBody returns e's body when it is one of the four hot kinds (with every string valid
-// UTF-8, when asked to check), and its encoded size; nil when proto must encode e.
-func hotBody(e *pb.Envelope, check bool) (body any, size int) {
+// UTF-8, when asked to check), its envelope field number and its encoded size; nil when
+// proto must encode e.
+func hotBody(e *pb.Envelope, check bool) (body any, field protowire.Number, size int) {
 	switch b := e.Body.(type) {
 	case *pb.Envelope_Get:
 		m := b.Get
 		if m == nil || check && !validStrings(m.Bucket, m.Key, m.HintFor) {
-			return nil, 0
+			return nil, 0, 0
 		}
-		return m, sizeString(1, m.Bucket) + sizeString(2, m.Key) + sizeString(3, m.HintFor)
+		return m, fieldGet, sizeString(1, m.Bucket) + sizeString(2, m.Key) + sizeString(3, m.HintFor)
 	case *pb.Envelope_GetResp:
 		m := b.GetResp
 		if m == nil {
-			return nil, 0
+			return nil, 0, 0
 		}
-		return m, sizeBool(1, m.Found) + sizeBytes(2, m.Object) + sizeVarint(3, uint64(m.HlcWall)) + sizeVarint(4, uint64(m.HlcLogical))
+		return m, fieldGetResp, sizeBool(1, m.Found) + sizeBytes(2, m.Object) + sizeVarint(3, uint64(m.HlcWall)) + sizeVarint(4, uint64(m.HlcLogical))
 	case *pb.Envelope_Replicate:
 		m := b.Replicate
 		if m == nil || check && !validStrings(m.Bucket, m.Key, m.HintFor) {
-			return nil, 0
+			return nil, 0, 0
 		}
-		return m, sizeString(1, m.Bucket) + sizeString(2, m.Key) + sizeBytes(3, m.Object) + sizeBool(4, m.Sync) +
+		return m, fieldReplicate, sizeString(1, m.Bucket) + sizeString(2, m.Key) + sizeBytes(3, m.Object) + sizeBool(4, m.Sync) +
 			sizeVarint(5, uint64(m.HlcWall)) + sizeVarint(6, uint64(m.HlcLogical)) + sizeString(7, m.HintFor)
 	case *pb.Envelope_ReplicateResp:
 		m := b.ReplicateResp
 		if m == nil {
-			return nil, 0
+			return nil, 0, 0
 		}
-		return m, sizeBool(1, m.Durable)
+		return m, fieldReplicateResp, sizeBool(1, m.Durable)
 	}
-	return nil, 0
-}
-
-// bodyField is the envelope field number of a hot body (internode.proto).
-func bodyField(body any) protowire.Number {
-	switch body.(type) {
-	case *pb.GetRequest:
-		return fieldGet
-	case *pb.GetResponse:
-		return fieldGetResp
-	case *pb.ReplicateRequest:
-		return fieldReplicate
-	default:
-		return fieldReplicateResp
-	}
+	return nil, 0, 0
 }
 
 // hotSize is e's encoded size through the fast path; ok false when proto must encode e.
 func hotSize(e *pb.Envelope) (size int, ok bool) {
-	body, n := hotBody(e, true)
+	body, field, n := hotBody(e, true)
 	if body == nil {
 		return 0, false
 	}
-	return sizeVarint(fieldID, e.Id) + protowire.SizeTag(bodyField(body)) + protowire.SizeBytes(n), true
+	return sizeVarint(fieldID, e.Id) + protowire.SizeTag(field) + protowire.SizeBytes(n), true
 }
 
 // appendHot appends e's encoding; e is one hotSize took.
 func appendHot(buf []byte, e *pb.Envelope) []byte {
-	body, n := hotBody(e, false)
+	body, field, n := hotBody(e, false)
 	buf = appendVarint(buf, fieldID, e.Id)
-	buf = protowire.AppendTag(buf, bodyField(body), protowire.BytesType)
+	buf = protowire.AppendTag(buf, field, protowire.BytesType)
 	buf = protowire.AppendVarint(buf, uint64(n))
 	switch m := body.(type) {
 	case *pb.GetRequest:

@@ -206,8 +206,12 @@ type Interner struct{ m map[string]string }
 // the few that wrote it, in one string), plus one-off actors of sloppy coordination.
 const internMax = 4096
 
-// actors returns b as a string, the one kept for equal bytes if there is one.
+// actors returns b as a string, the one kept for equal bytes if there is one (a new one
+// from a nil Interner).
 func (in *Interner) actors(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
 	if s, ok := in.m[string(b)]; ok {
 		return s
 	}
@@ -262,12 +266,7 @@ func (d *decoder) clock() Clock {
 		d.Fail("clock actors (%d bytes) exceed input", total)
 		return nil
 	}
-	var actors string
-	if d.in != nil {
-		actors = d.in.actors(d.B[d.Off : d.Off+total])
-	} else {
-		actors = string(d.B[d.Off : d.Off+total])
-	}
+	actors := d.in.actors(d.B[d.Off : d.Off+total])
 	actorsStart := d.Off
 	// Second pass: build the entries.
 	c := make(Clock, n)
