@@ -53,6 +53,11 @@ type wnode struct {
 	up    bool
 	down  bool // seen down by the others' failure detectors
 	timer time.Duration
+	// syncDelay, when set, is how long a sync takes: a turn that asks for one (Ready.Sync)
+	// sends nothing until then, and a crash before then loses its writes and its output,
+	// as the server's syncer would (script command syncdelay).
+	syncDelay time.Duration
+	life      int // bumped by a crash: output held for a sync of an earlier life is dropped
 }
 
 type fixedBuckets map[string]core.BucketProps
@@ -206,11 +211,40 @@ func (w *world) step(nd *wnode, ev core.Event) {
 func (w *world) drain(nd *wnode) {
 	rd := nd.core.Ready()
 	nd.core.Advance()
-	if rd.Sync {
-		if err := nd.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
-			w.t.Fatal(err)
-		}
+	switch {
+	case rd.Sync && nd.syncDelay > 0:
+		life := nd.life
+		w.at(w.now+nd.syncDelay, func() {
+			if nd.up && nd.life == life {
+				w.syncStore(nd)
+				w.send(nd, rd)
+			}
+		})
+	case rd.Sync:
+		w.syncStore(nd)
+		w.send(nd, rd)
+	default:
+		w.send(nd, rd)
 	}
+	if t, ok := nd.core.NextTimer(); ok && (nd.timer < 0 || t < nd.timer || nd.timer <= w.now) {
+		nd.timer = t
+		w.at(t, func() {
+			if nd.up {
+				nd.timer = -1
+				w.step(nd, core.Tick{})
+			}
+		})
+	}
+}
+
+func (w *world) syncStore(nd *wnode) {
+	if err := nd.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// send carries out what a Ready sends: messages, answers, replies, repairs.
+func (w *world) send(nd *wnode, rd core.Ready) {
 	for _, m := range rd.Messages {
 		w.deliver(nd, m)
 	}
@@ -228,15 +262,6 @@ func (w *world) drain(nd *wnode) {
 	}
 	w.repairs = append(w.repairs, rd.Repairs...)
 	w.reaped = append(w.reaped, rd.Reaped...)
-	if t, ok := nd.core.NextTimer(); ok && (nd.timer < 0 || t < nd.timer || nd.timer <= w.now) {
-		nd.timer = t
-		w.at(t, func() {
-			if nd.up {
-				nd.timer = -1
-				w.step(nd, core.Tick{})
-			}
-		})
-	}
 }
 
 // deliver sends a message: after a hop it reaches its target, unless the link is cut or
@@ -313,6 +338,7 @@ func (w *world) request(name, via string, req core.ClientRequest) {
 func (w *world) crash(id string) {
 	nd := w.node(id)
 	nd.up = false
+	nd.life++
 	nd.store = nd.store.CrashClone()
 }
 

@@ -87,16 +87,14 @@ func InitEpoch(st storage.Store, fresh string) error {
 // restarts add no version-vector entries (a key written after each of a hundred restarts
 // carries one entry for this node). Counters restart past the persisted lease, so no dot
 // is minted twice. That the actor survives a kill -9 rests on the coordinator's own ack
-// being durable: a write acknowledged with that ack among its W is on this node's disk, so
-// its next dot for a key (whose version-vector entry covers every earlier dot of the
-// actor) never covers an acknowledged write it lacks (Riak's kv679). A write in flight when
-// the node crashed was never acknowledged; if its unsynced copy is lost here while another
-// replica holds it, a later dot may supersede it, as a lost unacknowledged write may be.
-// Not closed yet: a write that W other replicas acknowledged before this node's sync (the
-// sync window and an fsync) is exposed the same way, acknowledged. Taking a new epoch on a
-// start after an unclean stop, as Riak does, would close it. CRDT states are synced before
-// they leave (see coordinate). A store that lost everything (a wiped disk) gets a new
-// epoch, hence a new actor.
+// being durable and required (quorum.PutSpec.Own): every acknowledged write this node
+// coordinated is on its disk, so its next dot for a key (whose version-vector entry covers
+// every earlier dot of the actor) never covers an acknowledged write it lacks (Riak's
+// kv679). A write in flight when the node crashed was never acknowledged; if its unsynced
+// copy is lost here while another replica holds it, a later dot may supersede it, as a
+// lost unacknowledged write may be (testdata/kv679). CRDT states are synced before they
+// leave (see coordinate). A store that lost everything (a wiped disk) gets a new epoch,
+// hence a new actor.
 func (id *Identity) load(nodeID string, st storage.Store) error {
 	id.st = st
 	epoch, err := st.Get([]byte(keyEpoch))

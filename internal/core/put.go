@@ -319,11 +319,14 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		return
 	}
 	self, selfIn := rs.find(c.cfg.ID)
-	// The coordinator's own ack is always a durable one: its copy is synced before that
-	// ack counts, so no write is acknowledged that a crash of the coordinator could lose
-	// from its own copy, and the actor survives restarts without kv679's hazard (see
-	// identity.load). With W=1 that copy may also be the only one when the client hears
-	// "ok". DW asks every counted ack to be synced.
+	// The coordinator's own ack is always a durable one, and a coordinator that is a
+	// primary of the key answers "ok" only with it (spec.Own): no write is acknowledged
+	// that a crash of the coordinator could lose from its own copy, so the actor survives
+	// restarts without kv679's hazard (see Identity.load). With W=1 that copy is the one
+	// the client heard "ok" from. DW asks every counted ack to be synced.
+	if selfIn && self.primary() {
+		spec.Own = c.cfg.ID
+	}
 	sync := spec.DW > 0
 	localSync := true
 
@@ -390,10 +393,9 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		// Stored at once. A value or tombstone is not synced yet: the message to itself below
 		// syncs it (its answer waits for the sync), while the other replicas get the object in
 		// parallel. Should the node crash before the sync, the write is lost here, and a later
-		// dot of the same actor may supersede it at the other replicas. That is harmless when
-		// the write was never acknowledged, but quorum.Put counts any W acks, so W other
-		// replicas may have answered the client first: for the sync window and an fsync, an
-		// acknowledged write is exposed to kv679's hazard (see Identity.load). A counter, set, flag or map is
+		// dot of the same actor may supersede it at the other replicas. That is harmless
+		// because the write was never acknowledged: the answer waits for this node's ack
+		// (spec.Own), however many other replicas answered first. A counter, set, flag or map is
 		// synced before anything of this turn leaves: its per-actor counters and dots come
 		// from this copy, and a copy that lost an increment others hold would count a later
 		// one with the same counter, which merges (max per actor) would swallow. A register
@@ -414,8 +416,9 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	c.puts[pc.id] = pc
 	// Every replica acks through a message, this node's own too: its copy is stored above,
 	// at once (the actor rules need the coordinator's copy to hold every dot it minted), and
-	// the message to itself merges as a no-op and acks — immediately in the server, after a
-	// disk latency in the simulator, whose model (PBS's WARS) treats every replica alike.
+	// the message to itself merges as a no-op and acks once synced — after the sync window
+	// in the server, after a disk latency in the simulator, whose model (PBS's WARS) treats
+	// every replica alike.
 	for _, r := range rs.reps {
 		sync := pc.sync
 		if r.node == c.cfg.ID {
@@ -477,7 +480,9 @@ func (c *Core) putHedge(pc *putCoord) {
 		return // waiting for the other ring's replicas: no stand-in needed
 	}
 	for _, r := range pc.rs.reps {
-		if r.primary() && pc.fsm.Waiting(r.node) {
+		// Not for this node's own copy: the write needs that ack itself (spec.Own), and a
+		// slow sync is not a slow replica.
+		if r.primary() && r.node != c.cfg.ID && pc.fsm.Waiting(r.node) {
 			c.standIn(pc, r.node)
 		}
 	}

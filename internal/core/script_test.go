@@ -314,6 +314,10 @@ func TestScripts(t *testing.T) {
 				}
 				w.pushViews()
 				return ""
+			case "syncdelay": // syncdelay n1 ms=50: n1's syncs take that long (0: at once)
+				ms, _ := strconv.Atoi(args["ms"])
+				w.node(pos[0]).syncDelay = time.Duration(ms) * time.Millisecond
+				return ""
 			case "crash":
 				for _, id := range pos {
 					w.crash(id)

@@ -116,6 +116,25 @@ func TestPut(t *testing.T) {
 			events: "x a T", outcomes: "PPPF",
 			err: &QuorumError{Kind: "w", Required: 3, Acks: 2, Timeout: true}},
 
+		// The coordinator's own ack (Own) is needed, however many others came first.
+		{name: "own waits for its ack", spec: PutSpec{W: 2, Own: "a"}, targets: abc,
+			events: "b c a", outcomes: "PPPS"},
+		{name: "own counts toward w", spec: PutSpec{W: 1, Own: "a"}, targets: abc,
+			events: "a", outcomes: "PS"},
+		{name: "w1 with own does not take another ack", spec: PutSpec{W: 1, Own: "a"}, targets: abc,
+			events: "b a", outcomes: "PPS"},
+		{name: "own failed fails the write", spec: PutSpec{W: 2, Own: "a"}, targets: abc,
+			events: "b -a c", outcomes: "PPFF",
+			err: &QuorumError{Kind: "local", Required: 1, Acks: 0}},
+		{name: "own timeout", spec: PutSpec{W: 2, Own: "a"}, targets: abc,
+			events: "b c T", outcomes: "PPPF",
+			err: &QuorumError{Kind: "local", Required: 1, Acks: 0, Timeout: true}},
+		{name: "w is reported before own", spec: PutSpec{W: 3, Own: "a"}, targets: abc,
+			events: "b T", outcomes: "PPF",
+			err: &QuorumError{Kind: "w", Required: 3, Acks: 1, Timeout: true}},
+		{name: "own not a target fails at once", spec: PutSpec{W: 1, Own: "z"}, targets: abc,
+			outcomes: "F", err: &QuorumError{Kind: "local", Required: 1, Acks: 0}},
+
 		// Duplicates and strangers.
 		{name: "duplicate acks count once", spec: PutSpec{W: 2}, targets: abc,
 			events: "a a a", outcomes: "PPPP"},

@@ -24,7 +24,7 @@ var ErrBadQuorum = errors.New("quorum: bad quorum value")
 
 // QuorumError reports a request that did not get enough acknowledgements.
 type QuorumError struct {
-	Kind     string // "r", "pr", "w", "pw" or "dw": the first requirement not met
+	Kind     string // "r", "pr", "w", "pw", "dw" or "local" (PutSpec.Own): the first requirement not met
 	Required int
 	Acks     int
 	Timeout  bool // true when the deadline passed, false when the replies ruled it out
@@ -91,10 +91,15 @@ const (
 // PutSpec says what a write needs.
 type PutSpec struct {
 	W, PW, DW int
+	// Own, when set, is a target whose ack the write needs besides the counts: the
+	// coordinator's own primary copy, which must be durable before the write is
+	// acknowledged (the actor rules rest on it; see core.Identity). It counts toward W like
+	// any ack; a write it failed fails with kind "local".
+	Own string
 }
 
 // Put tracks one write's acknowledgements. The coordinator's own local write is fed like
-// any other ack.
+// any other ack; PutSpec.Own makes it one the write cannot succeed without.
 type Put struct {
 	spec    PutSpec
 	targets []Target
@@ -233,6 +238,19 @@ func (p *Put) decide(timeout bool) {
 		{"w", p.spec.W, acks, acks + waitAll},
 		{"pw", p.spec.PW, primary, primary + waitPrimary},
 		{"dw", p.spec.DW, durable, durable + waitAll},
+		{"local", 0, 0, 0},
+	}
+	if p.spec.Own != "" {
+		own := &reqs[3]
+		own.need = 1
+		if i := index(p.targets, p.spec.Own); i >= 0 {
+			switch p.st[i] {
+			case acked:
+				own.have, own.max = 1, 1
+			case waiting:
+				own.max = 1
+			}
+		}
 	}
 	met := true
 	for _, r := range reqs {

@@ -27,19 +27,24 @@ func binom(n, k int) float64 {
 }
 
 // ClosedFormStaleStoring is ClosedFormStale for a coordinator that is itself one of the N
-// replicas and stores the write at once, before its own acknowledgement (which, like every
-// replica's, comes after a write and an acknowledgement latency): quorumkv's node core,
-// and Dynamo's coordinator (section 4.5 of its paper). When the write is acknowledged the
-// coordinator's acknowledgement is among the first W with probability W/N (latencies are
-// alike), and then exactly W replicas hold the write; otherwise W+1 do. So
+// replicas, stores the write at once, and acknowledges the write only once its own
+// acknowledgement (which, like every replica's, comes after a write and an acknowledgement
+// latency) is among the W: quorumkv's node core (a coordinator's own copy must be durable
+// before "ok", kv679's rule) and Riak's vnode-coordinated put. The coordinator's
+// acknowledgement is the k-th of N with probability 1/N each (latencies are alike), and
+// the write is acknowledged with the later of the W-th and the k-th, when max(W, k)
+// replicas hold it. So
 //
-//	P(stale) = W/N · C(N-W, R)/C(N, R) + (1 - W/N) · C(N-W-1, R)/C(N, R).
+//	P(stale) = 1/N · Σ_{k=1..N} C(N−max(W, k), R) / C(N, R).
 //
 // It is 0 for arguments out of range, as ClosedFormStale.
 func ClosedFormStaleStoring(n, r, w int) float64 {
 	if n < 1 || r < 0 || w < 0 || r > n || w > n {
 		return 0
 	}
-	pw := float64(w) / float64(n)
-	return pw*binom(n-w, r)/binom(n, r) + (1-pw)*binom(n-w-1, r)/binom(n, r)
+	p := 0.0
+	for k := 1; k <= n; k++ {
+		p += binom(n-max(w, k), r)
+	}
+	return p / float64(n) / binom(n, r)
 }

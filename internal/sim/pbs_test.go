@@ -121,7 +121,8 @@ func pbsIters() int {
 // With storing false the coordinator is a proxy, as in the paper. With storing true it is
 // one of the replicas and holds the write from the start, as quorumkv's node core (and
 // Dynamo's coordinator, section 4.5 of its paper) does: its own acknowledgement still
-// takes W_i + A_i, but reads find its copy at once. With m.Remote (WAN) each replica is a
+// takes W_i + A_i, and the write commits no earlier than it (the coordinator's copy must
+// be durable before "ok"), but reads find its copy at once. With m.Remote (WAN) each replica is a
 // datacenter: the write's and the read's coordinators each sit with one replica, chosen
 // at random, and every other message pays Remote each way.
 func warsNeeds(m Model, n, rq, wq, iters int, r *rand.Rand, storing bool) []time.Duration {
@@ -149,6 +150,7 @@ func warsNeeds(m Model, n, rq, wq, iters int, r *rand.Rand, storing bool) []time
 		slices.Sort(acks)
 		commit := acks[wq-1]
 		if storing {
+			commit = max(commit, wa[wl]) // "ok" waits for the coordinator's own ack
 			ws[wl] = 0
 		}
 		for i := range idx {

@@ -66,8 +66,9 @@ it began. Write success is the share of writes the coordinator acknowledged. Lat
 cover every operation the coordinator answered, failures included, so the partition's
 timeouts show in p99. The last two columns are closed forms for a read issued the instant
 a write is acknowledged, with no propagation after: PBS's, C(N-W, R) / C(N, R), for a
-coordinator that is a proxy, and the same for a coordinator that is a replica and stores
-its own copy at once, as the node does (ClosedFormStaleStoring). The simulated reads come
+coordinator that is a proxy, and the same for a coordinator that is a replica, stores
+its own copy at once and answers only once its own ack is among the W, as the node does
+(ClosedFormStaleStoring). The simulated reads come
 later and replicas keep receiving the write, so they are fresher still.
 
 | N | R | W | partition | stale reads | write success | p99 read (ms) | p99 write (ms) | closed form P(stale), proxy | storing coordinator |
