@@ -44,7 +44,7 @@ func pbsRun(t testing.TB, cfg Config) *Report {
 // write at once, its own acknowledgement still comes after a W and an A latency) at the
 // paper's section 5.5 points, within 3 points (about 4,000 reads a run). These are
 // fresher than the paper's figures, whose coordinator is a proxy: at t=0 LNKD-DISK is
-// 0.62, not 0.44 (docs/sim.md).
+// 0.72, not 0.44 (docs/sim.md).
 func TestPBSShape(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	for _, c := range PBSPaperPoints {

@@ -11,9 +11,10 @@ import (
 // reads issued the instant a write is acknowledged, a read sees the write only if one of
 // the first R replicas to answer holds it. With a proxy coordinator exactly W replicas do,
 // and P(stale) = C(N-W, R) / C(N, R) (PBS, Bailis et al. 2012); the node's core
-// coordinates on a replica and stores its own copy at once, so W or W+1 do
-// (ClosedFormStaleStoring). The simulator, running the nodes' own core, must agree with
-// the latter within sampling error — and not with the former.
+// coordinates on a replica, stores its own copy at once and answers only with its own ack
+// among the W, so max(W, k) do when its ack is the k-th (ClosedFormStaleStoring). The
+// simulator, running the nodes' own core, must agree with the latter within sampling
+// error — and not with the former.
 func TestImmediateReadsMatchTheClosedForm(t *testing.T) {
 	for _, tc := range []struct{ n, r, w int }{{3, 1, 1}, {3, 1, 2}, {3, 2, 1}, {5, 1, 1}, {5, 2, 2}, {5, 1, 3}} {
 		cfg := DefaultConfig()
