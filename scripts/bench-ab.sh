@@ -45,7 +45,7 @@ done
 
 a=${systems[0]}
 b=${systems[1]}
-echo "$test -P $pipeline, $requests requests a run, $rounds rounds: ops/s and server CPU µs/op"
+echo "$test -P $pipeline, $requests requests a run, $rounds rounds: ops/s, server CPU µs/op, p50/p99 ms"
 # Lines of $work/results: round system ops/s p50_ms p99_ms cpu_us_per_op
 for r in $(seq "$rounds"); do
   for s in $(rotated "$r" "${systems[@]}"); do
@@ -53,13 +53,15 @@ for r in $(seq "$rounds"); do
     pattern=${patternof[$s]}
     echo "$r $s $(resp_bench "$test" "$pipeline" "$requests")" >>"$work/results"
   done
-  awk -v r="$r" -v a="$a" -v b="$b" '$1==r && $2==a {ao=$3; ac=$6} $1==r && $2==b {bo=$3; bc=$6}
-    END {printf "round %d: %s %s/s %s µs/op, %s %s/s %s µs/op\n", r, a, ao, ac, b, bo, bc}' "$work/results"
+  awk -v r="$r" -v a="$a" -v b="$b" '$1==r && $2==a {ao=$3; ac=$6; al=$4 "/" $5} $1==r && $2==b {bo=$3; bc=$6; bl=$4 "/" $5}
+    END {printf "round %d: %s %s/s %s µs/op %s ms, %s %s/s %s µs/op %s ms\n", r, a, ao, ac, al, b, bo, bc, bl}' "$work/results"
 done
 wins=$(awk -v a="$a" -v b="$b" '$2==a {ac[$1]=$6} $2==b {bc[$1]=$6} END {n=0; for (r in ac) if (bc[r] < ac[r]) n++; print n}' "$work/results")
 for s in "$a" "$b"; do
   ops=$(awk -v s="$s" '$2==s {print $3}' "$work/results" | median)
   cpu=$(awk -v s="$s" '$2==s {print $6}' "$work/results" | median)
-  echo "$s: median $ops ops/s, $cpu µs of server CPU per op"
+  p50=$(awk -v s="$s" '$2==s {print $4}' "$work/results" | median)
+  p99=$(awk -v s="$s" '$2==s {print $5}' "$work/results" | median)
+  echo "$s: median $ops ops/s, $cpu µs of server CPU per op, p50 $p50 ms, p99 $p99 ms"
 done
 echo "$b spent less CPU per op than $a in $wins of $rounds rounds"

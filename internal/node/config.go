@@ -99,9 +99,11 @@ type Config struct {
 	HandoffBatchBytes int
 
 	Logger *slog.Logger
-	// SyncWindow: 1 ms. Durable writes (the coordinator's own copy, dw, hints, handoff)
-	// wait this long for others to share their fsync (group commit): one fsync per window
-	// rather than per loop turn, which cost a third of a node's write throughput.
+	// SyncWindow: 0. Durable writes (the coordinator's own copy, dw, hints, handoff) that
+	// arrive while an fsync runs share the next one (group commit); a window makes them
+	// also wait this long for others before it. Since every write waits for its
+	// coordinator's sync (the own-ack rule), the 1 ms window cost about 8% of unpipelined
+	// SET throughput and saved no CPU (docs/benchmarks.md, "The coordinator's own ack").
 	SyncWindow time.Duration
 
 	// BlockCacheBytes: 64 MiB, Pebble's block cache, which also holds its memtables
@@ -152,7 +154,7 @@ func DefaultConfig() Config {
 		AAERate:             cd.AAERate,
 		TreeRebuildInterval: cd.TreeRebuildInterval,
 		ReapInterval:        cd.ReapInterval,
-		SyncWindow:          time.Millisecond,
+		SyncWindow:          0,
 		BlockCacheBytes:     storage.DefaultPebbleConfig().CacheBytes,
 		RowCacheBytes:       32 << 20,
 	}

@@ -535,10 +535,9 @@ func (n *Node) syncer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		// Group commit: let the turns of the next moment join this fsync (Cassandra's
-		// batch commit-log window). One fsync costs the node far more CPU than the
-		// window costs a write's latency, and a quorum of other replicas usually acks
-		// meanwhile.
+		// Group commit: the turns queued while the last fsync ran share this one, and with
+		// a window (Cassandra's batch commit-log window; none by default) so do the turns
+		// of the next moment.
 		if n.cfg.SyncWindow > 0 {
 			window.Reset(n.cfg.SyncWindow)
 			select {
