@@ -52,7 +52,10 @@ func withBlocker(t *testing.T) *blocker {
 	b := &blocker{release: make(chan struct{})}
 	commands["test.block"] = &command{name: "test.block", arity: 2, flags: fWrite, first: 1, last: 1, step: 1, write: true, run: b.run}
 	commands["test.peek"] = &command{name: "test.peek", arity: 2, flags: fRead, first: 1, last: 1, step: 1, run: b.run}
+	// test.blockv KEY VALUE: test.block with a value (a large command).
+	commands["test.blockv"] = &command{name: "test.blockv", arity: 3, flags: fWrite, first: 1, last: 1, step: 1, write: true, run: b.run}
 	t.Cleanup(func() {
+		delete(commands, "test.blockv")
 		delete(commands, "test.block")
 		delete(commands, "test.peek")
 	})
@@ -162,39 +165,70 @@ func TestPipelineLanes(t *testing.T) {
 	}
 }
 
-// TestPipelineBound: a connection has at most maxInFlight unanswered commands; the next
-// waits (and redcon stops reading) until one is answered.
+// TestPipelineBound: a connection has at most maxInFlight unanswered commands, fewer
+// when they are large (a slot more per slotBytes of arguments); the next waits (and
+// redcon stops reading) until one is answered.
 func TestPipelineBound(t *testing.T) {
-	b := withBlocker(t)
-	addr := startBlockerRESP(t)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var buf strings.Builder
-	total := maxInFlight + 20
-	for i := range total {
-		k := fmt.Sprint("k", i)
-		fmt.Fprintf(&buf, "*2\r\n$10\r\ntest.block\r\n$%d\r\n%s\r\n", len(k), k)
-	}
-	if _, err := conn.Write([]byte(buf.String())); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "maxInFlight commands run", func() bool { n, _ := b.state(); return n == maxInFlight })
-	// None beyond the bound starts while they block (checked again below, after release).
-	if _, started := b.state(); len(started) != maxInFlight {
-		t.Fatalf("%d started, want %d", len(started), maxInFlight)
-	}
-	close(b.release)
-	rd := bufio.NewReader(conn)
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for i := range total {
-		line, _ := rd.ReadString('\n')
-		val, err := rd.ReadString('\n')
-		if err != nil || line != fmt.Sprintf("$%d\r\n", len(fmt.Sprint("k", i))) || val != fmt.Sprint("k", i)+"\r\n" {
-			t.Fatalf("reply %d: %q %q %v", i, line, val, err)
-		}
+	for _, c := range []struct {
+		name     string
+		valueLen int // 0: test.block KEY; else test.blockv KEY VALUE
+		bound    int
+	}{
+		{"small", 0, maxInFlight},
+		// After two small commands sent together (so that the pipeline is busy, and a large
+		// command arriving alone is not run on the unpipelined path, where it would block
+		// the connection): 84 of 3 slots each.
+		{"40KiB", 40 << 10, 2 + (maxInFlight-2)/(1+(40<<10)/slotBytes)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := withBlocker(t)
+			addr := startBlockerRESP(t)
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			key := func(i int) string { return fmt.Sprint("k", i) }
+			total := c.bound + 20
+			if c.valueLen > 0 {
+				if _, err := conn.Write([]byte("*2\r\n$10\r\ntest.block\r\n$2\r\nk0\r\n*2\r\n$10\r\ntest.block\r\n$2\r\nk1\r\n")); err != nil {
+					t.Fatal(err)
+				}
+				waitUntil(t, "two small commands run", func() bool { n, _ := b.state(); return n == 2 })
+			}
+			go func() {
+				var buf strings.Builder
+				value := strings.Repeat("x", c.valueLen)
+				for i := range total {
+					k := key(i)
+					if c.valueLen > 0 && i < 2 {
+						continue // sent above
+					}
+					if c.valueLen == 0 {
+						fmt.Fprintf(&buf, "*2\r\n$10\r\ntest.block\r\n$%d\r\n%s\r\n", len(k), k)
+					} else {
+						fmt.Fprintf(&buf, "*3\r\n$11\r\ntest.blockv\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(value), value)
+					}
+				}
+				_, _ = conn.Write([]byte(buf.String())) // blocks while the bound holds
+			}()
+			waitUntil(t, "the bound's commands run", func() bool { n, _ := b.state(); return n == c.bound })
+			time.Sleep(50 * time.Millisecond)
+			// None beyond the bound starts while they block (checked again below, after release).
+			if _, started := b.state(); len(started) != c.bound {
+				t.Fatalf("%d started, want %d", len(started), c.bound)
+			}
+			close(b.release)
+			rd := bufio.NewReader(conn)
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for i := range total {
+				line, _ := rd.ReadString('\n')
+				val, err := rd.ReadString('\n')
+				if err != nil || line != fmt.Sprintf("$%d\r\n", len(key(i))) || val != key(i)+"\r\n" {
+					t.Fatalf("reply %d: %q %q %v", i, line, val, err)
+				}
+			}
+		})
 	}
 }
 
