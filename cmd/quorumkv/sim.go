@@ -76,7 +76,7 @@ type simOptions struct {
 // simFlagOrder is the order of the flags in a replay command; the first ones are always
 // written, the others when they were given.
 var simFlagOrder = []string{"nodes", "n", "r", "w", "duration", "seed", "shards",
-	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "counter-ratio", "ttl-ratio", "ttl", "read-after-write", "latency", "loss", "read-repair", "conflict",
+	"rate", "keys", "key-dist", "read-ratio", "delete-ratio", "counter-ratio", "ttl-ratio", "ttl", "blind-writes", "read-after-write", "latency", "loss", "read-repair", "conflict",
 	"handoff", "aae", "aae-interval", "detect-delay", "request-timeout", "handoff-timeout", "gossip-lag", "client-failover", "gc-grace", "heal-budget", "faults"}
 
 const simAlwaysFlags = 6
@@ -101,6 +101,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	deleteRatio := fs.Float64("delete-ratio", def.DeleteRatio, "share of writes that are deletes")
 	counterRatio := fs.Float64("counter-ratio", def.CounterRatio, "share of writes that increment a counter (CRDT) key")
 	ttlRatio := fs.Float64("ttl-ratio", def.TTLRatio, "share of value writes given a TTL of --ttl (expiry)")
+	blindRatio := fs.Float64("blind-writes", def.BlindRatio, "share of value writes sent with no context (as a Redis SET): they supersede only what their coordinator holds")
 	ttl := fs.Duration("ttl", def.TTL, "the TTL of --ttl-ratio's writes")
 	readAfter := fs.Duration("read-after-write", def.ReadAfterWrite, "PBS's experiment: every operation writes a fresh key (--keys is ignored) and reads it this long after its ack (-1ns: off)")
 	latency := fs.String("latency", "exp:1ms", "latency `model`: lnkd-ssd, lnkd-disk, ymmr, wan, or a distribution")
@@ -134,6 +135,7 @@ func parseSimFlags(e *env, args []string) (cfg sim.Config, opts simOptions, code
 	cfg.ReadRatio, cfg.DeleteRatio, cfg.Loss = *readRatio, *deleteRatio, *loss
 	cfg.CounterRatio, cfg.ReadAfterWrite = *counterRatio, *readAfter
 	cfg.TTLRatio, cfg.TTL = *ttlRatio, *ttl
+	cfg.BlindRatio = *blindRatio
 	cfg.HintedHandoff, cfg.AAE, cfg.AAEInterval = *handoff, *aae, *aaeInterval
 	cfg.DetectDelay, cfg.RequestTimeout, cfg.HealBudget = *detect, *timeout, *heal
 	cfg.HandoffTimeout, cfg.GCGrace, cfg.Conflict = *handoffTimeout, *gcGrace, *conflict

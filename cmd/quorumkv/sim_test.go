@@ -48,7 +48,7 @@ func TestSimFlagsAll(t *testing.T) {
 		"--rate", "250", "--keys", "50", "--key-dist", "zipfian", "--read-ratio", "0.5", "--delete-ratio", "0.1",
 		"--latency", "lnkd-disk", "--loss", "0.01", "--read-repair", "async", "--conflict", "lww", "--handoff=false", "--aae=false",
 		"--aae-interval", "2s", "--detect-delay", "3s", "--request-timeout", "500ms", "--handoff-timeout", "2s",
-		"--gossip-lag", "1s", "--client-failover=false", "--ttl-ratio", "0.2", "--ttl", "3s",
+		"--gossip-lag", "1s", "--client-failover=false", "--ttl-ratio", "0.2", "--ttl", "3s", "--blind-writes", "0.3",
 		"--gc-grace", "60s", "--heal-budget", "30s",
 		"--faults", "partition n1,n2|n3,n4,n5 10s@20s; crash n3@30s; skew n2 500ms",
 		"--json", "--plot", "out.svg"}
@@ -61,7 +61,7 @@ func TestSimFlagsAll(t *testing.T) {
 		cfg.Loss != 0.01 || cfg.ReadRepair != quorum.RepairAsync || cfg.HintedHandoff || cfg.AAE ||
 		cfg.AAEInterval != 2*time.Second || cfg.DetectDelay != 3*time.Second || cfg.RequestTimeout != 500*time.Millisecond ||
 		cfg.HandoffTimeout != 2*time.Second || cfg.GCGrace != time.Minute || cfg.HealBudget != 30*time.Second || cfg.Conflict != "lww" ||
-		cfg.GossipLag != time.Second || cfg.ClientFailover || cfg.TTLRatio != 0.2 || cfg.TTL != 3*time.Second {
+		cfg.GossipLag != time.Second || cfg.ClientFailover || cfg.TTLRatio != 0.2 || cfg.TTL != 3*time.Second || cfg.BlindRatio != 0.3 {
 		t.Errorf("config: %+v", cfg)
 	}
 	if cfg.Latency.Name != "lnkd-disk" {
@@ -74,7 +74,7 @@ func TestSimFlagsAll(t *testing.T) {
 		t.Errorf("options %+v", opts)
 	}
 	want := "quorumkv sim --nodes 7 --n 5 --r 1 --w 3 --duration 1m30s --seed 42 --rate 250 --keys 50 " +
-		"--key-dist zipfian --read-ratio 0.5 --delete-ratio 0.1 --ttl-ratio 0.2 --ttl 3s --latency lnkd-disk --loss 0.01 --read-repair async --conflict lww " +
+		"--key-dist zipfian --read-ratio 0.5 --delete-ratio 0.1 --ttl-ratio 0.2 --ttl 3s --blind-writes 0.3 --latency lnkd-disk --loss 0.01 --read-repair async --conflict lww " +
 		"--handoff=false --aae=false --aae-interval 2s --detect-delay 3s --request-timeout 500ms --handoff-timeout 2s " +
 		"--gossip-lag 1s --client-failover=false --gc-grace 1m0s --heal-budget 30s " +
 		"--faults 'partition n1,n2|n3,n4,n5 10s@20s; crash n3@30s; skew n2 500ms'"

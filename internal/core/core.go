@@ -186,8 +186,10 @@ type Deps struct {
 	// Log receives log records with key-value pairs (nil: dropped).
 	Log func(level LogLevel, msg string, kv ...any)
 	// OnMint, when set, is told of every new sibling this core mints (for the simulator's
-	// history checkers), before it is stored or sent anywhere.
-	OnMint func(bucket, key string, s version.Sibling)
+	// history checkers), before it is stored or sent anywhere, with the highest counter of
+	// its actor the write saw (in the coordinator's copy or the client's context): the new
+	// clock claims every earlier dot of the actor, and those above seen it never saw.
+	OnMint func(bucket, key string, s version.Sibling, seen uint64)
 	// OnWrite, when set, is told of every data-key write (nil raw: deleted, a tombstone
 	// reaped) but those of OnDrop.
 	OnWrite func(bucket, key string, raw []byte)

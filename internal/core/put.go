@@ -387,7 +387,7 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	}
 	enc := obj.AppendBinary(nil)
 	if c.deps.OnMint != nil {
-		c.deps.OnMint(bucket, key, sib)
+		c.deps.OnMint(bucket, key, sib, max(local.Clock.Get(actor), clk.Get(actor)))
 	}
 	if selfIn {
 		// Stored at once. A value or tombstone is not synced yet: the message to itself below

@@ -29,7 +29,13 @@ type Config struct {
 	// the staleness measurements stay those of plain writes.
 	TTLRatio float64
 	TTL      time.Duration
-	Keys     int // key space
+	// BlindRatio is the share of value writes sent with no context, as a Redis SET or a
+	// client that writes without reading first: such a write supersedes only what its
+	// coordinator holds, which is where a coordinator that lost an acknowledged write in a
+	// crash would lose it for good (kv679). 0 by default: clients write with the context
+	// of the key's latest read.
+	BlindRatio float64
+	Keys       int // key space
 	// ReadAfterWrite, when >= 0, switches the workload to PBS's experiment: every
 	// operation writes a fresh key, and once the write is acknowledged the same key is read
 	// this long after (through a random node). Staleness then measures t-visibility at
@@ -154,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if c.TTLRatio < 0 || c.TTLRatio > 1 || (c.TTLRatio > 0 && (c.TTL < time.Millisecond || c.TTL%time.Millisecond != 0)) {
 		errs = append(errs, errors.New("sim: ttl ratio must be in [0, 1], and the ttl whole milliseconds >= 1ms"))
+	}
+	if c.BlindRatio < 0 || c.BlindRatio > 1 {
+		errs = append(errs, errors.New("sim: blind-write ratio must be in [0, 1]"))
 	}
 	if c.GCGrace < 0 || c.GCGrace%time.Second != 0 || c.ReapInterval < 0 {
 		errs = append(errs, errors.New("sim: gc grace must be whole seconds >= 0 and the reap interval >= 0"))

@@ -43,7 +43,9 @@
 // value, no read returns a value a reaped tombstone deleted — and after it: the faults are
 // healed, handoff and anti-entropy run for HealBudget (and every client request is
 // answered), and then every acknowledged write must be present (as a value or superseded
-// by a write that saw it, or deleted by a reaped tombstone), counters must lie between
+// by a write that saw it, or deleted by a reaped tombstone), no write's clock may claim an
+// acknowledged write of its own actor that its coordinator never saw (kv679; OnMint's
+// seen counter), counters must lie between
 // their acknowledged and possible sums, all replicas of a key must agree, no deleted
 // value may have come back, in an lww bucket the latest acknowledged write must survive,
 // and no hint may be left.

@@ -20,6 +20,9 @@ type writeRec struct {
 	expires int64
 	acked   bool
 	ackAt   time.Duration
+	// covers are the earlier writes of the same key and actor that this write's clock
+	// claims without having seen them (kv679): none of them may be acknowledged.
+	covers []*writeRec
 }
 
 // history records what clients did and saw, and checks it.
@@ -48,13 +51,15 @@ type history struct {
 	maxSkew time.Duration
 	// ttlWrites counts the writes minted with an expiry.
 	ttlWrites int
+	// minted lists, per key and actor, the writes minted, for wrote's kv679 check.
+	minted map[string]map[string][]*writeRec
 }
 
 func newHistory() *history {
 	return &history{byDot: map[version.Dot]*writeRec{}, acked: map[string][]*writeRec{},
 		lastRead: map[string]version.Object{}, kCounts: map[int]int{},
 		counterAcked: map[string]int64{}, counterUnknown: map[string]int64{}, written: map[string]bool{},
-		reapedClock: map[string]version.Clock{}}
+		reapedClock: map[string]version.Clock{}, minted: map[string]map[string][]*writeRec{}}
 }
 
 func (h *history) violate(format string, args ...any) {
@@ -71,15 +76,52 @@ func (h *history) touch(key string) {
 	}
 }
 
-// wrote records a sibling a core minted (core.Deps.OnMint), acknowledged or not.
-func (h *history) wrote(_, key string, s version.Sibling) {
+// wrote records a sibling a core minted (core.Deps.OnMint), acknowledged or not, and the
+// earlier writes of its key and actor it claims without having seen them (above seen):
+// a replica holding one drops it as superseded, so none may be acknowledged (checkUnseen).
+func (h *history) wrote(_, key string, s version.Sibling, seen uint64) {
 	if prev := h.byDot[s.Dot]; prev != nil {
 		h.violate("dot %s minted twice (keys %s and %s)", s.Dot, prev.key, key)
 		return
 	}
-	h.byDot[s.Dot] = &writeRec{key: key, dot: s.Dot, ts: s.Timestamp, value: bytes.Clone(s.Value), tomb: s.Tombstone, expires: s.Expires}
+	rec := &writeRec{key: key, dot: s.Dot, ts: s.Timestamp, value: bytes.Clone(s.Value), tomb: s.Tombstone, expires: s.Expires}
+	h.byDot[s.Dot] = rec
 	if s.Expires != 0 {
 		h.ttlWrites++
+	}
+	byActor := h.minted[key]
+	if byActor == nil {
+		byActor = map[string][]*writeRec{}
+		h.minted[key] = byActor
+	}
+	for _, prev := range byActor[s.Dot.Actor] {
+		if prev.dot.Counter > seen && prev.dot.Counter < s.Dot.Counter {
+			rec.covers = append(rec.covers, prev)
+		}
+	}
+	byActor[s.Dot.Actor] = append(byActor[s.Dot.Actor], rec)
+}
+
+// checkUnseen: no write's clock claims an acknowledged write of its own actor it never
+// saw (Riak's kv679: a coordinator that lost its copy of a write it acknowledged, in a
+// crash, would mint a later dot covering it, and every replica would drop the write).
+func (h *history) checkUnseen() {
+	dots := make([]version.Dot, 0, len(h.byDot))
+	for d, rec := range h.byDot {
+		if len(rec.covers) > 0 {
+			dots = append(dots, d)
+		}
+	}
+	sort.Slice(dots, func(i, j int) bool {
+		return dots[i].Actor < dots[j].Actor || dots[i].Actor == dots[j].Actor && dots[i].Counter < dots[j].Counter
+	})
+	for _, d := range dots {
+		rec := h.byDot[d]
+		for _, c := range rec.covers {
+			if c.acked {
+				h.violate("write %s of %s claims acknowledged write %s, which its coordinator never saw (kv679)", rec.dot, rec.key, c.dot)
+			}
+		}
 	}
 }
 
@@ -227,6 +269,7 @@ func (h *history) counted(key string, incr int64, acked bool) {
 // primaries' copies: its dot is in the clock (it is a value, or a later write that saw it
 // superseded it), and where it is still a value, it is that value.
 func (h *history) checkFinal(w *world) {
+	h.checkUnseen()
 	keys := make([]string, 0, len(h.acked))
 	for k := range h.acked {
 		keys = append(keys, k)

@@ -381,7 +381,8 @@ func (w *world) clientWrite(key string, via int, tomb bool, then func()) {
 			req.Write.Expiry = core.Expiry{Mode: core.ExpiryTTL, TTL: w.cfg.TTL}
 		}
 	}
-	if ctx, ok := w.hist.lastRead[key]; ok {
+	blind := !tomb && w.cfg.BlindRatio > 0 && w.rng.Float64() < w.cfg.BlindRatio
+	if ctx, ok := w.hist.lastRead[key]; ok && !blind {
 		req.Write.Context = version.EncodeContext(ctx.Clock, ctx.MaxTimestamp())
 	}
 	w.submit(&clientOp{kind: opWrite, key: key, node: via, start: w.now, then: then}, req)

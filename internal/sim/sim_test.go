@@ -122,9 +122,9 @@ func TestReapingUnderFaults(t *testing.T) {
 func TestResurrectionIsCaught(t *testing.T) {
 	h := newHistory()
 	v := version.Sibling{Dot: version.Dot{Actor: "n1.s1", Counter: 1}, Value: []byte("v")}
-	h.wrote(simBucket, "k", v)
+	h.wrote(simBucket, "k", v, 0)
 	tomb := version.Sibling{Dot: version.Dot{Actor: "n1.s1", Counter: 2}, Tombstone: true}
-	h.wrote(simBucket, "k", tomb)
+	h.wrote(simBucket, "k", tomb, 1)
 	h.reaped("k", version.Clock{{Actor: "n1.s1", Counter: 2}})
 	h.read("k", 0, version.Object{}, nil, nil)
 	if len(h.violations) != 0 {
@@ -133,6 +133,38 @@ func TestResurrectionIsCaught(t *testing.T) {
 	h.read("k", 0, version.Object{Clock: version.Clock{{Actor: "n1.s1", Counter: 1}}, Siblings: []version.Sibling{v}}, nil, nil)
 	if len(h.violations) != 1 || !strings.Contains(h.violations[0], "came back") {
 		t.Fatalf("violations %v, want the resurrection", h.violations)
+	}
+}
+
+// TestUnseenCoverIsCaught: the checker flags a write whose clock claims an acknowledged
+// write of its own actor that its coordinator never saw (kv679), and nothing else: not an
+// unacknowledged one, not one it saw, not another key's or actor's.
+func TestUnseenCoverIsCaught(t *testing.T) {
+	h := newHistory()
+	ts := func(n int64) version.HLC { return version.HLC{Wall: baseWall + n} }
+	sib := func(actor string, n uint64) version.Sibling {
+		return version.Sibling{Dot: version.Dot{Actor: actor, Counter: n}, Value: []byte("v"), Timestamp: ts(int64(n))}
+	}
+	ack := func(key string, s version.Sibling) {
+		t.Helper()
+		if err := h.ack(key, version.EncodeContext(version.Clock{}.With(s.Dot), s.Timestamp), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.wrote(simBucket, "k", sib("n1.s1", 1), 0)
+	ack("k", sib("n1.s1", 1))
+	h.wrote(simBucket, "k", sib("n1.s1", 5), 1)  // saw 1
+	h.wrote(simBucket, "k", sib("n2.s2", 9), 0)  // another actor
+	h.wrote(simBucket, "j", sib("n1.s1", 7), 0)  // another key
+	h.wrote(simBucket, "k", sib("n1.s1", 12), 1) // saw 1, not 5 (unacknowledged yet)
+	h.checkUnseen()
+	if len(h.violations) != 0 {
+		t.Fatalf("violations %v, want none", h.violations)
+	}
+	ack("k", sib("n1.s1", 5)) // now 12 claims an acknowledged write it never saw
+	h.checkUnseen()
+	if len(h.violations) != 1 || !strings.Contains(h.violations[0], "kv679") || !strings.Contains(h.violations[0], "n1.s1:5") {
+		t.Fatalf("violations %v, want write 12 covering acknowledged 5", h.violations)
 	}
 }
 
@@ -352,7 +384,7 @@ func TestExpiryUnderFaults(t *testing.T) {
 func TestExpiredReadIsCaught(t *testing.T) {
 	h := newHistory()
 	v := version.Sibling{Dot: version.Dot{Actor: "n1.s1", Counter: 1}, Value: []byte("v"), Expires: baseWall + 1000}
-	h.wrote(simBucket, "k", v)
+	h.wrote(simBucket, "k", v, 0)
 	obj := version.Object{Clock: version.Clock{{Actor: "n1.s1", Counter: 1}}, Siblings: []version.Sibling{v}}
 	h.unexpired("k", 999*time.Millisecond, obj)
 	h.maxSkew = 100 * time.Millisecond
@@ -363,5 +395,46 @@ func TestExpiredReadIsCaught(t *testing.T) {
 	h.unexpired("k", 1100*time.Millisecond, obj)
 	if len(h.violations) != 1 || !strings.Contains(h.violations[0], "expired at") {
 		t.Fatalf("violations %v, want the expired read", h.violations)
+	}
+}
+
+// kv679Config: blind writes (as Redis SETs) to a few keys through every node, with the
+// coordinator's own copy slow to become durable (writes reach a disk in 5 ms on average,
+// acks and reads take 0.5 ms: two other replicas often ack first), and n1 killed every
+// 200 ms. A coordinator that answered on those two acks and lost its copy in the crash
+// would mint, for its next write of the key, a dot covering the acknowledged write.
+func kv679Config(seed uint64) Config {
+	cfg := DefaultConfig()
+	cfg.Seed = seed
+	cfg.Nodes, cfg.N, cfg.R, cfg.W = 3, 3, 2, 2
+	cfg.Duration, cfg.Rate, cfg.Keys = 20*time.Second, 2000, 20
+	cfg.ReadRatio, cfg.BlindRatio = 0.2, 1 // few reads: few read repairs of n1's copies
+	fast := Exponential{Mean: 500 * time.Microsecond}
+	cfg.Latency = Model{Name: "slow-disk", W: Exponential{Mean: 5 * time.Millisecond}, A: fast, R: fast, S: fast}
+	var sched []string
+	for at := 200 * time.Millisecond; at < cfg.Duration; at += 200 * time.Millisecond {
+		sched = append(sched, fmt.Sprintf("crash n1 50ms@%s", at))
+	}
+	f, err := ParseFaults(strings.Join(sched, "; "))
+	if err != nil {
+		panic(err)
+	}
+	cfg.Faults = f
+	return cfg
+}
+
+// TestKV679UnderCrashes: under kv679Config no write claims an acknowledged write its
+// coordinator never saw, and every acknowledged write survives. With "ok" on any W acks
+// (before the coordinator's own ack was required), each of these seeds broke it.
+func TestKV679UnderCrashes(t *testing.T) {
+	for _, seed := range []uint64{1, 3, 5} {
+		rep, err := Run(kv679Config(seed), nil)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if rep.Writes < 5000 || !rep.Converged {
+			t.Fatalf("seed %d: %d writes, converged %v", seed, rep.Writes, rep.Converged)
+		}
+		t.Logf("seed %d: %d writes, %d reads, %.2f%% of writes failed", seed, rep.Writes, rep.Reads, 100*(1-rep.WriteSuccessRate))
 	}
 }
