@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -94,12 +95,12 @@ func (h *history) wrote(_, key string, s version.Sibling, seen uint64) {
 		byActor = map[string][]*writeRec{}
 		h.minted[key] = byActor
 	}
-	for _, prev := range byActor[s.Dot.Actor] {
-		if prev.dot.Counter > seen && prev.dot.Counter < s.Dot.Counter {
-			rec.covers = append(rec.covers, prev)
-		}
-	}
-	byActor[s.Dot.Actor] = append(byActor[s.Dot.Actor], rec)
+	// An actor's counters only grow (its minter's, across restarts too), so its writes of
+	// the key are in counter order, all below this one: those above seen are the unseen.
+	prevs := byActor[s.Dot.Actor]
+	i := sort.Search(len(prevs), func(i int) bool { return prevs[i].dot.Counter > seen })
+	rec.covers = slices.Clone(prevs[i:])
+	byActor[s.Dot.Actor] = append(prevs, rec)
 }
 
 // checkUnseen: no write's clock claims an acknowledged write of its own actor it never
