@@ -371,7 +371,7 @@ func TestAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body := (*got)[len(*got)-1].Body; body != `{"drop":[],"delay_ms":5,"clock_skew_ms":0}` {
+	if body := (*got)[len(*got)-1].Body; body != `{"drop":[],"delay_ms":5,"clock_skew_ms":0,"sync_delay_ms":0}` {
 		t.Errorf("SetFaults sent %s", body)
 	}
 	if f.DelayMs != 5 || len(f.Drop) != 0 {

@@ -254,6 +254,7 @@ type Faults struct {
 	Drop        []string `json:"drop"`          // nodes whose internode traffic is dropped
 	DelayMs     int      `json:"delay_ms"`      // delay added to outbound internode messages
 	ClockSkewMs int      `json:"clock_skew_ms"` // skew of this node's clock
+	SyncDelayMs int      `json:"sync_delay_ms"` // wait before each fsync (a slow disk)
 }
 
 // SetFaults replaces the node's fault state (Faults{} heals everything) and returns

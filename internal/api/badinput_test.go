@@ -96,6 +96,8 @@ func TestBadInput(t *testing.T) {
 		{"faults unknown field", "POST", "/v1/debug/faults", `{"drop":[],"partition":true}`, nil, 400, "bad_request"},
 		{"faults empty id", "POST", "/v1/debug/faults", `{"drop":[""]}`, nil, 400, "bad_request"},
 		{"faults negative delay", "POST", "/v1/debug/faults", `{"delay_ms":-5}`, nil, 400, "bad_request"},
+		{"faults negative sync delay", "POST", "/v1/debug/faults", `{"sync_delay_ms":-1}`, nil, 400, "bad_request"},
+		{"faults sync delay over a minute", "POST", "/v1/debug/faults", `{"sync_delay_ms":60001}`, nil, 400, "bad_request"},
 	} {
 		resp, body := do(t, tc.method, addr(n1, tc.path), tc.body, tc.hdr)
 		wantError(t, tc.name, tc.status, tc.code, resp.StatusCode, body)
@@ -108,7 +110,7 @@ func TestBadInput(t *testing.T) {
 		getOne(t, n, "b", "exists", "?r=all", "old")
 	}
 	resp, body := do(t, "GET", addr(n1, "/v1/debug/faults"), "", nil)
-	if resp.StatusCode != 200 || body != `{"drop":[],"delay_ms":0,"clock_skew_ms":0}`+"\n" {
+	if resp.StatusCode != 200 || body != `{"drop":[],"delay_ms":0,"clock_skew_ms":0,"sync_delay_ms":0}`+"\n" {
 		t.Fatalf("faults after bad updates: %d %q", resp.StatusCode, body)
 	}
 

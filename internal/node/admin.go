@@ -164,6 +164,9 @@ type Faults struct {
 	Drop        []string `json:"drop"`
 	DelayMs     int64    `json:"delay_ms"`
 	ClockSkewMs int64    `json:"clock_skew_ms"`
+	// SyncDelayMs makes the disk slow: every fsync of the syncer waits this long first,
+	// and everything that waits for it (a coordinator's own ack, dw, hints) with it.
+	SyncDelayMs int64 `json:"sync_delay_ms"`
 }
 
 // SetFaults replaces the fault-injection state.
@@ -174,6 +177,9 @@ func (n *Node) SetFaults(f Faults) error {
 	if f.ClockSkewMs < -86_400_000 || f.ClockSkewMs > 86_400_000 {
 		return fmt.Errorf("%w: clock_skew_ms must be within a day", ErrBadRequest)
 	}
+	if f.SyncDelayMs < 0 || f.SyncDelayMs > 60_000 {
+		return fmt.Errorf("%w: sync_delay_ms must be 0..60000", ErrBadRequest)
+	}
 	drop := map[string]bool{}
 	for _, id := range f.Drop {
 		if id == "" {
@@ -183,14 +189,15 @@ func (n *Node) SetFaults(f Faults) error {
 	}
 	n.tr.SetFaults(transport.Faults{Drop: drop, Delay: time.Duration(f.DelayMs) * time.Millisecond})
 	n.skew.Store(f.ClockSkewMs)
-	n.log.Warn("fault injection changed", "drop", f.Drop, "delay_ms", f.DelayMs, "clock_skew_ms", f.ClockSkewMs)
+	n.syncDelay.Store(f.SyncDelayMs)
+	n.log.Warn("fault injection changed", "drop", f.Drop, "delay_ms", f.DelayMs, "clock_skew_ms", f.ClockSkewMs, "sync_delay_ms", f.SyncDelayMs)
 	return nil
 }
 
 // CurrentFaults returns the fault-injection state.
 func (n *Node) CurrentFaults() Faults {
 	tf := n.tr.CurrentFaults()
-	f := Faults{Drop: []string{}, DelayMs: tf.Delay.Milliseconds(), ClockSkewMs: n.skew.Load()}
+	f := Faults{Drop: []string{}, DelayMs: tf.Delay.Milliseconds(), ClockSkewMs: n.skew.Load(), SyncDelayMs: n.syncDelay.Load()}
 	for id := range tf.Drop {
 		f.Drop = append(f.Drop, id)
 	}

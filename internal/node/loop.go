@@ -546,6 +546,14 @@ func (n *Node) syncer(ctx context.Context) {
 				return
 			}
 		}
+		if d := n.syncDelay.Load(); d > 0 { // fault injection: a slow disk
+			window.Reset(time.Duration(d) * time.Millisecond)
+			select {
+			case <-window.C:
+			case <-ctx.Done():
+				return
+			}
+		}
 		turns = n.out.take(turns)
 		if len(turns) == 0 {
 			continue

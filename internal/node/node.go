@@ -72,6 +72,9 @@ type Node struct {
 	compactMu sync.Mutex
 
 	skew atomic.Int64 // clock skew in ms (fault injection)
+	// syncDelay is how long, in ms, the syncer waits before each fsync (fault injection:
+	// a slow disk).
+	syncDelay atomic.Int64
 
 	coreCfg core.Config
 	loops   []*loop // one per shard of the core

@@ -92,8 +92,9 @@ func TestRandomSweep(t *testing.T) {
 			cfg.DeleteRatio, cfg.GCGrace = 0.3, time.Second
 		}
 		cfg.Shards = 1 + int(r/7%4)
+		cfg.BlindRatio = float64(r/11%3) / 2 // none, half, all
 		if _, err := Run(cfg, nil); err != nil {
-			t.Fatalf("seed %d (r=%d w=%d loss=%g conflict=%s gc_grace=%s shards=%d): %v", seed, cfg.R, cfg.W, cfg.Loss, cfg.Conflict, cfg.GCGrace, cfg.Shards, err)
+			t.Fatalf("seed %d (r=%d w=%d loss=%g conflict=%s gc_grace=%s shards=%d blind=%g): %v", seed, cfg.R, cfg.W, cfg.Loss, cfg.Conflict, cfg.GCGrace, cfg.Shards, cfg.BlindRatio, err)
 		}
 	}
 	fmt.Println("sweep:", *sweep, "seeds passed")
