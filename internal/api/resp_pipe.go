@@ -68,8 +68,8 @@ const maxPipelinedBytes = 64 << 10
 
 // holdReplies and holdFor bound how long complete replies wait for the rest of their
 // pipeline before they are written: 16 replies (redis-benchmark's -P 16 gets one write per
-// round trip), 1 ms (the node's group-commit window: the answers of one round trip come
-// within about one).
+// round trip), 1 ms (about one group-committed fsync, which every write waits for: the
+// answers of one round trip come within about one).
 const holdReplies = 16
 
 var holdFor = time.Millisecond // a variable for tests
