@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/quorumkv/quorumkv/client"
 )
@@ -100,6 +101,41 @@ func TestAcknowledgedWriteIsOnItsCoordinatorsDisk(t *testing.T) {
 		}
 		if !lc.Found || len(lc.Values) != 1 || string(lc.Values[0]) != value {
 			t.Fatalf("round %d: n1 acknowledged %s=%s and then held %+v after a kill -9", i, key, value, lc)
+		}
+	}
+}
+
+// TestReplicaWriteSurvivesKill: a replica's ack without dw claims no fsync, but the write
+// still reaches its disk within the sync interval (10 ms). n1 coordinates W=all writes;
+// once n2 has synced periodically since the ack, n2 is killed with -9 and must hold the
+// write after its restart. Before the periodic sync, a replica that coordinated nothing
+// kept the tail of its log in memory until some later sync, however long: every such
+// write was lost.
+func TestReplicaWriteSurvivesKill(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := context.Background()
+	n1, n2 := c.node("n1"), c.node("n2")
+	const periodic = `{cause="periodic"}`
+	for i := range 3 {
+		key := fmt.Sprint("r", i)
+		if _, err := n1.client().Put(ctx, "b", key, []byte("v"), "", client.Quorum{W: "all"}); err != nil {
+			t.Fatalf("round %d: put: %v", i, err)
+		}
+		// A periodic sync counted after the ack ends after the write was applied; one that
+		// began before it leaves the write unsynced, and the next follows within 10 ms.
+		acked := n2.metrics(t, "quorumkv_store_syncs_total")[periodic]
+		c.waitFor(10*time.Second, "a periodic sync on n2", func() bool {
+			return n2.metrics(t, "quorumkv_store_syncs_total")[periodic] > acked
+		})
+		time.Sleep(50 * time.Millisecond)
+		n2.kill()
+		n2.start()
+		lc, err := n2.client().Local(ctx, "b", key)
+		if err != nil {
+			t.Fatalf("round %d: n2's copy: %v", i, err)
+		}
+		if !lc.Found {
+			t.Fatalf("round %d: n2 acknowledged %s (w=all) and lost it in a kill -9", i, key)
 		}
 	}
 }

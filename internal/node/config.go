@@ -105,6 +105,11 @@ type Config struct {
 	// coordinator's sync (the own-ack rule), the 1 ms window cost about 8% of unpipelined
 	// SET throughput and saved no CPU (docs/benchmarks.md, "The coordinator's own ack").
 	SyncWindow time.Duration
+	// SyncInterval: 10 ms. Writes that claim no durability (a replica's ack without dw)
+	// are synced at most this long after they were made: the store keeps the tail of its
+	// log in memory until a sync, so without it a replica killed with -9 lost every such
+	// write since the node's last sync, however old. 0: only when asked.
+	SyncInterval time.Duration
 
 	// BlockCacheBytes: 64 MiB, Pebble's block cache, which also holds its memtables
 	// (storage.DefaultPebbleConfig says why).
@@ -155,6 +160,7 @@ func DefaultConfig() Config {
 		TreeRebuildInterval: cd.TreeRebuildInterval,
 		ReapInterval:        cd.ReapInterval,
 		SyncWindow:          0,
+		SyncInterval:        10 * time.Millisecond,
 		BlockCacheBytes:     storage.DefaultPebbleConfig().CacheBytes,
 		RowCacheBytes:       32 << 20,
 	}
@@ -192,6 +198,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("node: request timeout must be positive"))
+	}
+	if c.SyncWindow < 0 || c.SyncInterval < 0 {
+		errs = append(errs, errors.New("node: sync window and interval must be >= 0"))
 	}
 	if c.BlockCacheBytes < 0 || c.RowCacheBytes < 0 {
 		errs = append(errs, errors.New("node: cache sizes must be >= 0"))

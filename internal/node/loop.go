@@ -524,42 +524,60 @@ func (o *outbox) take(buf []*turnOut) []*turnOut {
 
 // syncer carries out the turns of every loop that must be durable, in order: one fsync
 // for every turn queued (whichever loop it came from), then their outputs, their events
-// for this node's own cores back to their loops.
+// for this node's own cores back to their loops. Every SyncInterval it also syncs the
+// writes that claimed no durability, if there are any (storage.SyncTracker).
 func (n *Node) syncer(ctx context.Context) {
 	var turns []*turnOut
 	window := time.NewTimer(time.Hour)
 	window.Stop()
+	var periodic <-chan time.Time
+	tracker, _ := n.store.(storage.SyncTracker)
+	if n.cfg.SyncInterval > 0 && tracker != nil {
+		t := time.NewTicker(n.cfg.SyncInterval)
+		defer t.Stop()
+		periodic = t.C
+	}
+	wait := func(d time.Duration) bool {
+		window.Reset(d)
+		select {
+		case <-window.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
 		select {
 		case <-n.out.sig:
+		case <-periodic:
+			if !tracker.Unsynced() {
+				continue
+			}
+			if d := n.syncDelay.Load(); d > 0 && !wait(time.Duration(d)*time.Millisecond) { // a slow disk
+				return
+			}
+			if err := n.syncStore("periodic"); err != nil {
+				n.log.Error("store sync failed", "err", err)
+			}
+			continue
 		case <-ctx.Done():
 			return
 		}
 		// Group commit: the turns queued while the last fsync ran share this one, and with
 		// a window (Cassandra's batch commit-log window; none by default) so do the turns
 		// of the next moment.
-		if n.cfg.SyncWindow > 0 {
-			window.Reset(n.cfg.SyncWindow)
-			select {
-			case <-window.C:
-			case <-ctx.Done():
-				return
-			}
+		if n.cfg.SyncWindow > 0 && !wait(n.cfg.SyncWindow) {
+			return
 		}
-		if d := n.syncDelay.Load(); d > 0 { // fault injection: a slow disk
-			window.Reset(time.Duration(d) * time.Millisecond)
-			select {
-			case <-window.C:
-			case <-ctx.Done():
-				return
-			}
+		if d := n.syncDelay.Load(); d > 0 && !wait(time.Duration(d)*time.Millisecond) { // fault injection: a slow disk
+			return
 		}
 		turns = n.out.take(turns)
 		if len(turns) == 0 {
 			continue
 		}
 		var serr error
-		if err := n.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
+		if err := n.syncStore("durable"); err != nil {
 			n.log.Error("store sync failed", "err", err)
 			serr = fmt.Errorf("sync: %w", err)
 		}
@@ -576,6 +594,15 @@ func (n *Node) syncer(ctx context.Context) {
 			turns[i] = nil
 		}
 	}
+}
+
+// syncStore makes every store write so far durable: a synced write of the sync marker.
+func (n *Node) syncStore(cause string) error {
+	if err := n.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
+		return err
+	}
+	n.metrics.syncs.WithLabelValues(cause).Inc()
+	return nil
 }
 
 // failTurn answers everything of a turn that could not be made durable with err.

@@ -23,6 +23,7 @@ type Metrics struct {
 	readRepairs prometheus.Counter
 	siblings    prometheus.Histogram
 	forwards    prometheus.Counter
+	syncs       *prometheus.CounterVec
 
 	fallbackWrites   prometheus.Counter
 	hintsStored      prometheus.Counter
@@ -70,6 +71,10 @@ func newMetrics() *Metrics {
 	m.forwards = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_forwarded_writes_total", Help: "Writes received by a non-replica and forwarded to a primary to coordinate.",
 	})
+	m.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quorumkv_store_syncs_total",
+		Help: "Store fsyncs by cause: durable (writes that wait for one: a coordinator's own copy, dw, hints) or periodic (every SyncInterval while writes are unsynced).",
+	}, []string{"cause"})
 	m.fallbackWrites = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_fallback_writes_total", Help: "Replica writes redirected to a fallback because a primary was unreachable during the write.",
 	})
@@ -126,7 +131,7 @@ func newMetrics() *Metrics {
 	})
 	m.reg.MustRegister(m.transferKeys, m.transferBytes, m.pendingWrites, m.cleanupDeleted, m.transferDuration)
 	m.reg.MustRegister(m.fallbackWrites, m.hintsStored, m.hintsDelivered, m.handoffBytes, m.handoffReceived)
-	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards,
+	m.reg.MustRegister(m.latency, m.writes, m.reads, m.staleReads, m.readRepairs, m.siblings, m.forwards, m.syncs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -57,6 +57,13 @@ func (m *Memory) find(key []byte) (int, bool) {
 	})
 }
 
+// Unsynced implements SyncTracker: whether a crash now would roll back a write.
+func (m *Memory) Unsynced() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.undo) > 0
+}
+
 // Get implements Store.
 func (m *Memory) Get(key []byte) ([]byte, error) {
 	m.mu.RLock()

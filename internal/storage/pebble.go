@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -115,6 +116,9 @@ type Pebble struct {
 	db     *pebble.DB
 	rows   *rowCache  // nil: no row cache
 	keys   *keyFilter // nil: no key filter
+	// unsynced is set by every write made without Sync and cleared just before a synced
+	// one, which makes every write before it durable (SyncTracker).
+	unsynced atomic.Bool
 
 	stopScan chan struct{} // closed by Close: the key filter's scan stops
 	stopOnce sync.Once
@@ -362,6 +366,19 @@ func (p *Pebble) RowCacheStats() RowCacheStats {
 // writers' lock; a synced one, and one that failed, drops its keys from the cache
 // afterwards (see rowCache).
 func (p *Pebble) apply(ops []Op, o WriteOptions, write func() error) error {
+	if o.Sync {
+		p.unsynced.Store(false) // a synced write makes every write before it durable
+		w := write
+		write = func() error {
+			err := w()
+			if err != nil {
+				p.unsynced.Store(true) // it may not have
+			}
+			return err
+		}
+	} else {
+		p.unsynced.Store(true)
+	}
 	if p.keys != nil {
 		for _, op := range ops {
 			if !op.Delete && p.keys.tracks(op.Key) {
@@ -405,6 +422,9 @@ func writeOpts(o WriteOptions) *pebble.WriteOptions {
 	}
 	return pebble.NoSync
 }
+
+// Unsynced implements SyncTracker: whether a write made without Sync may not be durable.
+func (p *Pebble) Unsynced() bool { return p.unsynced.Load() }
 
 // Put implements Store.
 func (p *Pebble) Put(key, value []byte, o WriteOptions) error {

@@ -59,6 +59,13 @@ type Store interface {
 	Close() error
 }
 
+// SyncTracker is a Store that knows whether writes made without Sync may still be lost
+// in a crash of the process (Pebble keeps the tail of its log in memory until a sync or
+// a full block), so a driver can sync when there are, and only then.
+type SyncTracker interface {
+	Unsynced() bool
+}
+
 // Compacter is a Store that can rewrite a key range so that deleted keys give their disk
 // space back (Pebble; the in-memory engine frees memory at once and has no need).
 type Compacter interface {

@@ -354,3 +354,44 @@ var storeCases = []struct {
 		wg.Wait()
 	}},
 }
+
+// TestUnsynced: an engine reports a write made without Sync as unsynced until a synced
+// write, whichever call made them.
+func TestUnsynced(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			st, ok := e.open(t).(SyncTracker)
+			if !ok {
+				t.Fatal("not a SyncTracker")
+			}
+			s := st.(Store)
+			check := func(step string, want bool) {
+				t.Helper()
+				if got := st.Unsynced(); got != want {
+					t.Fatalf("after %s: Unsynced() = %v, want %v", step, got, want)
+				}
+			}
+			check("open", false)
+			steps := []struct {
+				name string
+				do   func(WriteOptions) error
+			}{
+				{"put", func(o WriteOptions) error { return s.Put([]byte("a"), []byte("1"), o) }},
+				{"delete", func(o WriteOptions) error { return s.Delete([]byte("a"), o) }},
+				{"write", func(o WriteOptions) error { return s.Write([]Op{{Key: []byte("b"), Value: []byte("2")}}, o) }},
+			}
+			for _, unsynced := range steps {
+				for _, synced := range steps {
+					if err := unsynced.do(WriteOptions{}); err != nil {
+						t.Fatal(err)
+					}
+					check(unsynced.name, true)
+					if err := synced.do(WriteOptions{Sync: true}); err != nil {
+						t.Fatal(err)
+					}
+					check(unsynced.name+", then a synced "+synced.name, false)
+				}
+			}
+		})
+	}
+}
