@@ -416,9 +416,9 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	c.puts[pc.id] = pc
 	// Every replica acks through a message, this node's own too: its copy is stored above,
 	// at once (the actor rules need the coordinator's copy to hold every dot it minted), and
-	// the message to itself merges as a no-op and acks once synced — after the sync window
-	// in the server, after a disk latency in the simulator, whose model (PBS's WARS) treats
-	// every replica alike.
+	// the message to itself merges as a no-op and acks once synced — after the syncer's
+	// group-committed fsync in the server, after a disk latency in the simulator, whose
+	// model (PBS's WARS) treats every replica alike.
 	for _, r := range rs.reps {
 		sync := pc.sync
 		if r.node == c.cfg.ID {
