@@ -274,9 +274,10 @@ func pipeGoroutines() int {
 // gate is a test command, "test.gate key" (a write), that waits until its key is opened
 // and answers with the key.
 type gate struct {
-	mu    sync.Mutex
-	keys  map[string]chan struct{}
-	ended int
+	mu      sync.Mutex
+	keys    map[string]chan struct{}
+	started int
+	ended   int
 }
 
 func (g *gate) ch(key string) chan struct{} {
@@ -291,6 +292,9 @@ func (g *gate) ch(key string) chan struct{} {
 }
 
 func (g *gate) run(_ *RESP, ctx context.Context, _ *client, w *reply, args [][]byte) {
+	g.mu.Lock()
+	g.started++
+	g.mu.Unlock()
 	select {
 	case <-g.ch(string(args[1])):
 	case <-ctx.Done():
@@ -309,6 +313,12 @@ func (g *gate) endedCount() int {
 	return g.ended
 }
 
+func (g *gate) startedCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started
+}
+
 // TestPipelineRepliesBatched: complete replies wait for the commands still running behind
 // them, so that one write carries a round trip's replies; at most holdReplies of them,
 // and no longer than holdFor.
@@ -325,6 +335,7 @@ func TestPipelineRepliesBatched(t *testing.T) {
 	}
 	defer conn.Close()
 	rd := bufio.NewReader(conn)
+	sent := 0
 	send := func(keys ...string) {
 		var buf strings.Builder
 		for _, k := range keys {
@@ -333,6 +344,10 @@ func TestPipelineRepliesBatched(t *testing.T) {
 		if _, err := conn.Write([]byte(buf.String())); err != nil {
 			t.Fatal(err)
 		}
+		// Every command admitted and running before any gate opens: one that ended before
+		// a later one was admitted would be the last queued, and written at once.
+		sent += len(keys)
+		waitUntil(t, "the commands sent run", func() bool { return g.startedCount() == sent })
 	}
 	nothingYet := func(what string) {
 		t.Helper()
