@@ -259,16 +259,16 @@ func TestClusterChanges(t *testing.T) {
 // change ends only once every member has seen every partition moved (seeds 3 and 6).
 func TestClusterChangesFailNothing(t *testing.T) {
 	for _, c := range []changeCase{
-		{"steady", 1, 1, 400, 500, 200 * time.Millisecond, changeSteady, 3},
-		{"steady", 2, 2, 400, 500, 200 * time.Millisecond, changeSteady, 3},
-		{"hot keys, gossip lag", 1, 1, 2000, 20, 2 * time.Second, changeHot, 3},
-		{"hot keys, gossip lag", 3, 2, 2000, 20, 2 * time.Second, changeHot, 3},
-		{"hot keys, gossip lag", 6, 2, 2000, 20, 2 * time.Second, changeHot, 3},
+		{"steady", 1, 1, 400, 500, 200 * time.Millisecond, changeSteady, 3, 0},
+		{"steady", 2, 2, 400, 500, 200 * time.Millisecond, changeSteady, 3, 0},
+		{"hot keys, gossip lag", 1, 1, 2000, 20, 2 * time.Second, changeHot, 3, 0},
+		{"hot keys, gossip lag", 3, 2, 2000, 20, 2 * time.Second, changeHot, 3, 0},
+		{"hot keys, gossip lag", 6, 2, 2000, 20, 2 * time.Second, changeHot, 3, 0},
 		// Seeds that read stale values when transfers could complete before every member
 		// had heard of the change (a member's writes to the old replicas only were then
 		// missing from the new ones).
-		{"grow and shrink back, gossip lag", 34, 1, 2000, 20, 2 * time.Second, changeBack, 2},
-		{"grow and shrink back, gossip lag", 36, 1, 2000, 20, 2 * time.Second, changeBack, 2},
+		{"grow and shrink back, gossip lag", 34, 1, 2000, 20, 2 * time.Second, changeBack, 2, 0},
+		{"grow and shrink back, gossip lag", 36, 1, 2000, 20, 2 * time.Second, changeBack, 2, 0},
 	} {
 		c.check(t)
 	}
@@ -289,7 +289,8 @@ func TestClusterChangesSweep(t *testing.T) {
 					if faults == changeBack {
 						changes = 2
 					}
-					changeCase{"sweep " + faults, uint64(100 + i), shards, 2000, 20, lag, faults, changes}.check(t)
+					blind := float64(i%2) / 2 // every other seed: half the writes blind (Redis SETs)
+					changeCase{"sweep " + faults, uint64(100 + i), shards, 2000, 20, lag, faults, changes, blind}.check(t)
 				}
 			}
 		}
@@ -313,14 +314,15 @@ type changeCase struct {
 	shards, rate, keys int
 	gossipLag          time.Duration
 	faults             string
-	changes            int // completed at least
+	changes            int     // completed at least
+	blind              float64 // Config.BlindRatio
 }
 
 func (c changeCase) check(t *testing.T) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Seed, cfg.Nodes, cfg.Rate, cfg.Keys, cfg.GossipLag = c.seed, 5, float64(c.rate), c.keys, c.gossipLag
-	cfg.Duration, cfg.Shards = 40*time.Second, c.shards
+	cfg.Duration, cfg.Shards, cfg.BlindRatio = 40*time.Second, c.shards, c.blind
 	f, err := ParseFaults(c.faults)
 	if err != nil {
 		t.Fatal(err)
@@ -331,8 +333,8 @@ func (c changeCase) check(t *testing.T) {
 		t.Fatalf("%s, seed %d: %v", c.name, c.seed, err)
 	}
 	if rep.WriteSuccessRate != 1 || rep.FailedReads != 0 || rep.StaleReads != 0 || rep.ClusterChanges < c.changes || !rep.Converged || rep.StrayCopies != 0 {
-		t.Fatalf("%s, seed %d, %d shards, lag %s: writes %.4f ok, %d failed reads, %d stale, %d changes, converged %v, %d stray copies",
-			c.name, c.seed, c.shards, c.gossipLag, rep.WriteSuccessRate, rep.FailedReads, rep.StaleReads, rep.ClusterChanges, rep.Converged, rep.StrayCopies)
+		t.Fatalf("%s, seed %d, %d shards, lag %s, blind %g: writes %.4f ok, %d failed reads, %d stale, %d changes, converged %v, %d stray copies",
+			c.name, c.seed, c.shards, c.gossipLag, c.blind, rep.WriteSuccessRate, rep.FailedReads, rep.StaleReads, rep.ClusterChanges, rep.Converged, rep.StrayCopies)
 	}
 	t.Logf("%s, seed %d: %d reads, %d writes, %d changes, %d keys streamed", c.name, c.seed, rep.Reads, rep.Writes, rep.ClusterChanges, rep.TransferKeys)
 }
