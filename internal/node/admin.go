@@ -190,6 +190,10 @@ func (n *Node) SetFaults(f Faults) error {
 	n.tr.SetFaults(transport.Faults{Drop: drop, Delay: time.Duration(f.DelayMs) * time.Millisecond})
 	n.skew.Store(f.ClockSkewMs)
 	n.syncDelay.Store(f.SyncDelayMs)
+	select {
+	case n.syncDelaySet <- struct{}{}:
+	default:
+	}
 	n.log.Warn("fault injection changed", "drop", f.Drop, "delay_ms", f.DelayMs, "clock_skew_ms", f.ClockSkewMs, "sync_delay_ms", f.SyncDelayMs)
 	return nil
 }

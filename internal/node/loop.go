@@ -546,6 +546,25 @@ func (n *Node) syncer(ctx context.Context) {
 			return false
 		}
 	}
+	// slowDisk waits out the injected fsync delay (fault injection), starting over when
+	// it is changed: healed, the wait ends at once. False when the node stops.
+	slowDisk := func() bool {
+		for {
+			d := n.syncDelay.Load()
+			if d <= 0 {
+				return true
+			}
+			window.Reset(time.Duration(d) * time.Millisecond)
+			select {
+			case <-window.C:
+				return true
+			case <-n.syncDelaySet:
+				window.Stop()
+			case <-ctx.Done():
+				return false
+			}
+		}
+	}
 	for {
 		select {
 		case <-n.out.sig:
@@ -553,7 +572,7 @@ func (n *Node) syncer(ctx context.Context) {
 			if !tracker.Unsynced() {
 				continue
 			}
-			if d := n.syncDelay.Load(); d > 0 && !wait(time.Duration(d)*time.Millisecond) { // a slow disk
+			if !slowDisk() {
 				return
 			}
 			if err := n.syncStore("periodic"); err != nil {
@@ -569,7 +588,7 @@ func (n *Node) syncer(ctx context.Context) {
 		if n.cfg.SyncWindow > 0 && !wait(n.cfg.SyncWindow) {
 			return
 		}
-		if d := n.syncDelay.Load(); d > 0 && !wait(time.Duration(d)*time.Millisecond) { // fault injection: a slow disk
+		if !slowDisk() {
 			return
 		}
 		turns = n.out.take(turns)

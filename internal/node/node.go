@@ -74,7 +74,8 @@ type Node struct {
 	skew atomic.Int64 // clock skew in ms (fault injection)
 	// syncDelay is how long, in ms, the syncer waits before each fsync (fault injection:
 	// a slow disk).
-	syncDelay atomic.Int64
+	syncDelay    atomic.Int64
+	syncDelaySet chan struct{} // signalled when syncDelay changes: a wait under way starts over
 
 	coreCfg core.Config
 	loops   []*loop // one per shard of the core
@@ -119,7 +120,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
-	n := &Node{cfg: cfg, log: log, store: st, pebble: st, clock: cfg.Clock, xferSig: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: log, store: st, pebble: st, clock: cfg.Clock, xferSig: make(chan struct{}, 1),
+		syncDelaySet: make(chan struct{}, 1)}
 	if n.clock == nil {
 		n.clock = wallClock{}
 	}
