@@ -73,6 +73,18 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// dialBlockerRESP starts a RESP server over one node and connects to it, for the length
+// of the test.
+func dialBlockerRESP(t *testing.T) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", startBlockerRESP(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
 func startBlockerRESP(t *testing.T) string {
 	nodes := testcluster.Start(t, 1, func(*node.Config) {})
 	r := NewRESP(nodes[0], nil)
@@ -89,12 +101,7 @@ func startBlockerRESP(t *testing.T) string {
 // the order sent.
 func TestPipelineLanes(t *testing.T) {
 	b := withBlocker(t)
-	addr := startBlockerRESP(t)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialBlockerRESP(t)
 	var sent []string
 	// Written in one go, so that redcon reads them as one pipeline (a pipeline read in
 	// several parts is ordered the same way: the lanes outlive a read).
@@ -182,12 +189,7 @@ func TestPipelineBound(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := withBlocker(t)
-			addr := startBlockerRESP(t)
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dialBlockerRESP(t)
 			key := func(i int) string { return fmt.Sprint("k", i) }
 			total := c.bound + 20
 			if c.valueLen > 0 {
@@ -328,12 +330,7 @@ func TestPipelineRepliesBatched(t *testing.T) {
 	defer delete(commands, "test.gate")
 	defer func(d time.Duration) { holdFor = d }(holdFor)
 	holdFor = time.Hour // only the other rules release replies, until the last case
-	addr := startBlockerRESP(t)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialBlockerRESP(t)
 	rd := bufio.NewReader(conn)
 	sent := 0
 	send := func(keys ...string) {
