@@ -9,8 +9,10 @@
 # over its three nodes, from /proc), and the medians.
 #
 # Needs redis-benchmark and redis-cli (Debian: redis-tools).
-# Usage: scripts/bench-ab.sh [-r ROUNDS] [-n REQUESTS] [-t set|get] [-P PIPELINE] A=BINARY B=BINARY
+# Usage: scripts/bench-ab.sh [-r ROUNDS] [-n REQUESTS] [-t set|get] [-P PIPELINE] [-k PREFILL_KEYS] A=BINARY B=BINARY
 #   e.g. scripts/bench-ab.sh -r 8 -n 60000 -t set -P 16 main=/tmp/qkv-main new=/tmp/qkv-new
+# -k writes that many keys first (default 100000, the runs' keys): 400000 fills the
+# servers' row caches (32 MiB each) past what the runs touch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -18,13 +20,14 @@ rounds=8
 requests=60000
 test=set
 pipeline=1
-usage() { sed -n '2,14p' "$0"; exit 2; }
-while getopts "r:n:t:P:" o; do
+usage() { sed -n '2,16p' "$0"; exit 2; }
+while getopts "r:n:t:P:k:" o; do
   case $o in
     r) rounds=$OPTARG ;;
     n) requests=$OPTARG ;;
     t) test=$OPTARG ;;
     P) pipeline=$OPTARG ;;
+    k) prefill_keys=$OPTARG ;;
     *) usage ;;
   esac
 done

@@ -108,8 +108,13 @@ stop_last() { kill "${pids[-1]}" 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/
 
 # prefill: writes keys of the 100,000 that redis-benchmark -r 100000 draws from, so that
 # GET finds values (100,000 random draws, pipelined: about 63% of the keys; the SET runs
-# that come before the GET runs write most of the rest).
-prefill() { redis-benchmark -p "$port" -c 50 -n 100000 -d 100 -r 100000 -P 16 -t set >/dev/null 2>&1; }
+# that come before the GET runs write most of the rest). With $prefill_keys above 100000
+# it draws that many from that many keys instead: a store (and a row cache) holding more
+# than the runs' keys, as a server's does.
+prefill() {
+  local k=${prefill_keys:-100000}
+  redis-benchmark -p "$port" -c 50 -n "$k" -d 100 -r "$k" -P 16 -t set >/dev/null 2>&1
+}
 
 # resp_bench TEST PIPELINE REQUESTS: one redis-benchmark run (50 clients, 100-byte values,
 # keys from 100,000) on $port; prints "ops/s p50_ms p99_ms server_cpu_us_per_op".

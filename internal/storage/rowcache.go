@@ -2,8 +2,7 @@ package storage
 
 import (
 	"bytes"
-	"cmp"
-	"slices"
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 
@@ -57,6 +56,16 @@ const (
 // to back in one byte arena, the slots and the index hold offsets and hashes. (With a
 // string and a slice per entry, a full 32 MiB cache made every collection mark 100,000
 // more objects: 25% more CPU per key on a bulk load.)
+//
+// Arena: each entry is a header (its slot and its room, rowHeader bytes) and then its key
+// and value, in room bytes at least as long as both. A rewrite whose value fits the room
+// goes in place (a replica's rewrite of a key it holds: values of one key keep about their
+// size); one that does not leaves the old bytes dead and appends. When the arena is full,
+// the shard compacts (slides the live entries down, in one walk of the arena) only once
+// the dead bytes are a sixteenth of it, and evicts otherwise. (Compacting whenever anything
+// was dead, with a sort of the live entries by offset, made every rewrite in a full cache
+// compact the whole shard for one entry's bytes: 20% of a replica's CPU under redis-
+// benchmark's SETs, BenchmarkRowCacheSetFull.)
 type rowShard struct {
 	mu      sync.Mutex
 	seq     uint64           // bumped by every write to the shard's keys
@@ -67,7 +76,8 @@ type rowShard struct {
 	bytes   int64 // entryBytes of the entries held
 	budget  int64
 	arena   []byte // the entries' keys and values (newArena), nil until the first put
-	dead    int    // arena bytes of dropped entries, reclaimed by compact
+	dead    int    // arena bytes outside the live entries' headers, keys and values, reclaimed by compact
+	compactions, inPlace uint64 // counts, for tests
 	release func() // returns the arena's memory
 }
 
@@ -76,11 +86,16 @@ type rowShard struct {
 // of their entries' count), and at least room for the largest entry kept.
 func (s *rowShard) arenaBytes() int64 { return max(s.budget*3/4, s.budget/4+1) }
 
-// rowSlot is a cached value: key and value at arena[off:], klen and vlen bytes.
+// rowHeader is the size of an entry's header in the arena: its slot and its room (uint32s).
+const rowHeader = 8
+
+// rowSlot is a cached value: its header at arena[off:], then key and value, klen and vlen
+// bytes, in room bytes.
 type rowSlot struct {
 	hash       uint64
 	off        uint32
 	klen, vlen uint32
+	room       uint32
 	ref        bool // read since the hand last passed
 	used       bool
 }
@@ -172,11 +187,12 @@ func (s *rowShard) find(key []byte, h uint64) (int32, bool) {
 		return 0, false
 	}
 	sl := &s.slots[i]
-	return i, bytes.Equal(s.arena[sl.off:sl.off+sl.klen], key)
+	k := sl.off + rowHeader
+	return i, bytes.Equal(s.arena[k:k+sl.klen], key)
 }
 
 func (s *rowShard) value(sl *rowSlot) []byte {
-	v := sl.off + sl.klen
+	v := sl.off + rowHeader + sl.klen
 	return s.arena[v : v+sl.vlen]
 }
 
@@ -184,6 +200,19 @@ func (s *rowShard) value(sl *rowSlot) []byte {
 func (s *rowShard) put(key, val []byte, h uint64) {
 	n := entryBytes(len(key), len(val))
 	i, had := s.find(key, h)
+	if had && n <= s.budget/4 && uint32(len(val)) <= s.slots[i].room-s.slots[i].klen {
+		// In place: the new value fits the entry's room.
+		sl := &s.slots[i]
+		s.bytes += n - entryBytes(int(sl.klen), int(sl.vlen))
+		s.dead += int(sl.vlen) - len(val)
+		sl.vlen, sl.ref = uint32(len(val)), true
+		s.inPlace++
+		copy(s.value(sl), val)
+		for s.bytes > s.budget {
+			s.evict() // the value grew past the budget: another entry (or this one) leaves
+		}
+		return
+	}
 	if j, ok := s.idx[h]; ok {
 		// The key's older value, or (64-bit hashes colliding) another key's: out.
 		s.drop(j)
@@ -194,7 +223,7 @@ func (s *rowShard) put(key, val []byte, h uint64) {
 	for s.bytes+n > s.budget && len(s.idx) > 0 {
 		s.evict()
 	}
-	need := len(key) + len(val)
+	need := rowHeader + len(key) + len(val)
 	if s.arena == nil {
 		// Its whole size at once, outside the Go heap (newArena); growing by doubling
 		// would leave the old arrays as garbage, a cache's worth of RSS until the collector
@@ -203,10 +232,10 @@ func (s *rowShard) put(key, val []byte, h uint64) {
 		s.arena, s.release = b[:0], release
 	}
 	for len(s.arena)+need > cap(s.arena) {
-		// Leave out the dropped entries; if the live ones still leave no room (small
-		// values: their bytes are under the budget, which counts an overhead per entry
-		// beside them, but not under the arena's share of it), evict more.
-		if s.dead > 0 {
+		// Reclaim the dead bytes once they are worth a walk of the arena; evict otherwise
+		// (small values: their bytes are under the budget, which counts an overhead per
+		// entry beside them, but not under the arena's share of it).
+		if s.dead > 0 && (s.dead >= cap(s.arena)/16 || len(s.idx) == 0) {
 			s.compact()
 			continue
 		}
@@ -216,40 +245,45 @@ func (s *rowShard) put(key, val []byte, h uint64) {
 		s.evict()
 	}
 	// A new entry waits for a read to earn its second chance; a key rewritten keeps one.
-	sl := rowSlot{hash: h, off: uint32(len(s.arena)), klen: uint32(len(key)), vlen: uint32(len(val)), ref: had, used: true}
-	s.arena = append(append(s.arena, key...), val...)
+	room := uint32(len(key) + len(val))
+	off := uint32(len(s.arena))
 	if k := len(s.free); k > 0 {
 		i = s.free[k-1]
 		s.free = s.free[:k-1]
-		s.slots[i] = sl
 	} else {
 		i = int32(len(s.slots))
-		s.slots = append(s.slots, sl)
+		s.slots = append(s.slots, rowSlot{})
 	}
+	s.slots[i] = rowSlot{hash: h, off: off, klen: uint32(len(key)), vlen: uint32(len(val)), room: room, ref: had, used: true}
+	s.arena = binary.LittleEndian.AppendUint32(s.arena, uint32(i))
+	s.arena = binary.LittleEndian.AppendUint32(s.arena, room)
+	s.arena = append(append(s.arena, key...), val...)
 	s.idx[h] = i
 	s.bytes += n
 }
 
-// compact copies the live entries into a new arena, leaving out the dropped ones. s.mu
-// held.
+// compact slides the live entries down, in arena order, leaving out the dropped ones and
+// the unused room of the others: one walk of the arena, by the entries' headers. An
+// entry is live when its slot is used and lies at its offset (a dropped entry's slot may
+// have gone to a newer entry, elsewhere). s.mu held.
 func (s *rowShard) compact() {
-	// Slide the live entries down in place, in arena order.
-	order := make([]int32, 0, len(s.idx))
-	for i := range s.slots {
-		if s.slots[i].used {
-			order = append(order, int32(i))
+	le := binary.LittleEndian
+	w := uint32(0)
+	for r := uint32(0); int(r) < len(s.arena); {
+		i, room := le.Uint32(s.arena[r:]), le.Uint32(s.arena[r+4:])
+		if int(i) < len(s.slots) && s.slots[i].used && s.slots[i].off == r {
+			sl := &s.slots[i]
+			size := sl.klen + sl.vlen
+			copy(s.arena[w+rowHeader:], s.arena[r+rowHeader:r+rowHeader+size])
+			le.PutUint32(s.arena[w:], i)
+			le.PutUint32(s.arena[w+4:], size)
+			sl.off, sl.room = w, size
+			w += rowHeader + size
 		}
+		r += rowHeader + room
 	}
-	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(s.slots[a].off, s.slots[b].off) })
-	n := uint32(0)
-	for _, i := range order {
-		sl := &s.slots[i]
-		size := sl.klen + sl.vlen
-		copy(s.arena[n:n+size], s.arena[sl.off:sl.off+size])
-		sl.off = n
-		n += size
-	}
-	s.arena, s.dead = s.arena[:n], 0
+	s.arena, s.dead = s.arena[:w], 0
+	s.compactions++
 }
 
 // evict drops the first entry past the hand not read since the hand last passed it,
@@ -278,7 +312,7 @@ func (s *rowShard) drop(i int32) {
 	sl := &s.slots[i]
 	delete(s.idx, sl.hash)
 	s.bytes -= entryBytes(int(sl.klen), int(sl.vlen))
-	s.dead += int(sl.klen + sl.vlen)
+	s.dead += rowHeader + int(sl.klen+sl.vlen)
 	*sl = rowSlot{}
 	s.free = append(s.free, i)
 	if len(s.idx) == 0 {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -271,5 +272,126 @@ func BenchmarkRowCacheSet(b *testing.B) {
 			b.Fatal("miss")
 		}
 		c.set(k, val[:145+(i>>20)%10], false)
+	}
+}
+
+// BenchmarkRowCacheSetFull is BenchmarkRowCacheSet with the server's budget (32 MiB) full:
+// 130,000 keys of about 185 bytes, so every rewrite of a cached key must find arena room.
+// This is a replica under redis-benchmark's SETs over 100,000 keys once other keys filled
+// the cache.
+func BenchmarkRowCacheSetFull(b *testing.B) {
+	const keys = 130_000
+	c := newRowCache(32<<20, nil)
+	defer c.close()
+	val := bytes.Repeat([]byte("v"), 170)
+	key := func(i uint64) []byte { return fmt.Appendf(nil, "d\x00redis\x00key:%012d", i) }
+	ks := make([][]byte, keys)
+	for i := range ks {
+		ks[i] = key(uint64(i))
+		c.set(ks[i], val[:160], false)
+		if _, ok, _ := c.get(ks[i]); !ok {
+			c.fill(ks[i], val[:160], 0)
+		}
+	}
+	b.ReportAllocs()
+	i := uint64(1)
+	for b.Loop() {
+		i = i*6364136223846793005 + 1442695040888963407
+		k := ks[(i>>33)%100_000]
+		c.get(k)
+		c.set(k, val[:155+(i>>20)%10], false)
+	}
+	st := c.stats()
+	b.ReportMetric(float64(st.Hits)/float64(st.Hits+st.Misses), "hit-ratio")
+}
+
+// TestRowCacheModel drives one small cache with random writes (values of varying sizes,
+// so that some fit their entry's room and go in place, and others move), deletes and
+// reads, and checks it against a map after every step: a hit returns the key's last
+// value, the budget holds, and the shards' books balance (the dead bytes are the arena's
+// bytes outside the live entries; every live entry's header names its slot and room).
+// Compactions and evictions happen many times over.
+func TestRowCacheModel(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		c := newRowCache(64<<10, nil)
+		model := map[string][]byte{}
+		rng := seed
+		next := func(n uint64) uint64 {
+			rng = rng*6364136223846793005 + 1442695040888963407
+			return (rng >> 33) % n
+		}
+		var hits int
+		for step := range 40000 {
+			k := fmt.Appendf(nil, "key%04d", next(600))
+			switch op := next(10); {
+			case op < 6:
+				v := bytes.Repeat([]byte{byte('a' + step%26)}, int(40+next(60)))
+				c.set(k, v, false)
+				model[string(k)] = v
+			case op < 7:
+				c.set(k, nil, true)
+				delete(model, string(k))
+			default:
+				v, ok, seq := c.get(k)
+				want, in := model[string(k)]
+				if ok {
+					hits++
+					if !in || !bytes.Equal(v, want) {
+						t.Fatalf("seed %d step %d: %s reads %q from the cache, want %q (present %v)", seed, step, k, v, want, in)
+					}
+				} else if in {
+					c.fill(k, want, seq)
+				}
+			}
+			s, _ := c.shard(k)
+			checkRowShard(t, s)
+		}
+		var compactions, inPlace uint64
+		for i := range c.shards {
+			checkRowShard(t, &c.shards[i])
+			compactions += c.shards[i].compactions
+			inPlace += c.shards[i].inPlace
+		}
+		if hits < 5000 || compactions < 100 || inPlace < 1000 {
+			t.Fatalf("seed %d: %d hits, %d compactions, %d rewrites in place: the test exercised too little", seed, hits, compactions, inPlace)
+		}
+		c.close()
+	}
+}
+
+// checkRowShard checks a shard's books: bytes within budget and equal to its entries',
+// dead bytes the arena's bytes outside live entries, and headers that name their slots.
+func checkRowShard(t *testing.T, s *rowShard) {
+	t.Helper()
+	if s.bytes > s.budget {
+		t.Fatalf("shard holds %d bytes, budget %d", s.bytes, s.budget)
+	}
+	var bytesHeld int64
+	live := 0
+	for i := range s.slots {
+		sl := &s.slots[i]
+		if !sl.used {
+			continue
+		}
+		if j, ok := s.idx[sl.hash]; !ok || j != int32(i) {
+			t.Fatalf("slot %d is used but not indexed", i)
+		}
+		if sl.klen+sl.vlen > sl.room {
+			t.Fatalf("slot %d holds %d+%d bytes in a room of %d", i, sl.klen, sl.vlen, sl.room)
+		}
+		if got := binary.LittleEndian.Uint32(s.arena[sl.off:]); got != uint32(i) {
+			t.Fatalf("slot %d's header names slot %d", i, got)
+		}
+		if got := binary.LittleEndian.Uint32(s.arena[sl.off+4:]); got != sl.room {
+			t.Fatalf("slot %d's header gives room %d, the slot %d", i, got, sl.room)
+		}
+		bytesHeld += entryBytes(int(sl.klen), int(sl.vlen))
+		live += rowHeader + int(sl.klen+sl.vlen)
+	}
+	if len(s.idx) != 0 && bytesHeld != s.bytes {
+		t.Fatalf("shard counts %d bytes, its entries hold %d", s.bytes, bytesHeld)
+	}
+	if s.dead != len(s.arena)-live {
+		t.Fatalf("shard counts %d dead bytes, its arena has %d outside live entries", s.dead, len(s.arena)-live)
 	}
 }
