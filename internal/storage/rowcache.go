@@ -145,7 +145,8 @@ func (c *rowCache) fill(key, val []byte, seq uint64) {
 	s, h := c.shard(key)
 	s.mu.Lock()
 	if s.seq == seq {
-		s.put(key, val, h)
+		i, had := s.find(key, h)
+		s.put(key, val, h, i, had)
 	}
 	s.mu.Unlock()
 }
@@ -161,10 +162,10 @@ func (c *rowCache) set(key, val []byte, deleted bool) {
 		if deleted {
 			s.drop(i)
 		} else {
-			s.put(key, val, h)
+			s.put(key, val, h, i, true)
 		}
 	} else if !deleted && s.bytes+entryBytes(len(key), len(val)) <= s.budget {
-		s.put(key, val, h) // room to spare: a write admits its key, evicting nothing
+		s.put(key, val, h, i, false) // room to spare: a write admits its key, evicting nothing
 	}
 	s.mu.Unlock()
 }
@@ -180,11 +181,12 @@ func (c *rowCache) invalidate(key []byte) {
 	s.mu.Unlock()
 }
 
-// find returns the slot holding key (hash h). s.mu held.
+// find returns the slot holding key (hash h), or false and the slot of another key of the
+// same hash (-1 if none). s.mu held.
 func (s *rowShard) find(key []byte, h uint64) (int32, bool) {
 	i, ok := s.idx[h]
 	if !ok {
-		return 0, false
+		return -1, false
 	}
 	sl := &s.slots[i]
 	k := sl.off + rowHeader
@@ -196,10 +198,10 @@ func (s *rowShard) value(sl *rowSlot) []byte {
 	return s.arena[v : v+sl.vlen]
 }
 
-// put stores a copy of val under key (hash h), evicting as the budget needs. s.mu held.
-func (s *rowShard) put(key, val []byte, h uint64) {
+// put stores a copy of val under key (hash h), evicting as the budget needs; i and had
+// are what find(key, h) returned. s.mu held.
+func (s *rowShard) put(key, val []byte, h uint64, i int32, had bool) {
 	n := entryBytes(len(key), len(val))
-	i, had := s.find(key, h)
 	if had && n <= s.budget/4 && uint32(len(val)) <= s.slots[i].room-s.slots[i].klen {
 		// In place: the new value fits the entry's room.
 		sl := &s.slots[i]
@@ -213,9 +215,9 @@ func (s *rowShard) put(key, val []byte, h uint64) {
 		}
 		return
 	}
-	if j, ok := s.idx[h]; ok {
+	if i >= 0 {
 		// The key's older value, or (64-bit hashes colliding) another key's: out.
-		s.drop(j)
+		s.drop(i)
 	}
 	if n > s.budget/4 {
 		return // too large to keep
