@@ -93,6 +93,7 @@ type RESP struct {
 	closed    bool
 	wg        sync.WaitGroup // connection handlers, socket readers and job workers
 	workers   jobWorkers     // run pipelined commands (resp_workers.go)
+	running   chan struct{}  // a place per pipelined command running (maxRunning)
 }
 
 // NewRESP returns the Redis front end of n; Listen starts it.
@@ -108,6 +109,7 @@ func NewRESP(n *node.Node, log *slog.Logger) *RESP {
 		base:          ctx, cancelBase: cancel,
 		authFailures: authMetrics(n.Registry()),
 		workers:      jobWorkers{maxIdle: maxIdleWorkers},
+		running:      make(chan struct{}, maxRunning),
 	}
 }
 

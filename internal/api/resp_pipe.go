@@ -62,6 +62,17 @@ const (
 	slotBytes   = 16 << 10
 )
 
+// maxRunning bounds the pipelined commands running at once over all connections, each on
+// a worker goroutine: a command admitted past it waits (its connection stops being read
+// meanwhile) until one ends. Without it, 32 `redis-cli --pipe` streams of 256 commands
+// in flight kept 8,000 goroutines, whose stacks the collector scans every cycle and which
+// count against the memory limit: a bulk load took 200 µs of CPU per key instead of 60,
+// most of it collecting (docs/benchmarks.md). 1024 commands in flight keep the node's
+// loops busy: a bulk load of 32 streams runs as fast as with 8,000. A command holds its
+// place while it runs, not while its reply waits for the client to read it, so a client
+// that stops reading holds at most its own maxInFlight replies, and no one's place.
+const maxRunning = 1024
+
 // maxPipelinedBytes: a command whose arguments are larger runs alone (as a barrier), so
 // that the copies a pipeline keeps stay within maxInFlight × slotBytes per connection.
 const maxPipelinedBytes = 64 << 10
@@ -230,7 +241,13 @@ func (p *pipe) admit(args [][]byte) bool {
 		p.r.runChecked(ctx, p.c, &j.rep, cmd, args)
 		p.enqueue(j, true)
 	default:
+		if !p.r.startRunning(ctx) {
+			j.rep.WriteError("ERR connection closed")
+			p.enqueue(j, true)
+			return false
+		}
 		if j.extra = argBytes(args) / slotBytes; j.extra > 0 && !p.takeSlots(ctx, j.extra) {
+			p.r.endRunning()
 			j.extra = 0
 			j.rep.WriteError("ERR connection closed")
 			p.enqueue(j, true)
@@ -247,6 +264,25 @@ func (p *pipe) admit(args [][]byte) bool {
 	}
 	return true
 }
+
+// startRunning takes a place among the maxRunning commands running, waiting for one to
+// end; false when ctx ends first.
+func (r *RESP) startRunning(ctx context.Context) bool {
+	select {
+	case r.running <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case r.running <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// endRunning gives back the place startRunning took.
+func (r *RESP) endRunning() { <-r.running }
 
 // takeSlots takes n more slots for the command being admitted, waiting for the replies
 // before it to be written; false, with none taken, when the client is gone.
@@ -365,6 +401,7 @@ func (p *pipe) runJob(ctx context.Context, j *job) {
 		<-d // each ends: a command ends, its context bounding it
 	}
 	p.r.runChecked(ctx, p.c, &j.rep, j.cmd, j.argv)
+	p.r.endRunning()
 	p.mu.Lock()
 	if j.ran != nil {
 		close(j.ran)

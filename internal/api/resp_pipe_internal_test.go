@@ -234,6 +234,59 @@ func TestPipelineBound(t *testing.T) {
 	}
 }
 
+// TestPipelineRunningBound: over all connections, at most maxRunning pipelined commands
+// run at once (here lowered to 10): three connections pipelining 8 blocking commands each
+// start 10 of them, the rest wait, and all 24 are answered, in order, once released.
+func TestPipelineRunningBound(t *testing.T) {
+	const bound, conns, per = 10, 3, 8
+	b := withBlocker(t)
+	nodes := testcluster.Start(t, 1, func(*node.Config) {})
+	r := NewRESP(nodes[0], nil)
+	r.running = make(chan struct{}, bound)
+	if err := r.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	key := func(c, i int) string { return fmt.Sprintf("c%dk%d", c, i) }
+	cs := make([]net.Conn, conns)
+	for c := range cs {
+		conn, err := net.Dial("tcp", r.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		cs[c] = conn
+		var buf strings.Builder
+		for i := range per {
+			k := key(c, i)
+			fmt.Fprintf(&buf, "*2\r\n$10\r\ntest.block\r\n$%d\r\n%s\r\n", len(k), k)
+		}
+		if _, err := conn.Write([]byte(buf.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the bound's commands run", func() bool { n, _ := b.state(); return n == bound })
+	time.Sleep(50 * time.Millisecond)
+	if _, started := b.state(); len(started) != bound {
+		t.Fatalf("%d commands started over %d connections, want at most %d", len(started), conns, bound)
+	}
+	close(b.release)
+	for c, conn := range cs {
+		rd := bufio.NewReader(conn)
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := range per {
+			line, _ := rd.ReadString('\n')
+			val, err := rd.ReadString('\n')
+			if err != nil || line != fmt.Sprintf("$%d\r\n", len(key(c, i))) || val != key(c, i)+"\r\n" {
+				t.Fatalf("connection %d, reply %d: %q %q %v", c, i, line, val, err)
+			}
+		}
+	}
+	if n := len(r.running); n != 0 {
+		t.Fatalf("%d places still taken after every command ended", n)
+	}
+}
+
 // TestPipelineCutOff: a client that disconnects while its pipeline runs cancels every
 // command of it, running or waiting, and leaves no goroutine behind.
 func TestPipelineCutOff(t *testing.T) {
