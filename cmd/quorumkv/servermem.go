@@ -33,7 +33,7 @@ import (
 // `redis-cli --pipe` streams keep 8,000 commands in flight, each on a worker goroutine
 // (internal/api), 70 MB of stacks beside a 69 MB heap. Without them in the limit, the
 // collector ran without pause, and scanned those 8,000 stacks each time: 70% of the
-// answering node's CPU, a bulk load at 200 µs of CPU per key instead of 60
+// answering node's CPU, a bulk load at 200 µs of CPU per key instead of 70-90
 // (docs/benchmarks.md).
 
 // defaultGoMemoryMB is the default soft limit of the Go runtime's memory: 128 MiB leaves

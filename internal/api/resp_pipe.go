@@ -66,7 +66,7 @@ const (
 // a worker goroutine: a command admitted past it waits (its connection stops being read
 // meanwhile) until one ends. Without it, 32 `redis-cli --pipe` streams of 256 commands
 // in flight kept 8,000 goroutines, whose stacks the collector scans every cycle and which
-// count against the memory limit: a bulk load took 200 µs of CPU per key instead of 60,
+// count against the memory limit: a bulk load took 200 µs of CPU per key instead of 70-90,
 // most of it collecting (docs/benchmarks.md). 1024 commands in flight keep the node's
 // loops busy: a bulk load of 32 streams runs as fast as with 8,000. A command holds its
 // place while it runs, not while its reply waits for the client to read it, so a client
