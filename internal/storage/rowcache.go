@@ -67,18 +67,18 @@ const (
 // compact the whole shard for one entry's bytes: 20% of a replica's CPU under redis-
 // benchmark's SETs, BenchmarkRowCacheSetFull.)
 type rowShard struct {
-	mu      sync.Mutex
-	seq     uint64           // bumped by every write to the shard's keys
-	idx     map[uint64]int32 // key hash → slot
-	slots   []rowSlot
-	free    []int32 // unused slots
-	hand    int
-	bytes   int64 // entryBytes of the entries held
-	budget  int64
-	arena   []byte // the entries' keys and values (newArena), nil until the first put
-	dead    int    // arena bytes outside the live entries' headers, keys and values, reclaimed by compact
+	mu                   sync.Mutex
+	seq                  uint64           // bumped by every write to the shard's keys
+	idx                  map[uint64]int32 // key hash → slot
+	slots                []rowSlot
+	free                 []int32 // unused slots
+	hand                 int
+	bytes                int64 // entryBytes of the entries held
+	budget               int64
+	arena                []byte // the entries' keys and values (newArena), nil until the first put
+	dead                 int    // arena bytes outside the live entries' headers, keys and values, reclaimed by compact
 	compactions, inPlace uint64 // counts, for tests
-	release func() // returns the arena's memory
+	release              func() // returns the arena's memory
 }
 
 // arenaBytes is the size of the shard's arena: three quarters of its budget, which counts
