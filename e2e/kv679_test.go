@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,38 +71,89 @@ func TestNodeThatLostItsDataNeverReusesADot(t *testing.T) {
 	}
 }
 
-// TestAcknowledgedWriteIsOnItsCoordinatorsDisk: a write the coordinator acknowledged is
-// on the coordinator's own disk, whatever the other replicas answered first. n1's disk is
-// made slow (every fsync waits 300 ms), n1 coordinates a W=2 write and is killed with -9
-// the moment the client hears "ok"; after the restart n1's own copy must hold the write.
-// This is what lets a node keep its actor across crashes: had it lost the write, its next
-// write of the key would carry a dot covering it, and every replica would drop an
-// acknowledged write as superseded (Riak's kv679). When two other replicas' acks could
-// answer the client before the coordinator's sync, n1's copy was missing after every kill.
-func TestAcknowledgedWriteIsOnItsCoordinatorsDisk(t *testing.T) {
+// TestAcknowledgedWriteSurvivesItsCoordinatorsCrash is Riak's kv679 through real
+// processes. n1's disk is made slow (every fsync waits 300 ms), so that its copy of a write
+// is surely not durable when the client hears "ok" (no ack waits for an fsync without dw),
+// and n1 coordinates a blind W=2 write and is killed with -9 the moment the client hears
+// "ok". After the restart n1 coordinates another blind write of the key: both values must
+// be there, read with R=all from n2. n1 restarted under a new actor, so its new dot cannot
+// cover the write it lost; under its old actor the new dot (past the counter lease) would,
+// and every replica would drop an acknowledged write as superseded. A clean stop (SIGTERM)
+// keeps the actor: the write after it carries the actor of the write before it.
+func TestAcknowledgedWriteSurvivesItsCoordinatorsCrash(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx := context.Background()
-	n1 := c.node("n1")
-	const rounds = 4
+	n1, n2 := c.node("n1"), c.node("n2")
+	actorOf := func(dot string) string {
+		a, _, _ := strings.Cut(dot, ":")
+		return a
+	}
+	// The actor of n1's write of key, from n2's copy (it holds one sibling: the write).
+	lastActor := func(key string) string {
+		t.Helper()
+		lc, err := n2.client().Local(ctx, "b", key)
+		if err != nil || len(lc.Siblings) != 1 {
+			t.Fatalf("n2's copy of %s: %+v %v", key, lc, err)
+		}
+		return actorOf(lc.Siblings[0].Dot)
+	}
+	const rounds = 3
 	for i := range rounds {
-		key, value := fmt.Sprint("k", i), fmt.Sprint("v", i)
+		key := fmt.Sprint("k", i)
 		if _, err := n1.client().SetFaults(ctx, client.Faults{SyncDelayMs: 300}); err != nil {
 			t.Fatal(err)
 		}
 		// Blind (no context), as a Redis SET; n1 is a primary of every key with 3 nodes,
 		// so it coordinates.
-		if _, err := n1.client().Put(ctx, "b", key, []byte(value), "", client.Quorum{W: "2"}); err != nil {
+		if _, err := n1.client().Put(ctx, "b", key, []byte("acked"), "", client.Quorum{W: "2"}); err != nil {
 			t.Fatalf("round %d: put: %v", i, err)
 		}
 		n1.kill()
+		before := lastActor(key)
 		n1.start()
-		lc, err := n1.client().Local(ctx, "b", key)
+		c.waitAlive(3)
+		if _, err := n1.client().Put(ctx, "b", key, []byte("after"), "", client.Quorum{W: "2"}); err != nil {
+			t.Fatalf("round %d: put after the restart: %v", i, err)
+		}
+		obj, err := n2.client().Get(ctx, "b", key, client.Quorum{R: "all"})
 		if err != nil {
-			t.Fatalf("round %d: n1's copy: %v", i, err)
+			t.Fatalf("round %d: read: %v", i, err)
 		}
-		if !lc.Found || len(lc.Values) != 1 || string(lc.Values[0]) != value {
-			t.Fatalf("round %d: n1 acknowledged %s=%s and then held %+v after a kill -9", i, key, value, lc)
+		var got []string
+		for _, v := range obj.Values {
+			got = append(got, string(v))
 		}
+		slices.Sort(got)
+		if !slices.Equal(got, []string{"acked", "after"}) {
+			t.Fatalf("round %d: values %q after n1's crash and its next write; want both (no acknowledged write lost)", i, got)
+		}
+		lc, err := n2.client().Local(ctx, "b", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range lc.Siblings {
+			if string(s.Value) == "after" && actorOf(s.Dot) == before {
+				t.Fatalf("round %d: n1 wrote under its old actor %s after a kill -9", i, before)
+			}
+		}
+	}
+	// A clean stop keeps the actor.
+	if _, err := n1.client().Put(ctx, "b", "clean", []byte("v1"), "", client.Quorum{W: "all"}); err != nil {
+		t.Fatal(err)
+	}
+	before := lastActor("clean")
+	n1.stop()
+	n1.start()
+	c.waitAlive(3)
+	obj, err := n1.client().Get(ctx, "b", "clean", client.Quorum{R: "all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.client().Put(ctx, "b", "clean", []byte("v2"), obj.Context, client.Quorum{W: "all"}); err != nil {
+		t.Fatal(err)
+	}
+	if after := lastActor("clean"); after != before {
+		t.Fatalf("n1 wrote under actor %s after a clean stop, %s before it: a clean stop must keep the actor", after, before)
 	}
 }
 

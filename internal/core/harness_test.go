@@ -58,6 +58,10 @@ type wnode struct {
 	// as the server's syncer would (script command syncdelay).
 	syncDelay time.Duration
 	life      int // bumped by a crash: output held for a sync of an earlier life is dropped
+	// fresh is the epoch InitEpoch gives the store at the next open, if it needs one (a
+	// fresh store, or a crash since the last open): e1 for n1's first, e1c2 after its
+	// second crash, w3 after the third wipe of the world.
+	fresh string
 }
 
 type fixedBuckets map[string]core.BucketProps
@@ -122,9 +126,7 @@ func newWorld(t testing.TB, n int, buckets fixedBuckets, ringOf []string) *world
 	}
 	w.ring = w.newRing(ringOf)
 	for _, nd := range w.nodes {
-		if err := core.InitEpoch(nd.store, "e"+nd.id[1:]); err != nil {
-			t.Fatal(err)
-		}
+		nd.fresh = "e" + nd.id[1:]
 		w.open(nd)
 	}
 	w.pushViews()
@@ -149,6 +151,9 @@ func (w *world) time(nd *wnode) core.Time {
 }
 
 func (w *world) open(nd *wnode) {
+	if err := core.InitEpoch(nd.store, nd.fresh); err != nil {
+		w.t.Fatal(err)
+	}
 	h, err := hints.Open(nd.store, hints.Config{Window: 3 * time.Hour, MaxBytesPerTarget: 1 << 30}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		w.t.Fatal(err)
@@ -339,6 +344,7 @@ func (w *world) crash(id string) {
 	nd := w.node(id)
 	nd.up = false
 	nd.life++
+	nd.fresh = fmt.Sprintf("e%sc%d", nd.id[1:], nd.life)
 	nd.store = nd.store.CrashClone()
 }
 
@@ -348,9 +354,7 @@ func (w *world) wipe(id string) {
 	nd.up = false
 	w.epochs++
 	nd.store = storage.NewMemory()
-	if err := core.InitEpoch(nd.store, fmt.Sprintf("w%d", w.epochs)); err != nil {
-		w.t.Fatal(err)
-	}
+	nd.fresh = fmt.Sprintf("w%d", w.epochs)
 	w.restart(id)
 }
 

@@ -13,6 +13,9 @@ import (
 const (
 	keyEpoch   = "m/epoch"
 	keyCounter = "m/counter"
+	// keyClean is present while the store is closed after a clean stop (Identity.Stop),
+	// and removed once a node has loaded its identity from it.
+	keyClean = "m/clean"
 	// KeySyncMarker is written with fsync to make every earlier write durable.
 	KeySyncMarker = "m/sync"
 )
@@ -61,15 +64,23 @@ func (id *Identity) Actor() string { return id.actor }
 // Minted implements Minter.
 func (id *Identity) Minted() uint64 { return id.counter }
 
-// InitEpoch gives a fresh store its epoch (fresh, chosen by the driver: random in the
-// server) and leaves a store that has one alone. A node whose store was wiped so gets a
-// new epoch, hence new actors, and never reuses a dot.
+// InitEpoch gives the store the epoch its node runs under this time: a fresh store, and a
+// store whose node did not stop cleanly (a crash, kill -9: no Identity.Stop since it was
+// loaded), get fresh (chosen by the driver, never used before: random in the server); a
+// store stopped cleanly keeps its epoch. A node whose store was wiped, or lost writes it
+// had not synced, so gets new actors and never reuses a dot (see Identity.load).
 func InitEpoch(st storage.Store, fresh string) error {
 	_, err := st.Get([]byte(keyEpoch))
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, storage.ErrNotFound) {
+	switch {
+	case err == nil:
+		_, cerr := st.Get([]byte(keyClean))
+		if cerr == nil {
+			return nil // stopped cleanly: every write it made is on disk
+		}
+		if !errors.Is(cerr, storage.ErrNotFound) {
+			return fmt.Errorf("core: read clean-stop mark: %w", cerr)
+		}
+	case !errors.Is(err, storage.ErrNotFound):
 		return fmt.Errorf("core: read epoch: %w", err)
 	}
 	if fresh == "" {
@@ -81,20 +92,23 @@ func InitEpoch(st storage.Store, fresh string) error {
 	return nil
 }
 
-// load reads the epoch and leases the dot counter.
+// load reads the epoch, leases the dot counter, and removes the clean-stop mark: from
+// here on, until Stop, a crash counts as unclean.
 //
-// The actor is the node and its store's epoch, the same across restarts, clean or not, so
-// restarts add no version-vector entries (a key written after each of a hundred restarts
-// carries one entry for this node). Counters restart past the persisted lease, so no dot
-// is minted twice. That the actor survives a kill -9 rests on the coordinator's own ack
-// being durable and required (quorum.PutSpec.Own): every acknowledged write this node
-// coordinated is on its disk, so its next dot for a key (whose version-vector entry covers
-// every earlier dot of the actor) never covers an acknowledged write it lacks (Riak's
-// kv679). A write in flight when the node crashed was never acknowledged; if its unsynced
-// copy is lost here while another replica holds it, a later dot may supersede it, as a
-// lost unacknowledged write may be (testdata/kv679). CRDT states are synced before they
-// leave (see coordinate). A store that lost everything (a wiped disk) gets a new epoch,
-// hence a new actor.
+// The actor is the node and its store's epoch. An actor's entry in a key's version vector
+// says "every dot of this actor up to here is seen", which holds only while the node's
+// copy of the key has every dot the actor minted for it. A clean stop leaves every write
+// on disk, so the epoch, hence the actor, survives it: clean restarts (upgrades, rolling
+// restarts) add no version-vector entries. A crash may lose writes the node had not synced
+// yet, its own coordinated ones among them, which other replicas hold and acknowledged
+// (a write's "ok" waits for no fsync unless DW asks it to); its next dot for such a key
+// under the old actor would cover the lost write, and every replica would drop it as
+// superseded (Riak's kv679). So the node restarts from a crash under a new epoch
+// (InitEpoch), as Riak's vnodes do: its new dots cover nothing of the old actor's, and the
+// lost writes come back from the other replicas by read repair and anti-entropy. The cost
+// is one version-vector entry per crash, for the keys the node writes afterwards.
+// Counters restart past the persisted lease, so no dot is minted twice either way. A store
+// that lost everything (a wiped disk) is a fresh one: a new epoch too.
 func (id *Identity) load(nodeID string, st storage.Store) error {
 	id.st = st
 	epoch, err := st.Get([]byte(keyEpoch))
@@ -115,7 +129,14 @@ func (id *Identity) load(nodeID string, st storage.Store) error {
 	}
 	id.bound = id.counter
 	id.actor = nodeID + "." + string(epoch)
-	return id.extendLease(id.counter)
+	if err := id.extendLease(id.counter); err != nil {
+		return err
+	}
+	// Synced: a crash after this point must count as unclean at the next start.
+	if err := st.Delete([]byte(keyClean), storage.WriteOptions{Sync: true}); err != nil {
+		return fmt.Errorf("core: clear clean-stop mark: %w", err)
+	}
+	return nil
 }
 
 func (id *Identity) extendLease(from uint64) error {
@@ -149,9 +170,15 @@ func (c *Core) Stop() error {
 }
 
 // Stop records a clean stop: the exact dot counter, so the next run carries on from it
-// rather than past the lease. The driver calls it last, once nothing else will be written.
+// rather than past the lease, and the clean-stop mark, so that it keeps its epoch (one
+// synced batch: every write before it is durable too). The driver calls it last, once
+// nothing else will be written.
 func (id *Identity) Stop() error {
-	if err := id.st.Put([]byte(keyCounter), []byte(strconv.FormatUint(id.counter, 10)), storage.WriteOptions{Sync: true}); err != nil {
+	ops := []storage.Op{
+		{Key: []byte(keyCounter), Value: []byte(strconv.FormatUint(id.counter, 10))},
+		{Key: []byte(keyClean), Value: []byte{1}},
+	}
+	if err := id.st.Write(ops, storage.WriteOptions{Sync: true}); err != nil {
 		return fmt.Errorf("core: record clean stop: %w", err)
 	}
 	return nil

@@ -319,16 +319,19 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		return
 	}
 	self, selfIn := rs.find(c.cfg.ID)
-	// The coordinator's own ack is always a durable one, and a coordinator that is a
-	// primary of the key answers "ok" only with it (spec.Own): no write is acknowledged
-	// that a crash of the coordinator could lose from its own copy, so the actor survives
-	// restarts without kv679's hazard (see Identity.load). With W=1 that copy is the one
-	// the client heard "ok" from. DW asks every counted ack to be synced.
+	// A coordinator that is a primary of the key answers "ok" only with its own ack among
+	// the W (spec.Own): with W=1 its copy is the one the client heard "ok" from, and the
+	// client reads its write back from it. Like every other ack, the own ack waits for no
+	// fsync unless DW asks each counted ack to be synced: a crash of the coordinator may lose
+	// its unsynced copy of a write the other replicas acknowledged, and it then restarts
+	// under a new actor, so that its later dots never cover the lost write (Riak's kv679;
+	// see Identity.load). (Waiting for the coordinator's fsync instead cost unpipelined SET
+	// 30% of its throughput on a 2-core VM: docs/benchmarks.md.)
 	if selfIn && self.primary() {
 		spec.Own = c.cfg.ID
 	}
 	sync := spec.DW > 0
-	localSync := true
+	localSync := sync
 
 	var local version.Object
 	var localRaw, k []byte
@@ -390,16 +393,16 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		c.deps.OnMint(bucket, key, sib, max(local.Clock.Get(actor), clk.Get(actor)))
 	}
 	if selfIn {
-		// Stored at once. A value or tombstone is not synced yet: the message to itself below
-		// syncs it (its answer waits for the sync), while the other replicas get the object in
-		// parallel. Should the node crash before the sync, the write is lost here, and a later
-		// dot of the same actor may supersede it at the other replicas. That is harmless
-		// because the write was never acknowledged: the answer waits for this node's ack
-		// (spec.Own), however many other replicas answered first. A counter, set, flag or map is
-		// synced before anything of this turn leaves: its per-actor counters and dots come
-		// from this copy, and a copy that lost an increment others hold would count a later
-		// one with the same counter, which merges (max per actor) would swallow. A register
-		// (Redis strings) holds no per-actor counter: it goes in parallel like a value.
+		// Stored at once, not synced (unless DW: the message to itself below then syncs it,
+		// its answer waiting for the sync), while the other replicas get the object in
+		// parallel. Should the node crash before the periodic sync, the write is lost here
+		// and lives at the other replicas; the node restarts under a new actor, whose dots
+		// cannot supersede it (Identity.load). A counter, set, flag or map is synced before
+		// anything of this turn leaves: its per-actor counters and dots come from this copy,
+		// and a copy that lost an increment others hold would count a later one with the
+		// same counter, which merges (max per actor) would swallow. (The new actor after a
+		// crash rules that out too; the sync stays as a second guard for the counters.) A
+		// register (Redis strings) holds no per-actor counter: it goes in parallel like a value.
 		strict := m.crdt != nil && m.crdt.Type != crdt.Register
 		if err := c.storeReplica(self, bucket, key, k, localRaw, obj, enc, strict); err != nil {
 			fail(fmt.Errorf("local write: %w", err))
@@ -416,9 +419,9 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	c.puts[pc.id] = pc
 	// Every replica acks through a message, this node's own too: its copy is stored above,
 	// at once (the actor rules need the coordinator's copy to hold every dot it minted), and
-	// the message to itself merges as a no-op and acks once synced — after the syncer's
-	// group-committed fsync in the server, after a disk latency in the simulator, whose
-	// model (PBS's WARS) treats every replica alike.
+	// the message to itself merges as a no-op and acks — at once in the server (after the
+	// syncer's group-committed fsync with DW), after a write latency in the simulator,
+	// whose model (PBS's WARS) treats every replica alike.
 	for _, r := range rs.reps {
 		sync := pc.sync
 		if r.node == c.cfg.ID {

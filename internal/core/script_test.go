@@ -43,6 +43,7 @@ import (
 //	blackhole from=A to=B                 sends from A to B are lost silently (A hears at the deadline)
 //	down N / up N                         the failure detector's view of N, on every node
 //	crash N / restart N                   kill -9 (unsynced writes lost) and start again
+//	stop N                                a clean stop (Core.Stop: the epoch is kept); restart N starts it
 //	skew N ms=D                           N's wall clock is D ms off
 //	counts                                the counters the cores reported
 //	cluster ... ring=A,B                  only A and B are ring members at first
@@ -326,6 +327,15 @@ func TestScripts(t *testing.T) {
 			case "wipe":
 				for _, id := range pos {
 					w.wipe(id)
+				}
+				return ""
+			case "stop":
+				for _, id := range pos {
+					nd := w.node(id)
+					if err := nd.core.Stop(); err != nil {
+						return "error: " + err.Error()
+					}
+					nd.up = false
 				}
 				return ""
 			case "restart":

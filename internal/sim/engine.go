@@ -592,3 +592,13 @@ func (w *world) aliveMask(i int) uint64 {
 	}
 	return m
 }
+
+// lives is how many incarnations the named node has had: its first, and one per crash
+// (checkEntries).
+func (w *world) lives(node string) int {
+	i := nodeIndex(node)
+	if i < 0 || i >= len(w.nodes) {
+		return 1
+	}
+	return 1 + w.nodes[i].inc
+}

@@ -9,17 +9,20 @@ import (
 	"github.com/quorumkv/quorumkv/internal/version"
 )
 
-// TestCheckEntries proves the clock-entry checker can fail: two actors of one node in a
-// clock (what a restart used to add) is a violation; one actor per node, and the one-off
-// actors of sloppy coordination, are not.
+// TestCheckEntries proves the clock-entry checker can fail: more actors of one node in a
+// clock than the node has had lives (what every restart used to add) is a violation; one
+// actor per life, and the one-off actors of sloppy coordination, are not.
 func TestCheckEntries(t *testing.T) {
 	for _, tc := range []struct {
 		actors []string
+		lives  int // of n1
 		bad    bool
 	}{
-		{[]string{"n1.e1", "n2.e2"}, false},
-		{[]string{"n1.e1", "n1.e1#7", "n1.e1#9"}, false},
-		{[]string{"n1.e1", "n1.e1~2s"}, true},
+		{[]string{"n1.e1", "n2.e2"}, 1, false},
+		{[]string{"n1.e1", "n1.e1#7", "n1.e1#9"}, 1, false},
+		{[]string{"n1.e1", "n1.e1~2s"}, 1, true},
+		{[]string{"n1.e1", "n1.e1c1"}, 2, false},
+		{[]string{"n1.e1", "n1.e1c1", "n1.e1c2"}, 2, true},
 	} {
 		var entries []version.Entry
 		for i, a := range tc.actors {
@@ -30,7 +33,13 @@ func TestCheckEntries(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := &history{}
-		checkEntries(h, "n3", "k", clk)
+		lives := func(node string) int {
+			if node == "n1" {
+				return tc.lives
+			}
+			return 1
+		}
+		checkEntries(h, "n3", "k", clk, lives)
 		if got := len(h.violations) > 0; got != tc.bad {
 			t.Fatalf("%v: violation %v, want %v (%s)", tc.actors, got, tc.bad, strings.Join(h.violations, "; "))
 		}
@@ -39,8 +48,10 @@ func TestCheckEntries(t *testing.T) {
 
 // TestManyRestartsOneActor is defect 2 of the node-core issue, shown in the simulator: one
 // node is killed (its unsynced writes lost) and restarted twenty times under load; every
-// clock any replica stores keeps one entry per node (checkEntries runs on every write),
-// and every invariant holds: no acknowledged write lost, counters within bounds.
+// clock any replica stores keeps at most one entry per life of each node (checkEntries
+// runs on every write: a crash adds one, nothing else does), and every invariant holds:
+// no acknowledged write lost, no dot covering a write its coordinator never saw (kv679),
+// counters within bounds.
 func TestManyRestartsOneActor(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Seed = 11

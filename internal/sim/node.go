@@ -106,10 +106,15 @@ func (n *snode) start() error {
 	w := n.w
 	if n.store == nil {
 		n.store = storage.NewMemory()
-		// One epoch per fresh store, deterministic: the sim never wipes a disk.
-		if err := core.InitEpoch(n.store, "s"+n.name[1:]); err != nil {
-			return fmt.Errorf("sim: %s: %w", n.name, err)
-		}
+	}
+	// A fresh store gets its epoch, and so does one a crash left (the sim never stops a
+	// node cleanly): deterministic, one per incarnation.
+	fresh := "s" + n.name[1:]
+	if n.inc > 0 {
+		fresh += fmt.Sprintf("c%d", n.inc)
+	}
+	if err := core.InitEpoch(n.store, fresh); err != nil {
+		return fmt.Errorf("sim: %s: %w", n.name, err)
 	}
 	h, err := hints.Open(n.store, hints.Config{Window: w.cfg.HintWindow, MaxBytesPerTarget: 1 << 40}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -296,29 +301,30 @@ func (n *snode) onWrite(bucket, key string, raw []byte) {
 		n.w.hist.violate("%s: the version vector of %s went backwards: %v after %v", n.name, key, obj.Clock, prev)
 	}
 	n.lastClock[key] = obj.Clock
-	checkEntries(n.w.hist, n.name, key, obj.Clock)
+	checkEntries(n.w.hist, n.name, key, obj.Clock, n.w.lives)
 }
 
 // onDrop forgets a key whose copy the node deleted because it no longer replicates it
 // (not a reaped tombstone: what it held lives on at the key's replicas).
 func (n *snode) onDrop(bucket, key string) { delete(n.lastClock, key) }
 
-// checkEntries: a node keeps one actor across restarts, crash or clean (stores are never
-// wiped here, so every node has one epoch), so a clock holds at most one entry per node
-// besides the one-off actors of sloppy coordination ("actor#n"). Restarts used to add an
-// entry each.
-func checkEntries(h *history, node, key string, clk version.Clock) {
-	seen := map[string]string{}
+// checkEntries: a node keeps its actor across clean restarts and takes a new one after
+// each crash (Identity.load), so a clock holds at most lives(node) entries per node (its
+// incarnations so far) besides the one-off actors of sloppy coordination ("actor#n").
+// Every process run used to add an entry.
+func checkEntries(h *history, node, key string, clk version.Clock, lives func(node string) int) {
+	seen := map[string][]string{}
 	for _, e := range clk {
 		if strings.Contains(e.Actor, "#") {
 			continue
 		}
 		owner, _, _ := strings.Cut(e.Actor, ".")
-		if prev, ok := seen[owner]; ok {
-			h.violate("%s: the clock of %s holds two actors of node %s (%s and %s): a restart added an entry", node, key, owner, prev, e.Actor)
+		seen[owner] = append(seen[owner], e.Actor)
+		if n := len(seen[owner]); n > lives(owner) {
+			h.violate("%s: the clock of %s holds %d actors of node %s (%s), which has lived %d times: a restart added an entry",
+				node, key, n, owner, strings.Join(seen[owner], " "), lives(owner))
 			return
 		}
-		seen[owner] = e.Actor
 	}
 }
 
