@@ -24,10 +24,11 @@
 //     monotonic counter, and an actor names the node and its store's epoch (a wiped store
 //     gets a new one).
 //   - An actor's version-vector entry for a key covers only dots the coordinator's copy
-//     holds, or dots of writes never acknowledged: the node's actor mints only from its own
-//     primary copy, and the coordinator's own ack is durable, so no crash loses an
-//     acknowledged dot from it (the actor survives restarts); coordination from a hint copy
-//     or from no copy uses a one-off actor. A CRDT state is synced before it leaves.
+//     holds: the node's actor mints only from its own primary copy, and a node that may have
+//     lost part of it (a crash lost unsynced writes; a wiped store lost all) restarts under
+//     a new epoch, hence a new actor (InitEpoch; a clean stop keeps the epoch); coordination
+//     from a hint copy or from no copy uses a one-off actor. A CRDT state is synced before
+//     it leaves.
 //   - An object is stored only as the merge of what was there and what arrived, so a
 //     replica never loses a sibling it had not seen superseded.
 //   - An expired value is dead as a tombstone is, and travels like one: it is never

@@ -165,7 +165,7 @@ type Faults struct {
 	DelayMs     int64    `json:"delay_ms"`
 	ClockSkewMs int64    `json:"clock_skew_ms"`
 	// SyncDelayMs makes the disk slow: every fsync of the syncer waits this long first,
-	// and everything that waits for it (a coordinator's own ack, dw, hints) with it.
+	// and everything that waits for it (dw acks, hints) with it.
 	SyncDelayMs int64 `json:"sync_delay_ms"`
 }
 

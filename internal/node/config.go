@@ -99,11 +99,12 @@ type Config struct {
 	HandoffBatchBytes int
 
 	Logger *slog.Logger
-	// SyncWindow: 0. Durable writes (the coordinator's own copy, dw, hints, handoff) that
-	// arrive while an fsync runs share the next one (group commit); a window makes them
-	// also wait this long for others before it. Since every write waits for its
-	// coordinator's sync (the own-ack rule), the 1 ms window cost about 8% of unpipelined
-	// SET throughput and saved no CPU (docs/benchmarks.md, "The coordinator's own ack").
+	// SyncWindow: 0. Durable writes (dw, hints, handoff, CRDT states) that arrive while an
+	// fsync runs share the next one (group commit); a window makes them also wait this
+	// long for others before it. When every write waited for its coordinator's sync (a rule
+	// since replaced by a new actor after a crash), the 1 ms window cost about 8% of
+	// unpipelined SET throughput and saved no CPU (docs/benchmarks.md, "The coordinator's
+	// own ack").
 	SyncWindow time.Duration
 	// SyncInterval: 100 ms. Writes that claim no durability (a replica's ack without dw)
 	// are synced at most this long after they were made: the store keeps the tail of its

@@ -29,8 +29,9 @@ func binom(n, k int) float64 {
 // ClosedFormStaleStoring is ClosedFormStale for a coordinator that is itself one of the N
 // replicas, stores the write at once, and acknowledges the write only once its own
 // acknowledgement (which, like every replica's, comes after a write and an acknowledgement
-// latency) is among the W: quorumkv's node core (a coordinator's own copy must be durable
-// before "ok", kv679's rule) and Riak's vnode-coordinated put. The coordinator's
+// latency) is among the W: quorumkv's node core as the simulator models it (every replica's
+// acknowledgement after a write latency; the server's own comes at once, docs/sim.md) and
+// Riak's vnode-coordinated put. The coordinator's
 // acknowledgement is the k-th of N with probability 1/N each (latencies are alike), and
 // the write is acknowledged with the later of the W-th and the k-th, when max(W, k)
 // replicas hold it. So

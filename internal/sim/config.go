@@ -32,7 +32,7 @@ type Config struct {
 	// BlindRatio is the share of value writes sent with no context, as a Redis SET or a
 	// client that writes without reading first: such a write supersedes only what its
 	// coordinator holds, which is where a coordinator that lost an acknowledged write in a
-	// crash would lose it for good (kv679). 0 by default: clients write with the context
+	// crash would lose it for good, did it keep its actor (kv679). 0 by default: clients write with the context
 	// of the key's latest read.
 	BlindRatio float64
 	Keys       int // key space
