@@ -397,14 +397,13 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		// its answer waiting for the sync), while the other replicas get the object in
 		// parallel. Should the node crash before the periodic sync, the write is lost here
 		// and lives at the other replicas; the node restarts under a new actor, whose dots
-		// cannot supersede it (Identity.load). A counter, set, flag or map is synced before
-		// anything of this turn leaves: its per-actor counters and dots come from this copy,
-		// and a copy that lost an increment others hold would count a later one with the
-		// same counter, which merges (max per actor) would swallow. (The new actor after a
-		// crash rules that out too; the sync stays as a second guard for the counters.) A
-		// register (Redis strings) holds no per-actor counter: it goes in parallel like a value.
-		strict := m.crdt != nil && m.crdt.Type != crdt.Register
-		if err := c.storeReplica(self, bucket, key, k, localRaw, obj, enc, strict); err != nil {
+		// cannot supersede it (Identity.load). The same holds for a counter, set, flag or
+		// map, whose per-actor counters and dots come from this copy: a copy that lost an
+		// increment others hold would count a later one with the same counter under the same
+		// actor, which merges (max per actor) would swallow; under the new actor the later
+		// increment has its own entry. (They used to be synced before anything of the turn
+		// left, for that reason.)
+		if err := c.storeReplica(self, bucket, key, k, localRaw, obj, enc, false); err != nil {
 			fail(fmt.Errorf("local write: %w", err))
 			return
 		}
