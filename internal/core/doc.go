@@ -27,8 +27,8 @@
 //     holds: the node's actor mints only from its own primary copy, and a node that may have
 //     lost part of it (a crash lost unsynced writes; a wiped store lost all) restarts under
 //     a new epoch, hence a new actor (InitEpoch; a clean stop keeps the epoch); coordination
-//     from a hint copy or from no copy uses a one-off actor. A CRDT state is synced before
-//     it leaves.
+//     from a hint copy or from no copy uses a one-off actor. The same holds for a CRDT
+//     state's per-actor counters.
 //   - An object is stored only as the merge of what was there and what arrived, so a
 //     replica never loses a sibling it had not seen superseded.
 //   - An expired value is dead as a tombstone is, and travels like one: it is never

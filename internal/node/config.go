@@ -99,7 +99,7 @@ type Config struct {
 	HandoffBatchBytes int
 
 	Logger *slog.Logger
-	// SyncWindow: 0. Durable writes (dw, hints, handoff, CRDT states) that arrive while an
+	// SyncWindow: 0. Durable writes (dw, hints, handoff) that arrive while an
 	// fsync runs share the next one (group commit); a window makes them also wait this
 	// long for others before it. When every write waited for its coordinator's sync (a rule
 	// since replaced by a new actor after a crash), the 1 ms window cost about 8% of
