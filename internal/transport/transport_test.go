@@ -105,6 +105,12 @@ func TestCallRoundTripAndBatching(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	// The sender counts a batch once its write returned, which may be after the answers
+	// to it came back: wait for the counts to settle.
+	deadline := time.Now().Add(10 * time.Second)
+	for p.a.Stats.MessagesSent.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if sent, batches := p.a.Stats.MessagesSent.Load(), p.a.Stats.BatchesSent.Load(); sent != n || batches == 0 || batches > sent {
 		t.Fatalf("sent %d messages in %d batches", sent, batches)
 	}
