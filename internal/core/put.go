@@ -322,7 +322,7 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	// A coordinator that is a primary of the key answers "ok" only with its own ack among
 	// the W (spec.Own): with W=1 its copy is the one the client heard "ok" from, and the
 	// client reads its write back from it. Like every other ack, the own ack waits for no
-	// fsync unless DW asks each counted ack to be synced: a crash of the coordinator may lose
+	// fsync unless DW asks each counted ack to be synced (or W=1, below): a crash of the coordinator may lose
 	// its unsynced copy of a write the other replicas acknowledged, and it then restarts
 	// under a new actor, so that its later dots never cover the lost write (Riak's kv679;
 	// see Identity.load). (Waiting for the coordinator's fsync instead cost unpipelined SET
@@ -331,7 +331,10 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 		spec.Own = c.cfg.ID
 	}
 	sync := spec.DW > 0
-	localSync := sync
+	// With W=1 the own ack is the only one: it is durable then, so that no single crash
+	// loses an acknowledged write (with W ≥ 2 another replica holds it, and every store
+	// syncs within 100 ms).
+	localSync := sync || spec.W <= 1
 
 	var local version.Object
 	var localRaw, k []byte

@@ -27,9 +27,10 @@
 // answered to its sender as lost (core.ErrLost) at the deadline; a send to a crashed node
 // is refused after one latency (core.ErrUnreachable).
 //
-// Nodes crash (the store keeps only what was synced: storage.Memory's crash model; the
-// node restarts on that with a new core, which carries on as the node's actor past its
-// leased dot counters), pause (their events wait until they resume) and run skewed wall
+// Nodes crash (the store keeps only what was synced, by a core's asking or by the sync
+// every 100 ms the server's syncer makes: storage.Memory's crash model; the node restarts
+// on that with a new core under a new epoch, hence a new actor, as the server does after a
+// crash, past its leased dot counters), pause (their events wait until they resume) and run skewed wall
 // clocks. Failure detection is an oracle with a delay: a node sees another down once it
 // has been unreachable from it for DetectDelay, and its core is given the new view.
 //

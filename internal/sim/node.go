@@ -145,7 +145,25 @@ func (n *snode) start() error {
 		c.Start()
 		n.drain(s)
 	}
+	n.syncPeriodically()
 	return nil
+}
+
+// syncInterval is the server's node.Config.SyncInterval default.
+const syncInterval = 100 * time.Millisecond
+
+// syncPeriodically syncs the store every syncInterval, as the server's syncer does for the
+// writes that claimed no durability (a replica's ack, a coordinator's own without dw): a
+// crash loses at most the writes of the last interval. The events die with the node's
+// incarnation, and wait while it is paused.
+func (n *snode) syncPeriodically() {
+	w := n.w
+	w.atInc(w.now+syncInterval, n.id, n.inc, func() {
+		if err := n.store.Put([]byte(core.KeySyncMarker), []byte{1}, storage.WriteOptions{Sync: true}); err != nil {
+			panic(fmt.Sprintf("sim: %s: sync: %v", n.name, err))
+		}
+		n.syncPeriodically()
+	})
 }
 
 // coreConfig is a simulated node's core configuration: the server's defaults, with the

@@ -11,7 +11,10 @@ import (
 	"github.com/quorumkv/quorumkv/internal/version"
 )
 
-var sweep = flag.Int("sim.sweep", 0, "run this many randomized seeds with random fault schedules (long)")
+var (
+	sweep     = flag.Int("sim.sweep", 0, "run this many randomized seeds with random fault schedules (long)")
+	sweepFrom = flag.Uint64("sim.sweep.from", 1000, "the first seed of TestRandomSweep")
+)
 
 // faultyConfig is a small run with every kind of fault.
 func faultyConfig(seed uint64) Config {
@@ -77,7 +80,7 @@ func TestRandomSweep(t *testing.T) {
 		t.Skip("run with -sim.sweep=N")
 	}
 	for i := 0; i < *sweep; i++ {
-		seed := uint64(1000 + i)
+		seed := *sweepFrom + uint64(i)
 		cfg := faultyConfig(seed)
 		r := seed
 		cfg.R, cfg.W = 1+int(r%3), 1+int((r/3)%3)
