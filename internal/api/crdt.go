@@ -40,8 +40,13 @@ func (s *server) isCRDTBucket(bucket string) bool {
 // readCRDT is a quorum read of a CRDT key. A key whose values are not CRDT states (plain
 // values written before the bucket's type was set) is ErrWrongType, not a 500: the key is
 // fine, it is read with GET /v1/kv.
-func readCRDT(ctx context.Context, n *node.Node, bucket, key string, o node.ReadOptions) (node.CRDTResult, error) {
-	res, err := n.GetCRDT(ctx, bucket, key, o)
+// withContext false leaves the result's Context empty (node.GetCRDTState).
+func readCRDT(ctx context.Context, n *node.Node, bucket, key string, o node.ReadOptions, withContext bool) (node.CRDTResult, error) {
+	get := n.GetCRDT
+	if !withContext {
+		get = n.GetCRDTState
+	}
+	res, err := get(ctx, bucket, key, o)
 	if errors.Is(err, crdt.ErrCorrupt) {
 		return res, fmt.Errorf("%w: the key holds plain values, not CRDT states (written before the bucket's type was set?): "+
 			"read them with GET /v1/kv/{bucket}/{key}, or delete the key", node.ErrWrongType)
@@ -96,7 +101,7 @@ func (s *server) getCRDT(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := readCRDT(r.Context(), s.n, bucket, key, o)
+	res, err := readCRDT(r.Context(), s.n, bucket, key, o, true)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -166,7 +171,7 @@ func (s *server) deleteCRDT(w http.ResponseWriter, r *http.Request) {
 // before the bucket's type was set) is answered as a plain key.
 func (s *server) getKVCRDT(w http.ResponseWriter, r *http.Request, o node.ReadOptions) bool {
 	bucket, key := pathKey(r)
-	res, err := readCRDT(r.Context(), s.n, bucket, key, o)
+	res, err := readCRDT(r.Context(), s.n, bucket, key, o, true)
 	if errors.Is(err, node.ErrWrongType) {
 		return false // plain values: the caller reads them as such
 	}

@@ -113,19 +113,39 @@ func emptyCollection(s crdt.State) bool {
 
 // read reads a key as a CRDT. An empty set or hash is no key, as in Redis.
 func (r *RESP) read(ctx context.Context, c *client, key []byte) (node.CRDTResult, error) {
-	res, err := readCRDT(ctx, r.n, RedisBucket, string(key), c.readOpts())
+	return r.readAs(ctx, c, key, true)
+}
+
+// readState is read without the causal context (Context ""), for a command that answers
+// what it read and writes nothing back.
+func (r *RESP) readState(ctx context.Context, c *client, key []byte) (node.CRDTResult, error) {
+	return r.readAs(ctx, c, key, false)
+}
+
+func (r *RESP) readAs(ctx context.Context, c *client, key []byte, withContext bool) (node.CRDTResult, error) {
+	res, err := readCRDT(ctx, r.n, RedisBucket, string(key), c.readOpts(), withContext)
 	if err == nil && res.Found && emptyCollection(res.State) {
 		res.Found = false
 	}
 	return res, err
 }
 
-// readKey checks key and reads it; false when an error has been answered.
+// readKey checks key and reads it, with its causal context; false when an error has been
+// answered.
 func (r *RESP) readKey(ctx context.Context, c *client, w *reply, key []byte) (node.CRDTResult, bool) {
+	return r.readKeyAs(ctx, c, w, key, true)
+}
+
+// readKeyState is readKey without the causal context (readState).
+func (r *RESP) readKeyState(ctx context.Context, c *client, w *reply, key []byte) (node.CRDTResult, bool) {
+	return r.readKeyAs(ctx, c, w, key, false)
+}
+
+func (r *RESP) readKeyAs(ctx context.Context, c *client, w *reply, key []byte, withContext bool) (node.CRDTResult, bool) {
 	if !checkKey(w, key) {
 		return node.CRDTResult{}, false
 	}
-	res, err := r.read(ctx, c, key)
+	res, err := r.readAs(ctx, c, key, withContext)
 	if err != nil {
 		r.fail(w, err)
 		return res, false
@@ -355,7 +375,7 @@ func cmdConfig(r *RESP, _ context.Context, _ *client, w *reply, args [][]byte) {
 }
 
 func cmdGet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
-	res, ok := r.readKey(ctx, c, w, args[1])
+	res, ok := r.readKeyState(ctx, c, w, args[1])
 	if !ok {
 		return
 	}
@@ -413,7 +433,7 @@ func cmdExists(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte)
 	}
 	n := 0
 	for _, k := range args[1:] {
-		res, err := r.read(ctx, c, k)
+		res, err := r.readState(ctx, c, k)
 		if err != nil {
 			r.fail(w, err)
 			return
@@ -432,7 +452,7 @@ func cmdMGet(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 	}
 	vals := make([][]byte, len(args)-1)
 	for i, k := range args[1:] {
-		res, err := r.read(ctx, c, k)
+		res, err := r.readState(ctx, c, k)
 		if err != nil {
 			r.fail(w, err)
 			return
@@ -540,7 +560,7 @@ func cmdSRem(r *RESP, ctx context.Context, c *client, w *reply, args [][]byte) {
 
 // readSet reads a set; an absent key is the empty set; false when it answered an error.
 func (r *RESP) readSet(ctx context.Context, c *client, w *reply, key []byte) (crdt.State, bool) {
-	res, ok := r.readKey(ctx, c, w, key)
+	res, ok := r.readKeyState(ctx, c, w, key)
 	if !ok {
 		return crdt.State{}, false
 	}

@@ -64,7 +64,7 @@ func hashGet(fs []hashField, name string) []byte {
 
 // readHash reads a hash; an absent key is the empty hash; false when it answered an error.
 func (r *RESP) readHash(ctx context.Context, c *client, w *reply, key []byte) ([]hashField, bool) {
-	res, ok := r.readKey(ctx, c, w, key)
+	res, ok := r.readKeyState(ctx, c, w, key)
 	if !ok {
 		return nil, false
 	}

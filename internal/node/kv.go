@@ -219,6 +219,17 @@ type CRDTResult struct {
 
 // GetCRDT reads (bucket, key) as a CRDT: a quorum read whose siblings are folded together.
 func (n *Node) GetCRDT(ctx context.Context, bucket, key string, o ReadOptions) (CRDTResult, error) {
+	return n.getCRDT(ctx, bucket, key, o, true)
+}
+
+// GetCRDTState is GetCRDT without the causal context (Context is ""), for a reader that
+// answers what it read and writes nothing back (a Redis GET): the context's encoding was
+// about a tenth of a quorum read's allocations.
+func (n *Node) GetCRDTState(ctx context.Context, bucket, key string, o ReadOptions) (CRDTResult, error) {
+	return n.getCRDT(ctx, bucket, key, o, false)
+}
+
+func (n *Node) getCRDT(ctx context.Context, bucket, key string, o ReadOptions, withContext bool) (CRDTResult, error) {
 	obj, at, err := n.getObjectAt(ctx, bucket, key, o)
 	if err != nil {
 		return CRDTResult{}, err
@@ -232,7 +243,7 @@ func (n *Node) GetCRDT(ctx context.Context, bucket, key string, o ReadOptions) (
 	if found {
 		res.Expires = core.KeyExpiry(obj)
 	}
-	if !obj.Empty() {
+	if withContext && !obj.Empty() {
 		res.Context = version.EncodeContext(obj.Clock, obj.MaxTimestamp())
 	}
 	return res, nil
