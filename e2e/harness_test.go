@@ -239,8 +239,13 @@ func (p *proc) tryStart() bool {
 	}
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) kill() {
+// kill sends SIGKILL (kill -9) and waits for the process to be gone.
+func (p *proc) kill() { p.signalAndWait(syscall.SIGKILL) }
+
+// stop sends SIGTERM (a clean stop) and waits for the process to be gone.
+func (p *proc) stop() { p.signalAndWait(syscall.SIGTERM) }
+
+func (p *proc) signalAndWait(sig os.Signal) {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
@@ -249,7 +254,7 @@ func (p *proc) kill() {
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Process.Signal(sig)
 	<-p.exited
 }
 
@@ -352,18 +357,4 @@ func (c *cluster) waitFor(d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// stop sends SIGTERM (a clean stop) and waits for the process to be gone.
-func (p *proc) stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	<-p.exited
 }
