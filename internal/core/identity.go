@@ -100,9 +100,9 @@ func InitEpoch(st storage.Store, fresh string) error {
 // copy of the key has every dot the actor minted for it. A clean stop leaves every write
 // on disk, so the epoch, hence the actor, survives it: clean restarts (upgrades, rolling
 // restarts) add no version-vector entries. A crash may lose writes the node had not synced
-// yet, its own coordinated ones among them, which other replicas hold and acknowledged
-// (a write's "ok" waits for no fsync unless DW asks it to, or W=1); its next dot for such a key
-// under the old actor would cover the lost write, and every replica would drop it as
+// yet, its own coordinated ones among them, which other replicas hold and acknowledged (a
+// write's "ok" waits for no fsync unless DW asks it to, or W=1); its next dot for such a
+// key under the old actor would cover the lost write, and every replica would drop it as
 // superseded (Riak's kv679). So the node restarts from a crash under a new epoch
 // (InitEpoch), as Riak's vnodes do: its new dots cover nothing of the old actor's, and the
 // lost writes come back from the other replicas by read repair and anti-entropy. The cost

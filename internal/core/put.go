@@ -322,11 +322,11 @@ func (c *Core) coordinate(from origin, bucket, key string, m mutation, spec quor
 	// A coordinator that is a primary of the key answers "ok" only with its own ack among
 	// the W (spec.Own): with W=1 its copy is the one the client heard "ok" from, and the
 	// client reads its write back from it. Like every other ack, the own ack waits for no
-	// fsync unless DW asks each counted ack to be synced (or W=1, below): a crash of the coordinator may lose
-	// its unsynced copy of a write the other replicas acknowledged, and it then restarts
-	// under a new actor, so that its later dots never cover the lost write (Riak's kv679;
-	// see Identity.load). (Waiting for the coordinator's fsync instead cost unpipelined SET
-	// 30% of its throughput on a 2-core VM: docs/benchmarks.md.)
+	// fsync unless DW asks each counted ack to be synced (or W=1, below): a crash of the
+	// coordinator may lose its unsynced copy of a write the other replicas acknowledged,
+	// and it then restarts under a new actor, so that its later dots never cover the lost
+	// write (Riak's kv679; see Identity.load). (Waiting for the coordinator's fsync instead
+	// cost unpipelined SET 30% of its throughput on a 2-core VM: docs/benchmarks.md.)
 	if selfIn && self.primary() {
 		spec.Own = c.cfg.ID
 	}
