@@ -73,7 +73,7 @@ func newMetrics() *Metrics {
 	})
 	m.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "quorumkv_store_syncs_total",
-		Help: "Store fsyncs by cause: durable (writes that wait for one: a coordinator's own copy, dw, hints) or periodic (every SyncInterval while writes are unsynced).",
+		Help: "Store fsyncs by cause: durable (writes that wait for one: dw acks, a W=1 coordinator's own copy, hints) or periodic (every SyncInterval while writes are unsynced).",
 	}, []string{"cause"})
 	m.fallbackWrites = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quorumkv_fallback_writes_total", Help: "Replica writes redirected to a fallback because a primary was unreachable during the write.",

@@ -404,11 +404,11 @@ func TestExpiredReadIsCaught(t *testing.T) {
 	}
 }
 
-// kv679Config: blind writes (as Redis SETs) to a few keys through every node, with the
-// coordinator's own copy slow to become durable (writes reach a disk in 5 ms on average,
-// acks and reads take 0.5 ms: two other replicas often ack first), and n1 killed every
-// 200 ms. A coordinator that answered on those two acks and lost its copy in the crash
-// would mint, for its next write of the key, a dot covering the acknowledged write.
+// kv679Config: blind writes (as Redis SETs) to a few keys through every node, with
+// writes slow to reach the replicas (5 ms on average, acks and reads 0.5 ms) and n1
+// killed every 200 ms, so that n1 often loses its copies of writes other replicas
+// acknowledged. Had it kept its actor across the crash, it would mint, for its next write
+// of such a key, a dot covering the acknowledged write it lost.
 func kv679Config(seed uint64) Config {
 	cfg := DefaultConfig()
 	cfg.Seed = seed
