@@ -92,9 +92,9 @@ const (
 type PutSpec struct {
 	W, PW, DW int
 	// Own, when set, is a target whose ack the write needs besides the counts: the
-	// coordinator's own primary copy, which must be durable before the write is
-	// acknowledged (the actor rules rest on it; see core.Identity). It counts toward W like
-	// any ack; a write it failed fails with kind "local".
+	// coordinator's own primary copy, so that the client's "ok" means the coordinator holds
+	// the write (durable only if DW asks, or with W=1; see core's coordinate). It counts
+	// toward W like any ack; a write it failed fails with kind "local".
 	Own string
 }
 

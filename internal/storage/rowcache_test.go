@@ -257,10 +257,8 @@ func BenchmarkRowCacheSet(b *testing.B) {
 	c := newRowCache(64<<20, nil)
 	defer c.close()
 	val := bytes.Repeat([]byte("v"), 160)
-	key := func(i uint64) []byte { return fmt.Appendf(nil, "d\x00redis\x00key:%012d", i) }
-	ks := make([][]byte, keys)
+	ks := benchRowKeys(keys)
 	for i := range ks {
-		ks[i] = key(uint64(i))
 		c.set(ks[i], val[:150], false)
 	}
 	b.ReportAllocs()
@@ -284,10 +282,8 @@ func BenchmarkRowCacheSetFull(b *testing.B) {
 	c := newRowCache(32<<20, nil)
 	defer c.close()
 	val := bytes.Repeat([]byte("v"), 170)
-	key := func(i uint64) []byte { return fmt.Appendf(nil, "d\x00redis\x00key:%012d", i) }
-	ks := make([][]byte, keys)
+	ks := benchRowKeys(keys)
 	for i := range ks {
-		ks[i] = key(uint64(i))
 		c.set(ks[i], val[:160], false)
 		if _, ok, _ := c.get(ks[i]); !ok {
 			c.fill(ks[i], val[:160], 0)
@@ -394,4 +390,13 @@ func checkRowShard(t *testing.T, s *rowShard) {
 	if s.dead != len(s.arena)-live {
 		t.Fatalf("shard counts %d dead bytes, its arena has %d outside live entries", s.dead, len(s.arena)-live)
 	}
+}
+
+// benchRowKeys returns n data keys of Redis strings, as the server stores them.
+func benchRowKeys(n int) [][]byte {
+	ks := make([][]byte, n)
+	for i := range ks {
+		ks[i] = fmt.Appendf(nil, "d\x00redis\x00key:%012d", i)
+	}
+	return ks
 }
